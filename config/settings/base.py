@@ -1,0 +1,191 @@
+"""Settings shared by every environment; all values come from the environment."""
+
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+from config.settings.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "jobs",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "jobs" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL"), conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+# --- object storage -------------------------------------------------------
+# Local filesystem unless an S3 endpoint or bucket is configured.
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "")
+S3_BUCKET = env_str("S3_BUCKET", "")
+S3_REGION = env_str("S3_REGION", "us-east-1")
+S3_CREATE_BUCKET = env_bool("S3_CREATE_BUCKET", default=DEBUG)
+MEDIA_ROOT = Path(env_str("LUBDUB_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+USE_S3 = bool(S3_ENDPOINT_URL or S3_BUCKET)
+SIGNED_URL_SECONDS = env_int("LUBDUB_SIGNED_URL_SECONDS", 300)
+
+_default_storage: dict[str, Any]
+if USE_S3:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET or "lubdub",
+            "endpoint_url": S3_ENDPOINT_URL or None,
+            "region_name": S3_REGION,
+            "access_key": env_str("AWS_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY", "") or None,
+            "addressing_style": "path",
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": SIGNED_URL_SECONDS,
+            "file_overwrite": True,
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT), "allow_overwrite": True},
+    }
+
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- uploads --------------------------------------------------------------
+# Bodies above this size go to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = env_str("LUBDUB_UPLOAD_TMP", "") or None
+LUBDUB_MAX_UPLOAD_BYTES = env_int("LUBDUB_MAX_UPLOAD_BYTES", 2 * 1024**3)
+LUBDUB_MAX_ARCHIVE_MEMBERS = env_int("LUBDUB_MAX_ARCHIVE_MEMBERS", 50_000)
+LUBDUB_MAX_UNCOMPRESSED_BYTES = env_int("LUBDUB_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3)
+LUBDUB_MAX_MEMBER_BYTES = env_int("LUBDUB_MAX_MEMBER_BYTES", 200 * 1024**2)
+LUBDUB_MAX_COMPRESSION_RATIO = env_int("LUBDUB_MAX_COMPRESSION_RATIO", 100)
+LUBDUB_ANALYSIS_CHUNK = env_int("LUBDUB_ANALYSIS_CHUNK", 64)
+LUBDUB_CLAIM_TIMEOUT_SECONDS = env_int("LUBDUB_CLAIM_TIMEOUT_SECONDS", 600)
+LUBDUB_MODEL_CACHE = Path(env_str("LUBDUB_MODEL_CACHE", str(BASE_DIR / "var" / "models")))
+
+# --- REST API -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"user": env_str("LUBDUB_API_RATE", "600/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LubDub API",
+    "DESCRIPTION": "Batch screening of heart-sound recordings.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Celery ---------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+CELERY_BROKER_URL = REDIS_URL
+# Postgres is the record of truth; results are never read back from Celery.
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# A message not acknowledged within this window is delivered again; it must
+# exceed the longest task or a healthy task would run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES_NAMES = ("interactive", "ingest", "analyze", "reports", "default")
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SWEEP_SECONDS = env_int("LUBDUB_SWEEP_SECONDS", 60)
+
+FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LUBDUB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

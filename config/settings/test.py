@@ -1,0 +1,37 @@
+"""Test settings: the real services from the environment, kept apart from a
+running development stack (own Redis database, bucket and media folder)."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import BASE_DIR, REDIS_URL, STORAGES, USE_S3
+
+
+def _redis_database(url: str, number: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+REDIS_URL = _redis_database(REDIS_URL, 15)
+CELERY_BROKER_URL = REDIS_URL
+MEDIA_ROOT = BASE_DIR / "var" / "test-media"
+S3_BUCKET = "lubdub-test"
+S3_CREATE_BUCKET = True
+LUBDUB_MODEL_CACHE = BASE_DIR / "var" / "test-models"
+if USE_S3:
+    STORAGES = {
+        **STORAGES,
+        "default": {
+            **STORAGES["default"],
+            "OPTIONS": {**STORAGES["default"]["OPTIONS"], "bucket_name": S3_BUCKET},
+        },
+    }
+else:
+    STORAGES = {
+        **STORAGES,
+        "default": {**STORAGES["default"], "OPTIONS": {"location": str(MEDIA_ROOT), "allow_overwrite": True}},
+    }
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Static files are served by Django's test client from the app folders.
+MIDDLEWARE = [entry for entry in MIDDLEWARE if "whitenoise" not in entry]  # noqa: F405

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Start, stop or show the local backing services without Docker:
+# PostgreSQL, Redis and an S3-API server, each on a free loopback port, with
+# their state under .services/ (git-ignored). Their URLs go to .services/env,
+# which the Makefile and the tests read.
+#
+#   infra/services.sh up      start what is not running (idempotent)
+#   infra/services.sh down    stop only what this script started
+#   infra/services.sh status  show what runs where
+#
+# Services given by DATABASE_URL, REDIS_URL or S3_ENDPOINT_URL in the
+# environment are used as they are and never started or stopped here.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="${LUBDUB_SERVICES_DIR:-$ROOT/.services}"
+ENV_FILE="$STATE/env"
+VENV="$ROOT/.venv"
+mkdir -p "$STATE"
+
+say() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+random_secret() {
+  python3 -c 'import secrets, sys; print(secrets.token_urlsafe(int(sys.argv[1])))' "${1:-24}"
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+apt_install() {
+  # Install Debian packages when we may; otherwise say exactly what is missing.
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing $*; install them with: sudo apt-get install -y $*"
+  fi
+  say "installing Debian packages: $*"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ ! -f "$STATE/.apt-updated" ]; then apt-get update -qq >/dev/null && touch "$STATE/.apt-updated"; fi
+  # Package scripts may try to start system-wide daemons; we never use those.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_bindir() {
+  local found
+  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  [ -n "$found" ] && [ -x "$found/initdb" ] && echo "$found"
+}
+
+# PostgreSQL refuses to run as root: as root, run it as an unprivileged user.
+pg_user() {
+  if [ "$(id -u)" -ne 0 ]; then id -un; return; fi
+  if ! id postgres >/dev/null 2>&1; then
+    useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+  fi
+  echo postgres
+}
+
+as_pg() {
+  local user=$1; shift
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
+}
+
+postgres_up() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    say "PostgreSQL: using DATABASE_URL from the environment"
+    echo "DATABASE_URL=$DATABASE_URL" > "$STATE/postgres.env"; return
+  fi
+  local data="$STATE/pg/data" pidfile="$STATE/pg/data/postmaster.pid"
+  if alive "$pidfile" && [ -f "$STATE/postgres.env" ]; then
+    say "PostgreSQL: already running"; return
+  fi
+  local bin; bin=$(pg_bindir) || true
+  if [ -z "$bin" ]; then apt_install postgresql; bin=$(pg_bindir) || die "PostgreSQL binaries not found after install"; fi
+  local user; user=$(pg_user)
+  mkdir -p "$STATE/pg"
+  [ "$(id -u)" -eq 0 ] && chown -R "$user" "$STATE/pg"
+  if ! as_pg "$user" test -w "$STATE/pg"; then
+    die "user $user cannot write $STATE/pg: make every parent folder of the checkout traversable (chmod o+x)"
+  fi
+  local password
+  if [ ! -f "$data/PG_VERSION" ]; then
+    password=$(random_secret 24)
+    printf '%s\n' "$password" > "$STATE/pg/password"
+    [ "$(id -u)" -eq 0 ] && chown "$user" "$STATE/pg/password"
+    as_pg "$user" "$bin/initdb" -D "$data" -U lubdub --auth=scram-sha-256 \
+      --pwfile="$STATE/pg/password" -E UTF8 --locale=C.UTF-8 >"$STATE/pg/initdb.log" 2>&1 \
+      || { cat "$STATE/pg/initdb.log" >&2; die "initdb failed"; }
+  fi
+  password=$(cat "$STATE/pg/password")
+  local port; port=$(free_port)
+  as_pg "$user" "$bin/pg_ctl" -D "$data" -l "$STATE/pg/server.log" -w -t 60 start \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200" \
+    >/dev/null || { tail -n 20 "$STATE/pg/server.log" >&2; die "PostgreSQL did not start"; }
+  PGPASSWORD="$password" "$bin/psql" -h 127.0.0.1 -p "$port" -U lubdub -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname='lubdub'" | grep -q 1 \
+    || PGPASSWORD="$password" "$bin/createdb" -h 127.0.0.1 -p "$port" -U lubdub lubdub
+  echo "DATABASE_URL=postgres://lubdub:$password@127.0.0.1:$port/lubdub" > "$STATE/postgres.env"
+  say "PostgreSQL: 127.0.0.1:$port (data in $data)"
+}
+
+postgres_down() {
+  local data="$STATE/pg/data"
+  if alive "$data/postmaster.pid"; then
+    local bin; bin=$(pg_bindir)
+    as_pg "$(pg_user)" "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null && say "PostgreSQL: stopped"
+  fi
+  rm -f "$STATE/postgres.env"
+}
+
+# --------------------------------------------------------------------- Redis
+redis_up() {
+  if [ -n "${REDIS_URL:-}" ]; then
+    say "Redis: using REDIS_URL from the environment"
+    echo "REDIS_URL=$REDIS_URL" > "$STATE/redis.env"; return
+  fi
+  if alive "$STATE/redis/redis.pid" && [ -f "$STATE/redis.env" ]; then say "Redis: already running"; return; fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p "$STATE/redis"
+  local port password; port=$(free_port); password=$(random_secret 24)
+  redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$STATE/redis" \
+    --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/redis.log" \
+    --requirepass "$password" --save "" --appendonly no >/dev/null
+  for _ in $(seq 50); do
+    redis-cli -p "$port" -a "$password" --no-auth-warning ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  echo "REDIS_URL=redis://:$password@127.0.0.1:$port/0" > "$STATE/redis.env"
+  say "Redis: 127.0.0.1:$port"
+}
+
+redis_down() {
+  if alive "$STATE/redis/redis.pid"; then
+    kill "$(cat "$STATE/redis/redis.pid")" && say "Redis: stopped"
+  fi
+  rm -f "$STATE/redis.env"
+}
+
+# ------------------------------------------------------------- S3-API server
+s3_up() {
+  if [ -n "${S3_ENDPOINT_URL:-}" ]; then
+    say "S3: using S3_ENDPOINT_URL from the environment"
+    {
+      echo "S3_ENDPOINT_URL=$S3_ENDPOINT_URL"
+      echo "S3_BUCKET=${S3_BUCKET:-lubdub}"
+    } > "$STATE/s3.env"; return
+  fi
+  if alive "$STATE/s3/s3.pid" && [ -f "$STATE/s3.env" ]; then say "S3: already running"; return; fi
+  [ -x "$VENV/bin/moto_server" ] || die "the S3-API server is installed with the project: run 'make install' first"
+  mkdir -p "$STATE/s3"
+  local port; port=$(free_port)
+  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE/s3/s3.log" 2>&1 &
+  echo $! > "$STATE/s3/s3.pid"
+  for _ in $(seq 100); do
+    python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null && break
+    sleep 0.1
+  done
+  {
+    echo "S3_ENDPOINT_URL=http://127.0.0.1:$port"
+    echo "S3_BUCKET=lubdub"
+    echo "S3_CREATE_BUCKET=1"
+    echo "AWS_ACCESS_KEY_ID=lubdub-local"
+    echo "AWS_SECRET_ACCESS_KEY=$(random_secret 24)"
+  } > "$STATE/s3.env"
+  say "S3: http://127.0.0.1:$port (moto server, in memory)"
+}
+
+s3_down() {
+  if alive "$STATE/s3/s3.pid"; then kill "$(cat "$STATE/s3/s3.pid")" && say "S3: stopped"; fi
+  rm -f "$STATE/s3/s3.pid" "$STATE/s3.env"
+}
+
+# ---------------------------------------------------------------- env file
+secrets_env() {
+  if [ ! -f "$STATE/secrets.env" ]; then
+    {
+      echo "DJANGO_SECRET_KEY=$(random_secret 48)"
+      echo "FLOWER_BASIC_AUTH=admin:$(random_secret 12)"
+    } > "$STATE/secrets.env"
+    chmod 600 "$STATE/secrets.env"
+  fi
+}
+
+write_env() {
+  cat "$STATE"/secrets.env "$STATE"/postgres.env "$STATE"/redis.env "$STATE"/s3.env > "$ENV_FILE.tmp"
+  chmod 600 "$ENV_FILE.tmp"
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+case "${1:-up}" in
+  up)
+    secrets_env; postgres_up; redis_up; s3_up; write_env
+    say "environment written to ${ENV_FILE#"$ROOT"/}"
+    ;;
+  down)
+    s3_down; redis_down; postgres_down; rm -f "$ENV_FILE"
+    ;;
+  running)
+    # Exit 0 when everything this script manages is up (used by `make test`).
+    [ -f "$ENV_FILE" ] || exit 1
+    [ -n "${DATABASE_URL:-}" ] || alive "$STATE/pg/data/postmaster.pid" || exit 1
+    [ -n "${REDIS_URL:-}" ] || alive "$STATE/redis/redis.pid" || exit 1
+    [ -n "${S3_ENDPOINT_URL:-}" ] || alive "$STATE/s3/s3.pid" || exit 1
+    ;;
+  status)
+    for f in postgres redis s3; do
+      if [ -f "$STATE/$f.env" ]; then sed -E 's#(://[^:]*:)[^@]*@#\1***@#' "$STATE/$f.env" | grep -E 'URL'; else echo "$f: not running"; fi
+    done
+    ;;
+  *) die "usage: $0 up|down|running|status" ;;
+esac

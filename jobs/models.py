@@ -1,0 +1,289 @@
+"""Batches, recordings, predictions, reports and the model versions behind them.
+
+Postgres is the record of truth for every state the pipeline goes through;
+Celery only carries ids.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Organisation(models.Model):
+    """A screening program. Its members see its batches; staff see all."""
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="organisations"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        UPLOADER = "uploader", "Uploader"
+        RESEARCHER = "researcher", "Researcher"
+        ADMIN = "admin", "Administrator"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.UPLOADER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organisation"], name="unique_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organisation} ({self.role})"
+
+
+class ModelVersion(models.Model):
+    """A registered model bundle, kept in storage together with its manifest."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=50)
+    architecture = models.CharField(max_length=50, blank=True)
+    classes = models.JSONField(default=list)
+    manifest = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, blank=True)
+    model_card = models.TextField(blank=True)
+    bundle_key = models.CharField(max_length=500, blank=True)
+    bundle_sha256 = models.CharField(max_length=64, blank=True)
+    feature_fingerprint = models.CharField(max_length=64, blank=True)
+    is_default = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_model_version"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_model"
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def slug(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+class Batch(models.Model):
+    class Kind(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        REANALYSIS = "reanalysis", "Re-analysis"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SCHEDULED = "scheduled", "Scheduled"
+        INGESTING = "ingesting", "Ingesting"
+        ANALYSING = "analysing", "Analysing"
+        COMPLETED = "completed", "Completed"
+        COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Priority(models.TextChoices):
+        BULK = "bulk", "Bulk"
+        INTERACTIVE = "interactive", "Interactive"
+
+    FINISHED = (
+        Status.COMPLETED,
+        Status.COMPLETED_WITH_ERRORS,
+        Status.FAILED,
+        Status.CANCELLED,
+    )
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.UPLOAD)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.PENDING)
+    priority = models.CharField(max_length=20, choices=Priority.choices, default=Priority.BULK)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="batches")
+
+    upload_key = models.CharField(max_length=500, blank=True)
+    upload_name = models.CharField(max_length=255, blank=True)
+    upload_size = models.BigIntegerField(default=0)
+    # Re-analysis: which recordings, as given by the requester (kept for the record).
+    selection = models.JSONField(default=dict, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+
+    # Progress, updated in the same statements that change analyses.
+    total_count = models.IntegerField(default=0)
+    rejected_count = models.IntegerField(default=0)
+    pending_count = models.IntegerField(default=0)
+    done_count = models.IntegerField(default=0)
+    failed_count = models.IntegerField(default=0)
+    skipped_count = models.IntegerField(default=0)
+
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["organisation", "-created_at"]),
+            models.Index(fields=["status"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class Recording(models.Model):
+    """One member of an uploaded batch: the file's facts and where its audio is.
+
+    Audio lives once per content under `recordings/<sha256>`; several recordings
+    (in one archive or several) may share it. A member rejected at ingest keeps
+    its row, with no audio, so the batch can say why.
+    """
+
+    class Status(models.TextChoices):
+        STORED = "stored", "Stored"
+        REJECTED = "rejected", "Rejected"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="recordings")
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="recordings")
+    path = models.CharField(max_length=1024)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.STORED)
+    storage_key = models.CharField(max_length=200, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    size_bytes = models.BigIntegerField(default=0)
+    sample_rate = models.IntegerField(null=True, blank=True)
+    channels = models.IntegerField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    label = models.CharField(max_length=50, blank=True, help_text="Ground truth, when known.")
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "path"], name="unique_recording_path")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class Analysis(models.Model):
+    """One unit of work: a recording read by a batch's model.
+
+    Upload batches get one per stored recording; re-analysis batches point at
+    recordings of earlier batches, so no audio is uploaded or copied again.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="analyses")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="analyses")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.IntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "recording"], name="unique_analysis")]
+        indexes = [models.Index(fields=["batch", "status"])]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.recording_id} in {self.batch_id}: {self.status}"
+
+
+class Prediction(models.Model):
+    """A model version's reading of a recording: one per (recording, version)."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    batch = models.ForeignKey(Batch, null=True, on_delete=models.SET_NULL, related_name="predictions")
+    label = models.CharField(max_length=50)
+    probabilities = models.JSONField(default=dict)
+    confidence = models.FloatField()
+    timeline = models.JSONField(default=list, blank=True)
+    quality = models.CharField(max_length=10)
+    quality_reasons = models.JSONField(default=list, blank=True)
+    heart_rate_bpm = models.FloatField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    # What produced this number, so it can be reproduced.
+    input_sha256 = models.CharField(max_length=64)
+    feature_fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recording", "model_version"], name="unique_prediction_per_version"
+            )
+        ]
+        indexes = [models.Index(fields=["model_version", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.recording_id} by {self.model_version_id}: {self.label}"
+
+
+class Report(models.Model):
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSON = "json", "JSON"
+        HTML = "html", "HTML"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="reports")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="reports")
+    format = models.CharField(max_length=10, choices=Format.choices)
+    storage_key = models.CharField(max_length=500)
+    size_bytes = models.BigIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "model_version", "format"], name="unique_report_format")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} report of {self.batch_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """When each worker last answered: a cheap 'is anyone working' signal."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    last_seen = models.DateTimeField()
+    queues = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -1,0 +1,259 @@
+"""The only module that names storage keys and talks to object storage.
+
+Two backends sit behind Django's default storage: the local filesystem (the
+embedded default) and S3-compatible storage through django-storages. Large
+objects are streamed in both directions; archives are read with ranged GETs on
+S3 so nothing holds a whole archive in memory.
+"""
+
+import functools
+import io
+import os
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+from uuid import UUID
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+READ_BLOCK = 1024 * 1024
+
+
+class StorageUnavailable(ConnectionError):
+    """Storage could not be reached; transient, worth a retry."""
+
+
+def upload_key(batch_id: UUID, filename: str) -> str:
+    safe = _UNSAFE.sub("_", os.path.basename(filename)).strip("._") or "upload"
+    return f"uploads/{batch_id}/{safe[:120]}"
+
+
+def recording_key(sha256: str) -> str:
+    return f"recordings/{sha256}"
+
+
+def report_key(batch_id: UUID, model_slug: str, fmt: str) -> str:
+    return f"reports/{batch_id}/{_UNSAFE.sub('_', model_slug)}.{fmt}"
+
+
+def model_key(name: str, version: str) -> str:
+    return f"models/{_UNSAFE.sub('_', name)}/{_UNSAFE.sub('_', version)}.zip"
+
+
+def uses_s3() -> bool:
+    return bool(settings.USE_S3)
+
+
+@functools.cache
+def _s3_client() -> Any:
+    # One client per process: boto3 clients are thread-safe, unlike the
+    # resource objects django-storages keeps per thread.
+    import boto3
+    from botocore.config import Config
+
+    options: dict[str, Any] = settings.STORAGES["default"]["OPTIONS"]  # type: ignore[index]
+    return boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        region_name=options["region_name"],
+        aws_access_key_id=options["access_key"],
+        aws_secret_access_key=options["secret_key"],
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=32,
+        ),
+    )
+
+
+def _bucket() -> str:
+    return str(settings.STORAGES["default"]["OPTIONS"]["bucket_name"])  # type: ignore[index]
+
+
+def _translate(exc: Exception) -> Exception:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in {"NoSuchKey", "404", "NotFound"}:
+            return FileNotFoundError(str(exc))
+        if code in {"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"}:
+            return StorageUnavailable(str(exc))
+        return exc
+    if isinstance(exc, BotoCoreError):
+        return StorageUnavailable(str(exc))
+    return exc
+
+
+def ensure_bucket() -> None:
+    """Create the bucket when asked to (development); otherwise it must exist."""
+    if not uses_s3():
+        return
+    client = _s3_client()
+    try:
+        client.head_bucket(Bucket=_bucket())
+    except Exception as exc:
+        if not settings.S3_CREATE_BUCKET:
+            raise _translate(exc) from exc
+        client.create_bucket(Bucket=_bucket())
+
+
+def put(key: str, content: IO[bytes]) -> int:
+    """Stream `content` to `key`, replacing what was there; returns bytes written."""
+    content.seek(0, io.SEEK_END)
+    size = content.tell()
+    content.seek(0)
+    if uses_s3():
+        try:
+            _s3_client().upload_fileobj(content, _bucket(), key)
+        except Exception as exc:
+            raise _translate(exc) from exc
+    else:
+        default_storage.save(key, File(content))
+    return size
+
+
+def put_bytes(key: str, data: bytes) -> int:
+    return put(key, io.BytesIO(data))
+
+
+def put_if_absent(key: str, content: IO[bytes]) -> bool:
+    """Store content-addressed data once; returns False when it was already there."""
+    if exists(key):
+        return False
+    put(key, content)
+    return True
+
+
+def exists(key: str) -> bool:
+    if not uses_s3():
+        return bool(default_storage.exists(key))
+    try:
+        _s3_client().head_object(Bucket=_bucket(), Key=key)
+    except Exception as exc:
+        translated = _translate(exc)
+        if isinstance(translated, FileNotFoundError):
+            return False
+        raise translated from exc
+    return True
+
+
+def read_bytes(key: str) -> bytes:
+    """Whole object in memory: for recordings and reports, never archives."""
+    if uses_s3():
+        try:
+            body = _s3_client().get_object(Bucket=_bucket(), Key=key)["Body"]
+            return bytes(body.read())
+        except Exception as exc:
+            raise _translate(exc) from exc
+    with default_storage.open(key, "rb") as handle:
+        return bytes(handle.read())
+
+
+def open_stream(key: str) -> IO[bytes]:
+    """A seekable, buffered reader; on S3 every read is a ranged GET."""
+    if uses_s3():
+        return io.BufferedReader(_RangedS3Reader(key), buffer_size=READ_BLOCK)
+    return default_storage.open(key, "rb")  # type: ignore[no-any-return]
+
+
+def iter_chunks(key: str) -> Iterator[bytes]:
+    with open_stream(key) as handle:
+        while block := handle.read(READ_BLOCK):
+            yield block
+
+
+def size(key: str) -> int:
+    if uses_s3():
+        try:
+            return int(_s3_client().head_object(Bucket=_bucket(), Key=key)["ContentLength"])
+        except Exception as exc:
+            raise _translate(exc) from exc
+    return int(default_storage.size(key))
+
+
+def delete(key: str) -> None:
+    if uses_s3():
+        try:
+            _s3_client().delete_object(Bucket=_bucket(), Key=key)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return
+    default_storage.delete(key)
+
+
+def signed_url(key: str, *, filename: str, content_type: str, seconds: int | None = None) -> str | None:
+    """A short-lived direct link on S3; None on the filesystem backend.
+
+    Without S3 the caller serves the object itself through an authenticated view.
+    """
+    if not uses_s3():
+        return None
+    return str(
+        _s3_client().generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": _bucket(),
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{_UNSAFE.sub("_", filename)}"',
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=seconds or settings.SIGNED_URL_SECONDS,
+        )
+    )
+
+
+def check() -> None:
+    """Raise if storage cannot be used (for the health endpoint)."""
+    if uses_s3():
+        try:
+            _s3_client().head_bucket(Bucket=_bucket())
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return
+    root = settings.MEDIA_ROOT
+    root.mkdir(parents=True, exist_ok=True)
+    if not os.access(root, os.W_OK):
+        raise StorageUnavailable(f"{root} is not writable")
+
+
+class _RangedS3Reader(io.RawIOBase):
+    """A seekable raw reader over one S3 object using ranged GETs."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._position = 0
+        self._length = size(key)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        if self._position >= self._length:
+            return 0
+        end = min(self._position + len(buffer), self._length) - 1
+        try:
+            body = _s3_client().get_object(
+                Bucket=_bucket(), Key=self._key, Range=f"bytes={self._position}-{end}"
+            )["Body"]
+            data = body.read()
+        except Exception as exc:
+            raise _translate(exc) from exc
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
