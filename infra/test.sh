@@ -26,5 +26,7 @@ echo "== mypy"
 echo "== migrations"
 "$BIN/python" manage.py makemigrations --check --dry-run >/dev/null \
   || { echo "models changed without a migration: run manage.py makemigrations" >&2; exit 1; }
+echo "== docker compose config"
+infra/compose-check.sh
 echo "== pytest"
 "$BIN/pytest" "$@"
