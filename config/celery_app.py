@@ -25,4 +25,7 @@ app.conf.task_routes = {
     "lubdub.write_reports": {"queue": "reports"},
     "lubdub.*": {"queue": "default"},
 }
+app.conf.beat_schedule = {
+    "heartbeat": {"task": "lubdub.heartbeat", "schedule": 30.0},
+}
 app.autodiscover_tasks(["workers"])

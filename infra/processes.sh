@@ -59,6 +59,7 @@ up() {
   load_env
   "$VENV/bin/python" manage.py migrate --noinput >"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "migrations failed"; }
   "$VENV/bin/python" manage.py collectstatic --noinput >/dev/null
+  "$VENV/bin/python" manage.py prepare_storage >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "storage is not usable"; }
   if ! alive "$RUN/web.pid"; then
     "$VENV/bin/gunicorn" config.wsgi -b "127.0.0.1:$LUBDUB_WEB_PORT" -w 2 --timeout 900 \
       --daemon --pid "$RUN/web.pid" --access-logfile "$LOG/web-access.log" --error-logfile "$LOG/web.log"
