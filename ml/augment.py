@@ -1,0 +1,64 @@
+"""Waveform augmentation for training: gain, noise, filtering, speed and time shift.
+
+Each transform imitates a difference between sites and devices (stethoscope
+response, background noise, heart rate, where the recording starts). Inputs and
+outputs are 1-D float signals at ``sample_rate`` Hz.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+from ml.audio import normalise
+
+SPEED_DENOMINATOR = 20  # speed factors are k/20, i.e. 0.9 .. 1.1 in steps of 5%
+SPEED_RANGE = (18, 22)
+NOISE_SNR_DB = (5.0, 30.0)
+LOWPASS_HZ = (150.0, 450.0)
+HIGHPASS_HZ = (20.0, 90.0)
+GAIN_DB = (-12.0, 12.0)
+MAX_SHIFT_S = 2.0
+APPLY_PROBABILITY = 0.5
+
+
+def augment(samples: np.ndarray, *, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A randomly altered copy of ``samples`` (renormalised to unit RMS)."""
+    out = random_shift(samples, sample_rate=sample_rate, rng=rng)
+    if rng.random() < APPLY_PROBABILITY:
+        out = change_speed(out, factor_twentieths=int(rng.integers(*SPEED_RANGE, endpoint=True)))
+    if rng.random() < APPLY_PROBABILITY:
+        out = random_filter(out, sample_rate=sample_rate, rng=rng)
+    if rng.random() < APPLY_PROBABILITY:
+        out = add_noise(out, snr_db=float(rng.uniform(*NOISE_SNR_DB)), rng=rng)
+    gain = 10 ** (rng.uniform(*GAIN_DB) / 20)
+    return normalise(out * gain)
+
+
+def random_shift(samples: np.ndarray, *, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Drop a random lead of up to ``MAX_SHIFT_S`` seconds (keeping at least half)."""
+    limit = min(int(MAX_SHIFT_S * sample_rate), len(samples) // 2)
+    return samples[int(rng.integers(0, limit + 1)) :] if limit > 0 else samples
+
+
+def change_speed(samples: np.ndarray, *, factor_twentieths: int) -> np.ndarray:
+    """Play ``factor_twentieths / 20`` times faster (pitch and heart rate both change)."""
+    if factor_twentieths == SPEED_DENOMINATOR:
+        return samples
+    return np.asarray(signal.resample_poly(samples, SPEED_DENOMINATOR, factor_twentieths))
+
+
+def random_filter(samples: np.ndarray, *, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A gentle random low-pass or high-pass, like a different stethoscope head."""
+    if rng.random() < APPLY_PROBABILITY:
+        sos = signal.butter(2, rng.uniform(*LOWPASS_HZ), btype="lowpass", fs=sample_rate, output="sos")
+    else:
+        sos = signal.butter(2, rng.uniform(*HIGHPASS_HZ), btype="highpass", fs=sample_rate, output="sos")
+    return np.asarray(signal.sosfilt(sos, samples))
+
+
+def add_noise(samples: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add white noise at ``snr_db`` decibels below the signal power."""
+    power = float(np.mean(np.square(samples))) or 1.0
+    noise = rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (snr_db / 10))
+    return samples + noise

@@ -1,0 +1,70 @@
+"""Model cards written into every bundle (``CARD.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCREENING_USE = (
+    "Screening aid: flags heart-sound recordings for referral to an expert. "
+    "It is not a diagnosis. Read the quality verdict beside the label."
+)
+RESEARCH_USE = (
+    "RESEARCH USE ONLY. Trained on the PASCAL Classifying Heart Sounds Challenge 2011 "
+    "recordings, whose licence is unclear; the weights are shared for research and "
+    "evaluation, the recordings are not redistributed. Not for clinical use."
+)
+PHYSIONET_CITATION = (
+    "Liu C et al. An open access database for the evaluation of heart sound algorithms. "
+    "Physiol Meas 2016;37(12):2181-2213 (PhysioNet/CinC Challenge 2016, ODC-By 1.0)."
+)
+PASCAL_CITATION = (
+    "Bentley P, Nordehn G, Coimbra M, Mannor S. The PASCAL Classifying Heart Sounds "
+    "Challenge 2011 (CHSC2011) Results. http://www.peterjbentley.com/heartchallenge/"
+)
+
+
+def model_card(
+    *,
+    name: str,
+    version: str,
+    intended_use: str,
+    data_sources: list[str],
+    citations: list[str],
+    settings: dict[str, Any],
+    metrics: dict[str, Any],
+    notes: str = "",
+) -> str:
+    """Markdown model card: use, data, training settings, measured results, caveats."""
+    lines = [f"# {name} {version}", "", "## Intended use", "", intended_use, "", "## Training data", ""]
+    lines += [f"- {source}" for source in data_sources]
+    lines += ["", "## Training settings", ""]
+    lines += [f"- {key}: {value}" for key, value in settings.items()]
+    lines += ["", "## Measured results", "", "Recording-level, at the bundle's decision threshold.", ""]
+    lines += _metric_lines(metrics)
+    lines += ["", "## Caveats", "", notes or "-", "", "## Citations", ""]
+    lines += [f"- {citation}" for citation in citations]
+    return "\n".join(lines) + "\n"
+
+
+def _metric_lines(metrics: dict[str, Any]) -> list[str]:
+    keys = ("count", "macc", "sensitivity", "specificity", "accuracy", "roc_auc", "macro_recall")
+    lines = ["| split | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for split, values in _flatten(metrics):
+        cells = [_cell(values.get(key)) for key in keys]
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _flatten(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    rows = []
+    for split, values in metrics.items():
+        if isinstance(values, dict) and "overall" in values:
+            rows.append((f"{split} (all)", values["overall"]))
+            rows += [(f"{split}: {group}", group_values) for group, group_values in values["groups"].items()]
+        elif isinstance(values, dict) and "count" in values:
+            rows.append((split, values))
+    return rows
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("-" if value is None else str(value))

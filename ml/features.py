@@ -1,0 +1,237 @@
+"""Log-mel and MFCC sequences over fixed windows, built for batch throughput.
+
+A recording's spectrum is computed once; fixed-length windows (with overlap) are
+then sliced from its feature sequence, so a recording of any length becomes a
+batch of ``(frames_per_window, num_features)`` arrays. Filterbanks and DCT
+matrices are built once per configuration and cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import fft as sp_fft
+
+# Bump when feature code changes its output for the same configuration; bundles
+# trained with another version are refused.
+FEATURE_CODE_VERSION = 1
+FEATURE_KINDS = ("logmel", "mfcc")
+LOG_FLOOR = 1e-6
+DELTA_HALF_WIDTH = 2  # frames each side in the regression delta (HTK formula)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that determines the features a model was trained on.
+
+    Rates and frequencies are in Hz, ``n_fft``/``hop_length`` in samples and
+    ``window_s``/``window_hop_s`` in seconds.
+    """
+
+    sample_rate: int = 2000
+    band_low_hz: float = 25.0
+    band_high_hz: float = 400.0
+    n_fft: int = 256
+    hop_length: int = 50
+    n_mels: int = 24
+    kind: str = "logmel"
+    n_mfcc: int = 13
+    deltas: bool = False
+    window_s: float = 4.0
+    window_hop_s: float = 2.0
+    recording_mean_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
+        if not 0 < self.band_low_hz < self.band_high_hz <= self.sample_rate / 2:
+            raise ValueError("band must satisfy 0 < low < high <= sample_rate / 2")
+        if self.hop_length <= 0 or self.n_fft < self.hop_length:
+            raise ValueError("need 0 < hop_length <= n_fft")
+        if self.window_hop_s <= 0 or self.window_s <= 0:
+            raise ValueError("window_s and window_hop_s must be positive")
+
+    @property
+    def frames_per_window(self) -> int:
+        """Feature frames in one model window."""
+        return round(self.window_s * self.sample_rate / self.hop_length)
+
+    @property
+    def frames_per_hop(self) -> int:
+        """Feature frames between the starts of consecutive windows."""
+        return max(1, round(self.window_hop_s * self.sample_rate / self.hop_length))
+
+    @property
+    def num_features(self) -> int:
+        """Values per feature frame."""
+        base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
+        return base * (3 if self.deltas else 1)
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """Shape of one model input window: (frames, features)."""
+        return (self.frames_per_window, self.num_features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of all fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
+        """Rebuild a config; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown feature settings: {sorted(unknown)}")
+        return cls(**values)
+
+    def fingerprint(self) -> str:
+        """Stable hash of the settings and the feature code version (16 hex chars)."""
+        text = json.dumps({"code": FEATURE_CODE_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """Windows of many recordings stacked for one model call.
+
+    ``windows`` is float32 ``(n, frames, features)``; ``recording_index[i]`` says
+    which input recording window ``i`` came from; ``start_s``/``end_s`` are its
+    bounds in seconds within that recording.
+    """
+
+    windows: np.ndarray
+    recording_index: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Mel filterbank ``(n_fft // 2 + 1, n_mels)`` for ``config`` (librosa, Slaney)."""
+    import librosa  # deferred: librosa pulls numba, which is slow to import
+
+    bank = librosa.filters.mel(
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        n_mels=config.n_mels,
+        fmin=config.band_low_hz,
+        fmax=config.band_high_hz,
+    )
+    return np.ascontiguousarray(bank.T, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _analysis_window(n_fft: int) -> np.ndarray:
+    return np.hanning(n_fft + 1)[:-1].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _band_filterbank(config: FeatureConfig) -> np.ndarray:
+    """The filterbank cut to the FFT bins it uses (bins above the band are skipped)."""
+    bank = mel_filterbank(config)
+    used = np.flatnonzero(bank.any(axis=1))
+    return np.ascontiguousarray(bank[: used[-1] + 1])
+
+
+def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int | None = None) -> np.ndarray:
+    """Centred STFT power ``(frames, bins)`` of a 1-D signal (first ``num_bins`` bins)."""
+    half = config.n_fft // 2
+    padded = np.pad(np.asarray(samples, dtype=np.float32), half, mode="reflect")
+    frames = sliding_window_view(padded, config.n_fft)[:: config.hop_length]
+    spectrum = sp_fft.rfft(frames * _analysis_window(config.n_fft), axis=1)[:, :num_bins]
+    return np.square(spectrum.real) + np.square(spectrum.imag)
+
+
+def log_mel(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
+    """Natural-log mel energies ``(frames, n_mels)``."""
+    bank = _band_filterbank(config)
+    mel = power_spectrum(samples, config=config, num_bins=len(bank)) @ bank
+    return np.log(mel + LOG_FLOOR).astype(np.float32)
+
+
+def mfcc(log_mel_frames: np.ndarray, *, n_mfcc: int) -> np.ndarray:
+    """MFCCs ``(frames, n_mfcc)``: orthonormal DCT-II of log-mel frames (as librosa)."""
+    return sp_fft.dct(log_mel_frames, type=2, norm="ortho", axis=1)[:, :n_mfcc]
+
+
+def deltas(frames: np.ndarray, *, half_width: int = DELTA_HALF_WIDTH) -> np.ndarray:
+    """Regression deltas along time (HTK formula, edges repeated), same shape."""
+    padded = np.pad(frames, ((half_width, half_width), (0, 0)), mode="edge")
+    total = np.zeros_like(frames)
+    n = len(frames)
+    for k in range(1, half_width + 1):
+        lead = padded[half_width + k : half_width + k + n]
+        lag = padded[half_width - k : half_width - k + n]
+        total += k * (lead - lag)
+    return total / (2 * sum(k * k for k in range(1, half_width + 1)))
+
+
+def feature_sequence(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
+    """The per-frame feature sequence ``(frames, num_features)`` of one recording."""
+    sequence = log_mel(samples, config=config)
+    if config.kind == "mfcc":
+        sequence = mfcc(sequence, n_mfcc=config.n_mfcc)
+    if config.recording_mean_norm:
+        # Removes the stationary channel response (stethoscope, gain), which
+        # otherwise lets a model learn the recording site instead of the heart.
+        sequence = sequence - sequence.mean(axis=0, keepdims=True)
+    if config.deltas:
+        first = deltas(sequence)
+        sequence = np.concatenate([sequence, first, deltas(first)], axis=1)
+    return sequence.astype(np.float32, copy=False)
+
+
+def window_starts(num_frames: int, *, config: FeatureConfig) -> np.ndarray:
+    """Start frames of the windows covering ``num_frames`` (the tail is always covered)."""
+    width, hop = config.frames_per_window, config.frames_per_hop
+    if num_frames <= width:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, num_frames - width + 1, hop)
+    if starts[-1] + width < num_frames:
+        starts = np.append(starts, num_frames - width)
+    return starts
+
+
+def sequence_windows(sequence: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Slice a feature sequence into windows; returns ``(windows, start_frames)``.
+
+    A sequence shorter than one window is repeated to fill it (a heart-sound
+    recording is quasi-periodic, so this keeps its statistics unlike zero padding).
+    """
+    width = config.frames_per_window
+    if len(sequence) < width:
+        sequence = sequence[np.arange(width) % len(sequence)]
+    starts = window_starts(len(sequence), config=config)
+    view = sliding_window_view(sequence, (width, sequence.shape[1]))[:, 0]
+    return view[starts], starts
+
+
+def batch_windows(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> WindowBatch:
+    """Windows of many recordings (each 1-D at ``config.sample_rate``) in one batch."""
+    seconds_per_frame = config.hop_length / config.sample_rate
+    parts, owners, starts_s, ends_s = [], [], [], []
+    for index, samples in enumerate(recordings):
+        windows, starts = sequence_windows(feature_sequence(samples, config=config), config=config)
+        duration_s = len(samples) / config.sample_rate
+        parts.append(windows)
+        owners.append(np.full(len(windows), index, dtype=np.int64))
+        starts_s.append(starts * seconds_per_frame)
+        ends_s.append(np.minimum(starts * seconds_per_frame + config.window_s, duration_s))
+    if not parts:
+        empty = np.zeros((0, *config.window_shape), dtype=np.float32)
+        return WindowBatch(empty, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    return WindowBatch(
+        windows=np.ascontiguousarray(np.concatenate(parts), dtype=np.float32),
+        recording_index=np.concatenate(owners),
+        start_s=np.concatenate(starts_s),
+        end_s=np.concatenate(ends_s),
+    )

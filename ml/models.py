@@ -1,0 +1,88 @@
+"""Keras model factories: SimpleRNN, LSTM, GRU and CNN+RNN hybrids for window sequences.
+
+Every model maps one window of feature frames ``(frames, features)`` to class
+probabilities; recordings are classified by aggregating their windows (see
+``ml.scoring``). Imports TensorFlow/Keras.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+ARCHITECTURES = ("simplernn", "lstm", "gru", "cnn_lstm", "cnn_gru")
+DEFAULT_UNITS = 32
+DEFAULT_CONV_FILTERS = (24, 32)
+CONV_KERNELS = (5, 3)
+CONV_STRIDE = 2
+DEFAULT_DROPOUT = 0.2
+
+
+@keras.saving.register_keras_serializable(package="lubdub")
+class AttentionPooling(layers.Layer):
+    """Weighted mean over time with learned, softmax-normalised frame scores."""
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        self.score = layers.Dense(1, activation="tanh", name="score")
+        self.score.build(input_shape)
+
+    def call(self, inputs: Any) -> Any:
+        weights = keras.ops.softmax(self.score(inputs), axis=1)
+        return keras.ops.sum(inputs * weights, axis=1)
+
+
+def build_model(
+    *,
+    architecture: str,
+    input_shape: tuple[int, int],
+    num_classes: int,
+    units: int = DEFAULT_UNITS,
+    conv_filters: tuple[int, ...] | list[int] = DEFAULT_CONV_FILTERS,
+    bidirectional: bool = False,
+    attention: bool = False,
+    dropout: float = DEFAULT_DROPOUT,
+) -> keras.Model:
+    """Build an uncompiled classifier for windows of ``input_shape`` = (frames, features).
+
+    ``architecture`` is one of ``ARCHITECTURES``. ``cnn_*`` variants put strided
+    1-D convolutions (stride 2 each, so 4x fewer steps with two layers) in front
+    of the recurrent layer. ``attention`` replaces the last-state readout with
+    attention pooling over the recurrent outputs.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
+    inputs = keras.Input(shape=input_shape, name="windows")
+    hidden = inputs
+    if architecture.startswith("cnn_"):
+        hidden = _conv_front_end(hidden, filters=tuple(conv_filters), dropout=dropout)
+    hidden = _recurrent(
+        hidden,
+        kind=architecture.removeprefix("cnn_"),
+        units=units,
+        bidirectional=bidirectional,
+        return_sequences=attention,
+    )
+    if attention:
+        hidden = AttentionPooling(name="attention")(hidden)
+    hidden = layers.Dropout(dropout)(hidden)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(hidden)
+    return keras.Model(inputs, outputs, name=architecture)
+
+
+def _conv_front_end(hidden: Any, *, filters: tuple[int, ...], dropout: float) -> Any:
+    for index, count in enumerate(filters):
+        kernel = CONV_KERNELS[min(index, len(CONV_KERNELS) - 1)]
+        hidden = layers.Conv1D(count, kernel, strides=CONV_STRIDE, padding="same", use_bias=False)(hidden)
+        hidden = layers.BatchNormalization()(hidden)
+        hidden = layers.ReLU()(hidden)
+    return layers.SpatialDropout1D(dropout)(hidden)
+
+
+def _recurrent(hidden: Any, *, kind: str, units: int, bidirectional: bool, return_sequences: bool) -> Any:
+    layer_types = {"simplernn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+    recurrent = layer_types[kind](units, return_sequences=return_sequences)
+    if bidirectional:
+        recurrent = layers.Bidirectional(recurrent)
+    return recurrent(hidden)

@@ -1,0 +1,265 @@
+"""``python -m ml train`` and ``python -m ml crossval``.
+
+``train`` fits one model and writes a bundle; whole source groups named with
+``--holdout`` are kept out of training and reported as held-out metrics.
+``crossval`` repeats that once per group (leave-one-group-out) and writes a JSON
+summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml import cards
+from ml.datasets import LABEL_MAPS, Dataset, load_dataset
+from ml.evaluation import evaluate_dataset, format_metrics
+from ml.features import FeatureConfig
+from ml.training import DEFAULT_VALIDATION_SHARE, TrainSettings, save_training_bundle, split_validation, train
+
+DEFAULT_CACHE = Path("artifacts/ml-cache")
+SCREENING_CLASSES = ("normal", "abnormal")
+
+log = logging.getLogger(__name__)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data, model and training arguments shared by train, crossval and compare."""
+    parser.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help=f"folder with labels.csv, optionally DIR:LABEL_MAP (maps: {', '.join(LABEL_MAPS)}); repeatable",
+    )
+    parser.add_argument("--arch", default="cnn_gru", help="simplernn, lstm, gru, cnn_lstm, cnn_gru")
+    parser.add_argument("--units", type=int, default=32)
+    parser.add_argument("--bidirectional", action="store_true")
+    parser.add_argument("--attention", action="store_true")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--windows-per-recording", type=int, default=4)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--feature-kind", choices=("logmel", "mfcc"), default="logmel")
+    parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
+    parser.add_argument("--min-duration", type=float, default=2.0, help="seconds")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded-audio cache folder")
+    parser.add_argument("--classes", default=None, help="comma-separated class order (default: from labels)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m ml train``."""
+    add_common_arguments(parser)
+    parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    parser.add_argument("--holdout", action="append", default=[], help="source group kept out; repeatable")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--research-use", action="store_true", help="mark the card research-use only")
+
+
+def settings_from(args: argparse.Namespace) -> TrainSettings:
+    """Training settings from parsed arguments."""
+    return TrainSettings(
+        architecture=args.arch,
+        units=args.units,
+        bidirectional=args.bidirectional,
+        attention=args.attention,
+        epochs=args.epochs,
+        patience=args.patience,
+        windows_per_recording=args.windows_per_recording,
+        augment=not args.no_augment,
+        seed=args.seed,
+    )
+
+
+def features_from(args: argparse.Namespace) -> FeatureConfig:
+    """Feature configuration from parsed arguments."""
+    return FeatureConfig(kind=args.feature_kind, deltas=args.deltas)
+
+
+def load_all(args: argparse.Namespace, config: FeatureConfig) -> Dataset:
+    """Decode and merge every ``--data`` folder into one dataset."""
+    parts = []
+    for spec in args.data:
+        folder, _, label_map = spec.partition(":")
+        parts.append(
+            load_dataset(
+                folder,
+                sample_rate=config.sample_rate,
+                label_map=label_map or "identity",
+                min_duration_s=args.min_duration,
+                cache_dir=args.cache,
+            )
+        )
+    return merge(parts)
+
+
+def merge(parts: list[Dataset]) -> Dataset:
+    """One dataset from several (the fingerprint covers all of them)."""
+    if len(parts) == 1:
+        return parts[0]
+    fingerprint = "+".join(part.fingerprint for part in parts)
+    return Dataset(
+        root=parts[0].root,
+        entries=tuple(entry for part in parts for entry in part.entries),
+        samples=tuple(samples for part in parts for samples in part.samples),
+        fingerprint=fingerprint,
+    )
+
+
+def class_order(labels: np.ndarray, requested: str | None) -> tuple[str, ...]:
+    """Requested order, else normal first then the rest sorted."""
+    if requested:
+        return tuple(requested.split(","))
+    found = sorted(set(labels.tolist()))
+    return (
+        tuple(["normal"] + [name for name in found if name != "normal"])
+        if "normal" in found
+        else tuple(found)
+    )
+
+
+def fit_bundle(
+    dataset: Dataset,
+    *,
+    holdout: list[str],
+    out_dir: Path,
+    classes: tuple[str, ...],
+    config: FeatureConfig,
+    settings: TrainSettings,
+    name: str,
+    version: str,
+    research_use: bool,
+) -> dict[str, Any]:
+    """Train on everything but ``holdout`` groups, write the bundle, return its metrics."""
+    from ml.inference import Engine
+
+    positive = "abnormal" if "abnormal" in classes and len(classes) == 2 else None
+    held = np.isin(dataset.groups, holdout)
+    trainable = dataset.subset(~held)
+    train_mask, validation_mask = split_validation(
+        trainable, share=DEFAULT_VALIDATION_SHARE, seed=settings.seed
+    )
+    result = train(
+        trainable.subset(train_mask),
+        trainable.subset(validation_mask),
+        classes=classes,
+        positive_class=positive,
+        feature_config=config,
+        settings=settings,
+    )
+    metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
+    card_args = _card_args(dataset, holdout, settings, research_use)
+    common = dict(
+        out_dir=out_dir,
+        name=name,
+        version=version,
+        classes=classes,
+        positive_class=positive,
+        feature_config=config,
+        settings=settings,
+        data_fingerprint=dataset.fingerprint,
+    )
+    save_training_bundle(result, card_text="", metrics=metrics, **common)  # type: ignore[arg-type]
+    if held.any():
+        metrics["holdout"] = evaluate_dataset(Engine.load(out_dir), dataset.subset(held))
+    card = cards.model_card(name=name, version=version, metrics=metrics, **card_args)
+    save_training_bundle(result, card_text=card, metrics=metrics, **common)  # type: ignore[arg-type]
+    return metrics
+
+
+def _card_args(
+    dataset: Dataset, holdout: list[str], settings: TrainSettings, research_use: bool
+) -> dict[str, Any]:
+    groups, counts = np.unique(dataset.groups, return_counts=True)
+    sources = [
+        f"{group}: {count} recordings" + (" (held out, not trained on)" if group in holdout else "")
+        for group, count in zip(groups, counts, strict=True)
+    ]
+    pascal = any(str(group).startswith("set-") for group in groups)
+    citations = [cards.PHYSIONET_CITATION] if not pascal or len(groups) > 2 else []
+    citations += [cards.PASCAL_CITATION] if pascal else []
+    return {
+        "intended_use": cards.RESEARCH_USE if research_use or pascal else cards.SCREENING_USE,
+        "data_sources": sources,
+        "citations": citations,
+        "settings": dataclasses.asdict(settings),
+        "notes": (
+            "Trained and validated on public challenge data; sites and devices not "
+            "represented there may score lower. Recordings flagged poor or unusable "
+            "by the quality check deserve a repeat recording."
+        ),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``python -m ml train``."""
+    from ml.inference import configure_threads
+
+    configure_threads(1)
+    config = features_from(args)
+    dataset = load_all(args, config)
+    classes = class_order(dataset.labels, args.classes)
+    metrics = fit_bundle(
+        dataset,
+        holdout=args.holdout,
+        out_dir=args.out,
+        classes=classes,
+        config=config,
+        settings=settings_from(args),
+        name=args.name or args.out.name,
+        version=args.version,
+        research_use=args.research_use,
+    )
+    print(format_metrics("validation", metrics["validation"]))
+    if "holdout" in metrics:
+        for group, values in metrics["holdout"]["groups"].items():
+            print(format_metrics(f"held out: {group}", values))
+    print(f"bundle written to {args.out}")
+    return 0
+
+
+def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m ml crossval``."""
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--folds", default=None, help="comma-separated groups to hold out in turn (default: all)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the per-fold results")
+
+
+def run_crossval(args: argparse.Namespace) -> int:
+    """Entry point of ``python -m ml crossval`` (leave one source group out)."""
+    from ml.inference import configure_threads
+
+    configure_threads(1)
+    config = features_from(args)
+    dataset = load_all(args, config)
+    classes = class_order(dataset.labels, args.classes)
+    folds = args.folds.split(",") if args.folds else sorted(set(dataset.groups.tolist()))
+    results: dict[str, Any] = {"settings": dataclasses.asdict(settings_from(args)), "folds": {}}
+    for fold in folds:
+        with tempfile.TemporaryDirectory() as scratch:
+            metrics = fit_bundle(
+                dataset,
+                holdout=[fold],
+                out_dir=Path(scratch) / fold,
+                classes=classes,
+                config=config,
+                settings=settings_from(args),
+                name=f"crossval-{fold}",
+                version="0",
+                research_use=False,
+            )
+        results["folds"][fold] = metrics["holdout"]["overall"]
+        print(format_metrics(f"held out {fold}", metrics["holdout"]["overall"]), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0

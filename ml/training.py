@@ -1,0 +1,322 @@
+"""Train a window classifier on labelled recordings and write it as a bundle.
+
+Steps: split recordings (hold out whole source groups, then a stratified
+validation share of what is left), augment waveforms every epoch, cut them into
+windows, weight windows so each source group's classes count equally, train one
+epoch at a time, keep the weights with the best recording-level validation
+score, then save weights, manifest, metrics and learning curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.augment import augment
+from ml.bundle import Manifest, save_bundle
+from ml.datasets import Dataset
+from ml.features import FeatureConfig, batch_windows
+from ml.scoring import aggregate_windows, best_threshold, screening_metrics
+
+DEFAULT_EPOCHS = 20
+DEFAULT_PATIENCE = 5
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LEARNING_RATE = 2e-3
+DEFAULT_WINDOWS_PER_RECORDING = 4
+DEFAULT_VALIDATION_SHARE = 0.15
+MAX_SAMPLE_WEIGHT = 5.0
+THRESHOLD_RANGE = (0.2, 0.8)
+PREDICT_CHUNK = 1024
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one training run (epochs, batch in windows, seed)."""
+
+    architecture: str = "cnn_gru"
+    units: int = 32
+    conv_filters: tuple[int, ...] = (24, 32)
+    bidirectional: bool = False
+    attention: bool = False
+    dropout: float = 0.2
+    epochs: int = DEFAULT_EPOCHS
+    patience: int = DEFAULT_PATIENCE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    windows_per_recording: int = DEFAULT_WINDOWS_PER_RECORDING
+    augment: bool = True
+    seed: int = 7
+
+    def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
+        """Keyword arguments for ``ml.models.build_model``."""
+        return {
+            "architecture": self.architecture,
+            "input_shape": list(input_shape),
+            "num_classes": num_classes,
+            "units": self.units,
+            "conv_filters": list(self.conv_filters),
+            "bidirectional": self.bidirectional,
+            "attention": self.attention,
+            "dropout": self.dropout,
+        }
+
+
+@dataclass
+class TrainResult:
+    """The trained model, its validation metrics and per-epoch history."""
+
+    model: Any
+    threshold: float
+    validation: dict[str, Any]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def split_validation(dataset: Dataset, *, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, validation), stratified by (group, label)."""
+    rng = np.random.default_rng(seed)
+    validation = np.zeros(len(dataset.entries), dtype=bool)
+    strata = np.char.add(np.char.add(dataset.groups, "|"), dataset.labels)
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        validation[members[: int(round(share * len(members)))]] = True
+    return ~validation, validation
+
+
+def recording_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Weights that balance classes within each group, clipped and scaled to mean 1."""
+    weights = np.ones(len(labels), dtype=np.float64)
+    for group in np.unique(groups):
+        in_group = groups == group
+        classes = np.unique(labels[in_group])
+        for label in classes:
+            members = in_group & (labels == label)
+            weights[members] = in_group.sum() / (len(classes) * members.sum())
+    weights = np.clip(weights, 1 / MAX_SAMPLE_WEIGHT, MAX_SAMPLE_WEIGHT)
+    return weights / weights.mean()
+
+
+def train(
+    train_set: Dataset,
+    validation_set: Dataset,
+    *,
+    classes: Sequence[str],
+    positive_class: str | None,
+    feature_config: FeatureConfig,
+    settings: TrainSettings,
+) -> TrainResult:
+    """Train a model; returns it with the best validation weights restored."""
+    import keras
+
+    from ml.models import build_model
+
+    keras.utils.set_random_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    model = build_model(
+        **{
+            **settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes)),
+            "input_shape": feature_config.window_shape,
+        }
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        weighted_metrics=["accuracy"],
+    )
+    class_of = {name: index for index, name in enumerate(classes)}
+    truth = np.array([class_of[label] for label in train_set.labels])
+    weights = recording_weights(train_set.labels, train_set.groups)
+    validation_truth = np.array([class_of[label] for label in validation_set.labels])
+    validation_batch = batch_windows(list(validation_set.samples), config=feature_config)
+    history: dict[str, list[float]] = {
+        "loss": [],
+        "accuracy": [],
+        "val_loss": [],
+        "val_accuracy": [],
+        "val_score": [],
+    }
+    best_score, best_weights, stale = -1.0, model.get_weights(), 0
+    started = time.perf_counter()
+    for epoch in range(settings.epochs):
+        windows, window_truth, window_weights = _epoch_windows(
+            train_set, truth, weights, feature_config=feature_config, settings=settings, rng=rng
+        )
+        fitted = model.fit(
+            windows,
+            window_truth,
+            sample_weight=window_weights,
+            batch_size=settings.batch_size,
+            epochs=1,
+            shuffle=True,
+            verbose=0,
+        )
+        probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
+        score, val_loss, val_accuracy = _validation_score(
+            probabilities, validation_truth, classes=classes, positive_class=positive_class
+        )
+        history["loss"].append(float(fitted.history["loss"][-1]))
+        history["accuracy"].append(float(fitted.history["accuracy"][-1]))
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_accuracy)
+        history["val_score"].append(score)
+        log.info("epoch %d loss %.3f val score %.3f", epoch + 1, history["loss"][-1], score)
+        if score > best_score:
+            best_score, best_weights, stale = score, model.get_weights(), 0
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                break
+    model.set_weights(best_weights)
+    probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
+    threshold = _pick_threshold(
+        probabilities, validation_truth, classes=classes, positive_class=positive_class
+    )
+    validation = screening_metrics(
+        validation_truth, probabilities, classes=classes, positive_class=positive_class, threshold=threshold
+    )
+    return TrainResult(model, threshold, validation, history, time.perf_counter() - started)
+
+
+def _epoch_windows(
+    dataset: Dataset,
+    truth: np.ndarray,
+    weights: np.ndarray,
+    *,
+    feature_config: FeatureConfig,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augmented windows of every recording, at most ``windows_per_recording`` each."""
+    rate = feature_config.sample_rate
+    waves = [
+        augment(samples, sample_rate=rate, rng=rng) if settings.augment else samples
+        for samples in dataset.samples
+    ]
+    batch = batch_windows(waves, config=feature_config)
+    chosen = _choose_windows(batch.recording_index, settings.windows_per_recording, rng)
+    owners = batch.recording_index[chosen]
+    return batch.windows[chosen], truth[owners], weights[owners].astype(np.float32)
+
+
+def _choose_windows(owners: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    order = rng.permutation(len(owners))
+    seen: dict[int, int] = {}
+    chosen = []
+    for row in order:
+        owner = int(owners[row])
+        if seen.get(owner, 0) < limit:
+            seen[owner] = seen.get(owner, 0) + 1
+            chosen.append(row)
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+def _recording_probabilities(model: Any, batch: Any, count: int) -> np.ndarray:
+    import tensorflow as tf
+
+    parts = [
+        np.asarray(model(tf.constant(batch.windows[start : start + PREDICT_CHUNK]), training=False))
+        for start in range(0, len(batch.windows), PREDICT_CHUNK)
+    ]
+    window_probabilities = np.concatenate(parts) if parts else np.zeros((0, 1))
+    return aggregate_windows(window_probabilities, batch.recording_index, num_recordings=count)
+
+
+def _validation_score(
+    probabilities: np.ndarray, truth: np.ndarray, *, classes: Sequence[str], positive_class: str | None
+) -> tuple[float, float, float]:
+    """(score to maximise, recording-level log loss, accuracy); score is MAcc or macro recall."""
+    metrics = screening_metrics(
+        truth, probabilities, classes=classes, positive_class=positive_class, threshold=0.5
+    )
+    picked = np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)
+    loss = float(-np.mean(np.log(picked))) if len(truth) else 0.0
+    key = "macc" if len(classes) == 2 else "macro_recall"
+    score = metrics.get(key)
+    return float(score) if isinstance(score, float) else 0.0, loss, float(metrics["accuracy"] or 0.0)  # type: ignore[arg-type]
+
+
+def _pick_threshold(
+    probabilities: np.ndarray, truth: np.ndarray, *, classes: Sequence[str], positive_class: str | None
+) -> float:
+    if positive_class is None or len(classes) != 2:
+        return 0.5
+    positive = list(classes).index(positive_class)
+    return best_threshold(
+        truth == positive, probabilities[:, positive], low=THRESHOLD_RANGE[0], high=THRESHOLD_RANGE[1]
+    )
+
+
+def save_training_bundle(
+    result: TrainResult,
+    *,
+    out_dir: Path,
+    name: str,
+    version: str,
+    classes: Sequence[str],
+    positive_class: str | None,
+    feature_config: FeatureConfig,
+    settings: TrainSettings,
+    data_fingerprint: str,
+    card_text: str,
+    metrics: dict[str, Any],
+) -> Manifest:
+    """Write weights, manifest, card, metrics JSON and learning-curve PNG to ``out_dir``."""
+    manifest = Manifest(
+        name=name,
+        version=version,
+        architecture=settings.architecture,
+        classes=tuple(classes),
+        sample_rate=feature_config.sample_rate,
+        feature_config=feature_config.to_dict(),
+        feature_fingerprint=feature_config.fingerprint(),
+        model_config=settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes)),
+        decision_threshold=round(result.threshold, 4),
+        positive_class=positive_class,
+        metrics=metrics,
+        training_data_fingerprint=data_fingerprint,
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = Path(scratch) / manifest.weights_file
+        result.model.save_weights(weights)
+        curves = Path(scratch) / "curves.png"
+        plot_curves(result.history, curves)
+        history = Path(scratch) / "history.json"
+        history.write_text(json.dumps({"settings": dataclasses.asdict(settings), **result.history}, indent=1))
+        return save_bundle(
+            out_dir,
+            manifest=manifest,
+            weights_path=weights,
+            card_text=card_text,
+            extra_files={"curves.png": curves, "history.json": history},
+        )
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+    """Accuracy and loss per epoch (training windows vs validation recordings) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = range(1, len(history.get("loss", [])) + 1)
+    for key, axis in (("loss", loss_axis), ("accuracy", accuracy_axis)):
+        axis.plot(epochs, history.get(key, []), label=f"train {key} (windows)")
+        axis.plot(epochs, history.get(f"val_{key}", []), label=f"validation {key} (recordings)")
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
