@@ -198,7 +198,9 @@ def _is_mpeg_frame(payload: bytes) -> bool:
 def _check_wav_chunks(payload: bytes) -> None:
     """Raise ``truncated`` when a WAV's data chunk claims more bytes than the file holds."""
     endian = "<" if payload.startswith(b"RIFF") else ">"
-    if len(payload) < 12 or payload[8:12] != b"WAVE":
+    if len(payload) < 12:
+        raise AudioError(errors.TRUNCATED, "the file ends inside its RIFF header")
+    if payload[8:12] != b"WAVE":
         raise AudioError(errors.UNDECODABLE, "the RIFF header does not describe a WAVE file")
     offset = 12
     while offset + 8 <= len(payload):

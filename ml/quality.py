@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ml.audio import Audio
 
@@ -18,6 +19,7 @@ POOR = "poor"
 UNUSABLE = "unusable"
 
 SILENCE_FRAME_S = 0.1
+SILENCE_SPAN_S = 1.5  # longer than the slowest beat (40 bpm)
 SILENCE_LEVEL = 0.01  # frame RMS below this share of the loud (95th pct) frames is silent
 ENVELOPE_RATE_HZ = 50
 ENVELOPE_SMOOTH_TAPS = 5  # envelope samples in the smoothing window (100 ms)
@@ -52,7 +54,12 @@ class QualityReport:
 
 
 def silence_fraction(samples: np.ndarray, *, sample_rate: int) -> float:
-    """Share of 100-ms frames whose RMS is under 1% of the loud frames' RMS."""
+    """Share of the recording in silent stretches, in [0, 1].
+
+    A 100-ms frame is silent when no frame within ``SILENCE_SPAN_S`` seconds
+    around it reaches 1% of the loud (95th percentile) frames' RMS, so the quiet
+    diastole between two beats does not count as silence, but a dropout does.
+    """
     frame = max(1, int(SILENCE_FRAME_S * sample_rate))
     count = len(samples) // frame
     if count == 0:
@@ -61,7 +68,9 @@ def silence_fraction(samples: np.ndarray, *, sample_rate: int) -> float:
     loud = float(np.percentile(rms, 95))
     if loud <= 0.0:
         return 1.0
-    return float(np.mean(rms < SILENCE_LEVEL * loud))
+    span = max(1, round(SILENCE_SPAN_S / SILENCE_FRAME_S))
+    neighbourhood = ndimage.maximum_filter1d(rms, size=span, mode="nearest")
+    return float(np.mean(neighbourhood < SILENCE_LEVEL * loud))
 
 
 def clipping_fraction(samples: np.ndarray, *, level: float = 0.999) -> float:

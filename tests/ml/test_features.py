@@ -1,0 +1,89 @@
+"""Feature configuration, windowing and spectral features on known signals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ml import features
+from ml.features import FeatureConfig, batch_windows, feature_sequence, log_mel, window_starts
+
+CONFIG = FeatureConfig()
+RATE = CONFIG.sample_rate
+
+
+def test_it_round_trips_the_config_and_keeps_its_fingerprint() -> None:
+    restored = FeatureConfig.from_dict(CONFIG.to_dict())
+    assert restored == CONFIG
+    assert restored.fingerprint() == CONFIG.fingerprint()
+    assert len(CONFIG.fingerprint()) == 16
+
+
+def test_it_changes_the_fingerprint_with_any_setting() -> None:
+    assert dataclasses.replace(CONFIG, n_mels=32).fingerprint() != CONFIG.fingerprint()
+
+
+def test_it_rejects_unknown_or_invalid_settings() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        FeatureConfig.from_dict({**CONFIG.to_dict(), "colour": "blue"})
+    with pytest.raises(ValueError):
+        FeatureConfig(band_low_hz=500.0, band_high_hz=400.0)
+
+
+def test_it_covers_a_ten_second_recording_with_overlapping_windows() -> None:
+    frames = 1 + 10 * RATE // CONFIG.hop_length
+    starts = window_starts(frames, config=CONFIG)
+    assert starts[0] == 0
+    assert starts[-1] + CONFIG.frames_per_window == frames  # the tail is covered
+    assert np.all(np.diff(starts) <= CONFIG.frames_per_hop)
+
+
+def test_it_fills_a_short_recording_into_one_window() -> None:
+    batch = batch_windows([np.random.default_rng(0).standard_normal(RATE)], config=CONFIG)
+    assert batch.windows.shape == (1, *CONFIG.window_shape)
+    assert batch.end_s[0] == pytest.approx(1.0)
+
+
+def test_it_batches_recordings_of_any_length() -> None:
+    rng = np.random.default_rng(1)
+    lengths_s = [2.5, 10.0, 31.0]
+    batch = batch_windows([rng.standard_normal(int(s * RATE)) for s in lengths_s], config=CONFIG)
+    assert batch.windows.dtype == np.float32
+    assert batch.windows.shape[1:] == CONFIG.window_shape
+    assert sorted(set(batch.recording_index.tolist())) == [0, 1, 2]
+    assert batch.end_s.max() == pytest.approx(31.0)
+
+
+def test_it_puts_a_tone_in_the_right_mel_band() -> None:
+    t = np.arange(4 * RATE) / RATE
+    mel = log_mel(np.sin(2 * np.pi * 200.0 * t), config=CONFIG).mean(axis=0)
+    centres = features.mel_filterbank(CONFIG).argmax(axis=0) * RATE / CONFIG.n_fft
+    assert abs(centres[int(np.argmax(mel))] - 200.0) < 20.0
+
+
+def test_it_matches_librosa_mfcc_on_the_same_log_mel() -> None:
+    import librosa
+
+    frames = log_mel(np.random.default_rng(2).standard_normal(4 * RATE), config=CONFIG)
+    expected = librosa.feature.mfcc(S=frames.T, n_mfcc=13).T
+    assert np.allclose(features.mfcc(frames, n_mfcc=13), expected, atol=1e-4)
+
+
+def test_it_gives_the_slope_as_delta_of_a_ramp() -> None:
+    ramp = np.outer(np.arange(20, dtype=np.float64), [1.0, 2.0])
+    assert np.allclose(features.deltas(ramp)[3:-3], [1.0, 2.0])
+
+
+def test_it_removes_a_constant_gain_with_recording_mean_normalisation() -> None:
+    wave = np.random.default_rng(4).standard_normal(5 * RATE)
+    assert np.allclose(
+        feature_sequence(wave, config=CONFIG), feature_sequence(7 * wave, config=CONFIG), atol=1e-3
+    )
+
+
+def test_it_builds_mfcc_with_deltas() -> None:
+    config = FeatureConfig(kind="mfcc", deltas=True)
+    sequence = feature_sequence(np.random.default_rng(5).standard_normal(5 * RATE), config=config)
+    assert sequence.shape[1] == config.num_features == 39
