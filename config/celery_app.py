@@ -29,3 +29,4 @@ app.conf.beat_schedule = {
     "heartbeat": {"task": "lubdub.heartbeat", "schedule": 30.0},
 }
 app.autodiscover_tasks(["workers"])
+app.autodiscover_tasks(["workers"], related_name="plots")

@@ -39,6 +39,10 @@ def report_key(batch_id: UUID, model_slug: str, fmt: str) -> str:
     return f"reports/{batch_id}/{_UNSAFE.sub('_', model_slug)}.{fmt}"
 
 
+def plot_key(sha256: str, name: str) -> str:
+    return f"plots/{sha256}/{_UNSAFE.sub('_', name)}"
+
+
 def model_key(name: str, version: str) -> str:
     return f"models/{_UNSAFE.sub('_', name)}/{_UNSAFE.sub('_', version)}.zip"
 

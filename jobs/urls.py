@@ -1,7 +1,25 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from jobs import pages
+from jobs.pages import batches, dashboard, organisations, recordings
 
 urlpatterns = [
-    path("", pages.home, name="home"),
+    path("", dashboard.home, name="home"),
+    path("status/queues", dashboard.queue_status, name="queue-status"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("organisation", organisations.switch_organisation, name="switch-organisation"),
+    path("upload/", batches.upload, name="upload"),
+    path("batches/", batches.batch_list, name="batch-list"),
+    path("batches/<uuid:batch_id>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<uuid:batch_id>/progress", batches.batch_progress, name="batch-progress"),
+    path("batches/<uuid:batch_id>/cancel", batches.batch_cancel, name="batch-cancel"),
+    path("batches/<uuid:batch_id>/delete", batches.batch_delete, name="batch-delete"),
+    path("batches/<uuid:batch_id>/reports/<str:fmt>", batches.batch_report, name="batch-report"),
+    path("recordings/<int:recording_id>/", recordings.recording_detail, name="recording-detail"),
+    path("recordings/<int:recording_id>/plots", recordings.recording_plots, name="recording-plots"),
+    path(
+        "recordings/<int:recording_id>/plots/<str:name>.png", recordings.recording_plot, name="recording-plot"
+    ),
+    path("recordings/<int:recording_id>/audio", recordings.recording_audio, name="recording-audio"),
 ]

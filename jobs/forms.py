@@ -1,0 +1,123 @@
+"""Forms for the pages: filters for lists and the upload form."""
+
+from typing import Any
+
+from django import forms
+from django.db.models import F, QuerySet
+from django.db.models.expressions import OrderBy
+
+from jobs.models import Batch, ModelVersion, Recording
+
+
+class BatchFilterForm(forms.Form):
+    name = forms.CharField(required=False, max_length=200, label="Name contains")
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Batch.Status.choices])
+    created_from = forms.DateField(
+        required=False, label="Created from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    created_to = forms.DateField(
+        required=False, label="Created until", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def filter(self, batches: QuerySet[Batch]) -> QuerySet[Batch]:
+        if not self.is_valid():
+            return batches
+        data = self.cleaned_data
+        if data["name"]:
+            batches = batches.filter(name__icontains=data["name"])
+        if data["status"]:
+            batches = batches.filter(status=data["status"])
+        if data["created_from"]:
+            batches = batches.filter(created_at__date__gte=data["created_from"])
+        if data["created_to"]:
+            batches = batches.filter(created_at__date__lte=data["created_to"])
+        return batches
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(
+        label="Recording or zip archive",
+        help_text="One audio file (WAV, FLAC, …) or a zip of many, optionally with a labels.csv.",
+    )
+    name = forms.CharField(required=False, max_length=200, label="Batch name")
+    model = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(),
+        label="Model version",
+        empty_label=None,
+        to_field_name="pk",
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        versions = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by(
+            "-is_default", "-created_at"
+        )
+        field = self.fields["model"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = versions
+        field.label_from_instance = lambda version: (  # type: ignore[method-assign,assignment]
+            f"{version.slug} ({version.architecture})" + (" · default" if version.is_default else "")
+        )
+        default = versions.filter(is_default=True).first() or versions.first()
+        if default is not None:
+            field.initial = default.pk
+
+
+RECORDING_STATUSES = [
+    ("", "Any status"),
+    ("done", "Done"),
+    ("failed", "Failed"),
+    ("rejected", "Rejected"),
+    ("pending", "Pending"),
+    ("running", "Running"),
+    ("skipped", "Skipped"),
+    ("cancelled", "Cancelled"),
+]
+QUALITIES = [("", "Any quality"), ("good", "Good"), ("poor", "Poor"), ("unusable", "Unusable")]
+# Sort keys the recordings table accepts, and the annotated columns behind them.
+RECORDING_SORTS = {
+    "path": "path",
+    "status": "analysis_status",
+    "label": "predicted_label",
+    "confidence": "confidence",
+    "quality": "quality",
+    "heart_rate": "heart_rate_bpm",
+    "duration": "duration_s",
+}
+
+
+class RecordingFilterForm(forms.Form):
+    path = forms.CharField(required=False, max_length=200, label="File name contains")
+    status = forms.ChoiceField(required=False, choices=RECORDING_STATUSES)
+    label = forms.ChoiceField(required=False, label="Predicted label")
+    quality = forms.ChoiceField(required=False, choices=QUALITIES)
+    sort = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: object, classes: list[str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        field = self.fields["label"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "Any label"), *[(name, name) for name in classes]]
+
+    def filter(self, recordings: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.is_valid():
+            return recordings.order_by("path")
+        data = self.cleaned_data
+        if data["path"]:
+            recordings = recordings.filter(path__icontains=data["path"])
+        if data["status"] == "rejected":
+            recordings = recordings.filter(status=Recording.Status.REJECTED)
+        elif data["status"]:
+            recordings = recordings.filter(analysis_status=data["status"])
+        if data["label"]:
+            recordings = recordings.filter(predicted_label=data["label"])
+        if data["quality"]:
+            recordings = recordings.filter(quality=data["quality"])
+        return recordings.order_by(*self.ordering())
+
+    def ordering(self) -> list[OrderBy | str]:
+        sort = (self.cleaned_data.get("sort") if self.is_valid() else "") or "path"
+        column = F(RECORDING_SORTS.get(sort.lstrip("-"), "path"))
+        # Recordings without a prediction go last whichever way the column is sorted.
+        first = column.desc(nulls_last=True) if sort.startswith("-") else column.asc(nulls_last=True)
+        return [first, "path"]

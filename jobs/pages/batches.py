@@ -1,0 +1,180 @@
+"""Batch pages: list, upload, detail with live progress, cancel and delete."""
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+
+from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, UploadForm
+from jobs.models import Batch
+from jobs.pages import services, summaries
+from jobs.pages.organisations import current_organisation
+from jobs.templatetags.lubdub import seconds
+
+BATCHES_PER_PAGE = 25
+
+
+@login_required
+def batch_list(request: HttpRequest) -> HttpResponse:
+    organisation = current_organisation(request)
+    form = BatchFilterForm(request.GET or None)
+    batches = services.visible_batches(request.user).filter(organisation=organisation)
+    batches = form.filter(batches).select_related("model_version", "created_by")
+    page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/batch_list.html",
+        {"organisation": organisation, "form": form, "page": page, "batches": page.object_list},
+    )
+
+
+RECORDINGS_PER_PAGE = 50
+
+
+def _sort_links(request: HttpRequest) -> dict[str, dict[str, str]]:
+    """For each sortable column: the query to sort by it and its aria-sort state."""
+    current = request.GET.get("sort", "path")
+    links = {}
+    for key in RECORDING_SORTS:
+        query = request.GET.copy()
+        query.pop("page", None)
+        ascending = current == key
+        query["sort"] = f"-{key}" if ascending else key
+        state = "ascending" if current == key else "descending" if current == f"-{key}" else "none"
+        links[key] = {"query": query.urlencode(), "state": state}
+    return links
+
+
+@login_required
+def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+    batch = services.get_batch(request.user, batch_id)
+    classes = list(batch.model_version.classes)
+    form = RecordingFilterForm(request.GET or None, classes=classes)
+    recordings = form.filter(services.batch_recordings(batch))
+    page = Paginator(recordings, RECORDINGS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "batch": batch,
+        "progress": services.batch_progress(batch),
+        "summary": summaries.summary_view(services.batch_summary(batch), classes=classes),
+        "reports": services.report_links(batch),
+        "form": form,
+        "page": page,
+        "recordings": page.object_list,
+        "sort_links": _sort_links(request),
+        "filtered": form.is_bound and form.has_changed(),
+    }
+    return render(request, "jobs/batch_detail.html", context)
+
+
+@never_cache
+@login_required
+def batch_progress(request: HttpRequest, batch_id: UUID) -> JsonResponse:
+    progress = services.batch_progress(services.get_batch(request.user, batch_id))
+    return JsonResponse(progress_payload(progress))
+
+
+def progress_payload(progress: services.Progress) -> dict[str, object]:
+    counts = f"{progress.processed} of {progress.total} analysed · {progress.done} done"
+    if progress.failed:
+        counts += f" · {progress.failed} failed"
+    if progress.rejected:
+        counts += f" · {progress.rejected} rejected at upload"
+    return {
+        "status": progress.status,
+        "status_display": progress.status_display,
+        "percent": progress.percent,
+        "total": progress.total,
+        "done": progress.done,
+        "failed": progress.failed,
+        "rejected": progress.rejected,
+        "pending": progress.pending,
+        "eta_seconds": progress.eta_seconds,
+        "eta_text": eta_text(progress),
+        "counts_text": counts,
+        "finished": progress.finished,
+    }
+
+
+def eta_text(progress: services.Progress) -> str:
+    if progress.finished:
+        return "Finished"
+    if progress.eta_seconds is None:
+        return "Estimating time left…"
+    return f"About {seconds(progress.eta_seconds)} left"
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.headers.get("x-requested-with") == "XMLHttpRequest"
+
+
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    organisation = current_organisation(request)
+    if organisation is None:
+        raise PermissionDenied("not a member of any organisation")
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        error = None
+        if form.is_valid():
+            try:
+                batch = services.create_batch_from_upload(
+                    user=request.user,
+                    organisation=organisation,
+                    upload=form.cleaned_data["file"],
+                    name=form.cleaned_data["name"],
+                    model_version=form.cleaned_data["model"],
+                )
+            except services.UploadRejected as exc:
+                error = str(exc)
+                form.add_error("file", error)
+            else:
+                url = reverse("batch-detail", args=[batch.pk])
+                if _wants_json(request):
+                    return JsonResponse({"batch_id": str(batch.pk), "batch_url": url}, status=201)
+                return redirect(url)
+        if _wants_json(request):
+            error = error or " ".join(
+                str(message) for messages in form.errors.values() for message in messages
+            )
+            return JsonResponse({"error": error}, status=400)
+    return render(request, "jobs/upload.html", {"form": form, "organisation": organisation})
+
+
+def _confirmation(request: HttpRequest, batch_id: UUID, *, action: str) -> tuple[Batch, HttpResponse | None]:
+    batch = services.get_batch(request.user, batch_id)
+    if request.method != "POST":
+        return batch, render(request, f"jobs/batch_{action}.html", {"batch": batch})
+    return batch, None
+
+
+@login_required
+def batch_cancel(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+    batch, confirmation = _confirmation(request, batch_id, action="cancel")
+    if confirmation is not None:
+        return confirmation
+    services.cancel_batch(batch, user=request.user)
+    messages.success(request, "The batch was cancelled. Recordings already analysed keep their results.")
+    return redirect("batch-detail", batch_id)
+
+
+@login_required
+def batch_delete(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+    batch, confirmation = _confirmation(request, batch_id, action="delete")
+    if confirmation is not None:
+        return confirmation
+    name = str(batch)
+    services.delete_batch(batch, user=request.user)
+    messages.success(request, f"The batch “{name}” and its files were deleted.")
+    return redirect("batch-list")
+
+
+@login_required
+def batch_report(request: HttpRequest, batch_id: UUID, fmt: str) -> HttpResponse:
+    batch = services.get_batch(request.user, batch_id)
+    return services.report_response(batch, fmt)

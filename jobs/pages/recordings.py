@@ -1,0 +1,135 @@
+"""The recording page: audio, plots, class probabilities, quality and every prediction."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+
+from jobs.models import Batch, ModelVersion, Prediction, Recording
+from jobs.pages import services
+from jobs.services import plots
+
+PLOT_NAMES = ("overview", "spectrogram")
+PLOT_CACHE_SECONDS = 3600
+
+
+def _context_batch(request: HttpRequest, recording: Recording) -> Batch:
+    """The batch the reader came from (re-analyses point at older recordings)."""
+    batch_id = request.GET.get("batch")
+    if batch_id:
+        try:
+            return services.get_batch(request.user, batch_id)  # type: ignore[arg-type]
+        except (Http404, ValueError):
+            pass
+    return recording.batch
+
+
+def _chosen_prediction(
+    request: HttpRequest, predictions: list[Prediction], batch: Batch
+) -> Prediction | None:
+    wanted = request.GET.get("model") or str(batch.model_version_id)
+    for prediction in predictions:
+        if str(prediction.model_version_id) == wanted:
+            return prediction
+    return predictions[-1] if predictions else None
+
+
+def _probabilities(prediction: Prediction | None) -> list[tuple[str, float]]:
+    if prediction is None:
+        return []
+    order = list(prediction.model_version.classes) or sorted(prediction.probabilities)
+    names = [name for name in order if name in prediction.probabilities]
+    return [(name, float(prediction.probabilities[name])) for name in names]
+
+
+def _reasons(prediction: Prediction | None) -> list[str]:
+    if prediction is None:
+        return []
+    reasons = []
+    for reason in prediction.quality_reasons or []:
+        if isinstance(reason, dict):
+            reasons.append(str(reason.get("message") or reason.get("reason") or reason.get("code") or reason))
+        else:
+            reasons.append(str(reason))
+    return reasons
+
+
+@login_required
+def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
+    recording = services.get_recording(request.user, recording_id)
+    batch = _context_batch(request, recording)
+    predictions = list(
+        recording.predictions.select_related("model_version", "batch").order_by("created_at", "id")
+    )
+    prediction = _chosen_prediction(request, predictions, batch)
+    model_version = prediction.model_version if prediction else batch.model_version
+    state = plots.plot_state(recording, model_version)
+    analysis = recording.analyses.filter(batch=batch).first()
+    query = f"?model={model_version.pk}"
+    context = {
+        "recording": recording,
+        "batch": batch,
+        "predictions": predictions,
+        "prediction": prediction,
+        "model_version": model_version,
+        "probabilities": _probabilities(prediction),
+        "reasons": _reasons(prediction),
+        "analysis": analysis,
+        "problem": recording.error_message or (analysis.error_message if analysis else ""),
+        "plots": state,
+        "plot_urls": {
+            name: reverse("recording-plot", args=[recording.pk, name]) + query for name in PLOT_NAMES
+        },
+        "plots_status_url": reverse("recording-plots", args=[recording.pk]) + query,
+        "audio_url": reverse("recording-audio", args=[recording.pk]) if recording.storage_key else None,
+    }
+    return render(request, "jobs/recording_detail.html", context)
+
+
+def _model_version(request: HttpRequest, recording: Recording) -> ModelVersion:
+    try:
+        return ModelVersion.objects.get(pk=int(request.GET.get("model", "")))
+    except (ValueError, ModelVersion.DoesNotExist):
+        return recording.batch.model_version
+
+
+@never_cache
+@login_required
+def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
+    """Whether the plots are ready; asks a worker to draw them when they are not."""
+    recording = services.get_recording(request.user, recording_id)
+    model_version = _model_version(request, recording)
+    state = plots.plot_state(recording, model_version)
+    query = f"?model={model_version.pk}"
+    images = {name: reverse("recording-plot", args=[recording.pk, name]) + query for name in state.available}
+    return JsonResponse({"ready": state.ready, "failed": state.failed, "images": images})
+
+
+@login_required
+def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpResponse:
+    recording = services.get_recording(request.user, recording_id)
+    try:
+        image = plots.read_plot(recording, _model_version(request, recording), name)
+    except FileNotFoundError as exc:
+        raise Http404("No such plot") from exc
+    response = HttpResponse(image, content_type="image/png")
+    response["Cache-Control"] = f"private, max-age={PLOT_CACHE_SECONDS}"
+    return response
+
+
+@login_required
+def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase:
+    recording = services.get_recording(request.user, recording_id)
+    link = services.audio_link(recording)
+    if link is not None:
+        return HttpResponseRedirect(link)
+    return FileResponse(services.open_audio(recording), content_type="audio/wav")

@@ -1,0 +1,195 @@
+/* LubDub pages: a little vanilla JavaScript for the live parts. Every page
+   works without it; this only adds auto-submit, the upload progress bar and
+   live progress and plots. */
+(function () {
+  "use strict";
+
+  function ready(fn) {
+    if (document.readyState !== "loading") fn();
+    else document.addEventListener("DOMContentLoaded", fn);
+  }
+
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      });
+  }
+
+  /* Organisation switcher: submit when the choice changes. */
+  function initAutosubmit() {
+    document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+      var button = form.querySelector("[data-autosubmit-button]");
+      if (button) button.classList.add("visually-hidden");
+      form.querySelectorAll("select").forEach(function (select) {
+        select.addEventListener("change", function () { form.submit(); });
+      });
+    });
+  }
+
+  /* Upload: pick or drop a file, send it with XHR to show progress, then go to the batch. */
+  function initUpload() {
+    var form = document.querySelector("form[data-upload]");
+    if (!form) return;
+    var input = form.querySelector("input[type=file]");
+    var zone = form.querySelector(".dropzone");
+    var chosen = form.querySelector("[data-chosen]");
+    var progress = form.querySelector("[data-upload-progress]");
+    var bar = progress.querySelector(".bar");
+    var text = progress.querySelector("[data-upload-text]");
+    var errors = form.querySelector("[data-upload-errors]");
+    var submit = form.querySelector("button[type=submit]");
+
+    function showChosen() {
+      var file = input.files && input.files[0];
+      chosen.textContent = file ? file.name + " (" + formatBytes(file.size) + ")" : "No file chosen yet";
+    }
+    input.addEventListener("change", showChosen);
+    zone.addEventListener("click", function (event) {
+      if (event.target !== input) input.click();
+    });
+    zone.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); }
+    });
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.remove("dragging"); });
+    });
+    zone.addEventListener("drop", function (event) {
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        input.files = event.dataTransfer.files;
+        showChosen();
+      }
+    });
+
+    form.addEventListener("submit", function (event) {
+      if (!window.FormData || !window.XMLHttpRequest) return;
+      event.preventDefault();
+      errors.textContent = "";
+      if (!input.files || !input.files.length) {
+        errors.textContent = "Choose a recording or a zip archive first.";
+        return;
+      }
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.addEventListener("progress", function (e) {
+        if (!e.lengthComputable) return;
+        var share = Math.round((e.loaded / e.total) * 100);
+        bar.style.width = share + "%";
+        progress.setAttribute("aria-valuenow", String(share));
+        text.textContent = share < 100 ? "Uploading… " + share + " %" : "Upload complete, creating the batch…";
+      });
+      xhr.addEventListener("load", function () {
+        var body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (ignored) { body = {}; }
+        if (xhr.status >= 200 && xhr.status < 300 && body.batch_url) {
+          window.location.assign(body.batch_url);
+          return;
+        }
+        submit.disabled = false;
+        text.textContent = "";
+        bar.style.width = "0";
+        errors.textContent = body.error || "The upload was not accepted (HTTP " + xhr.status + ").";
+      });
+      xhr.addEventListener("error", function () {
+        submit.disabled = false;
+        errors.textContent = "The connection was lost during the upload. Try again.";
+      });
+      submit.disabled = true;
+      progress.hidden = false;
+      text.textContent = "Uploading… 0 %";
+      xhr.send(new FormData(form));
+    });
+  }
+
+  function formatBytes(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KB";
+    if (bytes < 1024 * 1024 * 1024) return (bytes / 1024 / 1024).toFixed(1) + " MB";
+    return (bytes / 1024 / 1024 / 1024).toFixed(2) + " GB";
+  }
+
+  /* Batch page: poll the progress endpoint while the batch runs; reload once it ends. */
+  function initBatchProgress() {
+    var box = document.querySelector("[data-progress-url]");
+    if (!box || box.dataset.finished === "true") return;
+    var url = box.dataset.progressUrl;
+    function update(state) {
+      box.querySelector("[data-bar]").style.width = state.percent + "%";
+      box.querySelector("[role=progressbar]").setAttribute("aria-valuenow", String(state.percent));
+      box.querySelector("[data-percent]").textContent = state.percent + " %";
+      box.querySelector("[data-status]").textContent = state.status_display;
+      box.querySelector("[data-counts]").textContent = state.counts_text;
+      box.querySelector("[data-eta]").textContent = state.eta_text;
+      if (state.finished) {
+        window.setTimeout(function () { window.location.reload(); }, 600);
+        return true;
+      }
+      return false;
+    }
+    function poll() {
+      getJSON(url).then(function (state) {
+        if (!update(state)) window.setTimeout(poll, 1500);
+      }).catch(function () { window.setTimeout(poll, 5000); });
+    }
+    window.setTimeout(poll, 1000);
+  }
+
+  /* Recording page: plots are drawn once by a worker; wait for them to be ready. */
+  function initPlots() {
+    var box = document.querySelector("[data-plots-url]");
+    if (!box || box.dataset.ready === "true") return;
+    var url = box.dataset.plotsUrl;
+    var tries = 0;
+    function poll() {
+      tries += 1;
+      getJSON(url).then(function (state) {
+        if (state.ready) {
+          Object.keys(state.images).forEach(function (name) {
+            var slot = box.querySelector("[data-plot='" + name + "']");
+            if (!slot) return;
+            var img = document.createElement("img");
+            img.src = state.images[name];
+            img.alt = slot.dataset.alt;
+            slot.replaceWith(img);
+          });
+          box.dataset.ready = "true";
+        } else if (state.failed) {
+          box.querySelectorAll("[data-plot]").forEach(function (slot) {
+            slot.textContent = "The plots could not be drawn for this recording.";
+          });
+        } else if (tries < 120) {
+          window.setTimeout(poll, tries < 10 ? 700 : 2000);
+        }
+      }).catch(function () { if (tries < 120) window.setTimeout(poll, 3000); });
+    }
+    poll();
+  }
+
+  /* Dashboard: refresh queue depth and workers every few seconds. */
+  function initQueueStatus() {
+    var box = document.querySelector("[data-queue-url]");
+    if (!box) return;
+    function poll() {
+      fetch(box.dataset.queueUrl, { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : Promise.reject(); })
+        .then(function (html) { box.innerHTML = html; })
+        .catch(function () { /* keep the last reading */ })
+        .then(function () { window.setTimeout(poll, 5000); });
+    }
+    poll();
+  }
+
+  ready(function () {
+    initAutosubmit();
+    initUpload();
+    initBatchProgress();
+    initPlots();
+    initQueueStatus();
+  });
+})();

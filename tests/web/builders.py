@@ -1,0 +1,125 @@
+"""Rows for the page tests: a batch with predictions, labels and reports."""
+
+import hashlib
+import math
+from pathlib import Path
+
+from django.utils import timezone
+
+from jobs import storage
+from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording, Report
+from tests import factories
+
+SCREENING_MANIFEST = {"positive_class": "abnormal", "decision_threshold": 0.5}
+
+
+def screening_model(**fields: object) -> ModelVersion:
+    defaults = {"classes": ["normal", "abnormal"], "manifest": SCREENING_MANIFEST}
+    return factories.ModelVersionFactory(**{**defaults, **fields})
+
+
+def timeline(duration_s: float, *, abnormal: float, window_s: float = 3.0, hop_s: float = 1.5) -> list[dict]:
+    windows = []
+    start = 0.0
+    position = 0
+    while start + window_s <= duration_s + 1e-9:
+        wobble = 0.25 * math.sin(position * 1.3)
+        p = min(max(abnormal + wobble, 0.01), 0.99)
+        windows.append(
+            {
+                "start_s": round(start, 3),
+                "end_s": round(start + window_s, 3),
+                "probabilities": {"normal": 1 - p, "abnormal": p},
+            }
+        )
+        start += hop_s
+        position += 1
+    return windows
+
+
+def store_audio(path: Path) -> tuple[str, str, int]:
+    """Put a real recording into storage the way ingest does; returns key, sha, size."""
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    key = storage.recording_key(sha)
+    storage.put_bytes(key, data)
+    return key, sha, len(data)
+
+
+def finished_batch(
+    organisation: object,
+    user: object,
+    *,
+    files: list[Path],
+    labels: dict[str, str] | None = None,
+    model_version: ModelVersion | None = None,
+    name: str = "Clinic week 12",
+) -> Batch:
+    """A completed batch whose recordings are real audio in storage, with predictions."""
+    model_version = model_version or screening_model()
+    batch = factories.BatchFactory(
+        organisation=organisation,
+        created_by=user,
+        name=name,
+        model_version=model_version,
+        status=Batch.Status.COMPLETED,
+        total_count=len(files),
+        done_count=len(files),
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        upload_name="week12.zip",
+    )
+    labels = labels or {}
+    for index, path in enumerate(files):
+        key, sha, size = store_audio(path)
+        recording = factories.RecordingFactory(
+            batch=batch,
+            path=f"clinic/{path.name}",
+            storage_key=key,
+            sha256=sha,
+            size_bytes=size,
+            sample_rate=2000,
+            channels=1,
+            duration_s=20.0,
+            label=labels.get(path.name, ""),
+        )
+        Analysis.objects.create(batch=batch, recording=recording, status=Analysis.Status.DONE)
+        abnormal = [0.82, 0.18, 0.64, 0.35][index % 4]
+        label = "abnormal" if abnormal >= 0.5 else "normal"
+        Prediction.objects.create(
+            recording=recording,
+            model_version=model_version,
+            batch=batch,
+            label=label,
+            probabilities={"normal": 1 - abnormal, "abnormal": abnormal},
+            confidence=max(abnormal, 1 - abnormal),
+            timeline=timeline(20.0, abnormal=abnormal),
+            quality=["good", "good", "poor", "good"][index % 4],
+            quality_reasons=[] if index % 4 != 2 else ["20% of the recording is silent"],
+            heart_rate_bpm=[72.0, 88.5, None, 64.2][index % 4],
+            input_sha256=sha,
+            feature_fingerprint="f" * 64,
+        )
+    return batch
+
+
+def add_report(batch: Batch, summary: dict) -> Report:
+    return Report.objects.create(
+        batch=batch,
+        model_version=batch.model_version,
+        format=Report.Format.JSON,
+        storage_key=storage.report_key(batch.pk, batch.model_version.slug, "json"),
+        summary=summary,
+    )
+
+
+def rejected_recording(batch: Batch, path: str, message: str) -> Recording:
+    return factories.RecordingFactory(
+        batch=batch,
+        path=path,
+        status=Recording.Status.REJECTED,
+        storage_key="",
+        sha256="",
+        error_code="not_audio",
+        error_message=message,
+    )

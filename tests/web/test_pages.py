@@ -1,0 +1,174 @@
+"""Pages through Django's test client: access rules, filters, escaping, errors."""
+
+import uuid
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from jobs.models import Batch
+from tests import factories
+from tests.web import builders
+from tests.web.conftest import join
+
+pytestmark = pytest.mark.django_db
+
+
+def page_urls(batch: Batch, recording_id: int) -> list[str]:
+    return [
+        f"/batches/{batch.pk}/",
+        f"/batches/{batch.pk}/progress",
+        f"/batches/{batch.pk}/cancel",
+        f"/batches/{batch.pk}/delete",
+        f"/batches/{batch.pk}/reports/csv",
+        f"/recordings/{recording_id}/",
+        f"/recordings/{recording_id}/plots",
+        f"/recordings/{recording_id}/plots/overview.png",
+        f"/recordings/{recording_id}/audio",
+    ]
+
+
+def test_it_sends_anonymous_visitors_to_the_login_page(client: Client, organisation: Any) -> None:
+    batch = factories.BatchFactory(organisation=organisation)
+    recording = factories.RecordingFactory(batch=batch)
+    for url in ["/", "/batches/", "/upload/", "/status/queues", *page_urls(batch, recording.pk)]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/login/?next="), url
+
+
+def test_it_answers_404_for_another_organisations_batch(
+    client: Client, outsider: Any, organisation: Any
+) -> None:
+    batch = factories.BatchFactory(organisation=organisation, name="North only")
+    recording = factories.RecordingFactory(batch=batch)
+    client.force_login(outsider)
+    for url in page_urls(batch, recording.pk):
+        assert client.get(url).status_code == 404, url
+        assert client.post(url).status_code in (404, 405), url
+    assert "North only" not in client.get("/batches/").content.decode()
+    assert Batch.objects.filter(pk=batch.pk).exists()
+
+
+def test_it_answers_404_for_a_batch_that_does_not_exist(member_client: Client) -> None:
+    response = member_client.get(f"/batches/{uuid.uuid4()}/")
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert "We could not find that page" in body
+    assert "Traceback" not in body and "No such batch" not in body
+
+
+def test_it_rejects_a_post_without_csrf_token(member: Any, organisation: Any) -> None:
+    batch = factories.BatchFactory(organisation=organisation, status=Batch.Status.ANALYSING)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member)
+    for url in [f"/batches/{batch.pk}/cancel", f"/batches/{batch.pk}/delete", "/upload/", "/organisation"]:
+        response = client.post(url, {"organisation": organisation.slug})
+        assert response.status_code == 403, url
+        assert "This form could not be accepted" in response.content.decode()
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.ANALYSING
+
+
+def test_it_renders_a_script_file_name_as_text(member_client: Client, organisation: Any, member: Any) -> None:
+    batch = factories.BatchFactory(organisation=organisation, name="<b>bold</b> batch")
+    payload = "<script>alert('x')</script><img src=x onerror=alert(1)>.wav"
+    recording = builders.rejected_recording(batch, payload, "<i>not audio</i>")
+    for url in [f"/batches/{batch.pk}/", f"/recordings/{recording.pk}/", "/batches/", "/"]:
+        body = member_client.get(url).content.decode()
+        assert "<script>alert" not in body, url
+        assert "<img src=x" not in body, url
+        assert "<b>bold</b>" not in body, url
+    body = member_client.get(f"/recordings/{recording.pk}/").content.decode()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in body
+    assert "&lt;i&gt;not audio&lt;/i&gt;" in body
+
+
+def test_it_lists_only_the_current_organisations_batches_and_switches(client: Client, member: Any) -> None:
+    north = member.organisations.get()
+    south = factories.OrganisationFactory(name="South Clinic", slug="south")
+    join(member, south)
+    factories.BatchFactory(organisation=north, name="north batch")
+    factories.BatchFactory(organisation=south, name="south batch")
+    client.force_login(member)
+    body = client.get("/batches/").content.decode()
+    assert "north batch" in body and "south batch" not in body
+    response = client.post("/organisation", {"organisation": "south", "next": "/batches/"})
+    assert response.status_code == 302 and response["Location"] == "/batches/"
+    body = client.get("/batches/").content.decode()
+    assert "south batch" in body and "north batch" not in body
+
+
+def test_it_refuses_to_switch_to_an_organisation_the_user_is_not_in(
+    member_client: Client, outsider: Any
+) -> None:
+    assert member_client.post("/organisation", {"organisation": "south"}).status_code == 404
+
+
+def test_it_does_not_redirect_off_site_after_switching(member_client: Client, organisation: Any) -> None:
+    response = member_client.post("/organisation", {"organisation": "north", "next": "https://evil.example/"})
+    assert response["Location"] == "/"
+
+
+def test_it_filters_batches_by_status_name_and_date(member_client: Client, organisation: Any) -> None:
+    factories.BatchFactory(organisation=organisation, name="ward A", status=Batch.Status.COMPLETED)
+    factories.BatchFactory(organisation=organisation, name="ward B", status=Batch.Status.FAILED)
+    factories.BatchFactory(organisation=organisation, name="clinic C", status=Batch.Status.COMPLETED)
+    body = member_client.get("/batches/", {"status": "completed", "name": "ward"}).content.decode()
+    assert "ward A" in body and "ward B" not in body and "clinic C" not in body
+    body = member_client.get("/batches/", {"created_from": "2001-01-01", "created_to": "2001-12-31"})
+    assert "ward A" not in body.content.decode()
+
+
+def test_it_paginates_the_batch_list(member_client: Client, organisation: Any) -> None:
+    for index in range(30):
+        factories.BatchFactory(organisation=organisation, name=f"batch number {index:02d}")
+    first = member_client.get("/batches/").content.decode()
+    second = member_client.get("/batches/", {"page": 2}).content.decode()
+    assert first.count("batch number") == 25
+    assert second.count("batch number") == 5
+    assert "30 in all" in first
+
+
+def test_it_filters_and_sorts_recordings(member_client: Client, organisation: Any, member: Any) -> None:
+    from tests.conftest import SAMPLES
+
+    batch = builders.finished_batch(organisation, member, files=sorted(SAMPLES.glob("*.wav"))[:4])
+    url = f"/batches/{batch.pk}/"
+    rows = member_client.get(url, {"label": "abnormal"}).content.decode().split("<tbody>")[1]
+    assert rows.count('class="badge abnormal"') == 2
+    assert 'class="badge normal"' not in rows
+    body = member_client.get(url, {"sort": "-confidence"}).content.decode()
+    rows = body.split("<tbody>")[1]
+    confidences = [row.split('class="num">')[1].split("<")[0] for row in rows.split("<tr>")[1:]]
+    assert confidences == ["82 %", "82 %", "65 %", "64 %"]
+    body = member_client.get(url, {"quality": "poor"}).content.decode()
+    assert body.split("<tbody>")[1].count("<tr>") == 1
+
+
+def test_it_reports_progress_as_json(member_client: Client, organisation: Any) -> None:
+    batch = factories.BatchFactory(
+        organisation=organisation,
+        status=Batch.Status.ANALYSING,
+        total_count=10,
+        done_count=3,
+        failed_count=1,
+        pending_count=6,
+    )
+    state = member_client.get(f"/batches/{batch.pk}/progress").json()
+    assert state["percent"] == 40
+    assert state["finished"] is False
+    assert "4 of 10 analysed" in state["counts_text"]
+
+
+def test_it_shows_queue_depth_and_workers(member_client: Client) -> None:
+    body = member_client.get("/status/queues").content.decode()
+    for queue in ("interactive", "ingest", "analyze", "reports"):
+        assert f'data-queue="{queue}"' in body
+
+
+def test_it_renders_the_server_error_page_without_details(client: Client, settings: Any) -> None:
+    from django.template.loader import render_to_string
+
+    body = render_to_string("500.html")
+    assert "Something went wrong on our side" in body
