@@ -28,5 +28,7 @@ echo "== migrations"
   || { echo "models changed without a migration: run manage.py makemigrations" >&2; exit 1; }
 echo "== docker compose config"
 infra/compose-check.sh
+echo "== browser"
+infra/browser.sh
 echo "== pytest"
 "$BIN/pytest" "$@"
