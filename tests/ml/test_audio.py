@@ -122,3 +122,11 @@ def test_it_measures_clipping_before_filtering() -> None:
     wave = np.clip(3 * beat_train(bpm=72, duration_s=5, sample_rate=4000), -1, 1)
     audio = decode_audio(encode(wave, sample_rate=4000, subtype="FLOAT"))
     assert audio.clipping_fraction > 0.01
+
+
+def test_it_band_passes_exactly_like_sosfiltfilt() -> None:
+    from scipy import signal
+
+    noise = np.random.default_rng(0).standard_normal(5000)
+    sos = signal.butter(4, [25.0, 400.0], btype="bandpass", fs=2000, output="sos")
+    assert np.allclose(bandpass(noise, sample_rate=2000), signal.sosfiltfilt(sos, noise), atol=1e-10)

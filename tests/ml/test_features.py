@@ -87,3 +87,12 @@ def test_it_builds_mfcc_with_deltas() -> None:
     config = FeatureConfig(kind="mfcc", deltas=True)
     sequence = feature_sequence(np.random.default_rng(5).standard_normal(5 * RATE), config=config)
     assert sequence.shape[1] == config.num_features == 39
+
+
+def test_it_builds_the_same_mel_filterbank_as_librosa() -> None:
+    import librosa
+
+    expected = librosa.filters.mel(
+        sr=RATE, n_fft=CONFIG.n_fft, n_mels=CONFIG.n_mels, fmin=CONFIG.band_low_hz, fmax=CONFIG.band_high_hz
+    ).T
+    assert np.allclose(features.mel_filterbank(CONFIG), expected, atol=1e-7)
