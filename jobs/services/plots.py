@@ -313,5 +313,5 @@ def draw_spectrogram(audio: Any) -> bytes:
     box = axis.get_position()
     colorbar_axis = figure.add_axes((box.x1 + 0.01, box.y0, 0.012, box.height))
     colorbar = figure.colorbar(image, cax=colorbar_axis)
-    colorbar.set_label("dB")
+    colorbar.ax.set_title("dB", fontsize=9)
     return _png(figure)

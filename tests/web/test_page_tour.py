@@ -1,15 +1,18 @@
-"""Every page in a real browser, with rows built by factories (no worker)."""
+"""Every page in a real browser, with rows built by factories; plots drawn by a
+real worker. The upload-to-result path is in test_browser_upload.py."""
 
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from jobs.services import plots
+from jobs.models import Batch
+from tests import factories
 from tests.conftest import SAMPLES
 from tests.web import builders
 from tests.web.conftest import log_in, screenshot
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.wav"))[:6]
 SUMMARY = {
@@ -26,27 +29,97 @@ SUMMARY = {
 
 
 def test_it_shows_every_page_of_a_finished_batch(
-    live_server: Any, page: Any, member: Any, organisation: Any
+    live_server: Any, page: Any, member: Any, organisation: Any, celery_worker: Any
 ) -> None:
     batch = builders.finished_batch(organisation, member, files=SAMPLE_FILES)
     builders.add_report(batch, SUMMARY)
     builders.rejected_recording(batch, "clinic/notes.txt", "not an audio file")
     recording = batch.recordings.filter(status="stored").first()
-    plots.render_recording_plots(recording.pk, batch.model_version_id)
 
     page.goto(f"{live_server.url}/login/")
     screenshot(page, "01-login")
     log_in(page, live_server.url, member.username)
-    screenshot(page, "02-dashboard")
+    page.wait_for_selector("[data-queue=analyze]")
     assert page.get_by_role("link", name="Clinic week 12").is_visible()
+    assert page.get_by_text("online").count() >= 1
+    screenshot(page, "02-dashboard")
 
-    page.goto(f"{live_server.url}/batches/")
+    page.get_by_role("link", name="Batches", exact=True).click()
     screenshot(page, "03-batch-list")
 
-    page.goto(f"{live_server.url}/batches/{batch.pk}/")
+    page.get_by_role("link", name="Clinic week 12").click()
     assert page.locator("[data-metric=Sensitivity]").inner_text() == "75.0 %"
+    assert page.locator("table.confusion td.hit").all_inner_texts() == ["2", "2"]
     screenshot(page, "04-batch-finished")
 
-    page.goto(f"{live_server.url}/recordings/{recording.pk}/")
-    page.wait_for_selector("img[alt^='Spectrogram']")
+    page.get_by_role("link", name=recording.path).click()
+    # The worker draws both images on the first visit; the page swaps them in.
+    overview = page.wait_for_selector("img[alt^='Waveform']", timeout=60_000)
+    spectrogram = page.wait_for_selector("img[alt^='Spectrogram']", timeout=60_000)
+    page.wait_for_function("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    assert overview.evaluate("image => image.naturalWidth") == 1100
+    assert spectrogram.evaluate("image => image.naturalHeight") == 300
+    assert page.locator("[data-probability=abnormal]").inner_text() == "82 %"
+    assert page.locator("[data-heart-rate]").inner_text() == "72 bpm"
     screenshot(page, "05-recording")
+
+
+def test_it_follows_a_running_batch_to_the_end(
+    live_server: Any, page: Any, member: Any, organisation: Any
+) -> None:
+    model_version = builders.screening_model()
+    batch = factories.BatchFactory(
+        organisation=organisation,
+        created_by=member,
+        model_version=model_version,
+        name="Night shift archive",
+        status=Batch.Status.ANALYSING,
+        total_count=400,
+        done_count=130,
+        failed_count=4,
+        pending_count=266,
+        started_at=timezone.now() - timezone.timedelta(seconds=40),
+    )
+    log_in(page, live_server.url, member.username)
+    page.goto(f"{live_server.url}/batches/{batch.pk}/")
+    assert page.locator("[data-percent]").inner_text() == "33 %"
+    assert "left" in page.locator("[data-eta]").inner_text()
+    screenshot(page, "06-batch-running")
+
+    Batch.objects.filter(pk=batch.pk).update(
+        status=Batch.Status.COMPLETED_WITH_ERRORS, done_count=396, pending_count=0, finished_at=timezone.now()
+    )
+    page.wait_for_function("document.querySelector('[data-percent]').textContent.trim() === '100 %'")
+    page.wait_for_selector("[data-finished=true]")
+    assert page.locator("[data-status-badge]").inner_text() == "Completed with errors"
+
+
+def test_it_shows_the_upload_form_and_a_friendly_404(
+    live_server: Any, page: Any, member: Any, organisation: Any
+) -> None:
+    builders.screening_model(is_default=True)
+    log_in(page, live_server.url, member.username)
+    page.get_by_role("link", name="Upload", exact=True).click()
+    assert "default" in page.get_by_label("Model version").inner_text()
+    screenshot(page, "07-upload")
+    page.goto(f"{live_server.url}/batches/00000000-0000-0000-0000-000000000000/")
+    assert page.get_by_role("heading", name="We could not find that page").is_visible()
+    screenshot(page, "08-not-found")
+
+
+def test_it_never_runs_a_script_from_a_file_name(
+    live_server: Any, page: Any, member: Any, organisation: Any
+) -> None:
+    batch = factories.BatchFactory(organisation=organisation, name="<img src=x onerror=alert(1)>")
+    payload = "<script>alert('name')</script><img src=x onerror=alert(2)>.wav"
+    recording = builders.rejected_recording(batch, payload, "<svg onload=alert(3)>")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    log_in(page, live_server.url, member.username)
+    for url in ["/", "/batches/", f"/batches/{batch.pk}/", f"/recordings/{recording.pk}/"]:
+        page.goto(f"{live_server.url}{url}")
+        page.wait_for_load_state("load")
+    assert page.locator("[data-recording-path]").inner_text() == payload
+    assert page.locator("main script, main img[src=x], main svg[onload]").count() == 0
+    screenshot(page, "09-file-name-as-text")
+    assert dialogs == []

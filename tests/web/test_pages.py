@@ -172,3 +172,31 @@ def test_it_renders_the_server_error_page_without_details(client: Client, settin
 
     body = render_to_string("500.html")
     assert "Something went wrong on our side" in body
+
+
+def test_it_draws_and_stores_the_plots_of_a_recording(organisation: Any, member: Any) -> None:
+    from jobs import storage
+    from jobs.services import plots
+    from tests.conftest import SAMPLES
+
+    batch = builders.finished_batch(organisation, member, files=sorted(SAMPLES.glob("*.wav"))[:1])
+    recording = batch.recordings.get()
+    written = plots.render_recording_plots(recording.pk, batch.model_version_id)
+    expected = plots.plot_set(recording, batch.model_version)
+    assert sorted(written) == sorted(expected.keys.values())
+    for key in written:
+        assert storage.read_bytes(key).startswith(b"\x89PNG")
+    state = plots.plot_state(recording, batch.model_version)
+    assert state.ready and sorted(state.available) == ["overview", "spectrogram"]
+
+
+def test_it_marks_plots_failed_for_undecodable_audio(organisation: Any, member: Any) -> None:
+    from jobs import storage
+    from jobs.services import plots
+
+    batch = factories.BatchFactory(organisation=organisation, model_version=builders.screening_model())
+    recording = factories.RecordingFactory(batch=batch, sha256="e" * 64, storage_key="recordings/" + "e" * 64)
+    storage.put_bytes(recording.storage_key, b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    plots.render_recording_plots(recording.pk, batch.model_version_id)
+    state = plots.plot_state(recording, batch.model_version)
+    assert state.failed and not state.ready
