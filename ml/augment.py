@@ -22,15 +22,26 @@ MAX_SHIFT_S = 2.0
 APPLY_PROBABILITY = 0.5
 
 
-def augment(samples: np.ndarray, *, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A randomly altered copy of ``samples`` (renormalised to unit RMS)."""
+def augment(
+    samples: np.ndarray,
+    *,
+    sample_rate: int,
+    rng: np.random.Generator,
+    noise_probability: float = APPLY_PROBABILITY,
+    snr_db: tuple[float, float] = NOISE_SNR_DB,
+) -> np.ndarray:
+    """A randomly altered copy of ``samples`` (renormalised to unit RMS).
+
+    ``noise_probability`` is the chance of adding noise at an SNR drawn from
+    ``snr_db`` (decibels); the other transforms apply with probability 0.5.
+    """
     out = random_shift(samples, sample_rate=sample_rate, rng=rng)
     if rng.random() < APPLY_PROBABILITY:
         out = change_speed(out, factor_twentieths=int(rng.integers(*SPEED_RANGE, endpoint=True)))
     if rng.random() < APPLY_PROBABILITY:
         out = random_filter(out, sample_rate=sample_rate, rng=rng)
-    if rng.random() < APPLY_PROBABILITY:
-        out = add_noise(out, snr_db=float(rng.uniform(*NOISE_SNR_DB)), rng=rng)
+    if rng.random() < noise_probability:
+        out = add_noise(out, snr_db=float(rng.uniform(*snr_db)), rng=rng)
     gain = 10 ** (rng.uniform(*GAIN_DB) / 20)
     return normalise(out * gain)
 
@@ -58,7 +69,11 @@ def random_filter(samples: np.ndarray, *, sample_rate: int, rng: np.random.Gener
 
 
 def add_noise(samples: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Add white noise at ``snr_db`` decibels below the signal power."""
-    power = float(np.mean(np.square(samples))) or 1.0
-    noise = rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (snr_db / 10))
-    return samples + noise
+    """Add white or low-frequency-heavy (brown) noise ``snr_db`` decibels below the signal."""
+    noise = rng.standard_normal(len(samples))
+    if rng.random() < APPLY_PROBABILITY:
+        noise = np.cumsum(noise)  # brown noise: body movement and rubbing are mostly low-pitched
+        noise -= np.linspace(noise[0], noise[-1], len(noise))
+    signal_power = float(np.mean(np.square(samples))) or 1.0
+    noise_power = float(np.mean(np.square(noise))) or 1.0
+    return samples + noise * np.sqrt(signal_power / noise_power / 10 ** (snr_db / 10))

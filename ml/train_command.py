@@ -46,6 +46,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--windows-per-recording", type=int, default=4)
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--noise-probability", type=float, default=0.5, help="chance of added noise")
+    parser.add_argument("--min-snr-db", type=float, default=5.0, help="noisiest added noise (dB SNR)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--feature-kind", choices=("logmel", "mfcc"), default="logmel")
     parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
@@ -59,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     parser.add_argument("--holdout", action="append", default=[], help="source group kept out; repeatable")
+    parser.add_argument(
+        "--test-share",
+        type=float,
+        default=0.0,
+        help="share kept out as a test set, stratified by group and label",
+    )
     parser.add_argument("--name", default=None)
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--research-use", action="store_true", help="mark the card research-use only")
@@ -75,6 +83,8 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         patience=args.patience,
         windows_per_recording=args.windows_per_recording,
         augment=not args.no_augment,
+        noise_probability=args.noise_probability,
+        min_snr_db=args.min_snr_db,
         seed=args.seed,
     )
 
@@ -137,12 +147,19 @@ def fit_bundle(
     name: str,
     version: str,
     research_use: bool,
+    test_share: float = 0.0,
 ) -> dict[str, Any]:
-    """Train on everything but ``holdout`` groups, write the bundle, return its metrics."""
+    """Train on everything but ``holdout`` groups (and a ``test_share``), write the bundle.
+
+    Returns its metrics: validation, and ``holdout`` for the recordings kept out.
+    """
     from ml.inference import Engine
 
     positive = "abnormal" if "abnormal" in classes and len(classes) == 2 else None
     held = np.isin(dataset.groups, holdout)
+    if test_share > 0:
+        _, test_mask = split_validation(dataset, share=test_share, seed=settings.seed + 1)
+        held |= test_mask
     trainable = dataset.subset(~held)
     train_mask, validation_mask = split_validation(
         trainable, share=DEFAULT_VALIDATION_SHARE, seed=settings.seed
@@ -157,6 +174,8 @@ def fit_bundle(
     )
     metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
     card_args = _card_args(dataset, holdout, settings, research_use)
+    if test_share > 0:
+        card_args["data_sources"].append(f"{test_share:.0%} of each group and class kept out as a test set")
     common = dict(
         out_dir=out_dir,
         name=name,
@@ -217,9 +236,11 @@ def run(args: argparse.Namespace) -> int:
         name=args.name or args.out.name,
         version=args.version,
         research_use=args.research_use,
+        test_share=args.test_share,
     )
     print(format_metrics("validation", metrics["validation"]))
     if "holdout" in metrics:
+        print(format_metrics("held out (all)", metrics["holdout"]["overall"]))
         for group, values in metrics["holdout"]["groups"].items():
             print(format_metrics(f"held out: {group}", values))
     print(f"bundle written to {args.out}")

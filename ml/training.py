@@ -36,6 +36,7 @@ DEFAULT_VALIDATION_SHARE = 0.15
 MAX_SAMPLE_WEIGHT = 5.0
 THRESHOLD_RANGE = (0.2, 0.8)
 PREDICT_CHUNK = 1024
+SNR_SPAN_DB = 25.0
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class TrainSettings:
     learning_rate: float = DEFAULT_LEARNING_RATE
     windows_per_recording: int = DEFAULT_WINDOWS_PER_RECORDING
     augment: bool = True
+    noise_probability: float = 0.5
+    min_snr_db: float = 5.0
     seed: int = 7
 
     def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
@@ -199,8 +202,13 @@ def _epoch_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Augmented windows of every recording, at most ``windows_per_recording`` each."""
     rate = feature_config.sample_rate
+    snr_db = (settings.min_snr_db, settings.min_snr_db + SNR_SPAN_DB)
     waves = [
-        augment(samples, sample_rate=rate, rng=rng) if settings.augment else samples
+        augment(
+            samples, sample_rate=rate, rng=rng, noise_probability=settings.noise_probability, snr_db=snr_db
+        )
+        if settings.augment
+        else samples
         for samples in dataset.samples
     ]
     batch = batch_windows(waves, config=feature_config)
