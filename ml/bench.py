@@ -54,13 +54,12 @@ def measure(bundle: Path, count: int, seed: int, start: Any = None) -> dict[str,
     configure_threads(1)
     imported = time.perf_counter()
     from ml import quality
-    from ml.audio import decode_audio
     from ml.features import batch_windows
 
     wavs = synthetic_wavs(count, seed=seed)
     loading = time.perf_counter()
     engine = Engine.load(bundle)
-    engine.classify([decode_audio(wavs[0])])
+    engine.classify([engine.decode(wavs[0])])
     loaded = time.perf_counter()
     if start is not None:
         start.wait()
@@ -68,7 +67,7 @@ def measure(bundle: Path, count: int, seed: int, start: Any = None) -> dict[str,
     wall = time.perf_counter()
     for offset in range(0, count, CHUNK):
         tick = time.perf_counter()
-        audios = [decode_audio(wav) for wav in wavs[offset : offset + CHUNK]]
+        audios = [engine.decode(wav) for wav in wavs[offset : offset + CHUNK]]
         decoded = time.perf_counter()
         batch = batch_windows([audio.samples for audio in audios], config=engine.feature_config)
         featured = time.perf_counter()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.audio import decode_audio
+from ml.audio import DEFAULT_BAND_HZ, decode_audio
 from ml.errors import AudioError
 
 LABELS_FILE = "labels.csv"
@@ -119,6 +119,7 @@ def load_dataset(
     sample_rate: int,
     label_map: str = "identity",
     min_duration_s: float = 2.0,
+    band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
     cache_dir: Path | None = None,
 ) -> Dataset:
     """Decode every recording listed in ``root/labels.csv`` (undecodable ones are skipped).
@@ -129,13 +130,19 @@ def load_dataset(
     base = Path(root)
     entries = read_entries(base, label_map=label_map)
     fingerprint = fingerprint_entries(base, entries)
-    cache = None if cache_dir is None else cache_dir / f"{fingerprint}-{sample_rate}-{min_duration_s}.npz"
+    cache = (
+        None
+        if cache_dir is None
+        else cache_dir / f"{fingerprint}-{sample_rate}-{min_duration_s}-{band_hz[0]:g}-{band_hz[1]:g}.npz"
+    )
     if cache is not None and cache.is_file():
         return _from_cache(base, entries, fingerprint, cache)
     kept, samples = [], []
     for entry in entries:
         try:
-            audio = decode_audio(base / entry.path, target_rate=sample_rate, min_duration_s=min_duration_s)
+            audio = decode_audio(
+                base / entry.path, target_rate=sample_rate, min_duration_s=min_duration_s, band_hz=band_hz
+            )
         except AudioError as exc:
             log.warning("skipping %s: %s", entry.path, exc)
             continue

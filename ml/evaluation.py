@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         sample_rate=engine.feature_config.sample_rate,
         label_map=args.label_map,
         min_duration_s=min_duration,
+        band_hz=engine.feature_config.band_hz,
         cache_dir=args.cache,
     )
     report = evaluate_dataset(engine, dataset)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ml.audio import decode_audio
 from ml.errors import AudioError
 from ml.features import batch_windows
 from ml.predict import find_recordings
@@ -81,7 +80,7 @@ def parity_windows(paths: list[Path], *, engine: Any, limit: int = PARITY_WINDOW
     samples = []
     for path in find_recordings(paths):
         try:
-            samples.append(decode_audio(path, target_rate=engine.feature_config.sample_rate).samples)
+            samples.append(engine.decode(path).samples)
         except AudioError:
             continue
     if not samples:

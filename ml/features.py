@@ -37,7 +37,8 @@ class FeatureConfig:
     """Everything that determines the features a model was trained on.
 
     Rates and frequencies are in Hz, ``n_fft``/``hop_length`` in samples and
-    ``window_s``/``window_hop_s`` in seconds.
+    ``window_s``/``window_hop_s`` in seconds. The band is both the waveform
+    band-pass applied when decoding and the span of the mel filterbank.
     """
 
     sample_rate: int = 2000
@@ -83,6 +84,11 @@ class FeatureConfig:
     def window_shape(self) -> tuple[int, int]:
         """Shape of one model input window: (frames, features)."""
         return (self.frames_per_window, self.num_features)
+
+    @property
+    def band_hz(self) -> tuple[float, float]:
+        """(low, high) edges of the heart-sound band in Hz."""
+        return (self.band_low_hz, self.band_high_hz)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of all fields."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ml import quality
-from ml.audio import Audio
+from ml.audio import Audio, AudioSource, decode_audio
 from ml.bundle import Manifest, verify_bundle
 from ml.features import WindowBatch, batch_windows
 from ml.scoring import aggregate_windows, decide
@@ -95,6 +95,16 @@ class Engine:
         silence = np.zeros(int(config.window_s * config.sample_rate), dtype=np.float32)
         batch = batch_windows([silence], config=config)
         self.predict_windows(np.repeat(batch.windows, WARMUP_WINDOWS, axis=0))
+
+    def decode(self, source: AudioSource) -> Audio:
+        """Decode a recording the way this bundle expects (rate, band, minimum duration)."""
+        config = self.feature_config
+        return decode_audio(
+            source,
+            target_rate=config.sample_rate,
+            min_duration_s=self.manifest.min_duration_s,
+            band_hz=config.band_hz,
+        )
 
     def predict_windows(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, classes)`` for windows ``(n, frames, features)``."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ml.audio import Audio, decode_audio
+from ml.audio import Audio
 from ml.bundle import DEFAULT_SCREENING_BUNDLE
 from ml.errors import AudioError
 
@@ -49,9 +49,9 @@ def find_recordings(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def _decode(path: Path, *, sample_rate: int, min_duration_s: float) -> Audio | str:
+def _decode(engine: Any, path: Path) -> Audio | str:
     try:
-        return decode_audio(path, target_rate=sample_rate, min_duration_s=min_duration_s)
+        return engine.decode(path)  # type: ignore[no-any-return]
     except AudioError as exc:
         return f"{exc.code}: {exc.message}"
     except OSError as exc:
@@ -62,8 +62,7 @@ def predict_rows(engine: Any, paths: Iterable[Path]) -> Iterator[dict[str, str]]
     """One CSV row per path, in input order, classifying decodable files in batched calls."""
     chunk: list[tuple[Path, Audio | str]] = []
     for path in paths:
-        rate, minimum = engine.feature_config.sample_rate, engine.manifest.min_duration_s
-        chunk.append((path, _decode(path, sample_rate=rate, min_duration_s=minimum)))
+        chunk.append((path, _decode(engine, path)))
         if len(chunk) >= RECORDINGS_PER_CALL:
             yield from _chunk_rows(engine, chunk)
             chunk = []

@@ -51,6 +51,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--feature-kind", choices=("logmel", "mfcc"), default="logmel")
     parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
+    defaults = FeatureConfig()
+    parser.add_argument("--n-fft", type=int, default=defaults.n_fft, help="samples per spectrum frame")
+    parser.add_argument("--hop-length", type=int, default=defaults.hop_length, help="samples between frames")
+    parser.add_argument("--n-mels", type=int, default=defaults.n_mels)
+    parser.add_argument("--band-high", type=float, default=defaults.band_high_hz, help="band-pass top, Hz")
+    parser.add_argument(
+        "--no-recording-norm", action="store_true", help="keep each recording's mean spectrum in the features"
+    )
+    parser.add_argument("--window-s", type=float, default=defaults.window_s, help="model window, seconds")
     parser.add_argument("--min-duration", type=float, default=2.0, help="seconds")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded-audio cache folder")
     parser.add_argument("--classes", default=None, help="comma-separated class order (default: from labels)")
@@ -91,7 +100,17 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
 
 def features_from(args: argparse.Namespace) -> FeatureConfig:
     """Feature configuration from parsed arguments."""
-    return FeatureConfig(kind=args.feature_kind, deltas=args.deltas)
+    return FeatureConfig(
+        kind=args.feature_kind,
+        deltas=args.deltas,
+        n_fft=args.n_fft,
+        hop_length=args.hop_length,
+        n_mels=args.n_mels,
+        window_s=args.window_s,
+        window_hop_s=args.window_s / 2,
+        recording_mean_norm=not args.no_recording_norm,
+        band_high_hz=args.band_high,
+    )
 
 
 def load_all(args: argparse.Namespace, config: FeatureConfig) -> Dataset:
@@ -105,6 +124,7 @@ def load_all(args: argparse.Namespace, config: FeatureConfig) -> Dataset:
                 sample_rate=config.sample_rate,
                 label_map=label_map or "identity",
                 min_duration_s=args.min_duration,
+                band_hz=config.band_hz,
                 cache_dir=args.cache,
             )
         )
