@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
+from jobs import storage
 from jobs.models import Batch, ModelVersion, Prediction, Recording
 from jobs.pages import services
 from jobs.services import plots
@@ -90,7 +91,7 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
             name: reverse("recording-plot", args=[recording.pk, name]) + query for name in PLOT_NAMES
         },
         "plots_status_url": reverse("recording-plots", args=[recording.pk]) + query,
-        "audio_url": reverse("recording-audio", args=[recording.pk]) if recording.storage_key else None,
+        "audio_url": reverse("recording-audio", args=[recording.pk]),
     }
     return render(request, "jobs/recording_detail.html", context)
 
@@ -110,13 +111,20 @@ def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
     model_version = _model_version(request, recording)
     state = plots.plot_state(recording, model_version)
     query = f"?model={model_version.pk}"
-    images = {name: reverse("recording-plot", args=[recording.pk, name]) + query for name in state.available}
-    return JsonResponse({"ready": state.ready, "failed": state.failed, "images": images})
+    images = {
+        name: reverse("recording-plot", args=[recording.pk, name]) + query
+        for name in state.available
+        if name in PLOT_NAMES
+    }
+    audio = reverse("recording-audio", args=[recording.pk]) if "listen" in state.available else None
+    return JsonResponse({"ready": state.ready, "failed": state.failed, "images": images, "audio": audio})
 
 
 @login_required
 def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpResponse:
     recording = services.get_recording(request.user, recording_id)
+    if name not in PLOT_NAMES:
+        raise Http404("No such plot")
     try:
         image = plots.read_plot(recording, _model_version(request, recording), name)
     except FileNotFoundError as exc:
@@ -128,8 +136,13 @@ def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpRe
 
 @login_required
 def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase:
+    """The browser-playable copy a worker made next to the plots."""
     recording = services.get_recording(request.user, recording_id)
-    link = services.audio_link(recording)
+    key = plots.listening_key(recording)
+    if key is None:
+        raise Http404("No playable copy yet")
+    filename = f"{recording.path.rsplit('/', 1)[-1]}.wav"
+    link = storage.signed_url(key, filename=filename, content_type="audio/wav")
     if link is not None:
         return HttpResponseRedirect(link)
-    return FileResponse(services.open_audio(recording), content_type="audio/wav")
+    return FileResponse(storage.open_stream(key), content_type="audio/wav")

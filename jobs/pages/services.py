@@ -118,18 +118,6 @@ def report_links(batch: Batch) -> list[tuple[str, str]]:
     ]
 
 
-def audio_link(recording: Recording) -> str | None:
-    from jobs import storage
-
-    return storage.signed_url(recording.storage_key, filename=recording.path, content_type="audio/wav")
-
-
-def open_audio(recording: Recording) -> Any:
-    from jobs import storage
-
-    return storage.open_stream(recording.storage_key)
-
-
 class UploadRejected(ValueError):
     """Provisional stand-in for the batch service's upload error."""
 

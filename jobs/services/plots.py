@@ -29,6 +29,7 @@ DPI = 100
 WAVEFORM_COLUMNS = 2200  # min/max pairs drawn: about two per pixel
 SPECTROGRAM_WINDOW_S = 0.064
 SPECTROGRAM_MAX_HZ = 800
+LISTEN_MIN_RATE_HZ = 8000
 LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 0.85, 0.75, 0.35, 0.5
 
 
@@ -38,11 +39,12 @@ class PlotSet:
 
     overview_key: str | None
     spectrogram_key: str
+    listen_key: str
     failure_key: str
 
     @property
     def keys(self) -> dict[str, str]:
-        keys = {"spectrogram": self.spectrogram_key}
+        keys = {"spectrogram": self.spectrogram_key, "listen": self.listen_key}
         if self.overview_key:
             keys["overview"] = self.overview_key
         return keys
@@ -53,6 +55,7 @@ def plot_set(recording: Recording, model_version: ModelVersion | None) -> PlotSe
     return PlotSet(
         overview_key=storage.plot_key(recording.sha256, f"overview-{slug}.png") if slug else None,
         spectrogram_key=storage.plot_key(recording.sha256, "spectrogram.png"),
+        listen_key=storage.plot_key(recording.sha256, "listen.wav"),
         failure_key=storage.plot_key(recording.sha256, "failed.txt"),
     )
 
@@ -89,6 +92,14 @@ def request_plots(recording: Recording, model_version: ModelVersion | None) -> b
     return True
 
 
+def listening_key(recording: Recording) -> str | None:
+    """Storage key of the browser-playable copy, once a worker has made it."""
+    if not recording.storage_key:
+        return None
+    key = plot_set(recording, None).listen_key
+    return key if storage.exists(key) else None
+
+
 def read_plot(recording: Recording, model_version: ModelVersion | None, name: str) -> bytes:
     key = plot_set(recording, model_version).keys.get(name)
     if key is None:
@@ -110,8 +121,10 @@ def render_recording_plots(recording_id: int, model_version_id: int | None) -> l
     recording = Recording.objects.get(pk=recording_id)
     model_version = ModelVersion.objects.filter(pk=model_version_id).first() if model_version_id else None
     plots = plot_set(recording, model_version)
+    payload = storage.read_bytes(recording.storage_key)
     try:
-        audio = _decode(recording)
+        audio = _decode(payload)
+        listening = listening_copy(payload)
     except AudioError as exc:
         storage.put_bytes(plots.failure_key, f"{exc.code}: {exc}".encode())
         logger.info("no plots for recording %s: %s", recording_id, exc)
@@ -126,16 +139,45 @@ def render_recording_plots(recording_id: int, model_version_id: int | None) -> l
         storage.put_bytes(plots.overview_key, draw_overview(audio, prediction, model_version))
         written.append(plots.overview_key)
     storage.put_bytes(plots.spectrogram_key, draw_spectrogram(audio))
-    written.append(plots.spectrogram_key)
+    storage.put_bytes(plots.listen_key, listening)
+    written += [plots.spectrogram_key, plots.listen_key]
     return written
 
 
-def _decode(recording: Recording) -> Any:
+def _decode(payload: bytes) -> Any:
     from ml.audio import decode_audio
 
     # Plots show what the model hears, so decode the way inference does, but
     # draw even recordings too short to classify.
-    return decode_audio(storage.read_bytes(recording.storage_key), min_duration_s=0.05)
+    return decode_audio(payload, min_duration_s=0.05)
+
+
+def listening_copy(payload: bytes) -> bytes:
+    """The recording as 16-bit mono WAV at a rate every browser plays.
+
+    Browsers refuse audio below 3 kHz (PhysioNet recordings are 2 kHz) and
+    many formats besides WAV, so the player gets this copy, not the upload.
+    """
+    import numpy as np
+    import soundfile
+
+    from ml import errors
+    from ml.audio import resample
+
+    try:
+        frames, rate = soundfile.read(io.BytesIO(payload), dtype="float64", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        raise errors.AudioError(errors.UNDECODABLE, "the recording cannot be decoded") from exc
+    mono = frames.mean(axis=1)
+    if rate < LISTEN_MIN_RATE_HZ:
+        mono = resample(mono, source_rate=rate, target_rate=LISTEN_MIN_RATE_HZ)
+        rate = LISTEN_MIN_RATE_HZ
+    peak = float(np.max(np.abs(mono))) if len(mono) else 0.0
+    if peak > 1.0:
+        mono = mono / peak
+    buffer = io.BytesIO()
+    soundfile.write(buffer, mono, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def _figure(height_in: float, rows: int, ratios: list[float]) -> tuple[Any, Any]:

@@ -61,7 +61,13 @@ def test_it_shows_every_page_of_a_finished_batch(
     assert spectrogram.evaluate("image => image.naturalHeight") == 300
     assert page.locator("[data-probability=abnormal]").inner_text() == "82 %"
     assert page.locator("[data-heart-rate]").inner_text() == "72 bpm"
+    # The player streams through a short-lived authenticated link.
+    page.wait_for_function("document.querySelector('audio').duration > 30")
     screenshot(page, "05-recording")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server.url}/batches/{batch.pk}/")
+    screenshot(page, "10-batch-on-a-phone")
 
 
 def test_it_follows_a_running_batch_to_the_end(

@@ -1,9 +1,11 @@
 """Pages through Django's test client: access rules, filters, escaping, errors."""
 
+import io
 import uuid
 from typing import Any
 
 import pytest
+import soundfile
 from django.test import Client
 
 from jobs.models import Batch
@@ -184,10 +186,17 @@ def test_it_draws_and_stores_the_plots_of_a_recording(organisation: Any, member:
     written = plots.render_recording_plots(recording.pk, batch.model_version_id)
     expected = plots.plot_set(recording, batch.model_version)
     assert sorted(written) == sorted(expected.keys.values())
-    for key in written:
-        assert storage.read_bytes(key).startswith(b"\x89PNG")
+    for name in ("overview", "spectrogram"):
+        assert storage.read_bytes(expected.keys[name]).startswith(b"\x89PNG")
+    listening = soundfile.info(io.BytesIO(storage.read_bytes(expected.listen_key)))
+    assert listening.samplerate == 8000 and listening.channels == 1
+    assert listening.duration == pytest.approx(recording_seconds(SAMPLES / "a0033.wav"), abs=0.01)
     state = plots.plot_state(recording, batch.model_version)
-    assert state.ready and sorted(state.available) == ["overview", "spectrogram"]
+    assert state.ready and sorted(state.available) == ["listen", "overview", "spectrogram"]
+
+
+def recording_seconds(path: Any) -> float:
+    return float(soundfile.info(str(path)).duration)
 
 
 def test_it_marks_plots_failed_for_undecodable_audio(organisation: Any, member: Any) -> None:

@@ -158,6 +158,15 @@
             img.alt = slot.dataset.alt;
             slot.replaceWith(img);
           });
+          var slot = document.querySelector("[data-audio-slot]");
+          if (slot && state.audio) {
+            var audio = document.createElement("audio");
+            audio.controls = true;
+            audio.preload = "metadata";
+            audio.src = state.audio;
+            audio.setAttribute("aria-labelledby", "audio-heading");
+            slot.replaceWith(audio);
+          }
           box.dataset.ready = "true";
         } else if (state.failed) {
           box.querySelectorAll("[data-plot]").forEach(function (slot) {
