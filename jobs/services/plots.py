@@ -123,7 +123,7 @@ def render_recording_plots(recording_id: int, model_version_id: int | None) -> l
     plots = plot_set(recording, model_version)
     payload = storage.read_bytes(recording.storage_key)
     try:
-        audio = _decode(payload)
+        audio = _decode(payload, model_version)
         listening = listening_copy(payload)
     except AudioError as exc:
         storage.put_bytes(plots.failure_key, f"{exc.code}: {exc}".encode())
@@ -144,12 +144,25 @@ def render_recording_plots(recording_id: int, model_version_id: int | None) -> l
     return written
 
 
-def _decode(payload: bytes) -> Any:
+def _features(model_version: ModelVersion | None) -> tuple[int, tuple[float, float]]:
+    """Sample rate and band the model's features use (the ml defaults otherwise)."""
+    from ml.audio import DEFAULT_BAND_HZ, DEFAULT_RATE_HZ
+
+    features = dict((model_version.manifest or {}).get("feature_config") or {}) if model_version else {}
+    band = (
+        float(features.get("band_low_hz", DEFAULT_BAND_HZ[0])),
+        float(features.get("band_high_hz", DEFAULT_BAND_HZ[1])),
+    )
+    return int(features.get("sample_rate", DEFAULT_RATE_HZ)), band
+
+
+def _decode(payload: bytes, model_version: ModelVersion | None) -> Any:
     from ml.audio import decode_audio
 
-    # Plots show what the model hears, so decode the way inference does, but
+    # Plots show what the model hears, so decode with its rate and band, but
     # draw even recordings too short to classify.
-    return decode_audio(payload, min_duration_s=0.05)
+    rate, band = _features(model_version)
+    return decode_audio(payload, target_rate=rate, band_hz=band, min_duration_s=0.05)
 
 
 def listening_copy(payload: bytes) -> bytes:
@@ -228,6 +241,8 @@ def waveform_envelope(samples: Any, *, columns: int) -> tuple[Any, Any, Any]:
 def draw_overview(audio: Any, prediction: Prediction | None, model_version: ModelVersion | None) -> bytes:
     import numpy as np
 
+    low_hz, high_hz = _features(model_version)[1]
+    band = f"{low_hz:g}–{high_hz:g} Hz"
     figure, (wave_axis, prob_axis) = _figure(4.4, 2, [1.4, 1.0])
     index, low, high = waveform_envelope(audio.samples, columns=WAVEFORM_COLUMNS)
     block_s = (len(audio.samples) // max(len(index), 1)) / audio.sample_rate
@@ -237,7 +252,7 @@ def draw_overview(audio: Any, prediction: Prediction | None, model_version: Mode
     peak = float(np.max(np.abs(audio.samples))) or 1.0
     wave_axis.set_ylim(-peak * 1.05, peak * 1.05)
     wave_axis.set_title(
-        "Waveform (25–400 Hz band) and the model's probability per window", fontsize=11, loc="left"
+        f"Waveform ({band} band) and the model's probability per window", fontsize=11, loc="left"
     )
     windows = timeline_windows(prediction)
     _draw_timeline(prob_axis, windows, model_version=model_version)
