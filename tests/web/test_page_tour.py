@@ -10,7 +10,7 @@ from jobs.models import Batch
 from tests import factories
 from tests.conftest import SAMPLES
 from tests.web import builders
-from tests.web.conftest import log_in, screenshot
+from tests.web.conftest import join, log_in, screenshot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -26,6 +26,15 @@ SUMMARY = {
         "confusion_matrix": {"classes": ["normal", "abnormal"], "matrix": [[2, 1], [1, 2]]},
     },
 }
+
+
+def unlabelled_controls(page: Any) -> list[str]:
+    """Form controls a screen reader could not name."""
+    return page.evaluate(
+        """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(control => control.labels.length === 0 && !control.getAttribute('aria-label'))
+            .map(control => control.name)"""
+    )
 
 
 def test_it_shows_every_page_of_a_finished_batch(
@@ -50,6 +59,7 @@ def test_it_shows_every_page_of_a_finished_batch(
     page.get_by_role("link", name="Clinic week 12").click()
     assert page.locator("[data-metric=Sensitivity]").inner_text() == "75.0 %"
     assert page.locator("table.confusion td.hit").all_inner_texts() == ["2", "2"]
+    assert unlabelled_controls(page) == []
     screenshot(page, "04-batch-finished")
 
     page.get_by_role("link", name=recording.path).click()
@@ -107,6 +117,7 @@ def test_it_shows_the_upload_form_and_a_friendly_404(
     log_in(page, live_server.url, member.username)
     page.get_by_role("link", name="Upload", exact=True).click()
     assert "default" in page.get_by_label("Model version").inner_text()
+    assert unlabelled_controls(page) == []
     screenshot(page, "07-upload")
     page.goto(f"{live_server.url}/batches/00000000-0000-0000-0000-000000000000/")
     assert page.get_by_role("heading", name="We could not find that page").is_visible()
@@ -129,3 +140,17 @@ def test_it_never_runs_a_script_from_a_file_name(
     assert page.locator("main script, main img[src=x], main svg[onload]").count() == 0
     screenshot(page, "09-file-name-as-text")
     assert dialogs == []
+
+
+def test_it_switches_organisation_from_the_header(
+    live_server: Any, page: Any, member: Any, organisation: Any
+) -> None:
+    south = factories.OrganisationFactory(name="South Clinic", slug="south")
+    join(member, south)
+    factories.BatchFactory(organisation=south, name="South screening day", created_by=member)
+    log_in(page, live_server.url, member.username)
+    assert page.get_by_role("heading", name="Dashboard").is_visible()
+    page.get_by_label("Organisation").select_option("south")
+    page.wait_for_selector("text=South screening day")
+    assert page.get_by_label("Organisation").input_value() == "south"
+    screenshot(page, "14-organisation-switched")
