@@ -1,6 +1,7 @@
 """The recording page: audio, plots, class probabilities, quality and every prediction."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import (
     FileResponse,
     Http404,
@@ -29,7 +30,7 @@ def _context_batch(request: HttpRequest, recording: Recording) -> Batch:
     if batch_id:
         try:
             return services.get_batch(request.user, batch_id)  # type: ignore[arg-type]
-        except (Http404, ValueError):
+        except (Http404, ValueError, ValidationError):
             pass
     return recording.batch
 

@@ -209,3 +209,10 @@ def test_it_marks_plots_failed_for_undecodable_audio(organisation: Any, member: 
     plots.render_recording_plots(recording.pk, batch.model_version_id)
     state = plots.plot_state(recording, batch.model_version)
     assert state.failed and not state.ready
+
+
+def test_it_ignores_a_malformed_batch_hint_on_the_recording_page(
+    member_client: Client, organisation: Any
+) -> None:
+    recording = factories.RecordingFactory(batch=factories.BatchFactory(organisation=organisation))
+    assert member_client.get(f"/recordings/{recording.pk}/", {"batch": "not-a-uuid"}).status_code == 200
