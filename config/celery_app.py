@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from django.conf import settings
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
@@ -27,6 +28,7 @@ app.conf.task_routes = {
 }
 app.conf.beat_schedule = {
     "heartbeat": {"task": "lubdub.heartbeat", "schedule": 30.0},
+    "sweep": {"task": "lubdub.sweep", "schedule": float(settings.CELERY_BEAT_SWEEP_SECONDS)},
 }
 app.autodiscover_tasks(["workers"])
 app.autodiscover_tasks(["workers"], related_name="plots")

@@ -6,5 +6,6 @@ from jobs import health
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/", include("jobs.api.urls")),
     path("", include("jobs.urls")),
 ]

@@ -60,6 +60,7 @@ up() {
   "$VENV/bin/python" manage.py migrate --noinput >"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "migrations failed"; }
   "$VENV/bin/python" manage.py collectstatic --noinput >/dev/null
   "$VENV/bin/python" manage.py prepare_storage >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "storage is not usable"; }
+  "$VENV/bin/python" manage.py ensure_default_model >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "no default model could be registered"; }
   if ! alive "$RUN/web.pid"; then
     "$VENV/bin/gunicorn" config.wsgi -b "127.0.0.1:$LUBDUB_WEB_PORT" -w 2 --timeout 900 \
       --daemon --pid "$RUN/web.pid" --access-logfile "$LOG/web-access.log" --error-logfile "$LOG/web.log"

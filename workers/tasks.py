@@ -1,11 +1,45 @@
-"""Celery tasks: thin shells that take ids and call services in `jobs`."""
+"""Celery tasks: thin shells that take ids and call services in `jobs`.
 
+Each task is safe to run twice (claims are conditional, writes are unique) and
+retries only what is transient: storage or database connections.
+"""
+
+import logging
 import socket
+from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_process_init
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from jobs.models import WorkerHeartbeat
+from jobs import storage
+from jobs.models import Batch, WorkerHeartbeat
+from jobs.services import analysis, ingest, reports, sweeper
+from workers import engine
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (storage.StorageUnavailable, OperationalError, InterfaceError, ConnectionError)
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@worker_process_init.connect
+def _load_model(**_: Any) -> None:
+    # After the fork: TensorFlow must never start in the parent it would be copied from.
+    close_old_connections()
+    try:
+        engine.preload_default()
+    except TRANSIENT:
+        logger.warning("could not preload the default model; it loads on first use")
+    finally:
+        close_old_connections()
 
 
 @shared_task(name="lubdub.heartbeat")
@@ -14,3 +48,31 @@ def heartbeat() -> str:
     hostname = socket.gethostname()
     WorkerHeartbeat.objects.update_or_create(hostname=hostname, defaults={"last_seen": timezone.now()})
     return hostname
+
+
+@shared_task(name="lubdub.ingest_batch", **RETRY)
+def ingest_batch(batch_id: str) -> int:
+    """Read an uploaded file into recordings; a single recording is analysed right here."""
+    priority = Batch.objects.values_list("priority", flat=True).filter(pk=batch_id).first()
+    interactive = priority == Batch.Priority.INTERACTIVE
+    analysis_ids = ingest.ingest_batch(batch_id, queue_analysis=not interactive)
+    if interactive and analysis_ids:
+        # One hop fewer: the interactive worker already holds the model.
+        analysis.analyse_chunk(batch_id, analysis_ids, classify=engine.classify)
+    return len(analysis_ids)
+
+
+@shared_task(name="lubdub.analyze_chunk", **RETRY)
+def analyze_chunk(batch_id: str, analysis_ids: list[int]) -> int:
+    summary = analysis.analyse_chunk(batch_id, analysis_ids, classify=engine.classify)
+    return summary.claimed
+
+
+@shared_task(name="lubdub.write_reports", **RETRY)
+def write_reports(batch_id: str) -> int:
+    return len(reports.write_reports(batch_id))
+
+
+@shared_task(name="lubdub.sweep")
+def sweep() -> dict[str, int]:
+    return vars(sweeper.sweep())

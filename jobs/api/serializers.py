@@ -1,0 +1,164 @@
+"""What the API says about batches, recordings, predictions and reports."""
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs.models import Batch, ModelVersion, Prediction, Recording, Report
+from jobs.services import batch_progress
+
+
+def _absolute(context: dict[str, Any], path: str) -> str:
+    request = context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    slug = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "version",
+            "architecture",
+            "classes",
+            "metrics",
+            "is_default",
+            "status",
+        ]
+
+
+class ProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+    finished = serializers.BooleanField()
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    organisation = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    model_version = serializers.CharField(source="model_version.slug", read_only=True)
+    progress = serializers.SerializerMethodField()
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Batch
+        fields = [
+            "id", "name", "organisation", "kind", "status", "priority", "model_version",
+            "upload_name", "upload_size", "progress", "error_code", "error_message",
+            "created_at", "started_at", "finished_at", "urls",
+        ]  # fmt: skip
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, batch: Batch) -> dict[str, Any]:
+        found = batch_progress(batch)
+        return ProgressSerializer(found).data
+
+    @extend_schema_field(serializers.DictField(child=serializers.URLField()))
+    def get_urls(self, batch: Batch) -> dict[str, str]:
+        paths = {
+            "self": reverse("api:batch-detail", args=[batch.pk]),
+            "recordings": reverse("api:batch-recordings", args=[batch.pk]),
+            "reports": reverse("api:batch-reports", args=[batch.pk]),
+            "cancel": reverse("api:batch-cancel", args=[batch.pk]),
+        }
+        return {name: _absolute(self.context, path) for name, path in paths.items()}
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="One audio file (WAV, FLAC, ...) or a zip archive of them.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    model = serializers.CharField(
+        required=False, allow_blank=True, help_text="Model version; default if empty."
+    )
+    priority = serializers.ChoiceField(choices=Batch.Priority.choices, required=False)
+    organisation = serializers.SlugField(required=False, help_text="Needed when you belong to several.")
+
+
+class FileRowSerializer(serializers.ModelSerializer):
+    """A recording as a row of its batch (annotations from services.results)."""
+
+    status = serializers.CharField(source="file_status", allow_null=True)
+    label = serializers.CharField(source="predicted_label", allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
+    quality = serializers.CharField(allow_null=True)
+    heart_rate_bpm = serializers.FloatField(allow_null=True)
+    error_code = serializers.CharField(source="error_code_value", allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    truth = serializers.CharField(source="label")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recording
+        fields = [
+            "id", "path", "status", "label", "confidence", "probabilities", "quality",
+            "heart_rate_bpm", "duration_s", "sample_rate", "channels", "sha256", "truth",
+            "error_code", "error", "url",
+        ]  # fmt: skip
+
+    def get_url(self, recording: Recording) -> str:
+        return _absolute(self.context, reverse("api:recording-detail", args=[recording.pk]))
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.slug")
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "model_version", "label", "confidence", "probabilities", "quality", "quality_reasons",
+            "heart_rate_bpm", "timeline", "timings", "input_sha256", "feature_fingerprint", "batch",
+            "created_at",
+        ]  # fmt: skip
+
+
+class RecordingSerializer(serializers.ModelSerializer):
+    predictions = PredictionSerializer(many=True, read_only=True)
+    analyses = serializers.SerializerMethodField()
+    audio_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recording
+        fields = [
+            "id", "batch", "path", "status", "sha256", "size_bytes", "sample_rate", "channels",
+            "duration_s", "label", "error_code", "error_message", "created_at", "predictions",
+            "analyses", "audio_url",
+        ]  # fmt: skip
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_analyses(self, recording: Recording) -> list[dict[str, Any]]:
+        return [
+            dict(row)
+            for row in recording.analyses.values(
+                "batch_id", "status", "attempts", "error_code", "error_message", "finished_at"
+            )
+        ]
+
+    def get_audio_url(self, recording: Recording) -> str | None:
+        if not recording.storage_key:
+            return None
+        return _absolute(self.context, reverse("api:recording-audio", args=[recording.pk]))
+
+
+class ReportSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.slug")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Report
+        fields = ["format", "model_version", "size_bytes", "created_at", "url"]
+
+    def get_url(self, report: Report) -> str:
+        path = reverse("api:batch-report", args=[report.batch_id, report.format])
+        return _absolute(self.context, path)

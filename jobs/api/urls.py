@@ -1,0 +1,21 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from jobs.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("v1/batches/", views.BatchListCreate.as_view(), name="batch-list"),
+    path("v1/batches/<uuid:pk>/", views.BatchDetail.as_view(), name="batch-detail"),
+    path("v1/batches/<uuid:pk>/cancel/", views.BatchCancel.as_view(), name="batch-cancel"),
+    path("v1/batches/<uuid:pk>/recordings/", views.BatchRecordings.as_view(), name="batch-recordings"),
+    path("v1/batches/<uuid:pk>/reports/", views.BatchReports.as_view(), name="batch-reports"),
+    path("v1/batches/<uuid:pk>/reports/<str:fmt>/", views.BatchReport.as_view(), name="batch-report"),
+    path("v1/recordings/<int:pk>/", views.RecordingDetail.as_view(), name="recording-detail"),
+    path("v1/recordings/<int:pk>/audio/", views.RecordingAudio.as_view(), name="recording-audio"),
+    path("v1/models/", views.ModelVersionList.as_view(), name="model-list"),
+    path("v1/files/<str:token>/", views.SignedFile.as_view(), name="signed-file"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,198 @@
+"""REST API v1: thin views over jobs.services.
+
+Everything is scoped to the caller's organisations; anything else is a 404.
+Downloads answer with a redirect to a short-lived link (or the link as JSON
+with `?redirect=0`).
+"""
+
+from typing import Any
+
+from django.core import signing
+from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import services, storage
+from jobs.api import serializers as api
+from jobs.models import Batch, ModelVersion, Recording, Report
+from jobs.services import access, downloads, lifecycle, results, uploads
+from jobs.services.reports import CONTENT_TYPES
+
+LINK = inline_serializer("Link", {"url": serializers.URLField(), "expires_in": serializers.IntegerField()})
+ERROR = inline_serializer("Error", {"detail": serializers.CharField(), "code": serializers.CharField()})
+
+
+def _error(code: str, message: str, http_status: int) -> Response:
+    return Response({"detail": message, "code": code}, status=http_status)
+
+
+def _link_response(request: Request, key: str, *, filename: str, content_type: str) -> Any:
+    from django.conf import settings
+
+    url = request.build_absolute_uri(
+        downloads.download_link(key, filename=filename, content_type=content_type)
+    )
+    if request.query_params.get("redirect") == "0":
+        return Response({"url": url, "expires_in": settings.SIGNED_URL_SECONDS})
+    return HttpResponseRedirect(url)
+
+
+class BatchListCreate(generics.ListAPIView):
+    serializer_class = api.BatchSerializer
+    parser_classes = [MultiPartParser]
+
+    def get_queryset(self) -> Any:
+        return services.visible_batches(self.request.user).select_related("model_version", "organisation")
+
+    @extend_schema(
+        request={"multipart/form-data": api.UploadSerializer},
+        responses={201: api.BatchSerializer, 400: ERROR, 413: ERROR, 415: ERROR},
+        summary="Upload one recording or a zip archive as a new batch",
+    )
+    def post(self, request: Request) -> Response:
+        # Checked before the body is read: a too-large upload never reaches the disk.
+        try:
+            uploads.check_declared_size(_content_length(request))
+        except uploads.UploadRejected as exc:
+            return _error(exc.code, exc.message, exc.status)
+        form = api.UploadSerializer(data=request.data)
+        if not form.is_valid():
+            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+        values = form.validated_data
+        try:
+            organisation = access.upload_organisation(request.user, values.get("organisation"))
+            upload = values["file"]
+            batch = uploads.create_batch_from_upload(
+                user=request.user,
+                organisation=organisation,
+                upload=upload.file,
+                filename=upload.name,
+                name=values.get("name", ""),
+                model=values.get("model") or None,
+                priority=values.get("priority"),
+            )
+        except uploads.UploadRejected as exc:
+            return _error(exc.code, exc.message, exc.status)
+        except ValueError as exc:
+            return _error("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+        except storage.StorageUnavailable:
+            return _error("storage_unavailable", "Storage is unavailable; try again shortly.", 503)
+        data = api.BatchSerializer(batch, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["urls"]["self"]})
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.META.get("CONTENT_LENGTH") or ""
+    return int(raw) if raw.isdigit() else None
+
+
+class BatchDetail(generics.RetrieveDestroyAPIView):
+    serializer_class = api.BatchSerializer
+
+    def get_object(self) -> Batch:
+        return services.get_batch(self.request.user, self.kwargs["pk"])
+
+    def perform_destroy(self, instance: Batch) -> None:
+        lifecycle.delete_batch(instance, user=self.request.user)
+
+
+class BatchCancel(APIView):
+    @extend_schema(request=None, responses={200: api.BatchSerializer, 409: ERROR})
+    def post(self, request: Request, pk: str) -> Response:
+        batch = services.get_batch(request.user, pk)
+        try:
+            batch = lifecycle.cancel_batch(batch, user=request.user)
+        except lifecycle.BatchFinished as exc:
+            return _error("finished", str(exc), status.HTTP_409_CONFLICT)
+        return Response(api.BatchSerializer(batch, context={"request": request}).data)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", str, enum=list(results.FILE_STATUSES)),
+        OpenApiParameter("label", str, description="Predicted class"),
+        OpenApiParameter("quality", str),
+    ]
+)
+class BatchRecordings(generics.ListAPIView):
+    serializer_class = api.FileRowSerializer
+
+    def get_queryset(self) -> Any:
+        batch = services.get_batch(self.request.user, self.kwargs["pk"])
+        params = self.request.query_params
+        return results.filter_rows(
+            results.batch_recordings(batch),
+            status=params.get("status", ""),
+            label=params.get("label", ""),
+            quality=params.get("quality", ""),
+        )
+
+
+class BatchReports(generics.ListAPIView):
+    serializer_class = api.ReportSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> Any:
+        batch = services.get_batch(self.request.user, self.kwargs["pk"])
+        return batch.reports.filter(model_version=batch.model_version_id).select_related("model_version")
+
+
+class BatchReport(APIView):
+    @extend_schema(
+        responses={302: None, 200: LINK, 404: ERROR}, summary="Download a report (csv, json, html)"
+    )
+    def get(self, request: Request, pk: str, fmt: str) -> Any:
+        batch = services.get_batch(request.user, pk)
+        report = get_object_or_404(Report, batch=batch, model_version=batch.model_version_id, format=fmt)
+        filename = f"lubdub-{batch.pk}.{fmt}"
+        return _link_response(request, report.storage_key, filename=filename, content_type=CONTENT_TYPES[fmt])
+
+
+class RecordingDetail(generics.RetrieveAPIView):
+    serializer_class = api.RecordingSerializer
+
+    def get_object(self) -> Recording:
+        return services.get_recording(self.request.user, self.kwargs["pk"])
+
+
+class RecordingAudio(APIView):
+    @extend_schema(responses={302: None, 200: LINK, 404: ERROR}, summary="Download a recording's audio")
+    def get(self, request: Request, pk: int) -> Any:
+        recording = services.get_recording(request.user, pk)
+        if not recording.storage_key:
+            raise Http404("This file was rejected; no audio was stored.")
+        name = recording.path.rsplit("/", 1)[-1] or "recording"
+        return _link_response(
+            request, recording.storage_key, filename=name, content_type="application/octet-stream"
+        )
+
+
+class ModelVersionList(generics.ListAPIView):
+    serializer_class = api.ModelVersionSerializer
+    pagination_class = None
+    queryset = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+
+
+class SignedFile(APIView):
+    """The filesystem backend's short-lived link: the signed token is the credential."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: ERROR})
+    def get(self, request: Request, token: str) -> Any:
+        try:
+            found = downloads.resolve_token(token)
+            handle = downloads.open_object(found)
+        except (signing.BadSignature, FileNotFoundError) as exc:
+            raise Http404("This link is invalid or has expired.") from exc
+        return FileResponse(
+            handle, as_attachment=True, filename=found.filename, content_type=found.content_type
+        )

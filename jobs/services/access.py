@@ -1,0 +1,57 @@
+"""Who sees what: members see their organisations' batches; staff see all.
+
+Everything outside a user's organisations is answered with 404, never 403, so
+ids of other programs' batches do not leak.
+"""
+
+from typing import Any
+from uuid import UUID
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from jobs.models import Batch, Organisation, Recording
+
+
+def visible_batches(user: Any) -> QuerySet[Batch]:
+    if getattr(user, "is_staff", False):
+        return Batch.objects.all()
+    return Batch.objects.filter(organisation__membership__user=user)
+
+
+def visible_recordings(user: Any) -> QuerySet[Recording]:
+    if getattr(user, "is_staff", False):
+        return Recording.objects.all()
+    return Recording.objects.filter(organisation__membership__user=user)
+
+
+def get_batch(user: Any, batch_id: UUID | str) -> Batch:
+    batches = visible_batches(user).select_related("model_version", "organisation", "created_by")
+    try:
+        return batches.get(pk=batch_id)
+    except (Batch.DoesNotExist, ValueError) as exc:
+        raise Http404("No such batch") from exc
+
+
+def get_recording(user: Any, recording_id: int | str) -> Recording:
+    recordings = visible_recordings(user).select_related("batch", "batch__model_version")
+    try:
+        return recordings.get(pk=recording_id)
+    except (Recording.DoesNotExist, ValueError) as exc:
+        raise Http404("No such recording") from exc
+
+
+def upload_organisation(user: Any, slug: str | None = None) -> Organisation:
+    """The organisation a new batch belongs to: the one named, or the user's only one."""
+    organisations = Organisation.objects.filter(membership__user=user).order_by("name")
+    if slug:
+        found = organisations.filter(slug=slug).first()
+        if found is None:
+            raise Http404(f"You are not a member of an organisation called {slug!r}")
+        return found
+    first_two = list(organisations[:2])
+    if not first_two:
+        raise Http404("You are not a member of any organisation")
+    if len(first_two) > 1:
+        raise ValueError("You belong to several organisations: name one with 'organisation'")
+    return first_two[0]

@@ -1,0 +1,241 @@
+"""Analyse a chunk of recordings: claim, fetch, classify, write, count.
+
+The classifier itself is handed in by the worker (it owns TensorFlow and audio
+decoding); everything here is database and storage work, done in bulk.
+"""
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.db.models import F
+
+from jobs import storage
+from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording
+from jobs.services import progress
+
+logger = logging.getLogger(__name__)
+
+FETCH_THREADS = 8
+Status = Analysis.Status
+
+
+@dataclass(frozen=True)
+class Claim:
+    analysis_id: int
+    recording_id: int
+    attempts: int
+    storage_key: str
+    sha256: str
+
+
+@dataclass
+class Result:
+    """One recording's outcome: a classification (Classification.to_dict()) or an error."""
+
+    claim: Claim
+    classification: dict[str, Any] | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    duration_s: float | None = None
+    error_code: str = ""
+    error_message: str = ""
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.skipped:
+            return Status.SKIPPED
+        return Status.DONE if self.classification is not None else Status.FAILED
+
+
+@dataclass(frozen=True)
+class Fetched:
+    claim: Claim
+    audio: bytes
+
+
+Classifier = Callable[[ModelVersion, list[Fetched]], list[Result]]
+
+
+@dataclass
+class ChunkSummary:
+    claimed: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    finalised: bool = False
+
+
+def analyse_chunk(batch_id: UUID | str, analysis_ids: Sequence[int], *, classify: Classifier) -> ChunkSummary:
+    """Run one chunk. Safe to run twice: rows are claimed and finished conditionally."""
+    batch = Batch.objects.select_related("model_version").get(pk=batch_id)
+    if batch.status != Batch.Status.ANALYSING:
+        return ChunkSummary()
+    claims = claim_pending(batch.pk, analysis_ids)
+    if not claims:
+        return ChunkSummary()
+    try:
+        results, fetched = _already_predicted(batch, claims)
+        fetched_audio, missing = fetch_audio(fetched)
+        results += missing
+        results += classify(batch.model_version, fetched_audio) if fetched_audio else []
+    except storage.StorageUnavailable:
+        release(claims)  # transient: the task retries with backoff
+        raise
+    except Exception as exc:
+        # A bug or a broken model must not leave the batch hanging forever.
+        _fail_all(batch, claims, code="analysis_error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return record_results(batch, results)
+
+
+def claim_pending(batch_id: UUID | str, analysis_ids: Sequence[int]) -> list[Claim]:
+    """Claim the still-pending analyses of the chunk with one conditional UPDATE."""
+    sql = f"""
+        UPDATE {Analysis._meta.db_table} AS a
+        SET status = %s, claimed_at = now(), attempts = a.attempts + 1
+        FROM {Recording._meta.db_table} AS r
+        WHERE a.id = ANY(%s) AND a.batch_id = %s AND a.status = %s AND r.id = a.recording_id
+        RETURNING a.id, a.recording_id, a.attempts, r.storage_key, r.sha256
+    """  # noqa: S608 - table names only, values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Status.RUNNING, list(analysis_ids), batch_id, Status.PENDING])
+        rows = cursor.fetchall()
+    return sorted((Claim(*row) for row in rows), key=lambda claim: claim.analysis_id)
+
+
+def release(claims: Sequence[Claim]) -> int:
+    """Give claims back to the queue (a transient failure before anything was written)."""
+    return _update_claimed(claims, status=Status.PENDING, code="", message="", finished=False)
+
+
+def fetch_audio(claims: Sequence[Claim]) -> tuple[list[Fetched], list[Result]]:
+    """Read the chunk's audio concurrently; a missing object fails that recording only."""
+    fetched, missing = [], []
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch") as pool:
+        futures = [(claim, pool.submit(storage.read_bytes, claim.storage_key)) for claim in claims]
+        for claim, future in futures:
+            try:
+                fetched.append(Fetched(claim, future.result()))
+            except FileNotFoundError:
+                missing.append(
+                    Result(claim, error_code="missing_audio", error_message="The stored audio is gone.")
+                )
+    return fetched, missing
+
+
+def record_results(batch: Batch, results: Sequence[Result]) -> ChunkSummary:
+    """Write predictions, recording facts, analysis states and counters in one transaction."""
+    summary = ChunkSummary(claimed=len(results))
+    with transaction.atomic():
+        Prediction.objects.bulk_create(_predictions(batch, results), ignore_conflicts=True)
+        _save_audio_facts(results)
+        finished = _finish(results)
+        summary.counts = Counter(finished)
+        if finished:
+            Batch.objects.filter(pk=batch.pk).update(
+                pending_count=F("pending_count") - len(finished),
+                done_count=F("done_count") + summary.counts[Status.DONE],
+                failed_count=F("failed_count") + summary.counts[Status.FAILED],
+                skipped_count=F("skipped_count") + summary.counts[Status.SKIPPED],
+            )
+            summary.finalised = progress.finalise_if_done(batch.pk)
+    return summary
+
+
+def _already_predicted(batch: Batch, claims: list[Claim]) -> tuple[list[Result], list[Claim]]:
+    """Recordings this model version has already read are skipped, not recomputed."""
+    done = set(
+        Prediction.objects.filter(
+            recording_id__in=[claim.recording_id for claim in claims], model_version=batch.model_version_id
+        ).values_list("recording_id", flat=True)
+    )
+    skipped = [Result(claim, skipped=True) for claim in claims if claim.recording_id in done]
+    return skipped, [claim for claim in claims if claim.recording_id not in done]
+
+
+def _predictions(batch: Batch, results: Sequence[Result]) -> list[Prediction]:
+    version = batch.model_version
+    rows = []
+    for result in results:
+        found = result.classification
+        if found is None or result.skipped:
+            continue
+        rows.append(
+            Prediction(
+                recording_id=result.claim.recording_id,
+                model_version=version,
+                batch=batch,
+                label=found["label"],
+                probabilities=found["probabilities"],
+                confidence=found["confidence"],
+                timeline=found.get("timeline", []),
+                quality=found.get("quality", ""),
+                quality_reasons=found.get("quality_reasons", []),
+                heart_rate_bpm=found.get("heart_rate_bpm"),
+                timings=found.get("timings", {}),
+                input_sha256=result.claim.sha256,
+                feature_fingerprint=version.feature_fingerprint,
+            )
+        )
+    return rows
+
+
+def _save_audio_facts(results: Sequence[Result]) -> None:
+    rows = [
+        Recording(
+            pk=result.claim.recording_id,
+            sample_rate=result.sample_rate,
+            channels=result.channels,
+            duration_s=result.duration_s,
+        )
+        for result in results
+        if result.sample_rate is not None
+    ]
+    if rows:
+        Recording.objects.bulk_update(rows, ["sample_rate", "channels", "duration_s"])
+
+
+def _finish(results: Sequence[Result]) -> list[str]:
+    """Move claimed rows to their final state; only rows still held by this claim change."""
+    if not results:
+        return []
+    values = ", ".join(["(%s::bigint, %s::integer, %s, %s, %s)"] * len(results))
+    params: list[Any] = []
+    for result in results:
+        params += [result.claim.analysis_id, result.claim.attempts, result.status]
+        params += [result.error_code[:50], result.error_message]
+    sql = f"""
+        UPDATE {Analysis._meta.db_table} AS a
+        SET status = v.status, error_code = v.code, error_message = v.message, finished_at = now()
+        FROM (VALUES {values}) AS v(id, attempts, status, code, message)
+        WHERE a.id = v.id AND a.attempts = v.attempts AND a.status = %s
+        RETURNING a.status
+    """  # noqa: S608 - placeholders only
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, Status.RUNNING])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _update_claimed(claims: Sequence[Claim], *, status: str, code: str, message: str, finished: bool) -> int:
+    sql = f"""
+        UPDATE {Analysis._meta.db_table} AS a
+        SET status = %s, error_code = %s, error_message = %s,
+            finished_at = CASE WHEN %s THEN now() ELSE NULL END
+        FROM unnest(%s::bigint[], %s::integer[]) AS v(id, attempts)
+        WHERE a.id = v.id AND a.attempts = v.attempts AND a.status = %s
+    """  # noqa: S608 - table name only
+    ids = [claim.analysis_id for claim in claims]
+    attempts = [claim.attempts for claim in claims]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [status, code, message, finished, ids, attempts, Status.RUNNING])
+        return int(cursor.rowcount)
+
+
+def _fail_all(batch: Batch, claims: Sequence[Claim], *, code: str, message: str) -> None:
+    results = [Result(claim, error_code=code, error_message=message[:2000]) for claim in claims]
+    record_results(batch, results)

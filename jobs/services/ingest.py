@@ -1,0 +1,279 @@
+"""Ingest: turn an uploaded file in storage into Recording and Analysis rows.
+
+The archive is read from storage as a seekable stream (ranged GETs on S3), one
+member at a time through a small spool; each recording is stored once under its
+content address, a few uploads in flight at a time. All rows of a batch are
+written in one transaction, and analysis is queued after it commits.
+"""
+
+import hashlib
+import logging
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from jobs import storage
+from jobs.models import Analysis, Batch, Recording
+from jobs.services import archive, progress, queue, sniff
+
+logger = logging.getLogger(__name__)
+
+SPOOL_BYTES = 4 * 1024 * 1024
+COPY_BLOCK = 64 * 1024
+UPLOADS_IN_FLIGHT = 8
+
+
+@dataclass
+class Member:
+    """What ingest learned about one file of the upload."""
+
+    path: str
+    sha256: str = ""
+    size_bytes: int = 0
+    error_code: str = ""
+    error_message: str = ""
+    label: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return not self.error_code
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def claim_for_ingest(batch_id: UUID | str) -> Batch | None:
+    """Move a batch into ingesting; None when it is already past that (or cancelled)."""
+    claimed = Batch.objects.filter(
+        pk=batch_id, status__in=[Batch.Status.PENDING, Batch.Status.INGESTING]
+    ).update(status=Batch.Status.INGESTING, started_at=Coalesce(F("started_at"), timezone.now()))
+    if not claimed:
+        return None
+    return Batch.objects.get(pk=batch_id)
+
+
+def ingest_batch(batch_id: UUID | str, *, queue_analysis: bool = True) -> list[int]:
+    """Ingest a pending batch; returns the ids of the analyses it created.
+
+    Safe to run twice: a second run finds the batch past `ingesting` or its rows
+    already written, and stores nothing twice (content-addressed keys).
+    """
+    batch = claim_for_ingest(batch_id)
+    if batch is None:
+        return []
+    with storage.open_stream(batch.upload_key) as upload:
+        head = upload.read(sniff.HEAD_BYTES)
+        upload.seek(0)
+        try:
+            members = _read_archive(upload) if sniff.is_zip(head) else [_read_single(batch, upload)]
+        except archive.ArchiveRefused as exc:
+            fail_batch(batch, exc.code, exc.message)
+            return []
+    analysis_ids = _record(batch, members, queue_analysis=queue_analysis)
+    _discard_upload(batch)
+    return analysis_ids
+
+
+def fail_batch(batch: Batch, code: str, message: str) -> None:
+    Batch.objects.filter(pk=batch.pk, status=Batch.Status.INGESTING).update(
+        status=Batch.Status.FAILED, error_code=code, error_message=message, finished_at=timezone.now()
+    )
+
+
+def _read_single(batch: Batch, upload: IO[bytes]) -> Member:
+    member = Member(path=batch.upload_name or "recording")
+    with _Uploader() as uploader:
+        _store(member, upload, uploader)
+    return member
+
+
+def _read_archive(upload: IO[bytes]) -> list[Member]:
+    try:
+        zipped = zipfile.ZipFile(upload)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise archive.ArchiveRefused(
+            "not_a_zip", f"The upload is not a readable zip archive ({exc})."
+        ) from exc
+    with zipped:
+        plan = archive.plan(zipped)
+        members = [Member(r.path, error_code=r.code, error_message=r.message) for r in plan.rejected]
+        with _Uploader() as uploader:
+            for info in plan.accepted:
+                member = Member(path=archive.display_path(info, plan.root))
+                members.append(member)
+                _store_member(zipped, info, member, uploader)
+        if plan.labels_member is not None:
+            folder = archive.labels_folder(plan.labels_member, plan.root)
+            members.extend(_apply_labels(zipped, plan.labels_member, members, folder))
+    return members
+
+
+def _store_member(
+    zipped: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, uploader: "_Uploader"
+) -> None:
+    try:
+        with zipped.open(info) as source:
+            _store(member, source, uploader)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        member.error_code, member.error_message = "corrupt", f"The member could not be extracted ({exc})."
+    except NotImplementedError as exc:
+        member.error_code, member.error_message = "unsupported_compression", str(exc)
+
+
+def _store(member: Member, source: IO[bytes], uploader: "_Uploader") -> None:
+    """Hash and sniff the file while spooling it, then upload it once."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the uploader
+    try:
+        member.sha256, member.size_bytes, head = _spool(source, spool)
+    except _TooLarge:
+        spool.close()
+        limit = settings.LUBDUB_MAX_MEMBER_BYTES
+        member.error_code, member.error_message = "too_large", f"The file is larger than {limit} bytes."
+        return
+    problem = _content_problem(head, member.size_bytes)
+    if problem:
+        spool.close()
+        member.error_code, member.error_message = problem
+        return
+    uploader.put_once(storage.recording_key(member.sha256), spool)
+
+
+def _spool(source: IO[bytes], spool: IO[bytes]) -> tuple[str, int, bytes]:
+    digest, size, head = hashlib.sha256(), 0, b""
+    limit = settings.LUBDUB_MAX_MEMBER_BYTES
+    while block := source.read(COPY_BLOCK):
+        if not head:
+            head = block[: sniff.HEAD_BYTES]
+        size += len(block)
+        if size > limit:
+            raise _TooLarge
+        digest.update(block)
+        spool.write(block)
+    spool.seek(0)
+    return digest.hexdigest(), size, head
+
+
+def _content_problem(head: bytes, size: int) -> tuple[str, str] | None:
+    if size == 0:
+        return "empty", "The file is empty (0 bytes)."
+    if sniff.is_zip(head):
+        return "nested_archive", "Archives inside archives are not opened; upload them separately."
+    if not sniff.looks_like_audio(head):
+        return "not_audio", "The file is not a recognised audio format (WAV, FLAC, OGG, AIFF, MP3)."
+    return None
+
+
+def _apply_labels(
+    zipped: zipfile.ZipFile, info: zipfile.ZipInfo, members: list[Member], folder: str
+) -> list[Member]:
+    """Attach ground truth; a malformed labels.csv is reported as a rejected member."""
+    if info.file_size > archive.MAX_LABELS_BYTES:
+        return [
+            Member(
+                archive.LABELS_FILE, error_code="malformed_labels", error_message="labels.csv is too large"
+            )
+        ]
+    try:
+        labels = archive.parse_labels(zipped.read(info))
+    except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        return [Member(folder + archive.LABELS_FILE, error_code="malformed_labels", error_message=str(exc))]
+    for member in members:
+        if member.path.startswith(folder):
+            member.label = labels.get(member.path[len(folder) :], "")
+    return []
+
+
+def _record(batch: Batch, members: list[Member], *, queue_analysis: bool) -> list[int]:
+    with transaction.atomic():
+        locked = Batch.objects.select_for_update().get(pk=batch.pk)
+        if locked.status != Batch.Status.INGESTING or locked.recordings.exists():
+            return []  # another delivery of this task got here first
+        recordings = Recording.objects.bulk_create(
+            [_recording_row(batch, member) for member in members], batch_size=2000
+        )
+        stored = [row for row in recordings if row.status == Recording.Status.STORED]
+        analyses = Analysis.objects.bulk_create(
+            [Analysis(batch=batch, recording=row) for row in stored], batch_size=2000
+        )
+        Batch.objects.filter(pk=batch.pk).update(
+            status=Batch.Status.ANALYSING,
+            total_count=len(recordings),
+            rejected_count=len(recordings) - len(stored),
+            pending_count=len(analyses),
+        )
+        analysis_ids = [analysis.pk for analysis in analyses]
+        if queue_analysis and analysis_ids:
+            queue.send_analysis(batch, analysis_ids, chunk_size=settings.LUBDUB_ANALYSIS_CHUNK)
+        progress.finalise_if_done(batch.pk)
+    return analysis_ids
+
+
+def _recording_row(batch: Batch, member: Member) -> Recording:
+    return Recording(
+        batch=batch,
+        organisation_id=batch.organisation_id,
+        path=member.path[:1024],
+        status=Recording.Status.STORED if member.stored else Recording.Status.REJECTED,
+        storage_key=storage.recording_key(member.sha256) if member.stored else "",
+        sha256=member.sha256,
+        size_bytes=member.size_bytes,
+        label=member.label,
+        error_code=member.error_code,
+        error_message=member.error_message,
+    )
+
+
+def _discard_upload(batch: Batch) -> None:
+    """The recordings are stored on their own now; the uploaded file is redundant."""
+    try:
+        storage.delete(batch.upload_key)
+    except storage.StorageUnavailable:
+        logger.warning("could not delete upload %s; it stays until the batch is deleted", batch.upload_key)
+
+
+class _Uploader:
+    """Stores spooled files a few at a time in threads; the same key is sent once."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=UPLOADS_IN_FLIGHT, thread_name_prefix="ingest-put")
+        self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT * 2)
+        self._seen: set[str] = set()
+        self._futures: list[Future[bool]] = []
+
+    def __enter__(self) -> "_Uploader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+        if exc_info[0] is None:
+            for future in self._futures:
+                future.result()  # re-raise a storage failure so the task retries
+
+    def put_once(self, key: str, spool: IO[bytes]) -> None:
+        if key in self._seen:
+            spool.close()
+            return
+        self._seen.add(key)
+        self._slots.acquire()  # bounds the spools held in memory
+        self._futures.append(self._pool.submit(self._put, key, spool, self._slots.release))
+
+    @staticmethod
+    def _put(key: str, spool: IO[bytes], done: Callable[[], None]) -> bool:
+        try:
+            return storage.put_if_absent(key, spool)
+        finally:
+            spool.close()
+            done()

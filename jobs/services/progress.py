@@ -1,0 +1,75 @@
+"""Batch progress from the counters in Postgres, and finalising a batch once."""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
+
+from jobs.models import Batch
+from jobs.services import queue
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    status_display: str
+    total: int
+    done: int
+    failed: int
+    rejected: int
+    skipped: int
+    pending: int
+    percent: int
+    eta_seconds: float | None
+    finished: bool
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.failed + self.skipped
+
+
+def batch_progress(batch: Batch) -> Progress:
+    to_analyse = batch.total_count - batch.rejected_count
+    processed = batch.done_count + batch.failed_count + batch.skipped_count
+    if batch.is_finished:
+        percent = 100
+    else:
+        percent = int(processed * 100 / to_analyse) if to_analyse else 0
+    eta = None
+    if batch.started_at and processed and not batch.is_finished:
+        elapsed = (timezone.now() - batch.started_at).total_seconds()
+        eta = round(elapsed / processed * max(batch.pending_count, 0), 1)
+    return Progress(
+        status=batch.status,
+        status_display=batch.get_status_display(),
+        total=batch.total_count,
+        done=batch.done_count,
+        failed=batch.failed_count,
+        rejected=batch.rejected_count,
+        skipped=batch.skipped_count,
+        pending=batch.pending_count,
+        percent=min(percent, 100),
+        eta_seconds=eta,
+        finished=batch.is_finished,
+    )
+
+
+def finalise_if_done(batch_id: UUID | str) -> bool:
+    """Close an analysing batch with nothing left pending; exactly one caller wins.
+
+    Call inside the transaction that brought the pending count to zero: the
+    reports task is queued when it commits.
+    """
+    with_errors = Q(failed_count__gt=0) | Q(rejected_count__gt=0)
+    final_status = Case(
+        When(with_errors, then=Value(Batch.Status.COMPLETED_WITH_ERRORS)),
+        default=Value(Batch.Status.COMPLETED),
+    )
+    closed = Batch.objects.filter(pk=batch_id, status=Batch.Status.ANALYSING, pending_count__lte=0).update(
+        status=final_status, finished_at=timezone.now()
+    )
+    if closed:
+        priority = Batch.objects.values_list("priority", flat=True).get(pk=batch_id)
+        queue.send_reports(batch_id, priority)
+    return bool(closed)

@@ -1,0 +1,48 @@
+"""Enqueueing by task name, so `jobs` never imports the worker package.
+
+Every send happens after the surrounding transaction commits: a worker must
+never receive an id whose row it cannot see yet.
+"""
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from django.db import transaction
+
+from config.celery_app import app
+from jobs.models import Batch
+
+INGEST_TASK = "lubdub.ingest_batch"
+ANALYSE_TASK = "lubdub.analyze_chunk"
+REPORTS_TASK = "lubdub.write_reports"
+INTERACTIVE_QUEUE = "interactive"
+
+
+def _queue_for(batch: Batch, default: str) -> str:
+    # A single recording skips the bulk queues entirely so it overtakes them.
+    return INTERACTIVE_QUEUE if batch.priority == Batch.Priority.INTERACTIVE else default
+
+
+def send_ingest(batch: Batch) -> None:
+    queue = _queue_for(batch, "ingest")
+    batch_id = str(batch.pk)
+    transaction.on_commit(lambda: app.send_task(INGEST_TASK, args=[batch_id], queue=queue))
+
+
+def send_analysis(batch: Batch, analysis_ids: Sequence[int], *, chunk_size: int) -> int:
+    """Queue the analyses in chunks; returns how many tasks were sent."""
+    queue = _queue_for(batch, "analyze")
+    batch_id = str(batch.pk)
+    chunks = [list(analysis_ids[i : i + chunk_size]) for i in range(0, len(analysis_ids), chunk_size)]
+
+    def send() -> None:
+        for chunk in chunks:
+            app.send_task(ANALYSE_TASK, args=[batch_id, chunk], queue=queue)
+
+    transaction.on_commit(send)
+    return len(chunks)
+
+
+def send_reports(batch_id: UUID | str, priority: str) -> None:
+    queue = INTERACTIVE_QUEUE if priority == Batch.Priority.INTERACTIVE else "reports"
+    transaction.on_commit(lambda: app.send_task(REPORTS_TASK, args=[str(batch_id)], queue=queue))

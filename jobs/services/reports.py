@@ -1,0 +1,328 @@
+"""Batch reports: a CSV row per file, a JSON summary and an HTML page for clinicians.
+
+Rows are streamed from Postgres into a temporary file and then to storage, so a
+report of fifty thousand files needs no more memory than one of ten.
+"""
+
+import csv
+import html
+import io
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+from uuid import UUID
+
+from django.utils import timezone
+
+from jobs import storage
+from jobs.models import Batch, Prediction, Report
+from jobs.services.results import batch_recordings
+
+HISTOGRAM_BINS = 10
+SPOOL_BYTES = 8 * 1024 * 1024
+CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html; charset=utf-8"}
+ROW_FIELDS = (
+    "path", "file_status", "predicted_label", "confidence", "probabilities", "quality",
+    "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
+)  # fmt: skip
+
+
+def csv_columns(classes: list[str]) -> list[str]:
+    probability_columns = [f"p_{name}" for name in classes]
+    return [
+        "path", "status", "label", "confidence", *probability_columns,
+        "quality", "heart_rate_bpm", "duration_s", "model_version", "error",
+    ]  # fmt: skip
+
+
+@dataclass
+class Tally:
+    """Everything the summary needs, gathered in one pass over the rows."""
+
+    classes: list[str]
+    positive: str | None
+    statuses: Counter[str] = field(default_factory=Counter)
+    labels: Counter[str] = field(default_factory=Counter)
+    qualities: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+    confusion: dict[str, Counter[str]] = field(default_factory=dict)
+    audio_seconds: float = 0.0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.statuses[row["file_status"] or "pending"] += 1
+        if row["error_code_value"]:
+            self.errors[row["error_code_value"]] += 1
+        predicted = row["predicted_label"]
+        if not predicted:
+            return
+        self.labels[predicted] += 1
+        self.qualities[row["quality"] or "unknown"] += 1
+        self.audio_seconds += row["duration_s"] or 0.0
+        bin_index = min(int((row["confidence"] or 0.0) * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)
+        self.histogram[bin_index] += 1
+        truth = row["label"]
+        if truth in self.classes:
+            self.confusion.setdefault(truth, Counter())[predicted] += 1
+
+    def metrics(self) -> dict[str, Any] | None:
+        """Sensitivity, specificity and their mean (MAcc) against the ground truth."""
+        if not self.confusion:
+            return None
+        matrix = [[self.confusion.get(t, Counter())[p] for p in self.classes] for t in self.classes]
+        result: dict[str, Any] = {
+            "labelled": sum(map(sum, matrix)),
+            "confusion_matrix": {"classes": self.classes, "rows_truth_columns_predicted": matrix},
+            "accuracy": _ratio(sum(matrix[i][i] for i in range(len(self.classes))), sum(map(sum, matrix))),
+        }
+        if self.positive in self.classes and len(self.classes) == 2:
+            pos = self.classes.index(self.positive)
+            neg = 1 - pos
+            sensitivity = _ratio(matrix[pos][pos], matrix[pos][pos] + matrix[pos][neg])
+            specificity = _ratio(matrix[neg][neg], matrix[neg][neg] + matrix[neg][pos])
+            result.update(positive_class=self.positive, sensitivity=sensitivity, specificity=specificity)
+            if sensitivity is not None and specificity is not None:
+                result["macc"] = (sensitivity + specificity) / 2
+        return result
+
+
+def write_reports(batch_id: UUID | str) -> list[Report]:
+    """Write the CSV, JSON and HTML reports of a finished batch; safe to run again."""
+    batch = Batch.objects.select_related("model_version", "organisation").get(pk=batch_id)
+    version = batch.model_version
+    classes = list(version.classes)
+    tally = Tally(classes=classes, positive=_positive_class(version.manifest, classes))
+    with _spool() as csv_file, _spool() as rows_html:
+        _write_rows(batch, tally, csv_file, rows_html)
+        summary = summarise(batch, tally)
+        json_bytes = json.dumps(summary, indent=2, sort_keys=True).encode()
+        reports = [
+            _store(batch, "csv", csv_file, summary),
+            _store(batch, "json", io.BytesIO(json_bytes), summary),
+        ]
+        with _spool() as page:
+            _write_html(batch, summary, rows_html, page)
+            reports.append(_store(batch, "html", page, summary))
+    return reports
+
+
+def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
+    return {
+        "batch": str(batch.pk),
+        "name": batch.name,
+        "organisation": batch.organisation.name,
+        "model_version": batch.model_version.slug,
+        "status": batch.status,
+        "created_at": batch.created_at.isoformat(),
+        "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
+        "counts": {
+            "files": batch.total_count,
+            "by_status": dict(tally.statuses),
+            "by_class": dict(tally.labels),
+            "by_quality": dict(tally.qualities),
+            "by_error": dict(tally.errors),
+        },
+        "confidence_histogram": {"bins": HISTOGRAM_BINS, "counts": tally.histogram},
+        "timings": _timings(batch, tally),
+        "metrics": tally.metrics(),
+    }
+
+
+def _write_rows(batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[bytes]) -> None:
+    text = io.TextIOWrapper(csv_file, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text)
+    writer.writerow(csv_columns(tally.classes))
+    for row in _rows(batch):
+        tally.add(row)
+        writer.writerow(_csv_row(row, tally.classes, batch.model_version.slug))
+        rows_html.write(_html_row(row).encode())
+    text.detach()
+
+
+def _rows(batch: Batch) -> Iterator[dict[str, Any]]:
+    yield from batch_recordings(batch).values(*ROW_FIELDS).iterator(chunk_size=2000)
+
+
+def _csv_row(row: dict[str, Any], classes: list[str], model_slug: str) -> list[Any]:
+    probabilities = row["probabilities"] or {}
+    return [
+        row["path"],
+        row["file_status"] or "pending",
+        row["predicted_label"] or "",
+        _number(row["confidence"]),
+        *[_number(probabilities.get(name)) for name in classes],
+        row["quality"] or "",
+        _number(row["heart_rate_bpm"], digits=1),
+        _number(row["duration_s"], digits=2),
+        model_slug if row["predicted_label"] else "",
+        row["error"] or "",
+    ]
+
+
+def _number(value: float | None, *, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _positive_class(manifest: dict[str, Any], classes: list[str]) -> str | None:
+    positive = manifest.get("positive_class")
+    if positive in classes:
+        return str(positive)
+    return "abnormal" if "abnormal" in classes else None
+
+
+def _timings(batch: Batch, tally: Tally) -> dict[str, Any]:
+    stages: dict[str, list[float]] = {}
+    predictions = Prediction.objects.filter(batch=batch, model_version=batch.model_version_id)
+    for timings in predictions.values_list("timings", flat=True).iterator(chunk_size=2000):
+        for stage, value in (timings or {}).items():
+            stages.setdefault(stage, []).append(float(value))
+    wall = (batch.finished_at - batch.created_at).total_seconds() if batch.finished_at else None
+    analysed = tally.statuses["done"] + tally.statuses["failed"]
+    return {
+        "wall_seconds": wall,
+        "recordings_per_second": analysed / wall if wall else None,
+        "audio_seconds": round(tally.audio_seconds, 1),
+        "mean_ms_per_recording": {stage: sum(v) / len(v) for stage, v in stages.items()},
+    }
+
+
+def _store(batch: Batch, fmt: str, content: IO[bytes], summary: dict[str, Any]) -> Report:
+    key = storage.report_key(batch.pk, batch.model_version.slug, fmt)
+    size = storage.put(key, content)
+    report, _ = Report.objects.update_or_create(
+        batch=batch,
+        model_version=batch.model_version,
+        format=fmt,
+        defaults={"storage_key": key, "size_bytes": size, "summary": summary, "created_at": timezone.now()},
+    )
+    return report
+
+
+def _spool() -> IO[bytes]:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+
+
+# --- HTML -----------------------------------------------------------------
+
+_STYLE = """
+body{font:15px/1.5 system-ui,sans-serif;color:#1d232a;max-width:1100px;margin:2rem auto;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
+.meta{color:#55606b}table{border-collapse:collapse;margin:.5rem 0}
+td,th{border:1px solid #d5dbe1;padding:.25rem .6rem;text-align:left}th{background:#f1f4f7}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.cards{display:flex;gap:1rem;flex-wrap:wrap}
+.card{border:1px solid #d5dbe1;border-radius:6px;padding:.6rem 1rem;min-width:9rem}
+.card b{display:block;font-size:1.5rem}.failed,.rejected{color:#a1260d}
+"""
+
+
+def _write_html(batch: Batch, summary: dict[str, Any], rows_html: IO[bytes], page: IO[bytes]) -> None:
+    page.write(_html_head(batch, summary).encode())
+    rows_html.seek(0)
+    while block := rows_html.read(storage.READ_BLOCK):
+        page.write(block)
+    page.write(b"</tbody></table></body></html>\n")
+
+
+def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
+    e = html.escape
+    counts = summary["counts"]
+    cards = "".join(
+        f'<div class="card"><b>{value}</b>{e(name)}</div>'
+        for name, value in [("files", counts["files"]), *sorted(counts["by_class"].items())]
+    )
+    statuses = _table(["status", "files"], sorted(counts["by_status"].items()))
+    errors = _table(["reason", "files"], sorted(counts["by_error"].items())) if counts["by_error"] else ""
+    histogram = _histogram_svg(summary["confidence_histogram"]["counts"])
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>LubDub report: {e(batch.name)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>Screening report: {e(batch.name)}</h1>"
+        f'<p class="meta">{e(summary["organisation"])} · model {e(summary["model_version"])} · '
+        f"status {e(batch.get_status_display())} · batch {e(str(batch.pk))}</p>"
+        f"<p>A screening aid, not a diagnosis: an <em>abnormal</em> result means the recording "
+        f"should be reviewed by a clinician.</p><div class=cards>{cards}</div>"
+        f"<h2>Files by status</h2>{statuses}{errors and '<h2>Why files were not analysed</h2>' + errors}"
+        f"<h2>Confidence of the predicted class</h2>{histogram}"
+        f"{_metrics_html(summary['metrics'])}"
+        "<h2>Every file</h2><table><thead><tr><th>file</th><th>status</th><th>result</th>"
+        "<th>confidence</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th><th>reason</th>"
+        "</tr></thead><tbody>"
+    )
+
+
+def _html_row(row: dict[str, Any]) -> str:
+    e = html.escape
+    status = row["file_status"] or "pending"
+    cells = [
+        e(row["path"]),
+        f'<span class="{e(status)}">{e(status)}</span>',
+        e(row["predicted_label"] or ""),
+        _number(row["confidence"], digits=2),
+        e(row["quality"] or ""),
+        _number(row["heart_rate_bpm"], digits=0),
+        e(row["label"] or ""),
+        e(row["error"] or ""),
+    ]
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+
+
+def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(str(name))}</th>" for name in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{"n" if isinstance(c, int | float) else ""}">{e(str(c))}</td>' for c in row)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _histogram_svg(counts: list[int]) -> str:
+    width, height, bar = 420, 160, 420 // len(counts)
+    peak = max(counts) or 1
+    bars = []
+    for index, count in enumerate(counts):
+        bar_height = round((height - 30) * count / peak)
+        x, y = index * bar, height - 20 - bar_height
+        bars.append(
+            f'<rect x="{x + 2}" y="{y}" width="{bar - 4}" height="{bar_height}" fill="#2f6f9f">'
+            f"<title>{index / len(counts):.1f}-{(index + 1) / len(counts):.1f}: {count}</title></rect>"
+            f'<text x="{x + bar / 2}" y="{y - 3}" font-size="11" text-anchor="middle">{count or ""}</text>'
+        )
+    axis = "".join(
+        f'<text x="{i * bar}" y="{height - 5}" font-size="11">{i / len(counts):.1f}</text>'
+        for i in range(0, len(counts) + 1, 2)
+    )
+    return (
+        f'<svg role="img" aria-label="confidence histogram" width="{width + 20}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}{axis}</svg>'
+    )
+
+
+def _metrics_html(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "<p>No ground truth was supplied (labels.csv), so no accuracy figures.</p>"
+    e = html.escape
+    classes = metrics["confusion_matrix"]["classes"]
+    matrix = metrics["confusion_matrix"]["rows_truth_columns_predicted"]
+    rows = [(f"truth: {name}", *matrix[i]) for i, name in enumerate(classes)]
+    figures = [
+        (name, f"{metrics[key]:.3f}")
+        for key, name in [("sensitivity", "sensitivity"), ("specificity", "specificity"),
+                          ("macc", "MAcc (mean of the two)"), ("accuracy", "accuracy")]
+        if metrics.get(key) is not None
+    ]  # fmt: skip
+    return (
+        f"<h2>Against the ground truth ({metrics['labelled']} labelled files)</h2>"
+        f"{_table(['', *[f'predicted: {c}' for c in classes]], rows)}"
+        f"{_table(['measure', 'value'], figures)}"
+        f"<p class=meta>Positive class: {e(str(metrics.get('positive_class', '-')))}.</p>"
+    )
+

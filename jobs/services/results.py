@@ -1,0 +1,56 @@
+"""Per-file results of a batch: one row per recording, shared by API, pages and reports."""
+
+from django.db.models import Case, CharField, F, FilteredRelation, Q, QuerySet, TextField, Value, When
+from django.db.models.functions import Coalesce, NullIf
+
+from jobs.models import Batch, Recording
+
+FILE_STATUSES = ("rejected", "pending", "running", "done", "failed", "skipped", "cancelled")
+
+
+def batch_recordings(batch: Batch) -> QuerySet[Recording]:
+    """Recordings of the batch with its analysis state and its model's prediction.
+
+    Annotations: file_status, analysis_error_code, error (message), predicted_label,
+    confidence, probabilities, quality, heart_rate_bpm, prediction_id.
+    """
+    return (
+        Recording.objects.annotate(
+            this_analysis=FilteredRelation("analyses", condition=Q(analyses__batch=batch.pk)),
+            this_prediction=FilteredRelation(
+                "predictions", condition=Q(predictions__model_version=batch.model_version_id)
+            ),
+        )
+        .filter(Q(batch=batch.pk) | Q(this_analysis__isnull=False))
+        .annotate(
+            file_status=Case(
+                When(status=Recording.Status.REJECTED, then=Value("rejected")),
+                default=F("this_analysis__status"),
+                output_field=CharField(),
+            ),
+            error_code_value=Coalesce(
+                NullIf(F("error_code"), Value("")), F("this_analysis__error_code"), output_field=CharField()
+            ),
+            error=Coalesce(
+                NullIf(F("error_message"), Value("")),
+                F("this_analysis__error_message"),
+                output_field=TextField(),
+            ),
+            predicted_label=F("this_prediction__label"),
+            confidence=F("this_prediction__confidence"),
+            probabilities=F("this_prediction__probabilities"),
+            quality=F("this_prediction__quality"),
+            heart_rate_bpm=F("this_prediction__heart_rate_bpm"),
+            prediction_id=F("this_prediction__id"),
+        )
+        .order_by("path", "id")
+    )
+
+
+def filter_rows(
+    rows: QuerySet[Recording], *, status: str = "", label: str = "", quality: str = ""
+) -> QuerySet[Recording]:
+    """Narrow the rows of batch_recordings by file status, predicted label and quality."""
+    wanted = {"file_status": status, "predicted_label": label, "quality": quality}
+    # Annotation names, which the type checker cannot see as fields.
+    return rows.filter(**{name: value for name, value in wanted.items() if value})
