@@ -6,7 +6,8 @@ from django import forms
 from django.db.models import F, QuerySet
 from django.db.models.expressions import OrderBy
 
-from jobs.models import Batch, ModelVersion, Recording
+from jobs.models import Batch, ModelVersion
+from jobs.services.results import filter_rows
 
 
 class BatchFilterForm(forms.Form):
@@ -77,7 +78,7 @@ QUALITIES = [("", "Any quality"), ("good", "Good"), ("poor", "Poor"), ("unusable
 # Sort keys the recordings table accepts, and the annotated columns behind them.
 RECORDING_SORTS = {
     "path": "path",
-    "status": "analysis_status",
+    "status": "file_status",
     "label": "predicted_label",
     "confidence": "confidence",
     "quality": "quality",
@@ -101,18 +102,13 @@ class RecordingFilterForm(forms.Form):
 
     def filter(self, recordings: QuerySet[Any]) -> QuerySet[Any]:
         if not self.is_valid():
-            return recordings.order_by("path")
+            return recordings.order_by("path", "id")
         data = self.cleaned_data
+        recordings = filter_rows(
+            recordings, status=data["status"], label=data["label"], quality=data["quality"]
+        )
         if data["path"]:
             recordings = recordings.filter(path__icontains=data["path"])
-        if data["status"] == "rejected":
-            recordings = recordings.filter(status=Recording.Status.REJECTED)
-        elif data["status"]:
-            recordings = recordings.filter(analysis_status=data["status"])
-        if data["label"]:
-            recordings = recordings.filter(predicted_label=data["label"])
-        if data["quality"]:
-            recordings = recordings.filter(quality=data["quality"])
         return recordings.order_by(*self.ordering())
 
     def ordering(self) -> list[OrderBy | str]:
@@ -120,4 +116,4 @@ class RecordingFilterForm(forms.Form):
         column = F(RECORDING_SORTS.get(sort.lstrip("-"), "path"))
         # Recordings without a prediction go last whichever way the column is sorted.
         first = column.desc(nulls_last=True) if sort.startswith("-") else column.asc(nulls_last=True)
-        return [first, "path"]
+        return [first, "path", "id"]

@@ -6,18 +6,27 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 
+from jobs import services
 from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, UploadForm
-from jobs.models import Batch
-from jobs.pages import services, summaries
+from jobs.models import Batch, Report
+from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
+from jobs.services.lifecycle import BatchFinished
 from jobs.templatetags.lubdub import seconds
 
 BATCHES_PER_PAGE = 25
+RECORDINGS_PER_PAGE = 50
+CONTENT_TYPES: dict[str, str] = {
+    Report.Format.CSV.value: "text/csv",
+    Report.Format.JSON.value: "application/json",
+    Report.Format.HTML.value: "text/html",
+}
 
 
 @login_required
@@ -34,9 +43,6 @@ def batch_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-RECORDINGS_PER_PAGE = 50
-
-
 def _sort_links(request: HttpRequest) -> dict[str, dict[str, str]]:
     """For each sortable column: the query to sort by it and its aria-sort state."""
     current = request.GET.get("sort", "path")
@@ -44,8 +50,7 @@ def _sort_links(request: HttpRequest) -> dict[str, dict[str, str]]:
     for key in RECORDING_SORTS:
         query = request.GET.copy()
         query.pop("page", None)
-        ascending = current == key
-        query["sort"] = f"-{key}" if ascending else key
+        query["sort"] = f"-{key}" if current == key else key
         state = "ascending" if current == key else "descending" if current == f"-{key}" else "none"
         links[key] = {"query": query.urlencode(), "state": state}
     return links
@@ -58,11 +63,19 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     form = RecordingFilterForm(request.GET or None, classes=classes)
     recordings = form.filter(services.batch_recordings(batch))
     page = Paginator(recordings, RECORDINGS_PER_PAGE).get_page(request.GET.get("page"))
+    reports = summaries.current_reports(batch)
+    summary = next((report.summary for report in reports if report.summary), None)
+    progress = services.batch_progress(batch)
     context = {
         "batch": batch,
-        "progress": services.batch_progress(batch),
-        "summary": summaries.summary_view(services.batch_summary(batch), classes=classes),
-        "reports": services.report_links(batch),
+        "progress": progress,
+        "live": progress_payload(progress),
+        "summary": summaries.summary_view(summary, classes=classes) if summary else None,
+        "reports": [
+            (report.get_format_display(), reverse("batch-report", args=[batch.pk, report.format]))
+            for report in reports
+        ],
+        "awaiting_reports": progress.finished and batch.status in summaries.REPORTED_STATUSES and not reports,
         "form": form,
         "page": page,
         "recordings": page.object_list,
@@ -75,12 +88,14 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 @never_cache
 @login_required
 def batch_progress(request: HttpRequest, batch_id: UUID) -> JsonResponse:
-    progress = services.batch_progress(services.get_batch(request.user, batch_id))
-    return JsonResponse(progress_payload(progress))
+    batch = services.get_batch(request.user, batch_id)
+    payload = progress_payload(services.batch_progress(batch))
+    payload["reports_ready"] = bool(summaries.current_reports(batch))
+    return JsonResponse(payload)
 
 
 def progress_payload(progress: services.Progress) -> dict[str, object]:
-    counts = f"{progress.processed} of {progress.total} analysed · {progress.done} done"
+    counts = f"{progress.processed} of {progress.total - progress.rejected} analysed · {progress.done} done"
     if progress.failed:
         counts += f" · {progress.failed} failed"
     if progress.rejected:
@@ -119,34 +134,36 @@ def upload(request: HttpRequest) -> HttpResponse:
     if organisation is None:
         raise PermissionDenied("not a member of any organisation")
     form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST":
-        error = None
-        if form.is_valid():
-            try:
-                batch = services.create_batch_from_upload(
-                    user=request.user,
-                    organisation=organisation,
-                    upload=form.cleaned_data["file"],
-                    name=form.cleaned_data["name"],
-                    model_version=form.cleaned_data["model"],
-                )
-            except services.UploadRejected as exc:
-                error = str(exc)
-                form.add_error("file", error)
-            else:
-                url = reverse("batch-detail", args=[batch.pk])
-                if _wants_json(request):
-                    return JsonResponse({"batch_id": str(batch.pk), "batch_url": url}, status=201)
-                return redirect(url)
-        if _wants_json(request):
-            error = error or " ".join(
-                str(message) for messages in form.errors.values() for message in messages
+    if request.method != "POST":
+        return render(request, "jobs/upload.html", {"form": form, "organisation": organisation})
+    status = 400
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            batch = services.create_batch_from_upload(
+                user=request.user,
+                organisation=organisation,
+                upload=upload,
+                filename=upload.name or "upload",
+                name=form.cleaned_data["name"],
+                model=form.cleaned_data["model"],
             )
-            return JsonResponse({"error": error}, status=400)
-    return render(request, "jobs/upload.html", {"form": form, "organisation": organisation})
+        except services.UploadRejected as exc:
+            form.add_error("file", exc.message)
+            status = exc.status
+        else:
+            url = reverse("batch-detail", args=[batch.pk])
+            if _wants_json(request):
+                return JsonResponse({"batch_id": str(batch.pk), "batch_url": url}, status=201)
+            return redirect(url)
+    if _wants_json(request):
+        error = " ".join(str(message) for errors in form.errors.values() for message in errors)
+        return JsonResponse({"error": error}, status=status)
+    return render(request, "jobs/upload.html", {"form": form, "organisation": organisation}, status=status)
 
 
 def _confirmation(request: HttpRequest, batch_id: UUID, *, action: str) -> tuple[Batch, HttpResponse | None]:
+    """The batch, and the confirmation page to show unless the form was posted."""
     batch = services.get_batch(request.user, batch_id)
     if request.method != "POST":
         return batch, render(request, f"jobs/batch_{action}.html", {"batch": batch})
@@ -158,8 +175,12 @@ def batch_cancel(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     batch, confirmation = _confirmation(request, batch_id, action="cancel")
     if confirmation is not None:
         return confirmation
-    services.cancel_batch(batch, user=request.user)
-    messages.success(request, "The batch was cancelled. Recordings already analysed keep their results.")
+    try:
+        services.cancel_batch(batch, user=request.user)
+    except BatchFinished as exc:
+        messages.info(request, str(exc))
+    else:
+        messages.success(request, "The batch was cancelled. Recordings already analysed keep their results.")
     return redirect("batch-detail", batch_id)
 
 
@@ -176,5 +197,12 @@ def batch_delete(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 
 @login_required
 def batch_report(request: HttpRequest, batch_id: UUID, fmt: str) -> HttpResponse:
+    """A short-lived link to one of the batch's reports."""
     batch = services.get_batch(request.user, batch_id)
-    return services.report_response(batch, fmt)
+    report = next((report for report in summaries.current_reports(batch) if report.format == fmt), None)
+    if report is None:
+        raise Http404("No such report")
+    filename = f"{slugify(batch.name) or batch.pk}-{batch.model_version.slug}.{fmt}"
+    return redirect(
+        services.download_link(report.storage_key, filename=filename, content_type=CONTENT_TYPES[fmt])
+    )

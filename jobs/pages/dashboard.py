@@ -5,9 +5,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from jobs import monitoring
+from jobs import monitoring, services
 from jobs.models import Batch
-from jobs.pages import services
 from jobs.pages.organisations import current_organisation
 
 RECENT_BATCHES = 8

@@ -15,9 +15,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from jobs import storage
+from jobs import services, storage
 from jobs.models import Batch, ModelVersion, Prediction, Recording
-from jobs.pages import services
 from jobs.services import plots
 
 PLOT_NAMES = ("overview", "spectrogram")

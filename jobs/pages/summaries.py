@@ -3,6 +3,12 @@
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.models import Batch, Report
+
+REPORT_ORDER = [Report.Format.HTML, Report.Format.CSV, Report.Format.JSON]
+# Statuses after which the report task writes the reports.
+REPORTED_STATUSES = (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
+
 
 @dataclass(frozen=True)
 class ConfusionMatrix:
@@ -27,28 +33,33 @@ METRIC_NAMES = (
 )
 
 
+def current_reports(batch: Batch) -> list[Report]:
+    """The batch's reports for its own model version, HTML first."""
+    reports = batch.reports.filter(model_version=batch.model_version_id)
+    return sorted(reports, key=lambda report: REPORT_ORDER.index(Report.Format(report.format)))
+
+
 def summary_view(summary: dict[str, Any], *, classes: list[str]) -> SummaryView:
-    counts = dict(summary.get("class_counts") or summary.get("label_counts") or {})
-    ordered = [name for name in classes if name in counts] + sorted(set(counts) - set(classes))
-    predicted = sum(int(counts[name]) for name in ordered) or 1
+    """The summary the report task stored (see jobs.services.reports.summarise)."""
+    counts = dict(summary.get("counts") or {})
+    by_class = {str(name): int(count) for name, count in (counts.get("by_class") or {}).items()}
+    ordered = [name for name in classes if name in by_class] + sorted(set(by_class) - set(classes))
+    predicted = sum(by_class.values()) or 1
     metrics = dict(summary.get("metrics") or {})
     return SummaryView(
-        class_counts=[(name, int(counts[name]), int(counts[name]) / predicted) for name in ordered],
-        quality_counts=sorted((str(k), int(v)) for k, v in (summary.get("quality_counts") or {}).items()),
+        class_counts=[(name, by_class[name], by_class[name] / predicted) for name in ordered],
+        quality_counts=sorted((str(k), int(v)) for k, v in (counts.get("by_quality") or {}).items()),
         metrics=[(label, metrics.get(key)) for key, label in METRIC_NAMES if key in metrics],
-        labelled=int(metrics.get("labelled", metrics.get("n", 0)) or 0),
-        confusion=_confusion(metrics.get("confusion_matrix"), classes=classes),
+        labelled=int(metrics.get("labelled") or 0),
+        confusion=_confusion(metrics.get("confusion_matrix")),
     )
 
 
-def _confusion(raw: Any, *, classes: list[str]) -> ConfusionMatrix | None:
+def _confusion(raw: dict[str, Any] | None) -> ConfusionMatrix | None:
     if not raw:
         return None
-    if isinstance(raw, dict):
-        names = list(raw.get("classes") or classes)
-        matrix = raw.get("matrix") or []
-    else:
-        names, matrix = classes, raw
+    names = [str(name) for name in raw.get("classes") or []]
+    matrix = raw.get("rows_truth_columns_predicted") or []
     rows = [
         (names[i], [(int(count), i == j) for j, count in enumerate(row)])
         for i, row in enumerate(matrix)

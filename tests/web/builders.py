@@ -7,7 +7,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from jobs import storage
-from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording, Report
+from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording
 from tests import factories
 
 SCREENING_MANIFEST = {"positive_class": "abnormal", "decision_threshold": 0.5}
@@ -101,16 +101,6 @@ def finished_batch(
             feature_fingerprint="f" * 64,
         )
     return batch
-
-
-def add_report(batch: Batch, summary: dict) -> Report:
-    return Report.objects.create(
-        batch=batch,
-        model_version=batch.model_version,
-        format=Report.Format.JSON,
-        storage_key=storage.report_key(batch.pk, batch.model_version.slug, "json"),
-        summary=summary,
-    )
 
 
 def rejected_recording(batch: Batch, path: str, message: str) -> Recording:

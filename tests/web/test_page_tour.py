@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Batch
+from jobs.services.reports import write_reports
 from tests import factories
 from tests.conftest import SAMPLES
 from tests.web import builders
@@ -15,17 +16,7 @@ from tests.web.conftest import join, log_in, screenshot
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.wav"))[:6]
-SUMMARY = {
-    "class_counts": {"normal": 3, "abnormal": 3},
-    "quality_counts": {"good": 4, "poor": 2},
-    "metrics": {
-        "sensitivity": 0.75,
-        "specificity": 0.6667,
-        "macc": 0.7083,
-        "labelled": 6,
-        "confusion_matrix": {"classes": ["normal", "abnormal"], "matrix": [[2, 1], [1, 2]]},
-    },
-}
+LABELS = dict(line.split(",") for line in (SAMPLES / "labels.csv").read_text().split()[1:])
 
 
 def unlabelled_controls(page: Any) -> list[str]:
@@ -40,9 +31,9 @@ def unlabelled_controls(page: Any) -> list[str]:
 def test_it_shows_every_page_of_a_finished_batch(
     live_server: Any, page: Any, member: Any, organisation: Any, celery_worker: Any
 ) -> None:
-    batch = builders.finished_batch(organisation, member, files=SAMPLE_FILES)
-    builders.add_report(batch, SUMMARY)
+    batch = builders.finished_batch(organisation, member, files=SAMPLE_FILES, labels=LABELS)
     builders.rejected_recording(batch, "clinic/notes.txt", "not an audio file")
+    write_reports(batch.pk)
     recording = batch.recordings.filter(status="stored").first()
 
     page.goto(f"{live_server.url}/login/")
@@ -57,8 +48,11 @@ def test_it_shows_every_page_of_a_finished_batch(
     screenshot(page, "03-batch-list")
 
     page.get_by_role("link", name="Clinic week 12").click()
-    assert page.locator("[data-metric=Sensitivity]").inner_text() == "75.0 %"
-    assert page.locator("table.confusion td.hit").all_inner_texts() == ["2", "2"]
+    # Two of three abnormal and two of three normal recordings are predicted right.
+    assert page.locator("[data-metric=Sensitivity]").inner_text() == "66.7 %"
+    assert page.locator("[data-metric=Specificity]").inner_text() == "66.7 %"
+    assert [int(cell) for cell in page.locator("table.confusion tbody td").all_inner_texts()] == [2, 1, 1, 2]
+    assert page.get_by_role("link", name="HTML report").is_visible()
     assert unlabelled_controls(page) == []
     screenshot(page, "04-batch-finished")
 
@@ -105,6 +99,8 @@ def test_it_follows_a_running_batch_to_the_end(
     Batch.objects.filter(pk=batch.pk).update(
         status=Batch.Status.COMPLETED_WITH_ERRORS, done_count=396, pending_count=0, finished_at=timezone.now()
     )
+    page.wait_for_selector("text=Writing the summary and reports…")
+    write_reports(batch.pk)
     page.wait_for_function("document.querySelector('[data-percent]').textContent.trim() === '100 %'")
     page.wait_for_selector("[data-finished=true]")
     assert page.locator("[data-status-badge]").inner_text() == "Completed with errors"

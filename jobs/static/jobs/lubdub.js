@@ -119,6 +119,7 @@
     var box = document.querySelector("[data-progress-url]");
     if (!box || box.dataset.finished === "true") return;
     var url = box.dataset.progressUrl;
+    var reportPolls = 0;
     function update(state) {
       box.querySelector("[data-bar]").style.width = state.percent + "%";
       box.querySelector("[role=progressbar]").setAttribute("aria-valuenow", String(state.percent));
@@ -126,8 +127,12 @@
       box.querySelector("[data-status]").textContent = state.status_display;
       box.querySelector("[data-counts]").textContent = state.counts_text;
       box.querySelector("[data-eta]").textContent = state.eta_text;
-      if (state.finished) {
-        window.setTimeout(function () { window.location.reload(); }, 600);
+      // Once finished, the page reloads to show the results; a completed
+      // batch waits a moment more for its summary and reports.
+      var waitsForReports = /^completed/.test(state.status) && !state.reports_ready;
+      box.querySelector("[data-reports-wait]").hidden = !(state.finished && waitsForReports);
+      if (state.finished && (!waitsForReports || ++reportPolls > 40)) {
+        window.setTimeout(function () { window.location.reload(); }, 400);
         return true;
       }
       return false;
