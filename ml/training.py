@@ -37,6 +37,7 @@ MAX_SAMPLE_WEIGHT = 5.0
 THRESHOLD_RANGE = (0.2, 0.8)
 PREDICT_CHUNK = 1024
 SNR_SPAN_DB = 25.0
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_score")
 
 log = logging.getLogger(__name__)
 
@@ -119,36 +120,24 @@ def train(
     feature_config: FeatureConfig,
     settings: TrainSettings,
 ) -> TrainResult:
-    """Train a model; returns it with the best validation weights restored."""
-    import keras
+    """Train a model; returns it with the best validation weights restored.
 
-    from ml.models import build_model
+    One epoch = every training recording augmented afresh and cut into at most
+    ``windows_per_recording`` windows; training stops after ``patience`` epochs
+    without a better recording-level validation score (MAcc, or macro recall).
+    """
+    import keras
 
     keras.utils.set_random_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    model = build_model(
-        **{
-            **settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes)),
-            "input_shape": feature_config.window_shape,
-        }
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        weighted_metrics=["accuracy"],
-    )
+    model = _compiled_model(settings, feature_config=feature_config, num_classes=len(classes))
     class_of = {name: index for index, name in enumerate(classes)}
     truth = np.array([class_of[label] for label in train_set.labels])
     weights = recording_weights(train_set.labels, train_set.groups)
     validation_truth = np.array([class_of[label] for label in validation_set.labels])
     validation_batch = batch_windows(list(validation_set.samples), config=feature_config)
-    history: dict[str, list[float]] = {
-        "loss": [],
-        "accuracy": [],
-        "val_loss": [],
-        "val_accuracy": [],
-        "val_score": [],
-    }
+    scoring: dict[str, Any] = {"classes": classes, "positive_class": positive_class}
+    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
     best_score, best_weights, stale = -1.0, model.get_weights(), 0
     started = time.perf_counter()
     for epoch in range(settings.epochs):
@@ -156,23 +145,20 @@ def train(
             train_set, truth, weights, feature_config=feature_config, settings=settings, rng=rng
         )
         fitted = model.fit(
-            windows,
-            window_truth,
-            sample_weight=window_weights,
-            batch_size=settings.batch_size,
-            epochs=1,
-            shuffle=True,
-            verbose=0,
-        )
+            windows, window_truth, sample_weight=window_weights,
+            batch_size=settings.batch_size, epochs=1, shuffle=True, verbose=0,
+        )  # fmt: skip
         probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
-        score, val_loss, val_accuracy = _validation_score(
-            probabilities, validation_truth, classes=classes, positive_class=positive_class
+        score, val_loss, val_accuracy = _validation_score(probabilities, validation_truth, **scoring)
+        epoch_values = (
+            fitted.history["loss"][-1],
+            fitted.history["accuracy"][-1],
+            val_loss,
+            val_accuracy,
+            score,
         )
-        history["loss"].append(float(fitted.history["loss"][-1]))
-        history["accuracy"].append(float(fitted.history["accuracy"][-1]))
-        history["val_loss"].append(val_loss)
-        history["val_accuracy"].append(val_accuracy)
-        history["val_score"].append(score)
+        for key, value in zip(HISTORY_KEYS, epoch_values, strict=True):
+            history[key].append(float(value))
         log.info("epoch %d loss %.3f val score %.3f", epoch + 1, history["loss"][-1], score)
         if score > best_score:
             best_score, best_weights, stale = score, model.get_weights(), 0
@@ -182,13 +168,24 @@ def train(
                 break
     model.set_weights(best_weights)
     probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
-    threshold = _pick_threshold(
-        probabilities, validation_truth, classes=classes, positive_class=positive_class
-    )
-    validation = screening_metrics(
-        validation_truth, probabilities, classes=classes, positive_class=positive_class, threshold=threshold
-    )
+    threshold = _pick_threshold(probabilities, validation_truth, **scoring)
+    validation = screening_metrics(validation_truth, probabilities, threshold=threshold, **scoring)
     return TrainResult(model, threshold, validation, history, time.perf_counter() - started)
+
+
+def _compiled_model(settings: TrainSettings, *, feature_config: FeatureConfig, num_classes: int) -> Any:
+    import keras
+
+    from ml.models import build_model
+
+    config = settings.model_config(input_shape=feature_config.window_shape, num_classes=num_classes)
+    model = build_model(**{**config, "input_shape": feature_config.window_shape})
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        weighted_metrics=["accuracy"],
+    )
+    return model
 
 
 def _epoch_windows(
