@@ -29,6 +29,8 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     "heartbeat": {"task": "lubdub.heartbeat", "schedule": 30.0},
     "sweep": {"task": "lubdub.sweep", "schedule": float(settings.CELERY_BEAT_SWEEP_SECONDS)},
+    "start-due-reanalyses": {"task": "lubdub.start_due_reanalyses", "schedule": 60.0},
 }
 app.autodiscover_tasks(["workers"])
 app.autodiscover_tasks(["workers"], related_name="plots")
+app.autodiscover_tasks(["workers"], related_name="registry_tasks")

@@ -46,7 +46,11 @@ class ModelVersion(models.Model):
     """A registered model bundle, kept in storage together with its manifest."""
 
     class Status(models.TextChoices):
+        # A bundle uploaded through the API waits in `checking` until a worker's
+        # smoke prediction passes; the web process never loads a model itself.
+        CHECKING = "checking", "Checking"
         ACTIVE = "active", "Active"
+        REJECTED = "rejected", "Rejected"
         RETIRED = "retired", "Retired"
 
     name = models.CharField(max_length=100)
@@ -61,6 +65,8 @@ class ModelVersion(models.Model):
     feature_fingerprint = models.CharField(max_length=64, blank=True)
     is_default = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # The smoke prediction on a committed sample: sample, label, probabilities, or the error.
+    smoke_test = models.JSONField(default=dict, blank=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs.api import views
@@ -14,7 +14,7 @@ urlpatterns = [
     path("v1/batches/<uuid:pk>/reports/<str:fmt>/", views.BatchReport.as_view(), name="batch-report"),
     path("v1/recordings/<int:pk>/", views.RecordingDetail.as_view(), name="recording-detail"),
     path("v1/recordings/<int:pk>/audio/", views.RecordingAudio.as_view(), name="recording-audio"),
-    path("v1/models/", views.ModelVersionList.as_view(), name="model-list"),
+    path("v1/", include("jobs.api.registry_urls")),
     path("v1/files/<str:token>/", views.SignedFile.as_view(), name="signed-file"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

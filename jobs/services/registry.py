@@ -1,52 +1,224 @@
-"""Model versions: the registered default, look-up by name, and local copies of bundles.
+"""Model versions: registering bundles, the default, retiring, and local copies of bundles.
 
 A bundle lives in storage as a zip; a worker unpacks it once into the model
 cache, keyed by the zip's checksum, and loads it from there.
+
+Registration checks a bundle in two steps. The cheap one (manifest, weights
+checksum, feature configuration compatible with this code) runs wherever the
+bundle arrives, the web process included. The smoke prediction on a committed
+sample needs TensorFlow, so it runs only where a model may be loaded: in the
+`register_model` command's own process, or in a worker for bundles uploaded
+through the API, which wait in status `checking` until it passes.
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 
+from config.celery_app import app
 from jobs import storage
-from jobs.models import ModelVersion
-from ml.bundle import DEFAULT_SCREENING_BUNDLE, pack_bundle, read_manifest, unpack_bundle, verify_bundle
+from jobs.models import Membership, ModelVersion
+from jobs.services import reanalysis
+from ml.bundle import DEFAULT_SCREENING_BUNDLE, Manifest, pack_bundle, unpack_bundle, verify_bundle
+from ml.errors import AudioError, BundleError
+
+logger = logging.getLogger(__name__)
+
+SMOKE_TEST_TASK = "lubdub.check_model"
+SMOKE_SAMPLE = Path(settings.BASE_DIR) / "samples" / "physionet" / "a0033.wav"
+MANAGING_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
+Status = ModelVersion.Status
 
 
 class UnknownModel(LookupError):
     pass
 
 
+class RegistrationRefused(ValueError):
+    """A bundle or a registry change that cannot be accepted; the message says why."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+# --- who may change the registry ------------------------------------------------
+
+
+def can_manage_models(user: Any) -> bool:
+    """Staff, and researchers or administrators of any organisation."""
+    if getattr(user, "is_staff", False):
+        return True
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return Membership.objects.filter(user=user, role__in=MANAGING_ROLES).exists()
+
+
+# --- looking versions up ----------------------------------------------------------
+
+
 def default_model() -> ModelVersion:
-    found = ModelVersion.objects.filter(is_default=True, status=ModelVersion.Status.ACTIVE).first()
+    found = ModelVersion.objects.filter(is_default=True, status=Status.ACTIVE).first()
     if found is None:
         raise UnknownModel("No default model is registered: run 'manage.py ensure_default_model'")
     return found
 
 
-def resolve_model(reference: str | None) -> ModelVersion:
-    """The default model, or the active one named `name-version`, `version` or by id."""
+def resolve_model(reference: str | None, *, statuses: tuple[str, ...] = (Status.ACTIVE,)) -> ModelVersion:
+    """The default model, or the one named `name-version`, `version` or by id."""
     if not reference:
         return default_model()
-    active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
-    for candidate in active:
+    for candidate in ModelVersion.objects.filter(status__in=statuses):
         if reference in (candidate.slug, candidate.version, str(candidate.pk)):
             return candidate
-    raise UnknownModel(f"No active model version called {reference!r}")
+    states = " or ".join(statuses)
+    raise UnknownModel(f"No {states} model version called {reference!r}")
 
 
-def register_bundle(bundle_dir: Path, *, make_default: bool, user: Any = None) -> ModelVersion:
-    """Pack a bundle into storage and record it; an existing name+version is returned as is."""
-    manifest = verify_bundle(bundle_dir)
-    existing = ModelVersion.objects.filter(name=manifest.name, version=manifest.version).first()
+def listed_models(*, include_all: bool = False) -> QuerySet[ModelVersion]:
+    """What is offered: active versions; with include_all also checking, rejected and retired."""
+    versions = ModelVersion.objects.select_related("registered_by")
+    return versions if include_all else versions.filter(status=Status.ACTIVE)
+
+
+# --- checking a bundle -------------------------------------------------------------
+
+
+def check_bundle(bundle_dir: Path) -> Manifest:
+    """Manifest, weights checksum and feature compatibility: cheap, no TensorFlow."""
+    try:
+        return verify_bundle(bundle_dir)
+    except BundleError as exc:
+        raise RegistrationRefused("invalid_bundle", exc.message) from exc
+
+
+def smoke_test(bundle_dir: Path, sample: Path = SMOKE_SAMPLE) -> dict[str, Any]:
+    """Load the model and classify a committed sample; raises RegistrationRefused when it cannot.
+
+    Never call this in the web process: it imports TensorFlow.
+    """
+    from ml.inference import Engine
+
+    started = time.perf_counter()
+    try:
+        engine = Engine.load(bundle_dir)
+        found = engine.classify([engine.decode(sample)])[0]
+    except (BundleError, AudioError) as exc:
+        raise RegistrationRefused("smoke_test_failed", f"The smoke prediction failed: {exc}") from exc
+    except (ValueError, OSError) as exc:
+        # Weights that do not fit the declared architecture surface as these.
+        message = f"The model could not be loaded or run ({type(exc).__name__}: {exc})"
+        raise RegistrationRefused("smoke_test_failed", message) from exc
+    if set(found.probabilities) != set(engine.classes):
+        raise RegistrationRefused("smoke_test_failed", "The model's outputs do not match its classes")
+    return {
+        "sample": sample.name,
+        "label": found.label,
+        "probabilities": found.probabilities,
+        "seconds": round(time.perf_counter() - started, 2),
+        "passed": True,
+    }
+
+
+# --- registering -------------------------------------------------------------------
+
+
+def register_bundle(
+    bundle_dir: Path, *, make_default: bool, user: Any = None, smoke: bool = True
+) -> ModelVersion:
+    """Check a bundle directory, store it packed and record it as an active version.
+
+    With `smoke` the model is loaded and run on a sample in this process first
+    (the management command; never the web process). Registering the same
+    name+version with the same weights again returns the existing version.
+    """
+    manifest = check_bundle(bundle_dir)
+    existing = _existing(manifest)
     if existing is not None:
         return existing
+    result = smoke_test(bundle_dir) if smoke else {}
+    version = _store(bundle_dir, manifest, status=Status.ACTIVE, user=user, smoke_result=result)
+    if make_default and version.status == Status.ACTIVE and not version.is_default:
+        version = set_default(version)
+    return version
+
+
+def register_upload(upload: IO[bytes], *, user: Any, make_default: bool) -> ModelVersion:
+    """A packed bundle sent to the API: checked now, smoke-tested by a worker.
+
+    The version waits in `checking` (not offered, not usable) until the worker
+    marks it active, and then, if asked, the default.
+    """
+    with tempfile.TemporaryDirectory(prefix="bundle-") as scratch:
+        bundle_dir = Path(scratch) / "bundle"
+        try:
+            unpack_bundle(upload, bundle_dir)
+        except BundleError as exc:
+            raise RegistrationRefused("invalid_bundle", exc.message) from exc
+        manifest = check_bundle(bundle_dir)
+        if _existing(manifest) is not None:
+            raise RegistrationRefused(
+                "already_registered", f"{manifest.name} {manifest.version} is already registered", status=409
+            )
+        version = _store(bundle_dir, manifest, status=Status.CHECKING, user=user, smoke_result={})
+    version_id = version.pk
+    transaction.on_commit(lambda: app.send_task(SMOKE_TEST_TASK, args=[version_id, make_default]))
+    return version
+
+
+def finish_check(version_id: int, *, make_default: bool) -> ModelVersion:
+    """The worker's half of an API registration: smoke-test, then activate or reject."""
+    version = ModelVersion.objects.get(pk=version_id)
+    if version.status != Status.CHECKING:
+        return version  # a second delivery of the task
+    try:
+        result = smoke_test(local_bundle_dir(version))
+    except RegistrationRefused as exc:
+        ModelVersion.objects.filter(pk=version.pk, status=Status.CHECKING).update(
+            status=Status.REJECTED, smoke_test={"passed": False, "error": exc.message}
+        )
+        logger.warning("model %s rejected: %s", version.slug, exc.message)
+        version.refresh_from_db()
+        return version
+    ModelVersion.objects.filter(pk=version.pk, status=Status.CHECKING).update(
+        status=Status.ACTIVE, smoke_test=result
+    )
+    version.refresh_from_db()
+    if make_default and version.status == Status.ACTIVE:
+        version = set_default(version)
+    return version
+
+
+def _existing(manifest: Manifest) -> ModelVersion | None:
+    """A version already registered under this name+version (a rejected one gives way)."""
+    found = ModelVersion.objects.filter(name=manifest.name, version=manifest.version).first()
+    if found is None:
+        return None
+    if found.status == Status.REJECTED and not found.predictions.exists() and not found.batches.exists():
+        found.delete()
+        return None
+    if found.manifest.get("weights_sha256") != manifest.weights_sha256:
+        raise RegistrationRefused(
+            "already_registered",
+            f"{manifest.name} {manifest.version} is already registered with other weights: "
+            "give the new bundle a new version",
+            status=409,
+        )
+    return found
+
+
+def _store(
+    bundle_dir: Path, manifest: Manifest, *, status: str, user: Any, smoke_result: dict[str, Any]
+) -> ModelVersion:
     key = storage.model_key(manifest.name, manifest.version)
     with tempfile.TemporaryFile() as packed:
         pack_bundle(bundle_dir, packed)
@@ -64,30 +236,68 @@ def register_bundle(bundle_dir: Path, *, make_default: bool, user: Any = None) -
         bundle_key=key,
         bundle_sha256=digest,
         feature_fingerprint=manifest.feature_fingerprint,
-        is_default=make_default,
-        registered_by=user,
+        status=status,
+        smoke_test=smoke_result,
+        registered_by=user if getattr(user, "is_authenticated", False) else None,
     )
     try:
         with transaction.atomic():
             version.save()
     except IntegrityError:
-        # Another process registered it (or a default) at the same moment.
+        # Another process registered the same name+version at the same moment.
         return ModelVersion.objects.get(name=manifest.name, version=manifest.version)
     return version
 
 
+# --- default and retirement --------------------------------------------------------
+
+
+def set_default(version: ModelVersion) -> ModelVersion:
+    """Make an active version the default; waiting re-analyses start with it."""
+    if version.status != Status.ACTIVE:
+        raise RegistrationRefused(
+            "not_active", f"{version.slug} is {version.status}; only an active version can be the default"
+        )
+    try:
+        with transaction.atomic():
+            # The partial unique index allows one default: clear the old one first.
+            ModelVersion.objects.filter(is_default=True).exclude(pk=version.pk).update(is_default=False)
+            changed = ModelVersion.objects.filter(pk=version.pk, is_default=False).update(is_default=True)
+            if changed:
+                reanalysis.start_waiting_for_default(version)
+    except IntegrityError as exc:
+        raise RegistrationRefused(
+            "conflict", "Another default was set at the same moment; try again", status=409
+        ) from exc
+    version.refresh_from_db()
+    return version
+
+
+def retire(version: ModelVersion) -> ModelVersion:
+    """Stop offering a version; its predictions and reports stay for the record."""
+    if version.is_default:
+        raise RegistrationRefused(
+            "is_default", f"{version.slug} is the default: make another version the default first", status=409
+        )
+    ModelVersion.objects.filter(pk=version.pk).update(status=Status.RETIRED)
+    version.refresh_from_db()
+    return version
+
+
 def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[ModelVersion, bool]:
-    """Register the committed screening bundle as the default when no default exists."""
+    """Register the committed screening bundle as the default when no default exists.
+
+    No smoke prediction here: the committed bundle is exercised by the ml tests,
+    and this runs at every start-up.
+    """
     current = ModelVersion.objects.filter(is_default=True).first()
     if current is not None:
         return current, False
-    manifest = read_manifest(bundle_dir)
-    existing = ModelVersion.objects.filter(name=manifest.name, version=manifest.version).first()
-    if existing is not None:
-        ModelVersion.objects.filter(pk=existing.pk).update(is_default=True)
-        existing.refresh_from_db()
-        return existing, True
-    return register_bundle(bundle_dir, make_default=True), True
+    version = register_bundle(bundle_dir, make_default=False, smoke=False)
+    return set_default(version), True
+
+
+# --- bundles on a worker's disk ----------------------------------------------------
 
 
 def local_bundle_dir(model_version: ModelVersion) -> Path:

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.services.registry import ensure_default_model
+from jobs.services.registry import RegistrationRefused, ensure_default_model
 from ml.bundle import DEFAULT_SCREENING_BUNDLE
 from ml.errors import BundleError
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, bundle: Path, **options: Any) -> None:
         try:
             version, created = ensure_default_model(bundle)
-        except BundleError as exc:
+        except (BundleError, RegistrationRefused) as exc:
             raise CommandError(str(exc)) from exc
         state = "registered" if created else "already the default"
         self.stdout.write(f"{version.slug}: {state}")

@@ -1,0 +1,107 @@
+"""REST API v1 for re-analyses: request one, list them.
+
+A request makes one batch of kind `reanalysis` per organisation it touches;
+each is then followed like any batch under /api/v1/batches/<id>/.
+"""
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from jobs import services
+from jobs.api.serializers import BatchSerializer
+from jobs.models import Batch, ModelVersion
+from jobs.services import reanalysis, registry
+
+ERROR = inline_serializer(
+    "ReanalysisError", {"detail": serializers.CharField(), "code": serializers.CharField()}
+)
+
+
+class ReanalysisSerializer(BatchSerializer):
+    class Meta(BatchSerializer.Meta):
+        fields = [*BatchSerializer.Meta.fields, "selection", "scheduled_for"]
+
+
+class ReanalysisRequestSerializer(serializers.Serializer):
+    batches = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+    since = serializers.DateField(required=False, allow_null=True, help_text="uploaded on or after")
+    until = serializers.DateField(required=False, allow_null=True, help_text="uploaded on or before")
+    analysed_by = serializers.CharField(required=False, allow_blank=True, help_text="read by this version")
+    all = serializers.BooleanField(required=False, default=False, help_text="every recording in scope")
+    model = serializers.CharField(required=False, allow_blank=True, help_text="version; default if empty")
+    when = serializers.ChoiceField(choices=reanalysis.WHEN_CHOICES, required=False, default=reanalysis.NOW)
+    run_at = serializers.DateTimeField(required=False, allow_null=True)
+    organisation = serializers.SlugField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+def _error(code: str, message: str, http_status: int) -> Response:
+    return Response({"detail": message, "code": code}, status=http_status)
+
+
+def _resolve(reference: str | None, *, statuses: tuple[str, ...]) -> ModelVersion:
+    return registry.resolve_model(reference, statuses=statuses)
+
+
+class ReanalysisListCreate(generics.ListAPIView):
+    serializer_class = ReanalysisSerializer
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self) -> Any:
+        batches = services.visible_batches(self.request.user).filter(kind=Batch.Kind.REANALYSIS)
+        return batches.select_related("model_version", "organisation")
+
+    @extend_schema(
+        request=ReanalysisRequestSerializer,
+        responses={
+            201: inline_serializer("Reanalyses", {"batches": ReanalysisSerializer(many=True)}),
+            400: ERROR,
+            403: ERROR,
+            404: ERROR,
+        },
+        summary="Re-analyse stored recordings with a model version (researchers and staff)",
+    )
+    def post(self, request: Request) -> Response:
+        form = ReanalysisRequestSerializer(data=request.data)
+        if not form.is_valid():
+            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+        values = form.validated_data
+        try:
+            batches = reanalysis.request_reanalysis(
+                request.user,
+                selection=_selection(values),
+                model_version=_model(values),
+                when=values["when"],
+                run_at=values.get("run_at"),
+                organisation=values.get("organisation") or None,
+                name=values.get("name", ""),
+            )
+        except registry.UnknownModel as exc:
+            return _error("unknown_model", str(exc), status.HTTP_400_BAD_REQUEST)
+        except reanalysis.ReanalysisRefused as exc:
+            return _error(exc.code, exc.message, exc.status)
+        data = ReanalysisSerializer(batches, many=True, context={"request": request}).data
+        return Response({"batches": data}, status=status.HTTP_201_CREATED)
+
+
+def _selection(values: dict[str, Any]) -> reanalysis.Selection:
+    analysed_by = values.get("analysed_by")
+    statuses = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
+    return reanalysis.Selection(
+        batches=tuple(values.get("batches") or ()),
+        since=values.get("since"),
+        until=values.get("until"),
+        analysed_by=_resolve(analysed_by, statuses=statuses).pk if analysed_by else None,
+        everything=values.get("all", False),
+    )
+
+
+def _model(values: dict[str, Any]) -> ModelVersion | None:
+    if values["when"] == reanalysis.NEW_DEFAULT:
+        return None
+    return _resolve(values.get("model") or None, statuses=(ModelVersion.Status.ACTIVE,))

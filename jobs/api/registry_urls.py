@@ -1,0 +1,15 @@
+"""API routes of the model registry and re-analysis, included under /api/v1/."""
+
+from django.urls import path
+
+from jobs.api import models_api, reanalysis_api
+
+urlpatterns = [
+    path("models/", models_api.ModelVersionListCreate.as_view(), name="model-list"),
+    path("models/diff/", models_api.ModelDiff.as_view(), name="model-diff"),
+    path("models/<int:pk>/", models_api.ModelVersionDetail.as_view(), name="model-detail"),
+    path("models/<int:pk>/default/", models_api.ModelVersionDefault.as_view(), name="model-default"),
+    path("models/<int:pk>/retire/", models_api.ModelVersionRetire.as_view(), name="model-retire"),
+    path("models/<int:pk>/drift/", models_api.ModelDrift.as_view(), name="model-drift"),
+    path("reanalyses/", reanalysis_api.ReanalysisListCreate.as_view(), name="reanalysis-list"),
+]

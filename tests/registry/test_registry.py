@@ -1,0 +1,133 @@
+"""Registering model versions: checks, permissions, default and retirement."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from jobs.models import ModelVersion
+from jobs.services import registry
+from ml.bundle import WEIGHTS_FILE, sha256_file
+from tests import factories
+from tests.registry.conftest import api_as, copy_bundle, rewrite_manifest, zip_directory
+
+
+def bad_manifest(tmp_path: Path) -> Path:
+    bundle = copy_bundle(tmp_path)
+    (bundle / "manifest.json").write_text('{"name": "screening", "version": ')
+    return bundle
+
+
+def wrong_checksum(tmp_path: Path) -> Path:
+    bundle = copy_bundle(tmp_path)
+    with (bundle / WEIGHTS_FILE).open("ab") as weights:
+        weights.write(b"tampered")
+    return bundle
+
+
+def incompatible_features(tmp_path: Path) -> Path:
+    bundle = copy_bundle(tmp_path)
+    rewrite_manifest(bundle, feature_code_version=99)
+    return bundle
+
+
+def changed_feature_config(tmp_path: Path) -> Path:
+    bundle = copy_bundle(tmp_path)
+    manifest = registry.check_bundle(bundle)
+    rewrite_manifest(bundle, feature_config={**manifest.feature_config, "n_mels": 40})
+    return bundle
+
+
+BROKEN = [
+    (bad_manifest, "is not valid JSON"),
+    (wrong_checksum, "weights checksum mismatch"),
+    (incompatible_features, "feature code version 99"),
+    (changed_feature_config, "does not match its configuration"),
+]
+
+
+@pytest.mark.parametrize(("breakage", "message"), BROKEN, ids=[case[0].__name__ for case in BROKEN])
+def test_it_rejects_a_broken_bundle_in_the_command_with_a_clear_message(
+    db: None, tmp_path: Path, breakage: Any, message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("register_model", str(breakage(tmp_path)))
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.parametrize(("breakage", "message"), BROKEN, ids=[case[0].__name__ for case in BROKEN])
+def test_it_rejects_a_broken_bundle_over_the_api_with_a_clear_message(
+    researcher: Any, tmp_path: Path, breakage: Any, message: str
+) -> None:
+    packed = zip_directory(breakage(tmp_path), tmp_path / "bundle.zip")
+    with packed.open("rb") as upload:
+        response = api_as(researcher).post("/api/v1/models/", {"bundle": upload}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_bundle"
+    assert message in response.json()["detail"]
+    assert not ModelVersion.objects.exists()
+
+
+def test_it_refuses_a_file_that_is_not_a_bundle_archive(researcher: Any, tmp_path: Path) -> None:
+    junk = tmp_path / "bundle.zip"
+    junk.write_bytes(b"not a zip at all")
+    with junk.open("rb") as upload:
+        response = api_as(researcher).post("/api/v1/models/", {"bundle": upload}, format="multipart")
+    assert response.status_code == 400
+    assert "not a valid zip" in response.json()["detail"]
+
+
+def test_it_forbids_uploaders_to_register_models(uploader: Any, tmp_path: Path) -> None:
+    packed = zip_directory(copy_bundle(tmp_path, version="9.9.9"), tmp_path / "bundle.zip")
+    with packed.open("rb") as upload:
+        response = api_as(uploader).post("/api/v1/models/", {"bundle": upload}, format="multipart")
+    assert response.status_code == 403
+    assert not ModelVersion.objects.exists()
+
+
+def test_it_registers_with_the_command_after_a_smoke_prediction(db: None, tmp_path: Path) -> None:
+    call_command("register_model", str(copy_bundle(tmp_path)), "--default")
+
+    version = ModelVersion.objects.get()
+    assert (version.slug, version.status, version.is_default) == ("screening-1.0.0", "active", True)
+    assert version.smoke_test["passed"] is True
+    assert set(version.smoke_test["probabilities"]) == {"normal", "abnormal"}
+    assert version.metrics["validation"]["count"] > 0
+    assert "screening" in version.model_card.lower()
+
+
+def test_it_refuses_the_same_version_with_other_weights(db: None, tmp_path: Path) -> None:
+    registry.register_bundle(copy_bundle(tmp_path / "first"), make_default=False, smoke=False)
+    changed = copy_bundle(tmp_path / "second")
+    with (changed / WEIGHTS_FILE).open("ab") as weights:
+        weights.write(b"retrained")
+    rewrite_manifest(changed, weights_sha256=sha256_file(changed / WEIGHTS_FILE))
+
+    with pytest.raises(registry.RegistrationRefused, match="already registered with other weights"):
+        registry.register_bundle(changed, make_default=False, smoke=False)
+
+
+def test_it_moves_the_default_and_refuses_to_retire_it(researcher: Any) -> None:
+    old = factories.ModelVersionFactory(is_default=True)
+    new = factories.ModelVersionFactory()
+    client = api_as(researcher)
+
+    moved = client.post(f"/api/v1/models/{new.pk}/default/")
+    refused = client.post(f"/api/v1/models/{new.pk}/retire/")
+    retired = client.post(f"/api/v1/models/{old.pk}/retire/")
+
+    assert moved.status_code == 200 and moved.json()["is_default"] is True
+    assert refused.status_code == 409 and refused.json()["code"] == "is_default"
+    assert retired.status_code == 200 and retired.json()["status"] == "retired"
+    listed = [row["id"] for row in client.get("/api/v1/models/").json()]
+    assert listed == [new.pk]
+    assert {row["id"] for row in client.get("/api/v1/models/?all=1").json()} == {old.pk, new.pk}
+
+
+def test_it_forbids_uploaders_to_change_the_default(uploader: Any) -> None:
+    version = factories.ModelVersionFactory()
+    response = api_as(uploader).post(f"/api/v1/models/{version.pk}/default/")
+    assert response.status_code == 403
+    version.refresh_from_db()
+    assert version.is_default is False
