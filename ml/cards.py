@@ -41,6 +41,7 @@ def model_card(
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += ["", "## Measured results", "", "Recording-level, at the bundle's decision threshold.", ""]
     lines += _metric_lines(metrics)
+    lines += _confusion_lines(metrics)
     lines += ["", "## Caveats", "", notes or "-", "", "## Citations", ""]
     lines += [f"- {citation}" for citation in citations]
     return "\n".join(lines) + "\n"
@@ -55,11 +56,32 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _confusion_lines(metrics: dict[str, Any]) -> list[str]:
+    """Per-class recall and confusion matrix of the held-out recordings, when there are any."""
+    held = metrics.get("holdout", {}).get("overall")
+    if not held:
+        return []
+    classes = held["classes"]
+    recalls = ", ".join(f"{name} {_cell(held['per_class_recall'][name])}" for name in classes)
+    lines = [
+        "",
+        f"Held-out per-class recall: {recalls}.",
+        "",
+        "Held-out confusion matrix (rows true, columns predicted):",
+        "",
+    ]
+    lines += ["| true \\ predicted | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+    for name, row in zip(classes, held["confusion_matrix"], strict=True):
+        lines.append(f"| {name} | " + " | ".join(str(count) for count in row) + " |")
+    return lines
+
+
 def _flatten(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = []
     for split, values in metrics.items():
-        if isinstance(values, dict) and "overall" in values:
-            rows.append((f"{split} (all)", values["overall"]))
+        if isinstance(values, dict) and "groups" in values:
+            if "overall" in values:
+                rows.append((f"{split} (all)", values["overall"]))
             rows += [(f"{split}: {group}", group_values) for group, group_values in values["groups"].items()]
         elif isinstance(values, dict) and "count" in values:
             rows.append((split, values))

@@ -194,6 +194,7 @@ def fit_bundle(
     )
     metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
     card_args = _card_args(dataset, holdout, settings, research_use)
+    card_args["settings"]["features"] = config.to_dict()
     if test_share > 0:
         card_args["data_sources"].append(f"{test_share:.0%} of each group and class kept out as a test set")
     common = dict(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import zipfile
@@ -128,7 +127,11 @@ def test_it_refuses_a_non_zip_archive(tmp_path: Path) -> None:
 
 
 def test_it_ships_verified_default_bundles() -> None:
-    manifest = verify_bundle(bundle.DEFAULT_SCREENING_BUNDLE)
-    assert manifest.classes == ("normal", "abnormal")
-    assert manifest.positive_class == "abnormal"
-    assert dataclasses.asdict(manifest)["feature_fingerprint"] == CONFIG.fingerprint() or manifest.features
+    screening = verify_bundle(bundle.DEFAULT_SCREENING_BUNDLE)
+    assert screening.classes == ("normal", "abnormal")
+    assert screening.positive_class == "abnormal"
+    multiclass = verify_bundle(bundle.DEFAULT_MULTICLASS_BUNDLE)
+    assert set(multiclass.classes) == {"normal", "murmur", "extrastole", "extrahls", "artifact"}
+    assert "RESEARCH USE ONLY" in (bundle.DEFAULT_MULTICLASS_BUNDLE / multiclass.card).read_text()
+    total = sum(path.stat().st_size for path in bundle.BUNDLES_DIR.rglob("*") if path.is_file())
+    assert total < 2_000_000
