@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from jobs.pages import batches, dashboard, organisations, recordings
 
@@ -22,4 +22,5 @@ urlpatterns = [
         "recordings/<int:recording_id>/plots/<str:name>.png", recordings.recording_plot, name="recording-plot"
     ),
     path("recordings/<int:recording_id>/audio", recordings.recording_audio, name="recording-audio"),
+    path("models/", include("jobs.pages_models")),
 ]

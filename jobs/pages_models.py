@@ -1,0 +1,72 @@
+"""Model pages: the registry with drift flags, one version's metrics, card and drift, and diffs."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+
+from jobs.models import Batch, ModelVersion
+from jobs.services import access, comparison, drift, registry
+
+
+@login_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    recordings = access.visible_recordings(request.user)
+    versions = list(registry.listed_models(include_all=True))
+    flagged = {
+        version.pk: drift.version_drift(version, recordings).flagged
+        for version in versions
+        if version.status == ModelVersion.Status.ACTIVE
+    }
+    rows = [(version, flagged.get(version.pk)) for version in versions]
+    return render(
+        request, "jobs/models.html", {"rows": rows, "can_manage": registry.can_manage_models(request.user)}
+    )
+
+
+@login_required
+def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = _version(version_id)
+    found = drift.version_drift(version, access.visible_recordings(request.user))
+    reanalyses = (
+        access.visible_batches(request.user)
+        .filter(kind=Batch.Kind.REANALYSIS, model_version=version)
+        .select_related("model_version", "created_by")[:20]
+    )
+    validation = (version.metrics or {}).get("validation") or {}
+    context = {
+        "version": version,
+        "validation": {key: value for key, value in validation.items() if isinstance(value, int | float)},
+        "drift": found,
+        "batches": reanalyses,
+        "others": ModelVersion.objects.exclude(pk=version.pk).exclude(status=ModelVersion.Status.REJECTED),
+    }
+    return render(request, "jobs/models_detail.html", context)
+
+
+@login_required
+def model_compare(request: HttpRequest) -> HttpResponse:
+    versions = ModelVersion.objects.filter(
+        status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
+    )
+    chosen_a, chosen_b = request.GET.get("a", ""), request.GET.get("b", "")
+    diff = None
+    if chosen_a and chosen_b:
+        scope = comparison.visible_scope(request.user, request.GET.get("batch") or None)
+        diff = comparison.compare_versions(_version(chosen_a), _version(chosen_b), scope)
+    context = {"versions": versions, "chosen_a": chosen_a, "chosen_b": chosen_b, "diff": diff}
+    return render(request, "jobs/models_compare.html", context)
+
+
+def _version(version_id: int | str) -> ModelVersion:
+    try:
+        return ModelVersion.objects.select_related("registered_by").get(pk=int(version_id))
+    except (ModelVersion.DoesNotExist, ValueError) as exc:
+        raise Http404("No such model version") from exc
+
+
+urlpatterns = [
+    path("", model_list, name="model-list"),
+    path("compare", model_compare, name="model-compare"),
+    path("<int:version_id>/", model_detail, name="model-detail"),
+]
