@@ -94,3 +94,12 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.fixture
+def screening_model_version(transactional_db: None) -> Any:
+    """The committed screening bundle, registered as the default model version."""
+    from jobs.services.registry import ensure_default_model
+
+    model_version, _ = ensure_default_model()
+    return model_version

@@ -37,7 +37,7 @@
     var chosen = form.querySelector("[data-chosen]");
     var progress = form.querySelector("[data-upload-progress]");
     var bar = progress.querySelector(".bar");
-    var text = progress.querySelector("[data-upload-text]");
+    var text = form.querySelector("[data-upload-text]");
     var errors = form.querySelector("[data-upload-errors]");
     var submit = form.querySelector("button[type=submit]");
 
