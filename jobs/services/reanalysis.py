@@ -222,11 +222,11 @@ def start_reanalysis(batch_id: UUID | str, *, now: dt.datetime | None = None) ->
         )
         if batch is None:
             return []
-        selection = Selection.from_json(batch.selection)
-        recording_ids = list(selection.recordings(batch.organisation_id).values_list("pk", flat=True))
+        selected = Selection.from_json(batch.selection).recordings(batch.organisation_id)
+        recording_ids = list(selected.values_list("pk", flat=True))
         done = set(
             Prediction.objects.filter(
-                model_version=batch.model_version_id, recording_id__in=recording_ids
+                model_version=batch.model_version_id, recording__in=selected.values("pk")
             ).values_list("recording_id", flat=True)
         )
         pending_ids = _create_analyses(batch, recording_ids, done)
