@@ -9,6 +9,7 @@ passes, because the web process never loads a model.
 from typing import Any
 
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -140,7 +141,7 @@ def _any_version(reference: str) -> ModelVersion:
         OpenApiParameter("b", str, required=True),
         OpenApiParameter("batch", str, description="only recordings of this batch"),
     ],
-    responses={200: serializers.DictField(), 400: ERROR},
+    responses={200: OpenApiTypes.OBJECT, 400: ERROR},
     summary="Diff two versions over the recordings both have read",
 )
 class ModelDiff(APIView):
@@ -155,7 +156,7 @@ class ModelDiff(APIView):
 
 @extend_schema(
     parameters=[OpenApiParameter("threshold", float, description=f"default {drift.CLASS_THRESHOLD}")],
-    responses={200: serializers.DictField(), 400: ERROR},
+    responses={200: OpenApiTypes.OBJECT, 400: ERROR},
     summary="Weekly distributions of a version's readings against its baseline",
 )
 class ModelDrift(APIView):
