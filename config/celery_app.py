@@ -17,7 +17,9 @@ app = Celery("lubdub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 QUEUES = ("interactive", "ingest", "analyze", "reports", "default")
-app.conf.task_queues = [Queue(name) for name in QUEUES]
+# Each queue gets its own routing key: with the default one they would all share
+# a key, and every message would be copied into every queue.
+app.conf.task_queues = [Queue(name, routing_key=name) for name in QUEUES]
 # Routing lives here so the producer never has to name a queue; the analyse
 # task is sent to `interactive` explicitly for single-file uploads.
 app.conf.task_routes = {

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import BASE_DIR, REDIS_URL, STORAGES, USE_S3
+from config.settings.env import env_int
 
 
 def _redis_database(url: str, number: int) -> str:
@@ -13,7 +14,8 @@ def _redis_database(url: str, number: int) -> str:
 
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-REDIS_URL = _redis_database(REDIS_URL, 15)
+# Test runs sharing one Redis would take each other's tasks: give each its own database.
+REDIS_URL = _redis_database(REDIS_URL, env_int("LUBDUB_TEST_REDIS_DB", 15))
 CELERY_BROKER_URL = REDIS_URL
 MEDIA_ROOT = BASE_DIR / "var" / "test-media"
 S3_BUCKET = "lubdub-test"

@@ -53,6 +53,8 @@ def plan(archive: zipfile.ZipFile) -> Plan:
     for info in members:
         path = _display_path(info.filename, result.root)
         reason = _member_problem(info, path, seen)
+        if reason and reason[0] == "duplicate_name":
+            path = _unique(path, seen)  # each member keeps a row of its own
         seen.add(path)
         if reason:
             result.rejected.append(Rejection(path, *reason))
@@ -63,6 +65,13 @@ def plan(archive: zipfile.ZipFile) -> Plan:
         else:
             result.accepted.append(info)
     return result
+
+
+def _unique(path: str, seen: set[str]) -> str:
+    number = 2
+    while f"{path} (copy {number})" in seen:
+        number += 1
+    return f"{path} (copy {number})"
 
 
 def _shallower(path: str, result: Plan) -> bool:

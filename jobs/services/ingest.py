@@ -19,7 +19,7 @@ from typing import IO
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 SPOOL_BYTES = 4 * 1024 * 1024
 COPY_BLOCK = 64 * 1024
 UPLOADS_IN_FLIGHT = 8
+TRANSIENT = (storage.StorageUnavailable, OperationalError, InterfaceError)
 
 
 @dataclass
@@ -74,6 +75,17 @@ def ingest_batch(batch_id: UUID | str, *, queue_analysis: bool = True) -> list[i
     batch = claim_for_ingest(batch_id)
     if batch is None:
         return []
+    try:
+        return _ingest(batch, queue_analysis=queue_analysis)
+    except TRANSIENT:
+        raise  # the task retries; the batch stays in `ingesting`
+    except Exception as exc:
+        # A bug must not leave the batch looking busy forever.
+        fail_batch(batch, "ingest_error", f"The upload could not be read ({type(exc).__name__}: {exc}).")
+        raise
+
+
+def _ingest(batch: Batch, *, queue_analysis: bool) -> list[int]:
     with storage.open_stream(batch.upload_key) as upload:
         head = upload.read(sniff.HEAD_BYTES)
         upload.seek(0)

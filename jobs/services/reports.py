@@ -91,7 +91,9 @@ class Tally:
 
 def write_reports(batch_id: UUID | str) -> list[Report]:
     """Write the CSV, JSON and HTML reports of a finished batch; safe to run again."""
-    batch = Batch.objects.select_related("model_version", "organisation").get(pk=batch_id)
+    batch = Batch.objects.select_related("model_version", "organisation").filter(pk=batch_id).first()
+    if batch is None:
+        return []  # deleted meanwhile
     version = batch.model_version
     classes = list(version.classes)
     tally = Tally(classes=classes, positive=_positive_class(version.manifest, classes))

@@ -1,0 +1,156 @@
+"""Fixtures for the batch pipeline: real workers, the real default model, archives."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.conftest import ROOT, SAMPLES, test_database_url, wait_for_worker
+from tests.factories import MembershipFactory
+
+ALL_QUEUES = "interactive,ingest,analyze,reports,default"
+LABELS = dict(
+    line.split(",") for line in (SAMPLES / "labels.csv").read_text().splitlines()[1:] if line.strip()
+)
+
+
+def launch_worker(
+    log_path: Path, *, queues: str = ALL_QUEUES, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A real worker in its own process group (so a test can SIGKILL all of it)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"pipeline-{os.getpid()}-{time.monotonic_ns()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--logfile",
+            str(log_path),
+        ],  # fmt: skip
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **(env or {}),
+        },
+        start_new_session=True,
+    )
+    wait_for_worker(log_path, process)
+    return process
+
+
+def kill_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def shared_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One worker on every queue for the tests that only need the pipeline to run."""
+    from config.celery_app import app
+
+    app.control.purge()
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    process = launch_worker(log)
+    yield log
+    kill_worker(process)
+
+
+@pytest.fixture
+def default_model(transactional_db: None) -> Any:
+    from jobs.services.registry import ensure_default_model
+
+    version, _ = ensure_default_model()
+    return version
+
+
+@pytest.fixture
+def member(transactional_db: None) -> Any:
+    return MembershipFactory().user
+
+
+@pytest.fixture
+def api(member: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=member).key}")
+    return client
+
+
+def wait_for_batch(batch_id: Any, timeout: float = 120) -> Any:
+    from jobs.models import Batch
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = Batch.objects.get(pk=batch_id)
+        if batch.is_finished:
+            return batch
+        time.sleep(0.2)
+    raise TimeoutError(f"batch {batch_id} still {batch.status} after {timeout}s")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met in time")
+
+
+def sample_archive(names: list[str] | None = None, *, copies: int = 1, labels: bool = True) -> bytes:
+    """A zip of real PhysioNet samples; copies > 1 adds renamed copies (distinct rows, same audio)."""
+    chosen = names or sorted(LABELS)
+    buffer = io.BytesIO()
+    rows = ["path,label"]
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for copy in range(copies):
+            for name in chosen:
+                path = name if copy == 0 else f"copy{copy}/{name}"
+                archive.write(SAMPLES / name, path)
+                rows.append(f"{path},{LABELS[name]}")
+        if labels:
+            archive.writestr("labels.csv", "\n".join(rows) + "\n")
+    return buffer.getvalue()
+
+
+def upload(api: APIClient, data: bytes, filename: str = "batch.zip", **fields: str) -> Any:
+    response = api.post("/api/v1/batches/", {"file": _named(data, filename), **fields}, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def _named(data: bytes, filename: str) -> io.BytesIO:
+    handle = io.BytesIO(data)
+    handle.name = filename
+    return handle

@@ -1,0 +1,99 @@
+"""Every batch, recording, report and audio URL is scoped to the caller's organisations."""
+
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from jobs import storage
+from jobs.models import Report
+from tests.factories import BatchFactory, MembershipFactory, RecordingFactory
+
+
+@pytest.fixture
+def owned(db: None) -> dict[str, Any]:
+    membership = MembershipFactory()
+    batch = BatchFactory(organisation=membership.organisation, created_by=membership.user)
+    recording = RecordingFactory(batch=batch)
+    storage.put_bytes(recording.storage_key, b"RIFF....WAVE")
+    key = storage.report_key(batch.pk, batch.model_version.slug, "html")
+    storage.put_bytes(key, b"<html></html>")
+    Report.objects.create(batch=batch, model_version=batch.model_version, format="html", storage_key=key)
+    return {"user": membership.user, "batch": batch, "recording": recording}
+
+
+def _urls(batch: Any, recording: Any) -> list[tuple[str, str]]:
+    b, r = batch.pk, recording.pk
+    return [
+        ("get", f"/api/v1/batches/{b}/"),
+        ("get", f"/api/v1/batches/{b}/recordings/"),
+        ("get", f"/api/v1/batches/{b}/reports/"),
+        ("get", f"/api/v1/batches/{b}/reports/html/"),
+        ("post", f"/api/v1/batches/{b}/cancel/"),
+        ("delete", f"/api/v1/batches/{b}/"),
+        ("get", f"/api/v1/recordings/{r}/"),
+        ("get", f"/api/v1/recordings/{r}/audio/"),
+    ]
+
+
+def _client(user: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def test_it_answers_404_to_another_organisations_member(owned: dict[str, Any]) -> None:
+    outsider = _client(MembershipFactory().user)
+
+    answers = {
+        url: getattr(outsider, method)(url).status_code
+        for method, url in _urls(owned["batch"], owned["recording"])
+    }
+
+    assert set(answers.values()) == {404}, answers
+    assert outsider.get("/api/v1/batches/").json()["count"] == 0
+    owned["batch"].refresh_from_db()  # neither cancelled nor deleted
+
+
+def test_it_answers_401_without_credentials(owned: dict[str, Any]) -> None:
+    anonymous = APIClient()
+
+    answers = {
+        url: getattr(anonymous, method)(url).status_code
+        for method, url in _urls(owned["batch"], owned["recording"])
+    }
+    answers["/api/v1/batches/ (list)"] = anonymous.get("/api/v1/batches/").status_code
+    answers["/api/v1/batches/ (upload)"] = anonymous.post("/api/v1/batches/").status_code
+
+    assert set(answers.values()) == {401}, answers
+
+
+def test_it_serves_members_their_batch_and_short_lived_links(owned: dict[str, Any]) -> None:
+    member = _client(owned["user"])
+    batch, recording = owned["batch"], owned["recording"]
+
+    detail = member.get(f"/api/v1/batches/{batch.pk}/")
+    report = member.get(f"/api/v1/batches/{batch.pk}/reports/html/")
+    audio = member.get(f"/api/v1/recordings/{recording.pk}/audio/", {"redirect": "0"})
+
+    assert detail.status_code == 200 and detail.json()["id"] == str(batch.pk)
+    assert report.status_code == 302
+    assert "X-Amz-Signature=" in report["Location"] and "X-Amz-Expires=300" in report["Location"]
+    assert audio.status_code == 200 and "X-Amz-Signature=" in audio.json()["url"]
+
+
+def test_it_signs_filesystem_links_and_refuses_tampered_ones(
+    owned: dict[str, Any], filesystem_storage: Any
+) -> None:
+    member = _client(owned["user"])
+    recording = owned["recording"]
+    storage.put_bytes(recording.storage_key, b"RIFF-audio-bytes")
+
+    link = member.get(f"/api/v1/recordings/{recording.pk}/audio/", {"redirect": "0"}).json()["url"]
+    fetched = APIClient().get(link)
+    tampered = APIClient().get(link.replace("/files/", "/files/x"))
+
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content) == b"RIFF-audio-bytes"
+    assert tampered.status_code == 404
