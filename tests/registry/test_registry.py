@@ -1,5 +1,7 @@
 """Registering model versions: checks, permissions, default and retirement."""
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,13 @@ def test_it_forbids_uploaders_to_change_the_default(uploader: Any) -> None:
     assert response.status_code == 403
     version.refresh_from_db()
     assert version.is_default is False
+
+
+def test_it_keeps_tensorflow_out_of_the_web_process() -> None:
+    script = (
+        "import django, sys; django.setup(); "
+        "import config.urls, jobs.pages_models, jobs.api.models_api, jobs.api.reanalysis_api; "
+        "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
