@@ -1,9 +1,14 @@
 """Model pages: the registry with drift flags, one version's metrics, card and drift, and diffs."""
 
+from collections.abc import Callable
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import path
+from django.views.decorators.http import require_POST
 
 from jobs.models import Batch, ModelVersion
 from jobs.services import access, comparison, drift, registry
@@ -40,6 +45,7 @@ def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
         "drift": found,
         "batches": reanalyses,
         "others": ModelVersion.objects.exclude(pk=version.pk).exclude(status=ModelVersion.Status.REJECTED),
+        "can_manage": registry.can_manage_models(request.user),
     }
     return render(request, "jobs/models_detail.html", context)
 
@@ -58,6 +64,33 @@ def model_compare(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/models_compare.html", context)
 
 
+@login_required
+@require_POST
+def model_make_default(request: HttpRequest, version_id: int) -> HttpResponse:
+    return _change(request, version_id, registry.set_default, "is now the default model")
+
+
+@login_required
+@require_POST
+def model_retire(request: HttpRequest, version_id: int) -> HttpResponse:
+    return _change(request, version_id, registry.retire, "is retired: kept for the record, no longer offered")
+
+
+def _change(
+    request: HttpRequest, version_id: int, change: Callable[[ModelVersion], ModelVersion], done: str
+) -> HttpResponse:
+    if not registry.can_manage_models(request.user):
+        raise PermissionDenied("Only researchers and staff can change the model registry.")
+    version = _version(version_id)
+    try:
+        change(version)
+    except registry.RegistrationRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{version.slug} {done}.")
+    return redirect("model-detail", version_id=version.pk)
+
+
 def _version(version_id: int | str) -> ModelVersion:
     try:
         return ModelVersion.objects.select_related("registered_by").get(pk=int(version_id))
@@ -69,4 +102,6 @@ urlpatterns = [
     path("", model_list, name="model-list"),
     path("compare", model_compare, name="model-compare"),
     path("<int:version_id>/", model_detail, name="model-detail"),
+    path("<int:version_id>/default", model_make_default, name="model-make-default"),
+    path("<int:version_id>/retire", model_retire, name="model-retire"),
 ]

@@ -32,3 +32,32 @@ def test_it_lists_versions_and_shows_a_diff_on_the_compare_page(
 def test_it_answers_an_unknown_version_page_with_404(client: Any, researcher: Any) -> None:
     client.force_login(researcher)
     assert client.get("/models/999999/").status_code == 404
+
+
+def test_it_lets_a_researcher_make_a_version_the_default_from_its_page(client: Any, researcher: Any) -> None:
+    old = factories.ModelVersionFactory(is_default=True)
+    new = factories.ModelVersionFactory()
+    client.force_login(researcher)
+
+    page = client.get(f"/models/{new.pk}/").content.decode()
+    response = client.post(f"/models/{new.pk}/default", follow=True)
+
+    assert "Make default" in page
+    assert response.status_code == 200
+    assert f"{new.slug} is now the default model." in response.content.decode()
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (old.is_default, new.is_default) == (False, True)
+
+
+def test_it_forbids_an_uploader_to_retire_a_version_from_the_page(client: Any, uploader: Any) -> None:
+    version = factories.ModelVersionFactory()
+    client.force_login(uploader)
+
+    page = client.get(f"/models/{version.pk}/").content.decode()
+    response = client.post(f"/models/{version.pk}/retire")
+
+    assert "Retire" not in page
+    assert response.status_code == 403
+    version.refresh_from_db()
+    assert version.status == "active"
