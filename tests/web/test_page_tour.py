@@ -73,6 +73,14 @@ def test_it_shows_every_page_of_a_finished_batch(
     page.goto(f"{live_server.url}/batches/{batch.pk}/")
     screenshot(page, "10-batch-on-a-phone")
 
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("link", name="Delete…").click()
+    screenshot(page, "15-delete-confirmation")
+    page.get_by_role("button", name="Delete for good").click()
+    page.wait_for_url(f"{live_server.url}/batches/")
+    assert "were deleted" in page.locator(".messages").inner_text()
+    assert not Batch.objects.filter(pk=batch.pk).exists()
+
 
 def test_it_follows_a_running_batch_to_the_end(
     live_server: Any, page: Any, member: Any, organisation: Any

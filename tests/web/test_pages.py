@@ -216,3 +216,68 @@ def test_it_ignores_a_malformed_batch_hint_on_the_recording_page(
 ) -> None:
     recording = factories.RecordingFactory(batch=factories.BatchFactory(organisation=organisation))
     assert member_client.get(f"/recordings/{recording.pk}/", {"batch": "not-a-uuid"}).status_code == 200
+
+
+def test_it_asks_before_cancelling_and_then_cancels(member_client: Client, organisation: Any) -> None:
+    batch = factories.BatchFactory(organisation=organisation, status=Batch.Status.ANALYSING, total_count=3)
+    page = member_client.get(f"/batches/{batch.pk}/cancel")
+    assert page.status_code == 200 and "Cancel this batch?" in page.content.decode()
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.ANALYSING
+    response = member_client.post(f"/batches/{batch.pk}/cancel", follow=True)
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.CANCELLED
+    assert "The batch was cancelled" in response.content.decode()
+
+
+def test_it_asks_before_deleting_and_then_deletes(member_client: Client, organisation: Any) -> None:
+    batch = factories.BatchFactory(organisation=organisation, status=Batch.Status.COMPLETED, name="old week")
+    assert "This cannot be undone" in member_client.get(f"/batches/{batch.pk}/delete").content.decode()
+    assert Batch.objects.filter(pk=batch.pk).exists()
+    response = member_client.post(f"/batches/{batch.pk}/delete", follow=True)
+    assert not Batch.objects.filter(pk=batch.pk).exists()
+    assert response.redirect_chain[-1][0] == "/batches/"
+    assert "old week" in response.content.decode()  # in the confirmation message only
+    assert "No batches match" in response.content.decode()
+
+
+def test_it_refuses_an_upload_that_is_not_audio(member_client: Client) -> None:
+    model_version = builders.screening_model(is_default=True)
+    notes = io.BytesIO(b"just some notes, not a recording")
+    notes.name = "notes.txt"
+    response = member_client.post(
+        "/upload/",
+        {"file": notes, "name": "x", "model": model_version.pk},
+        headers={"x-requested-with": "XMLHttpRequest"},
+    )
+    assert response.status_code == 415
+    assert "neither a zip archive nor a recognised audio file" in response.json()["error"]
+    assert not Batch.objects.exists()
+
+
+def test_it_redirects_a_plain_form_upload_to_the_new_batch(member_client: Client, organisation: Any) -> None:
+    from tests.conftest import SAMPLES
+
+    model_version = builders.screening_model(is_default=True)
+    with (SAMPLES / "a0033.wav").open("rb") as recording:
+        response = member_client.post("/upload/", {"file": recording, "model": model_version.pk})
+    batch = Batch.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/batches/{batch.pk}/"
+    assert batch.organisation == organisation and batch.priority == Batch.Priority.INTERACTIVE
+
+
+def test_it_links_reports_through_short_lived_urls(
+    member_client: Client, organisation: Any, member: Any
+) -> None:
+    from jobs.services.reports import write_reports
+    from tests.conftest import SAMPLES
+
+    batch = builders.finished_batch(organisation, member, files=sorted(SAMPLES.glob("*.wav"))[:2])
+    write_reports(batch.pk)
+    body = member_client.get(f"/batches/{batch.pk}/").content.decode()
+    for fmt in ("html", "csv", "json"):
+        assert f"/batches/{batch.pk}/reports/{fmt}" in body
+        response = member_client.get(f"/batches/{batch.pk}/reports/{fmt}")
+        assert response.status_code == 302
+        assert "X-Amz-Expires=" in response["Location"] or "/api/v1/files/" in response["Location"]
+    assert member_client.get(f"/batches/{batch.pk}/reports/pdf").status_code == 404
