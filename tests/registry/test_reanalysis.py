@@ -5,7 +5,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from jobs.models import Analysis, Batch, Membership, Prediction
+from jobs.models import Analysis, Batch, Membership, Prediction, Recording
 from jobs.services import reanalysis, registry
 from tests import factories
 from tests.registry.conftest import api_as, member, predict
@@ -158,3 +158,23 @@ def test_it_lets_an_organisation_admin_reanalyse(north: Any) -> None:
     assert response.status_code == 201
     [created] = response.json()["batches"]
     assert created["model_version"] == new.slug and created["kind"] == "reanalysis"
+
+
+def test_it_selects_recordings_by_upload_date(researcher: Any, north: Any) -> None:
+    old, new = factories.ModelVersionFactory(), factories.ModelVersionFactory(is_default=True)
+    _, recordings = old_batch(north, old, count=3)
+    for recording, day in zip(recordings, (1, 10, 20), strict=True):
+        Recording.objects.filter(pk=recording.pk).update(
+            created_at=dt.datetime(2026, 3, day, 12, tzinfo=dt.UTC)
+        )
+
+    response = api_as(researcher).post(
+        "/api/v1/reanalyses/",
+        {"since": "2026-03-05", "until": "2026-03-15", "model": new.slug},
+        format="json",
+    )
+    [created] = response.json()["batches"]
+    reanalysis.start_reanalysis(created["id"])
+
+    analysed = list(Analysis.objects.filter(batch=created["id"]).values_list("recording_id", flat=True))
+    assert analysed == [recordings[1].pk]
