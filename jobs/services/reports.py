@@ -327,4 +327,3 @@ def _metrics_html(metrics: dict[str, Any] | None) -> str:
         f"{_table(['measure', 'value'], figures)}"
         f"<p class=meta>Positive class: {e(str(metrics.get('positive_class', '-')))}.</p>"
     )
-

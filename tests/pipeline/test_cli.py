@@ -1,0 +1,86 @@
+"""The lubdub console script against a live server and a real worker."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from jobs.models import Batch
+from tests.conftest import SAMPLES
+from tests.pipeline.conftest import LABELS
+
+LUBDUB = Path(sys.executable).with_name("lubdub")
+NAMES = ["a0033.wav", "a0071.wav", "d0001.wav"]
+
+
+def _lubdub(server: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LUBDUB_URL": server, "LUBDUB_TOKEN": token}
+    return subprocess.run([str(LUBDUB), "-q", *args], capture_output=True, text=True, env=env, timeout=180)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "screening day"
+    (root / "ward").mkdir(parents=True)
+    for name in NAMES:
+        shutil.copy(SAMPLES / name, root / "ward" / name)
+    (root / "labels.csv").write_text("path,label\n" + "".join(f"ward/{n},{LABELS[n]}\n" for n in NAMES))
+    return root
+
+
+@pytest.mark.slow
+def test_it_submits_a_folder_waits_and_downloads_results_matching_the_api(
+    live_server: Any,
+    shared_worker: Any,
+    default_model: Any,
+    member: Any,
+    api: Any,
+    folder: Path,
+    tmp_path: Path,
+) -> None:
+    token = Token.objects.get(user=member).key
+
+    submitted = _lubdub(live_server.url, token, "submit", str(folder), "--name", "ward round", "--wait")
+    batch_id = submitted.stdout.strip()
+    as_json = _lubdub(
+        live_server.url, token, "results", batch_id, "--format", "json", "-o", str(tmp_path / "r.json")
+    )
+    as_csv = _lubdub(live_server.url, token, "results", batch_id, "--format", "csv")
+    report = _lubdub(live_server.url, token, "report", batch_id, "-o", str(tmp_path / "report.html"))
+
+    assert submitted.returncode == 0, submitted.stderr
+    batch = Batch.objects.get(pk=batch_id)
+    assert (batch.name, batch.status, batch.done_count) == ("ward round", Batch.Status.COMPLETED, 3)
+    api_rows = api.get(f"/api/v1/batches/{batch_id}/recordings/").json()["results"]
+    assert as_json.returncode == 0 and json.loads((tmp_path / "r.json").read_text()) == json.loads(
+        json.dumps(api_rows).replace("http://testserver", live_server.url)
+    )
+    csv_rows = {row["path"]: row for row in csv.DictReader(io.StringIO(as_csv.stdout))}
+    assert {row["path"]: row["label"] for row in api_rows} == {p: r["label"] for p, r in csv_rows.items()}
+    assert set(csv_rows) == {f"ward/{name}" for name in NAMES}
+    assert {row["truth"] for row in api_rows} == {LABELS[name] for name in NAMES}
+    assert report.returncode == 0 and "Screening report" in (tmp_path / "report.html").read_text()
+
+
+def test_it_prints_one_clear_line_and_fails_without_a_server(tmp_path: Path) -> None:
+    result = _lubdub("http://127.0.0.1:9", "token", "status", "00000000-0000-0000-0000-000000000000")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "lubdub: error: cannot reach http://127.0.0.1:9 (ConnectionError)"
+    ]
+
+
+def test_it_reports_a_bad_token_as_one_line(live_server: Any, transactional_db: None) -> None:
+    result = _lubdub(live_server.url, "not-a-token", "status", "00000000-0000-0000-0000-000000000000")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "lubdub: error: server said 401: Invalid token."
