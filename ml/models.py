@@ -18,6 +18,7 @@ DEFAULT_CONV_FILTERS = (24, 32)
 CONV_KERNELS = (5, 3)
 CONV_STRIDE = 2
 DEFAULT_DROPOUT = 0.2
+STANDARDIZATION_EPSILON = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="lubdub")
@@ -33,6 +34,20 @@ class AttentionPooling(layers.Layer):
         return keras.ops.sum(inputs * weights, axis=1)
 
 
+@keras.saving.register_keras_serializable(package="lubdub")
+class WindowStandardization(layers.Layer):
+    """Scale each window's features to zero mean and unit variance over time, per feature.
+
+    Removes what is constant within a window (gain, channel response, noise
+    floor level), leaving the shape of the heart cycle.
+    """
+
+    def call(self, inputs: Any) -> Any:
+        mean = keras.ops.mean(inputs, axis=1, keepdims=True)
+        spread = keras.ops.std(inputs, axis=1, keepdims=True)
+        return (inputs - mean) / (spread + STANDARDIZATION_EPSILON)
+
+
 def build_model(
     *,
     architecture: str,
@@ -43,18 +58,20 @@ def build_model(
     bidirectional: bool = False,
     attention: bool = False,
     dropout: float = DEFAULT_DROPOUT,
+    standardize_windows: bool = False,
 ) -> keras.Model:
     """Build an uncompiled classifier for windows of ``input_shape`` = (frames, features).
 
     ``architecture`` is one of ``ARCHITECTURES``. ``cnn_*`` variants put strided
     1-D convolutions (stride 2 each, so 4x fewer steps with two layers) in front
     of the recurrent layer. ``attention`` replaces the last-state readout with
-    attention pooling over the recurrent outputs.
+    attention pooling over the recurrent outputs. ``standardize_windows`` puts
+    a per-window, per-feature standardisation in front of everything.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
     inputs = keras.Input(shape=input_shape, name="windows")
-    hidden = inputs
+    hidden = WindowStandardization(name="standardize")(inputs) if standardize_windows else inputs
     if architecture.startswith("cnn_"):
         hidden = _conv_front_end(hidden, filters=tuple(conv_filters), dropout=dropout)
     hidden = _recurrent(

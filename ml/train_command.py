@@ -42,6 +42,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--attention", action="store_true")
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument(
+        "--standardize-windows",
+        action="store_true",
+        help="standardise each window over time inside the model",
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--windows-per-recording", type=int, default=4)
@@ -88,6 +94,8 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         units=args.units,
         bidirectional=args.bidirectional,
         attention=args.attention,
+        dropout=args.dropout,
+        standardize_windows=args.standardize_windows,
         epochs=args.epochs,
         patience=args.patience,
         windows_per_recording=args.windows_per_recording,

@@ -52,6 +52,7 @@ class TrainSettings:
     bidirectional: bool = False
     attention: bool = False
     dropout: float = 0.2
+    standardize_windows: bool = False
     epochs: int = DEFAULT_EPOCHS
     patience: int = DEFAULT_PATIENCE
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -73,6 +74,7 @@ class TrainSettings:
             "bidirectional": self.bidirectional,
             "attention": self.attention,
             "dropout": self.dropout,
+            "standardize_windows": self.standardize_windows,
         }
 
 
