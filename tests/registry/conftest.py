@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.storage import default_storage
 from rest_framework.test import APIClient
 
 from jobs import storage
@@ -112,9 +113,9 @@ def predict(
 
 
 def recording_objects() -> int:
-    """How many audio objects storage holds."""
+    """How many audio objects storage holds (either backend)."""
     if not storage.uses_s3():
-        raise AssertionError("these tests run against the S3-API server")
+        return len(default_storage.listdir("recordings")[1]) if default_storage.exists("recordings") else 0
     client, bucket = storage._s3_client(), storage._bucket()
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="recordings/")
     return sum(page.get("KeyCount", 0) for page in pages)
