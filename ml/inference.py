@@ -32,7 +32,9 @@ def configure_threads(count: int = 1) -> None:
     """Limit TensorFlow and BLAS to ``count`` threads; call before TensorFlow starts work.
 
     Worker processes scale by process count: two processes that each use every
-    core run several times slower on a small machine than one thread each.
+    core run several times slower on a small machine than one thread each. BLAS
+    reads its variables when numpy loads, so a worker's environment should set
+    them too; the TensorFlow pools are set here.
     """
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(count)
