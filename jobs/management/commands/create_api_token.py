@@ -2,13 +2,10 @@
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.utils.text import slugify
-from rest_framework.authtoken.models import Token
 
-from jobs.models import Membership, Organisation
+from jobs.models import Membership
+from jobs.services.accounts import api_token, ensure_member
 
 
 class Command(BaseCommand):
@@ -21,13 +18,5 @@ class Command(BaseCommand):
             "--role", default=Membership.Role.UPLOADER, choices=Membership.Role.values, help="Role in --org."
         )
 
-    @transaction.atomic
     def handle(self, *args: Any, username: str, org: str, role: str, **options: Any) -> None:
-        user, _ = get_user_model().objects.get_or_create(username=username)
-        if org:
-            organisation, _ = Organisation.objects.get_or_create(
-                name=org, defaults={"slug": slugify(org)[:80]}
-            )
-            Membership.objects.get_or_create(user=user, organisation=organisation, defaults={"role": role})
-        token, _ = Token.objects.get_or_create(user=user)
-        self.stdout.write(token.key)
+        self.stdout.write(api_token(ensure_member(username, org, role)))
