@@ -28,8 +28,8 @@ def _context_batch(request: HttpRequest, recording: Recording) -> Batch:
     batch_id = request.GET.get("batch")
     if batch_id:
         try:
-            return services.get_batch(request.user, batch_id)  # type: ignore[arg-type]
-        except (Http404, ValueError, ValidationError):
+            return services.get_batch(request.user, batch_id)
+        except (Http404, ValidationError):  # not the reader's batch, or not a batch id
             pass
     return recording.batch
 
@@ -52,18 +52,6 @@ def _probabilities(prediction: Prediction | None) -> list[tuple[str, float]]:
     return [(name, float(prediction.probabilities[name])) for name in names]
 
 
-def _reasons(prediction: Prediction | None) -> list[str]:
-    if prediction is None:
-        return []
-    reasons = []
-    for reason in prediction.quality_reasons or []:
-        if isinstance(reason, dict):
-            reasons.append(str(reason.get("message") or reason.get("reason") or reason.get("code") or reason))
-        else:
-            reasons.append(str(reason))
-    return reasons
-
-
 @login_required
 def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
     recording = services.get_recording(request.user, recording_id)
@@ -83,7 +71,7 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
         "prediction": prediction,
         "model_version": model_version,
         "probabilities": _probabilities(prediction),
-        "reasons": _reasons(prediction),
+        "reasons": [str(reason) for reason in prediction.quality_reasons or []] if prediction else [],
         "analysis": analysis,
         "problem": recording.error_message or (analysis.error_message if analysis else ""),
         "plots": state,
