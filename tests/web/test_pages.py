@@ -281,3 +281,27 @@ def test_it_links_reports_through_short_lived_urls(
         assert response.status_code == 302
         assert "X-Amz-Expires=" in response["Location"] or "/api/v1/files/" in response["Location"]
     assert member_client.get(f"/batches/{batch.pk}/reports/pdf").status_code == 404
+
+
+def test_it_serves_plots_and_audio_from_the_filesystem_backend(
+    member_client: Client, organisation: Any, member: Any, filesystem_storage: Any
+) -> None:
+    from jobs.services import plots
+    from tests.conftest import SAMPLES
+
+    batch = builders.finished_batch(organisation, member, files=[SAMPLES / "a0033.wav"])
+    recording = batch.recordings.get()
+    assert member_client.get(f"/recordings/{recording.pk}/audio").status_code == 404
+    plots.render_recording_plots(recording.pk, batch.model_version_id)
+    state = member_client.get(f"/recordings/{recording.pk}/plots?model={batch.model_version_id}").json()
+    assert state["ready"] and set(state["images"]) == {"overview", "spectrogram"}
+    image = member_client.get(state["images"]["overview"])
+    assert image["Content-Type"] == "image/png" and image.content.startswith(b"\x89PNG")
+    audio = member_client.get(state["audio"])
+    assert audio["Content-Type"] == "audio/wav"
+    assert b"".join(audio.streaming_content).startswith(b"RIFF")
+
+
+def test_it_serves_only_plot_images_from_the_plot_url(member_client: Client, organisation: Any) -> None:
+    recording = factories.RecordingFactory(batch=factories.BatchFactory(organisation=organisation))
+    assert member_client.get(f"/recordings/{recording.pk}/plots/listen.png").status_code == 404
