@@ -123,6 +123,22 @@ def test_it_shows_the_upload_form_and_a_friendly_404(
     assert "default" in page.get_by_label("Model version").inner_text()
     assert unlabelled_controls(page) == []
     screenshot(page, "07-upload")
+    # Keyboard: the drop zone opens the file chooser with Enter.
+    page.locator(".dropzone").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.element.get_attribute("name") == "file"
+    # Drag and drop: a dropped file becomes the form's file.
+    page.evaluate(
+        """() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["RIFF"], "dropped.wav", {type: "audio/wav"}));
+            document.querySelector(".dropzone").dispatchEvent(
+                new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }"""
+    )
+    assert page.locator("[data-chosen]").inner_text().startswith("dropped.wav")
+    assert page.evaluate("document.querySelector('input[type=file]').files[0].name") == "dropped.wav"
     page.goto(f"{live_server.url}/batches/00000000-0000-0000-0000-000000000000/")
     assert page.get_by_role("heading", name="We could not find that page").is_visible()
     screenshot(page, "08-not-found")
