@@ -39,7 +39,7 @@ down:
 	infra/processes.sh down
 
 demo: up
-	$(WITH_ENV) . .services/app.env && set +a && $(BIN)/python manage.py demo
+	set -a && . .services/env && . .services/app.env && set +a && $(BIN)/python manage.py demo
 
 test: install
 	infra/test.sh
@@ -52,9 +52,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: services
+bench: up
 	$(WITH_ENV) $(BIN)/python -m ml bench
-	$(WITH_ENV) $(BIN)/python manage.py bench
+	set -a && . .services/env && . .services/app.env && set +a && $(BIN)/python manage.py bench
 
 clean: down services-down
 	rm -rf var .services

@@ -1,0 +1,203 @@
+"""`make bench`: the platform end to end against its two reference loops.
+
+Needs the app running (`make up`). Submits an archive of N real recordings
+(../shared/data when present, otherwise the committed sample repeated) through
+the API and times upload to report ready; meanwhile single-file uploads measure
+interactive latency. Then the same recordings go through the compute limit
+(the worker's decode + batched classify, no queue) and the naive per-file loop
+(librosa + model.predict). Peak resident memory of the web and worker processes
+is read for a small and a large archive.
+"""
+
+import csv
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import cli
+from jobs.services.accounts import api_token, ensure_member
+from jobs.services.registry import default_model, local_bundle_dir
+
+SHARED_DATA = Path(settings.BASE_DIR).parent / "shared" / "data" / "physionet2016"
+SAMPLES = Path(settings.BASE_DIR) / "samples" / "physionet"
+RUN = Path(settings.BASE_DIR) / "var" / "run"
+POLL_S = 0.05
+MIB = 1024 * 1024
+
+
+class Command(BaseCommand):
+    help = "Throughput, interactive latency and memory of the running platform, with targets."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--recordings", type=int, default=600, help="large archive size")
+        parser.add_argument("--small", type=int, default=40, help="small archive size (memory)")
+        parser.add_argument("--probes", type=int, default=12, help="single-file uploads during the bulk run")
+        parser.add_argument("--naive", type=int, default=40, help="recordings in the naive loop")
+        parser.add_argument("--limit", type=int, default=300, help="recordings in the compute-limit loop")
+        parser.add_argument("--processes", type=int, default=2, help="bulk worker processes (make up: 2)")
+        default = f"http://127.0.0.1:{os.environ.get('LUBDUB_WEB_PORT', '8000')}"
+        parser.add_argument("--url", default=default)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        client = cli.Client(options["url"], api_token(ensure_member("bench", "Benchmark")))
+        paths, source = recordings(options["recordings"])
+        self.stdout.write(f"{len(paths)} recordings from {source}; {os.cpu_count()} cores")
+        try:
+            small = self._run(client, paths[: options["small"]], probes=0)
+            large = self._run(client, paths, probes=options["probes"])
+        except cli.CliError as exc:
+            raise CommandError(f"{exc} (is the app running? 'make up')") from exc
+        from bench.compute import compute_limit, naive_loop
+
+        bundle = local_bundle_dir(default_model())
+        self.stdout.write("compute limit and naive loop ...")
+        limit = compute_limit(bundle, paths[: options["limit"]], options["processes"])
+        naive = naive_loop(bundle, paths[: options["naive"]])
+        self._print(small, large, limit, naive, options["processes"])
+
+    def _run(self, client: cli.Client, paths: list[Path], *, probes: int) -> dict[str, Any]:
+        pids = process_groups()
+        reset_peaks(pids)
+        entries = [(f"{index:05d}-{path.name}", path) for index, path in enumerate(paths)]
+        size = sum(len(block) for block in cli.zip_stream(entries))
+        body = cli.MultipartBody({"name": f"bench {len(paths)}"}, "bench.zip", "application/zip",
+                                 lambda: cli.zip_stream(entries), size)  # fmt: skip
+        began = time.perf_counter()
+        batch = client.json(
+            "POST", "/api/v1/batches/", data=body, headers={"Content-Type": body.content_type}
+        )
+        prober = Prober(client, batch["id"], probes)
+        prober.start()
+        batch = cli.wait(client, batch["id"], quiet=True)
+        while len(client.json("GET", f"/api/v1/batches/{batch['id']}/reports/")) < 3:
+            time.sleep(POLL_S)
+        wall = time.perf_counter() - began
+        prober.join()
+        self.stdout.write(f"  {len(paths)} recordings: {wall:.1f} s, status {batch['status']}")
+        return {"count": len(paths), "wall": wall, "rate": len(paths) / wall, "latencies": prober.latencies,
+                "overlapping": prober.overlapping, "peaks": read_peaks(pids), "size": size}  # fmt: skip
+
+    def _print(
+        self, small: dict[str, Any], large: dict[str, Any], limit: float, naive: float, procs: int
+    ) -> None:
+        rate = large["rate"]
+        lines = [
+            "",
+            f"end to end (upload to report ready): {rate:.1f} recordings/s "
+            f"({large['count']} in {large['wall']:.1f} s)",
+            f"compute limit ({procs} processes, no queue): {limit:.1f} recordings/s",
+            f"naive loop (librosa + model.predict per file): {naive:.1f} recordings/s",
+            f"  ratio to compute limit: {rate / limit:.2f}  (target >= 0.5) {_verdict(rate / limit >= 0.5)}",
+            f"  ratio to naive loop:    {rate / naive:.1f}  (target >= 10) {_verdict(rate / naive >= 10)}",
+        ]
+        latencies = large["latencies"]
+        if latencies:
+            p50 = statistics.median(latencies)
+            p95 = sorted(latencies)[max(0, round(0.95 * len(latencies)) - 1)]
+            lines.append(
+                f"single-file latency during the bulk run ({len(latencies)} files, "
+                f"{large['overlapping']} while it ran): p50 {p50:.2f} s, p95 {p95:.2f} s "
+                f"(target p50 <= 1.5 s) {_verdict(p50 <= 1.5)}"
+            )
+        lines.append("peak resident memory (MiB), small vs large archive:")
+        for group in sorted(large["peaks"]):
+            before, after = small["peaks"].get(group, 0), large["peaks"][group]
+            lines.append(f"  {group:<20} {before / MIB:8.0f} {after / MIB:8.0f}")
+        lines.append(f"  (archives of {small['size'] / MIB:.1f} MiB and {large['size'] / MIB:.1f} MiB)")
+        self.stdout.write("\n".join(lines))
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def recordings(count: int) -> tuple[list[Path], str]:
+    """Real recordings: the shared PhysioNet set when present, else the sample repeated."""
+    labels = SHARED_DATA / "labels.csv"
+    if labels.exists():
+        with labels.open() as handle:
+            found = [SHARED_DATA / row["path"] for row in csv.DictReader(handle)]
+        found = [path for path in found if path.exists()]
+        if found:
+            return [found[i % len(found)] for i in range(count)], str(SHARED_DATA)
+    samples = sorted(SAMPLES.glob("*.wav"))
+    return [samples[i % len(samples)] for i in range(count)], str(SAMPLES)
+
+
+class Prober(threading.Thread):
+    """Single-file uploads, one after another, timed from upload to result."""
+
+    def __init__(self, client: cli.Client, bulk_id: str, count: int) -> None:
+        super().__init__(daemon=True)
+        self.client, self.bulk_id, self.count = client, bulk_id, count
+        self.latencies: list[float] = []
+        self.overlapping = 0
+        self.samples = sorted(SAMPLES.glob("*.wav"))
+
+    def run(self) -> None:
+        session = requests.Session()
+        session.headers.update(self.client.session.headers)
+        for index in range(self.count):
+            time.sleep(0.3)
+            path = self.samples[index % len(self.samples)]
+            began = time.perf_counter()
+            with path.open("rb") as handle:
+                files = {"file": (path.name, handle)}
+                created = session.post(f"{self.client.url}/api/v1/batches/", files=files, timeout=60).json()
+            detail = f"{self.client.url}/api/v1/batches/{created['id']}/"
+            while not session.get(detail, timeout=60).json()["progress"]["finished"]:
+                time.sleep(POLL_S)
+            self.latencies.append(time.perf_counter() - began)
+            bulk = session.get(f"{self.client.url}/api/v1/batches/{self.bulk_id}/", timeout=60).json()
+            self.overlapping += not bulk["progress"]["finished"]
+
+
+def process_groups() -> dict[str, list[int]]:
+    """The pids of web and worker processes started by infra/processes.sh (parents and children)."""
+    groups = {}
+    for name in ("web", "worker-bulk", "worker-interactive"):
+        pidfile = RUN / f"{name}.pid"
+        if pidfile.exists():
+            parent = int(pidfile.read_text().split()[0])
+            groups[name] = [parent, *_children(parent)]
+    return groups
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def reset_peaks(groups: dict[str, list[int]]) -> None:
+    for pids in groups.values():
+        for pid in pids:
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM
+            except OSError:
+                continue
+
+
+def read_peaks(groups: dict[str, list[int]]) -> dict[str, int]:
+    """Largest peak resident set of one process in each group, in bytes."""
+    peaks = {}
+    for name, pids in groups.items():
+        values = [0]
+        for pid in pids:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    values.append(int(line.split()[1]) * 1024)
+        peaks[name] = max(values)
+    return peaks
