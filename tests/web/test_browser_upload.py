@@ -50,7 +50,25 @@ def test_it_uploads_a_zip_and_shows_the_results(
     page.get_by_label("Model version").select_option(str(screening_model_version.pk))
     assert "clinic-upload.zip" in page.locator("[data-chosen]").inner_text()
     screenshot(page, "11-upload-chosen")
+    # A slow link, so the upload progress bar can be seen moving.
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 100_000},
+    )
     page.get_by_role("button", name="Upload and analyse").click()
+    page.wait_for_function(
+        """(() => {
+            const value = +document.querySelector('[data-upload-progress]').getAttribute('aria-valuenow');
+            return value > 10 && value < 90;
+        })()"""
+    )
+    screenshot(page, "11b-upload-progress")
+    network.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
 
     page.wait_for_url("**/batches/*/")
     page.wait_for_function(
