@@ -31,6 +31,18 @@ random_secret() {
 
 alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
 
+# A URL this script wrote itself (e.g. from a shell that sourced .services/env)
+# is ours, not an outside service: forget it so "up" keeps managing it.
+forget_own() {
+  local var=$1 file=$2 pidfile=$3 value
+  [ -n "${!var:-}" ] && [ -f "$STATE/$file" ] && alive "$pidfile" || return 0
+  value=$(sed -n "s/^$var=//p" "$STATE/$file" | head -n1)
+  if [ "$value" = "${!var}" ]; then unset "$var"; fi
+}
+forget_own DATABASE_URL postgres.env "$STATE/pg/data/postmaster.pid"
+forget_own REDIS_URL redis.env "$STATE/redis/redis.pid"
+forget_own S3_ENDPOINT_URL s3.env "$STATE/s3/s3.pid"
+
 apt_install() {
   # Install Debian packages when we may; otherwise say exactly what is missing.
   if [ "$(id -u)" -ne 0 ]; then
@@ -148,6 +160,9 @@ s3_up() {
     {
       echo "S3_ENDPOINT_URL=$S3_ENDPOINT_URL"
       echo "S3_BUCKET=${S3_BUCKET:-lubdub}"
+      [ -z "${S3_CREATE_BUCKET:-}" ] || echo "S3_CREATE_BUCKET=$S3_CREATE_BUCKET"
+      [ -z "${AWS_ACCESS_KEY_ID:-}" ] || echo "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
+      [ -z "${AWS_SECRET_ACCESS_KEY:-}" ] || echo "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
     } > "$STATE/s3.env"; return
   fi
   if alive "$STATE/s3/s3.pid" && [ -f "$STATE/s3.env" ]; then say "S3: already running"; return; fi

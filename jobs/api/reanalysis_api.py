@@ -25,6 +25,7 @@ ERROR = inline_serializer(
 class ReanalysisSerializer(BatchSerializer):
     # A plain string in the schema: the batch's status enum used by two components loses its name.
     status = serializers.CharField(read_only=True, help_text="a batch status; `scheduled` until it starts")
+
     class Meta(BatchSerializer.Meta):
         fields = [*BatchSerializer.Meta.fields, "selection", "scheduled_for"]
 

@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,13 +20,14 @@ from tests.conftest import ROOT, SAMPLES, test_database_url, wait_for_worker
 from tests.factories import MembershipFactory
 
 ALL_QUEUES = "interactive,ingest,analyze,reports,default"
+_shared_worker: str | None = None  # the node name while the session's worker runs
 LABELS = dict(
     line.split(",") for line in (SAMPLES / "labels.csv").read_text().splitlines()[1:] if line.strip()
 )
 
 
 def launch_worker(
-    log_path: Path, *, queues: str = ALL_QUEUES, env: dict[str, str] | None = None
+    log_path: Path, *, queues: str = ALL_QUEUES, env: dict[str, str] | None = None, name: str = ""
 ) -> subprocess.Popen[bytes]:
     """A real worker in its own process group (so a test can SIGKILL all of it)."""
     process = subprocess.Popen(
@@ -43,7 +45,7 @@ def launch_worker(
             "--loglevel",
             "INFO",
             "-n",
-            f"pipeline-{os.getpid()}-{time.monotonic_ns()}@%h",
+            name or f"pipeline-{os.getpid()}-{time.monotonic_ns()}@%h",
             "--without-gossip",
             "--without-mingle",
             "--logfile",
@@ -80,11 +82,44 @@ def shared_worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
     """One worker on every queue for the tests that only need the pipeline to run."""
     from config.celery_app import app
 
+    global _shared_worker
     app.control.purge()
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    process = launch_worker(log)
+    name = f"pipeline-shared-{os.getpid()}@{socket.gethostname()}"
+    process = launch_worker(log, name=name)
+    _shared_worker = name
     yield log
+    _shared_worker = None
     kill_worker(process)
+
+
+def wait_until_idle(worker: str, timeout: float = 120) -> None:
+    """Until no task waits in a queue and `worker` runs none."""
+    from config.celery_app import app
+
+    inspector = app.control.inspect(destination=[worker], timeout=5)
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            waiting = sum(client.llen(key) for key in client.scan_iter(_type="list"))
+            busy = [task for reply in (inspector.active() or {}).values() for task in reply]
+            if waiting == 0 and not busy:
+                return
+            time.sleep(0.2)
+    raise TimeoutError(f"the worker was still busy after {timeout}s")
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The session's shared worker may still run a task a test set off (a report,
+    a re-queued chunk); the database is emptied only once it has finished, or
+    the flush would fight the worker's locks."""
+    if "transactional_db" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+    yield
+    if _shared_worker is not None:
+        wait_until_idle(_shared_worker)
 
 
 @pytest.fixture
