@@ -158,10 +158,10 @@ def read_bytes(key: str) -> bytes:
         return bytes(handle.read())
 
 
-def open_stream(key: str) -> IO[bytes]:
-    """A seekable, buffered reader; on S3 every read is a ranged GET."""
+def open_stream(key: str, *, buffer_size: int = READ_BLOCK) -> IO[bytes]:
+    """A seekable, buffered reader; on S3 every read is a ranged GET of `buffer_size` bytes."""
     if uses_s3():
-        return io.BufferedReader(_RangedS3Reader(key), buffer_size=READ_BLOCK)
+        return io.BufferedReader(_RangedS3Reader(key), buffer_size=buffer_size)
     return default_storage.open(key, "rb")  # type: ignore[no-any-return]
 
 

@@ -2,6 +2,7 @@
 
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,9 +15,10 @@ from django.views.decorators.cache import never_cache
 
 from jobs import services
 from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, UploadForm
-from jobs.models import Batch, Report
+from jobs.models import Batch, Organisation, Report
 from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
+from jobs.services import uploads
 from jobs.services.lifecycle import BatchFinished
 from jobs.templatetags.lubdub import seconds
 
@@ -133,9 +135,15 @@ def upload(request: HttpRequest) -> HttpResponse:
     organisation = current_organisation(request)
     if organisation is None:
         raise PermissionDenied("not a member of any organisation")
-    form = UploadForm(request.POST or None, request.FILES or None)
     if request.method != "POST":
-        return render(request, "jobs/upload.html", {"form": form, "organisation": organisation})
+        return _upload_page(request, UploadForm(), organisation)
+    length = request.META.get("CONTENT_LENGTH")
+    try:
+        # Checked before the body is read: a too-large upload never reaches the disk.
+        uploads.check_declared_size(int(length) if length else None)
+    except services.UploadRejected as exc:
+        return _upload_refused(request, UploadForm(), organisation, status=exc.status, error=exc.message)
+    form = UploadForm(request.POST, request.FILES)
     status = 400
     if form.is_valid():
         upload = form.cleaned_data["file"]
@@ -156,10 +164,28 @@ def upload(request: HttpRequest) -> HttpResponse:
             if _wants_json(request):
                 return JsonResponse({"batch_id": str(batch.pk), "batch_url": url}, status=201)
             return redirect(url)
+    return _upload_refused(request, form, organisation, status=status)
+
+
+def _upload_page(
+    request: HttpRequest, form: UploadForm, organisation: Organisation, *, status: int = 200, error: str = ""
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "organisation": organisation,
+        "max_bytes": settings.LUBDUB_MAX_UPLOAD_BYTES,
+        "error": error,
+    }
+    return render(request, "jobs/upload.html", context, status=status)
+
+
+def _upload_refused(
+    request: HttpRequest, form: UploadForm, organisation: Organisation, *, status: int, error: str = ""
+) -> HttpResponse:
     if _wants_json(request):
-        error = " ".join(str(message) for errors in form.errors.values() for message in errors)
+        error = error or " ".join(str(message) for errors in form.errors.values() for message in errors)
         return JsonResponse({"error": error}, status=status)
-    return render(request, "jobs/upload.html", {"form": form, "organisation": organisation}, status=status)
+    return _upload_page(request, form, organisation, status=status, error=error)
 
 
 def _confirmation(request: HttpRequest, batch_id: UUID, *, action: str) -> tuple[Batch, HttpResponse | None]:

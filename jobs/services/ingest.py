@@ -30,9 +30,13 @@ from jobs.services import archive, progress, queue, sniff
 
 logger = logging.getLogger(__name__)
 
-SPOOL_BYTES = 4 * 1024 * 1024
+SPOOL_BYTES = 1024 * 1024
 COPY_BLOCK = 64 * 1024
 UPLOADS_IN_FLIGHT = 8
+CHECK_GROUP = 32  # members hashed before one "already stored?" query
+# Ranged GETs cost tens of milliseconds each whatever their size: read archives
+# in large blocks (still a constant, not the archive, in memory).
+ARCHIVE_READ_BYTES = 8 * 1024 * 1024
 TRANSIENT = (storage.StorageUnavailable, OperationalError, InterfaceError)
 
 
@@ -86,7 +90,7 @@ def ingest_batch(batch_id: UUID | str, *, queue_analysis: bool = True) -> list[i
 
 
 def _ingest(batch: Batch, *, queue_analysis: bool) -> list[int]:
-    with storage.open_stream(batch.upload_key) as upload:
+    with storage.open_stream(batch.upload_key, buffer_size=ARCHIVE_READ_BYTES) as upload:
         head = upload.read(sniff.HEAD_BYTES)
         upload.seek(0)
         try:
@@ -160,7 +164,7 @@ def _store(member: Member, source: IO[bytes], uploader: "_Uploader") -> None:
         spool.close()
         member.error_code, member.error_message = problem
         return
-    uploader.put_once(storage.recording_key(member.sha256), spool)
+    uploader.put_once(member.sha256, spool)
 
 
 def _spool(source: IO[bytes], spool: IO[bytes]) -> tuple[str, int, bytes]:
@@ -257,35 +261,63 @@ def _discard_upload(batch: Batch) -> None:
 
 
 class _Uploader:
-    """Stores spooled files a few at a time in threads; the same key is sent once."""
+    """Stores spooled files a few at a time in threads; each content is sent once.
+
+    Members are checked against stored recordings in groups (one query per
+    group): audio some batch already stored is not sent again.
+    """
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=UPLOADS_IN_FLIGHT, thread_name_prefix="ingest-put")
         self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT * 2)
         self._seen: set[str] = set()
-        self._futures: list[Future[bool]] = []
+        self._group: list[tuple[str, IO[bytes]]] = []
+        self._futures: list[Future[int]] = []
 
     def __enter__(self) -> "_Uploader":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            self._flush()
+        for _, spool in self._group:
+            spool.close()
         self._pool.shutdown(wait=True)
         if exc_info[0] is None:
             for future in self._futures:
                 future.result()  # re-raise a storage failure so the task retries
 
-    def put_once(self, key: str, spool: IO[bytes]) -> None:
-        if key in self._seen:
+    def put_once(self, sha256: str, spool: IO[bytes]) -> None:
+        if sha256 in self._seen:
             spool.close()
             return
-        self._seen.add(key)
-        self._slots.acquire()  # bounds the spools held in memory
-        self._futures.append(self._pool.submit(self._put, key, spool, self._slots.release))
+        self._seen.add(sha256)
+        self._group.append((sha256, spool))
+        if len(self._group) >= CHECK_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        group, self._group = self._group, []
+        stored = set(
+            Recording.objects.filter(
+                sha256__in=[sha for sha, _ in group], status=Recording.Status.STORED
+            ).values_list("sha256", flat=True)
+        )
+        for sha256, spool in group:
+            if sha256 in stored:
+                spool.close()
+                continue
+            self._slots.acquire()  # bounds the spools held in memory
+            self._futures.append(
+                self._pool.submit(self._put, storage.recording_key(sha256), spool, self._slots.release)
+            )
 
     @staticmethod
-    def _put(key: str, spool: IO[bytes], done: Callable[[], None]) -> bool:
+    def _put(key: str, spool: IO[bytes], done: Callable[[], None]) -> int:
+        # No existence check first: the key names the content, so writing it
+        # again is harmless and costs one request instead of two.
         try:
-            return storage.put_if_absent(key, spool)
+            return storage.put(key, spool)
         finally:
             spool.close()
             done()

@@ -305,3 +305,14 @@ def test_it_serves_plots_and_audio_from_the_filesystem_backend(
 def test_it_serves_only_plot_images_from_the_plot_url(member_client: Client, organisation: Any) -> None:
     recording = factories.RecordingFactory(batch=factories.BatchFactory(organisation=organisation))
     assert member_client.get(f"/recordings/{recording.pk}/plots/listen.png").status_code == 404
+
+
+def test_it_refuses_a_too_large_upload_before_reading_it(member_client: Client, settings: Any) -> None:
+    model_version = builders.screening_model(is_default=True)
+    settings.LUBDUB_MAX_UPLOAD_BYTES = 1024
+    archive = io.BytesIO(b"PK" + b"\0" * 200_000)
+    archive.name = "big.zip"
+    response = member_client.post("/upload/", {"file": archive, "model": model_version.pk})
+    assert response.status_code == 413
+    assert "the limit is 1024 bytes" in response.content.decode()
+    assert not Batch.objects.exists()

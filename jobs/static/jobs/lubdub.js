@@ -73,6 +73,12 @@
         errors.textContent = "Choose a recording or a zip archive first.";
         return;
       }
+      var limit = Number(form.dataset.maxBytes || 0);
+      if (limit && input.files[0].size > limit) {
+        errors.textContent = "The file is " + formatBytes(input.files[0].size) +
+          "; uploads are limited to " + formatBytes(limit) + ".";
+        return;
+      }
       var xhr = new XMLHttpRequest();
       xhr.open("POST", form.action);
       xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
