@@ -42,13 +42,17 @@ def wait_for_worker(log_path: Path, process: subprocess.Popen[bytes], timeout: f
     raise TimeoutError(f"worker not ready after {timeout}s:\n{log_path.read_text()}")
 
 
-def start_worker(log_path: Path, *, queues: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
-    """A real Celery worker process on the real Redis, writing to the test database."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-    }
+def start_worker(
+    log_path: Path,
+    *,
+    queues: str,
+    concurrency: int = 1,
+    name: str = "",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker process on the real Redis, writing to the test database.
+
+    It runs in a process group of its own, so a test can SIGKILL all of it."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -64,14 +68,21 @@ def start_worker(log_path: Path, *, queues: str, concurrency: int = 1) -> subpro
             "--loglevel",
             "INFO",
             "-n",
-            f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            name or f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
             "--without-gossip",
             "--without-mingle",
             "--logfile",
             str(log_path),
         ],
         cwd=ROOT,
-        env=env,
+        env={
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **(env or {}),
+        },
+        start_new_session=True,
     )
     wait_for_worker(log_path, process)
     return process

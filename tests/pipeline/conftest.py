@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.conftest import ROOT, SAMPLES, test_database_url, wait_for_worker
+from tests.conftest import SAMPLES, start_worker
 from tests.factories import MembershipFactory
 
 ALL_QUEUES = "interactive,ingest,analyze,reports,default"
@@ -29,40 +28,7 @@ LABELS = dict(
 def launch_worker(
     log_path: Path, *, queues: str = ALL_QUEUES, env: dict[str, str] | None = None, name: str = ""
 ) -> subprocess.Popen[bytes]:
-    """A real worker in its own process group (so a test can SIGKILL all of it)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            "1",
-            "--loglevel",
-            "INFO",
-            "-n",
-            name or f"pipeline-{os.getpid()}-{time.monotonic_ns()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--logfile",
-            str(log_path),
-        ],  # fmt: skip
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": test_database_url(),
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            **(env or {}),
-        },
-        start_new_session=True,
-    )
-    wait_for_worker(log_path, process)
-    return process
+    return start_worker(log_path, queues=queues, env=env, name=name)
 
 
 def kill_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
