@@ -20,6 +20,7 @@ from django.core.files.storage import default_storage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 READ_BLOCK = 1024 * 1024
+SINGLE_PUT_BYTES = 8 * 1024 * 1024  # boto3's own multipart threshold
 
 
 class StorageUnavailable(ConnectionError):
@@ -113,7 +114,12 @@ def put(key: str, content: IO[bytes]) -> int:
     content.seek(0)
     if uses_s3():
         try:
-            _s3_client().upload_fileobj(content, _bucket(), key)
+            if size <= SINGLE_PUT_BYTES:
+                # One request; upload_fileobj would start a transfer manager and
+                # its threads for every recording.
+                _s3_client().put_object(Bucket=_bucket(), Key=key, Body=content, ContentLength=size)
+            else:
+                _s3_client().upload_fileobj(content, _bucket(), key)  # multipart, streamed
         except Exception as exc:
             raise _translate(exc) from exc
     else:
