@@ -73,8 +73,8 @@ class ChunkSummary:
 def analyse_chunk(batch_id: UUID | str, analysis_ids: Sequence[int], *, classify: Classifier) -> ChunkSummary:
     """Run one chunk. Safe to run twice: rows are claimed and finished conditionally."""
     batch = Batch.objects.select_related("model_version").filter(pk=batch_id).first()
-    if batch is None or batch.status != Batch.Status.ANALYSING:
-        return ChunkSummary()  # deleted, cancelled or already finished
+    if batch is None or batch.status not in (Batch.Status.INGESTING, Batch.Status.ANALYSING):
+        return ChunkSummary()  # deleted, cancelled or already finished (ingest may still be reading)
     claims = claim_pending(batch.pk, analysis_ids)
     if not claims:
         return ChunkSummary()

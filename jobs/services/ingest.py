@@ -2,8 +2,10 @@
 
 The archive is read from storage as a seekable stream (ranged GETs on S3), one
 member at a time through a small spool; each recording is stored once under its
-content address, a few uploads in flight at a time. All rows of a batch are
-written in one transaction, and analysis is queued after it commits.
+content address, a few uploads in flight at a time. Rows are written a group at
+a time, each group in one transaction once its audio is in storage, and its
+analysis is queued when that commits: workers analyse the first recordings
+while the rest of the archive is still being read.
 """
 
 import hashlib
@@ -15,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 from uuid import UUID
 
 from django.conf import settings
@@ -34,6 +36,7 @@ SPOOL_BYTES = 1024 * 1024
 COPY_BLOCK = 64 * 1024
 UPLOADS_IN_FLIGHT = 8
 CHECK_GROUP = 32  # members hashed before one "already stored?" query
+ROW_GROUP_CHUNKS = 2  # analysis chunks' worth of members written per transaction
 # Ranged GETs cost tens of milliseconds each whatever their size: read archives
 # in large blocks (still a constant, not the archive, in memory).
 ARCHIVE_READ_BYTES = 8 * 1024 * 1024
@@ -90,17 +93,22 @@ def ingest_batch(batch_id: UUID | str, *, queue_analysis: bool = True) -> list[i
 
 
 def _ingest(batch: Batch, *, queue_analysis: bool) -> list[int]:
+    rows = _Rows(batch, queue_analysis=queue_analysis)
     with storage.open_stream(batch.upload_key, buffer_size=ARCHIVE_READ_BYTES) as upload:
         head = upload.read(sniff.HEAD_BYTES)
         upload.seek(0)
         try:
-            members = _read_archive(upload) if sniff.is_zip(head) else [_read_single(batch, upload)]
+            if sniff.is_zip(head):
+                _read_archive(upload, rows)
+            else:
+                _read_single(batch, upload, rows)
         except archive.ArchiveRefused as exc:
             fail_batch(batch, exc.code, exc.message)
             return []
-    analysis_ids = _record(batch, members, queue_analysis=queue_analysis)
+    if not rows.stopped:
+        rows.write(final=True)
     _discard_upload(batch)
-    return analysis_ids
+    return rows.analysis_ids
 
 
 def fail_batch(batch: Batch, code: str, message: str) -> None:
@@ -109,14 +117,16 @@ def fail_batch(batch: Batch, code: str, message: str) -> None:
     )
 
 
-def _read_single(batch: Batch, upload: IO[bytes]) -> Member:
+def _read_single(batch: Batch, upload: IO[bytes], rows: "_Rows") -> None:
     member = Member(path=batch.upload_name or "recording")
+    if rows.written(member.path):
+        return
     with _Uploader() as uploader:
         _store(member, upload, uploader)
-    return member
+    rows.add(member)
 
 
-def _read_archive(upload: IO[bytes]) -> list[Member]:
+def _read_archive(upload: IO[bytes], rows: "_Rows") -> None:
     try:
         zipped = zipfile.ZipFile(upload)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
@@ -125,16 +135,26 @@ def _read_archive(upload: IO[bytes]) -> list[Member]:
         ) from exc
     with zipped:
         plan = archive.plan(zipped)
-        members = [Member(r.path, error_code=r.code, error_message=r.message) for r in plan.rejected]
+        # Labels first: each group of rows is final when it is written.
+        labels, folder, problems = _read_labels(zipped, plan)
+        for member in [Member(r.path, error_code=r.code, error_message=r.message) for r in plan.rejected]:
+            rows.add(member)
+        for member in problems:
+            rows.add(member)
         with _Uploader() as uploader:
             for info in plan.accepted:
                 member = Member(path=archive.display_path(info, plan.root))
-                members.append(member)
+                if rows.written(member.path):
+                    continue  # an earlier delivery of this task stored it
+                if member.path.startswith(folder):
+                    member.label = labels.get(member.path[len(folder) :], "")
                 _store_member(zipped, info, member, uploader)
-        if plan.labels_member is not None:
-            folder = archive.labels_folder(plan.labels_member, plan.root)
-            members.extend(_apply_labels(zipped, plan.labels_member, members, folder))
-    return members
+                rows.add(member)
+                if rows.full():
+                    uploader.drain()  # every key a row names is in storage first
+                    rows.write()
+                    if rows.stopped:
+                        return  # cancelled, failed, or finished by another delivery
 
 
 def _store_member(
@@ -192,49 +212,83 @@ def _content_problem(head: bytes, size: int) -> tuple[str, str] | None:
     return None
 
 
-def _apply_labels(
-    zipped: zipfile.ZipFile, info: zipfile.ZipInfo, members: list[Member], folder: str
-) -> list[Member]:
-    """Attach ground truth; a malformed labels.csv is reported as a rejected member."""
+def _read_labels(zipped: zipfile.ZipFile, plan: archive.Plan) -> tuple[dict[str, str], str, list[Member]]:
+    """Ground truth by path, the folder it applies to, and a member row if it is malformed."""
+    info = plan.labels_member
+    if info is None:
+        return {}, "", []
+    folder = archive.labels_folder(info, plan.root)
     if info.file_size > archive.MAX_LABELS_BYTES:
-        return [
-            Member(
-                archive.LABELS_FILE, error_code="malformed_labels", error_message="labels.csv is too large"
-            )
-        ]
+        problem = Member(
+            archive.LABELS_FILE, error_code="malformed_labels", error_message="labels.csv is too large"
+        )
+        return {}, folder, [problem]
     try:
-        labels = archive.parse_labels(zipped.read(info))
+        return archive.parse_labels(zipped.read(info)), folder, []
     except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
-        return [Member(folder + archive.LABELS_FILE, error_code="malformed_labels", error_message=str(exc))]
-    for member in members:
-        if member.path.startswith(folder):
-            member.label = labels.get(member.path[len(folder) :], "")
-    return []
+        problem = Member(folder + archive.LABELS_FILE, error_code="malformed_labels", error_message=str(exc))
+        return {}, folder, [problem]
 
 
-def _record(batch: Batch, members: list[Member], *, queue_analysis: bool) -> list[int]:
-    with transaction.atomic():
-        locked = Batch.objects.select_for_update().get(pk=batch.pk)
-        if locked.status != Batch.Status.INGESTING or locked.recordings.exists():
-            return []  # another delivery of this task got here first
-        recordings = Recording.objects.bulk_create(
-            [_recording_row(batch, member) for member in members], batch_size=2000
-        )
-        stored = [row for row in recordings if row.status == Recording.Status.STORED]
-        analyses = Analysis.objects.bulk_create(
-            [Analysis(batch=batch, recording=row) for row in stored], batch_size=2000
-        )
-        Batch.objects.filter(pk=batch.pk).update(
-            status=Batch.Status.ANALYSING,
-            total_count=len(recordings),
-            rejected_count=len(recordings) - len(stored),
-            pending_count=len(analyses),
-        )
-        analysis_ids = [analysis.pk for analysis in analyses]
-        if queue_analysis and analysis_ids:
-            queue.send_analysis(batch, analysis_ids, chunk_size=settings.LUBDUB_ANALYSIS_CHUNK)
-        progress.finalise_if_done(batch.pk)
-    return analysis_ids
+class _Rows:
+    """Writes Recording and Analysis rows a group at a time and queues their analysis.
+
+    Safe to run twice: paths already written for the batch (by an earlier or a
+    concurrent delivery) are skipped under the batch's row lock, and nothing is
+    written once the batch has left `ingesting`.
+    """
+
+    def __init__(self, batch: Batch, *, queue_analysis: bool) -> None:
+        self.batch = batch
+        self.queue_analysis = queue_analysis
+        self.group_size = settings.LUBDUB_ANALYSIS_CHUNK * ROW_GROUP_CHUNKS
+        self._written = set(Recording.objects.filter(batch=batch).values_list("path", flat=True))
+        self._waiting: list[Member] = []
+        self.analysis_ids: list[int] = []
+        self.stopped = False
+
+    def written(self, path: str) -> bool:
+        return path[:1024] in self._written
+
+    def add(self, member: Member) -> None:
+        self._waiting.append(member)
+
+    def full(self) -> bool:
+        return len(self._waiting) >= self.group_size
+
+    def write(self, *, final: bool = False) -> None:
+        """Write the waiting members; the final write moves the batch on to `analysing`."""
+        members, self._waiting = self._waiting, []
+        batch = self.batch
+        with transaction.atomic():
+            locked = Batch.objects.select_for_update().get(pk=batch.pk)
+            if locked.status != Batch.Status.INGESTING:
+                self.stopped = True
+                return
+            paths = [member.path[:1024] for member in members]
+            taken = set(Recording.objects.filter(batch=batch, path__in=paths).values_list("path", flat=True))
+            recordings = Recording.objects.bulk_create(
+                [_recording_row(batch, m) for m in members if m.path[:1024] not in taken], batch_size=2000
+            )
+            stored = [row for row in recordings if row.status == Recording.Status.STORED]
+            analyses = Analysis.objects.bulk_create(
+                [Analysis(batch=batch, recording=row) for row in stored], batch_size=2000
+            )
+            changes: dict[str, Any] = {
+                "total_count": F("total_count") + len(recordings),
+                "rejected_count": F("rejected_count") + len(recordings) - len(stored),
+                "pending_count": F("pending_count") + len(analyses),
+            }
+            if final:
+                changes["status"] = Batch.Status.ANALYSING
+            Batch.objects.filter(pk=batch.pk).update(**changes)
+            ids = [analysis.pk for analysis in analyses]
+            if self.queue_analysis and ids:
+                queue.send_analysis(batch, ids, chunk_size=settings.LUBDUB_ANALYSIS_CHUNK)
+            if final:
+                progress.finalise_if_done(batch.pk)
+        self._written.update(row.path for row in recordings)
+        self.analysis_ids += ids
 
 
 def _recording_row(batch: Batch, member: Member) -> Recording:
@@ -279,13 +333,17 @@ class _Uploader:
 
     def __exit__(self, *exc_info: object) -> None:
         if exc_info[0] is None:
-            self._flush()
+            self.drain()
         for _, spool in self._group:
             spool.close()
         self._pool.shutdown(wait=True)
-        if exc_info[0] is None:
-            for future in self._futures:
-                future.result()  # re-raise a storage failure so the task retries
+
+    def drain(self) -> None:
+        """Until everything handed over so far is in storage."""
+        self._flush()
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()  # re-raise a storage failure so the task retries
 
     def put_once(self, sha256: str, spool: IO[bytes]) -> None:
         if sha256 in self._seen:
