@@ -6,6 +6,7 @@ objects are streamed in both directions; archives are read with ranged GETs on
 S3 so nothing holds a whole archive in memory.
 """
 
+import contextlib
 import functools
 import io
 import os
@@ -115,16 +116,42 @@ def put(key: str, content: IO[bytes]) -> int:
     if uses_s3():
         try:
             if size <= SINGLE_PUT_BYTES:
-                # One request; upload_fileobj would start a transfer manager and
-                # its threads for every recording.
+                # One request; boto3's upload_fileobj would start a transfer
+                # manager and its threads for every recording.
                 _s3_client().put_object(Bucket=_bucket(), Key=key, Body=content, ContentLength=size)
             else:
-                _s3_client().upload_fileobj(content, _bucket(), key)  # multipart, streamed
+                _put_in_parts(key, content)
         except Exception as exc:
             raise _translate(exc) from exc
     else:
         default_storage.save(key, File(content))
     return size
+
+
+def _put_in_parts(key: str, content: IO[bytes]) -> None:
+    """A multipart upload that holds one part in memory.
+
+    boto3's upload_fileobj reads the parts of a seekable file ahead of the
+    network, so a web process uploading a large archive grew with its size.
+    """
+    client, bucket = _s3_client(), _bucket()
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    try:
+        while block := content.read(SINGLE_PUT_BYTES):
+            number = len(parts) + 1
+            answer = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=block
+            )
+            parts.append({"ETag": answer["ETag"], "PartNumber": number})
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        # Best effort: the original error is the one to report.
+        with contextlib.suppress(Exception):
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
 
 
 def put_bytes(key: str, data: bytes) -> int:

@@ -31,6 +31,21 @@ def test_it_stores_reads_and_deletes_on_the_s3_api_server() -> None:
     _exercise_round_trip("tests/s3-round-trip.bin")
 
 
+def test_it_uploads_a_large_object_in_parts_on_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    parts = storage.SINGLE_PUT_BYTES
+    payload = bytes(range(256)) * (parts * 2 // 256) + b"tail"  # two whole parts and a short one
+    client = storage._s3_client()
+    sent: list[int] = []
+    original = client.upload_part
+    monkeypatch.setattr(client, "upload_part", lambda **kw: sent.append(len(kw["Body"])) or original(**kw))
+
+    assert storage.put("tests/large.bin", io.BytesIO(payload)) == len(payload)
+
+    assert sent == [parts, parts, 4]  # one part in memory at a time
+    assert storage.read_bytes("tests/large.bin") == payload
+    storage.delete("tests/large.bin")
+
+
 def test_it_signs_short_lived_links_on_s3() -> None:
     import urllib.request
 

@@ -39,7 +39,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--recordings", type=int, default=600, help="large archive size")
-        parser.add_argument("--small", type=int, default=40, help="small archive size (memory)")
+        parser.add_argument(
+            "--small", type=int, default=200, help="small archive size (memory; above one 8 MiB part)"
+        )
         parser.add_argument("--probes", type=int, default=12, help="single-file uploads during a bulk run")
         parser.add_argument("--naive", type=int, default=40, help="recordings in the naive loop")
         parser.add_argument("--limit", type=int, default=300, help="recordings in the compute-limit loop")
