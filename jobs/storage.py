@@ -136,7 +136,7 @@ def _put_in_parts(key: str, content: IO[bytes]) -> None:
     """
     client, bucket = _s3_client(), _bucket()
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    parts = []
+    parts: list[dict[str, Any]] = []
     try:
         while block := content.read(SINGLE_PUT_BYTES):
             number = len(parts) + 1
