@@ -27,6 +27,7 @@ from ml.features import FEATURE_CODE_VERSION, FeatureConfig
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "CARD.md"
+LITE_FILE = "model.tflite"
 MANIFEST_FORMAT = 1
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
 DEFAULT_SCREENING_BUNDLE = BUNDLES_DIR / "screening-v1"
@@ -63,6 +64,10 @@ class Manifest:
     feature_code_version: int = FEATURE_CODE_VERSION
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str = ""
+    # A float32 TensorFlow Lite export that passed the parity check against
+    # these weights (``python -m ml export``); empty when there is none.
+    lite_file: str = ""
+    lite_sha256: str = ""
     created_at: str = ""
     card: str = CARD_FILE
     format: int = MANIFEST_FORMAT
@@ -113,7 +118,21 @@ def verify_bundle(bundle_dir: str | Path) -> Manifest:
     _check_classes(manifest)
     _check_features(manifest)
     _check_weights(Path(bundle_dir), manifest)
+    _check_lite(Path(bundle_dir), manifest)
     return manifest
+
+
+def attach_lite(bundle_dir: str | Path, flatbuffer: bytes) -> Manifest:
+    """Store a parity-checked float32 export in the bundle and name it in the manifest."""
+    target = Path(bundle_dir)
+    manifest = verify_bundle(target)
+    (target / LITE_FILE).write_bytes(flatbuffer)
+    written = dataclasses.replace(
+        manifest, lite_file=LITE_FILE, lite_sha256=hashlib.sha256(flatbuffer).hexdigest()
+    )
+    text = json.dumps(written.to_dict(), indent=2, sort_keys=True) + "\n"
+    (target / MANIFEST_FILE).write_text(text, encoding="utf-8")
+    return written
 
 
 def sha256_file(path: Path) -> str:
@@ -241,6 +260,18 @@ def _check_features(manifest: Manifest) -> None:
         raise BundleError(
             f"bundle {manifest.name}: sample rate {manifest.sample_rate} Hz disagrees with "
             f"its feature configuration ({config.sample_rate} Hz)"
+        )
+
+
+def _check_lite(bundle_dir: Path, manifest: Manifest) -> None:
+    if not manifest.lite_file:
+        return
+    lite = bundle_dir / manifest.lite_file
+    if not lite.is_file():
+        raise BundleError(f"bundle {manifest.name}: TensorFlow Lite file {lite} is missing")
+    if sha256_file(lite) != manifest.lite_sha256:
+        raise BundleError(
+            f"bundle {manifest.name}: TensorFlow Lite checksum mismatch: the file was changed or corrupted"
         )
 
 

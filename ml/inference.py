@@ -9,6 +9,7 @@ overhead (~40 ms) would dominate a batch of 10-s recordings.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,32 +21,48 @@ import numpy as np
 from ml import quality
 from ml.audio import Audio, AudioSource, decode_audio
 from ml.bundle import Manifest, verify_bundle
+from ml.errors import BundleError
 from ml.features import WindowBatch, batch_windows
 from ml.scoring import aggregate_windows, decide
 
 MAX_BATCH_WINDOWS = 1024
 WARMUP_WINDOWS = 8
 MS_PER_S = 1000.0
+RUNTIMES = ("auto", "lite", "keras")
+
+
+_threads: int | None = None
 
 
 def configure_threads(count: int = 1) -> None:
-    """Limit TensorFlow and BLAS to ``count`` threads; call before TensorFlow starts work.
+    """Limit TensorFlow, LiteRT and BLAS to ``count`` threads; call before loading a bundle.
 
     Worker processes scale by process count: two processes that each use every
     core run several times slower on a small machine than one thread each. BLAS
     reads its variables when numpy loads, so a worker's environment should set
-    them too; the TensorFlow pools are set here.
+    them too. TensorFlow's pools are set when TensorFlow is first needed (a
+    bundle served by LiteRT never imports it).
     """
+    global _threads
+    _threads = count
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(count)
+    if "tensorflow" in sys.modules:
+        _tensorflow()
+
+
+def _tensorflow() -> Any:
+    """TensorFlow, with the configured thread pools."""
     import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(count)
-        tf.config.threading.set_inter_op_parallelism_threads(count)
-    except RuntimeError:
-        # TensorFlow refuses once its runtime is initialised; the first setting holds.
-        pass
+    if _threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(_threads)
+        except RuntimeError:
+            # TensorFlow refuses once its runtime is initialised; the first setting holds.
+            pass
+    return tf
 
 
 @dataclass(frozen=True)
@@ -75,19 +92,46 @@ class Classification:
 class Engine:
     """A loaded bundle with its compiled inference function."""
 
-    def __init__(self, manifest: Manifest, predict_windows: Callable[[np.ndarray], np.ndarray]) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        predict_windows: Callable[[np.ndarray], np.ndarray],
+        *,
+        runtime: str = "keras",
+    ) -> None:
         self.manifest = manifest
+        self.runtime = runtime
         self.classes: tuple[str, ...] = manifest.classes
         self.feature_config = manifest.features
         self.feature_fingerprint = manifest.feature_fingerprint
         self._predict_windows = predict_windows
 
     @classmethod
-    def load(cls, bundle_dir: str | Path) -> Engine:
-        """Verify a bundle, build its model, compile and warm up the inference function."""
-        manifest = verify_bundle(bundle_dir)
-        model = load_model(Path(bundle_dir), manifest)
-        engine = cls(manifest, _compiled_predictor(model, manifest.features.window_shape))
+    def load(cls, bundle_dir: str | Path, *, runtime: str = "auto") -> Engine:
+        """Verify a bundle, prepare its model and warm up the inference function.
+
+        ``runtime``: ``lite`` serves the bundle's parity-checked TensorFlow Lite
+        export with LiteRT, ``keras`` builds the Keras model and compiles one
+        TensorFlow function, ``auto`` takes ``lite`` when the bundle has an
+        export and LiteRT is installed.
+        """
+        from ml import lite
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        bundle = Path(bundle_dir)
+        manifest = verify_bundle(bundle)
+        if runtime == "auto":
+            runtime = "lite" if manifest.lite_file and lite.available() else "keras"
+        if runtime == "lite":
+            if not manifest.lite_file:
+                raise BundleError(
+                    f"bundle {manifest.name} has no TensorFlow Lite export: run python -m ml export"
+                )
+            predict = lite.lite_predictor(bundle, manifest, threads=_threads or 1)
+        else:
+            predict = _compiled_predictor(load_model(bundle, manifest), manifest.features.window_shape)
+        engine = cls(manifest, predict, runtime=runtime)
         engine.warm_up()
         return engine
 
@@ -198,6 +242,7 @@ class Engine:
 
 def load_model(bundle_dir: Path, manifest: Manifest) -> Any:
     """Build the bundle's Keras model and load its weights (checksum not re-checked)."""
+    _tensorflow()  # thread pools first
     from ml.models import build_model
 
     model = build_model(**_model_kwargs(manifest))
@@ -213,7 +258,7 @@ def _model_kwargs(manifest: Manifest) -> dict[str, Any]:
 
 
 def _compiled_predictor(model: Any, window_shape: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
-    import tensorflow as tf
+    tf = _tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([None, *window_shape], tf.float32)], reduce_retracing=True)
     def predict(windows: Any) -> Any:
