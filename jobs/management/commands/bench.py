@@ -52,7 +52,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         client = cli.Client(options["url"], api_token(ensure_member("bench", "Benchmark")))
         paths, source = recordings(options["recordings"])
-        self.stdout.write(f"{len(paths)} recordings from {source}; {os.cpu_count()} cores")
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        # Other work on the machine shifts every figure: say how busy it was.
+        self.stdout.write(f"{len(paths)} recordings from {source}; {os.cpu_count()} cores, load {load}")
         try:
             # Throughput and memory come from runs without probes, so that both
             # archive sizes see the same requests and the bulk run is not slowed
