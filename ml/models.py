@@ -19,6 +19,9 @@ CONV_KERNELS = (5, 3)
 CONV_STRIDE = 2
 DEFAULT_DROPOUT = 0.2
 STANDARDIZATION_EPSILON = 1e-3
+MIXSTYLE_PROBABILITY = 0.5
+MIXSTYLE_ALPHA = 0.1
+MIXSTYLE_EPSILON = 1e-6
 
 
 @keras.saving.register_keras_serializable(package="lubdub")
@@ -48,6 +51,56 @@ class WindowStandardization(layers.Layer):
         return (inputs - mean) / (spread + STANDARDIZATION_EPSILON)
 
 
+@keras.saving.register_keras_serializable(package="lubdub")
+class MixStyle(layers.Layer):
+    """While training, mix each window's per-channel statistics with another window's.
+
+    Every channel's mean and spread over time (what a device, a site's noise and
+    the gain change) are replaced, with probability ``probability`` per batch,
+    by a random convex mix (weight ~ Beta(alpha, alpha)) of its own and those of
+    a random other window of the batch (Zhou et al., ICLR 2021). Identity at
+    inference.
+    """
+
+    def __init__(
+        self,
+        probability: float = MIXSTYLE_PROBABILITY,
+        alpha: float = MIXSTYLE_ALPHA,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.alpha = alpha
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not training:
+            return inputs
+        ops = keras.ops
+        mean = ops.stop_gradient(ops.mean(inputs, axis=1, keepdims=True))
+        spread = ops.stop_gradient(ops.sqrt(ops.var(inputs, axis=1, keepdims=True) + MIXSTYLE_EPSILON))
+        normalised = (inputs - mean) / spread
+        batch = ops.shape(inputs)[0]
+        order = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
+        first = keras.random.gamma((batch, 1, 1), self.alpha, seed=self.seed_generator)
+        second = keras.random.gamma((batch, 1, 1), self.alpha, seed=self.seed_generator)
+        weight = first / (first + second + MIXSTYLE_EPSILON)
+        mixed_mean = weight * mean + (1 - weight) * ops.take(mean, order, axis=0)
+        mixed_spread = weight * spread + (1 - weight) * ops.take(spread, order, axis=0)
+        apply = keras.random.uniform((), seed=self.seed_generator) < self.probability
+        return ops.where(apply, normalised * mixed_spread + mixed_mean, inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "probability": self.probability,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
+
+
 def build_model(
     *,
     architecture: str,
@@ -59,6 +112,7 @@ def build_model(
     attention: bool = False,
     dropout: float = DEFAULT_DROPOUT,
     standardize_windows: bool = False,
+    mixstyle: bool = False,
 ) -> keras.Model:
     """Build an uncompiled classifier for windows of ``input_shape`` = (frames, features).
 
@@ -67,13 +121,17 @@ def build_model(
     of the recurrent layer. ``attention`` replaces the last-state readout with
     attention pooling over the recurrent outputs. ``standardize_windows`` puts
     a per-window, per-feature standardisation in front of everything.
+    ``mixstyle`` mixes window statistics between training windows after the
+    first convolution (``cnn_*``) or on the input (see ``MixStyle``).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
     inputs = keras.Input(shape=input_shape, name="windows")
     hidden = WindowStandardization(name="standardize")(inputs) if standardize_windows else inputs
     if architecture.startswith("cnn_"):
-        hidden = _conv_front_end(hidden, filters=tuple(conv_filters), dropout=dropout)
+        hidden = _conv_front_end(hidden, filters=tuple(conv_filters), dropout=dropout, mixstyle=mixstyle)
+    elif mixstyle:
+        hidden = MixStyle(name="mixstyle")(hidden)
     hidden = _recurrent(
         hidden,
         kind=architecture.removeprefix("cnn_"),
@@ -88,12 +146,14 @@ def build_model(
     return keras.Model(inputs, outputs, name=architecture)
 
 
-def _conv_front_end(hidden: Any, *, filters: tuple[int, ...], dropout: float) -> Any:
+def _conv_front_end(hidden: Any, *, filters: tuple[int, ...], dropout: float, mixstyle: bool = False) -> Any:
     for index, count in enumerate(filters):
         kernel = CONV_KERNELS[min(index, len(CONV_KERNELS) - 1)]
         hidden = layers.Conv1D(count, kernel, strides=CONV_STRIDE, padding="same", use_bias=False)(hidden)
         hidden = layers.BatchNormalization()(hidden)
         hidden = layers.ReLU()(hidden)
+        if mixstyle and index == 0:
+            hidden = MixStyle(name="mixstyle")(hidden)
     return layers.SpatialDropout1D(dropout)(hidden)
 
 

@@ -48,12 +48,21 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="standardise each window over time inside the model",
     )
+    parser.add_argument(
+        "--mixstyle", action="store_true", help="mix window statistics between training windows"
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--windows-per-recording", type=int, default=4)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--noise-probability", type=float, default=0.5, help="chance of added noise")
     parser.add_argument("--min-snr-db", type=float, default=5.0, help="noisiest added noise (dB SNR)")
+    parser.add_argument(
+        "--eq-probability", type=float, default=0.0, help="chance of a random device frequency response"
+    )
+    parser.add_argument(
+        "--max-speed-change", type=float, default=0.1, help="largest speed change, as a fraction"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--feature-kind", choices=("logmel", "mfcc"), default="logmel")
     parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
@@ -82,6 +91,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share kept out as a test set, stratified by group and label",
     )
+    parser.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        help="labelled folder never trained on, DIR or DIR:LABEL_MAP, scored after training; repeatable",
+    )
+    parser.add_argument(
+        "--external-min-duration", type=float, default=1.0, help="shortest external recording, seconds"
+    )
+    parser.add_argument(
+        "--crossval",
+        type=Path,
+        default=None,
+        help="JSON written by `python -m ml crossval` with the same settings; its folds go into the card",
+    )
     parser.add_argument("--name", default=None)
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--research-use", action="store_true", help="mark the card research-use only")
@@ -96,12 +120,15 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         attention=args.attention,
         dropout=args.dropout,
         standardize_windows=args.standardize_windows,
+        mixstyle=args.mixstyle,
         epochs=args.epochs,
         patience=args.patience,
         windows_per_recording=args.windows_per_recording,
         augment=not args.no_augment,
         noise_probability=args.noise_probability,
         min_snr_db=args.min_snr_db,
+        eq_probability=args.eq_probability,
+        max_speed_change=args.max_speed_change,
         seed=args.seed,
     )
 
@@ -176,10 +203,15 @@ def fit_bundle(
     version: str,
     research_use: bool,
     test_share: float = 0.0,
+    crossval: dict[str, Any] | None = None,
+    external: dict[str, Dataset] | None = None,
 ) -> dict[str, Any]:
     """Train on everything but ``holdout`` groups (and a ``test_share``), write the bundle.
 
-    Returns its metrics: validation, and ``holdout`` for the recordings kept out.
+    Returns its metrics: validation, ``holdout`` for the recordings kept out,
+    ``leave_one_folder_out`` copied from ``crossval`` results (folds of this
+    recipe retrained without each folder) and ``external_<name>`` for each
+    ``external`` dataset, which is never trained on.
     """
     from ml.inference import Engine
 
@@ -201,10 +233,20 @@ def fit_bundle(
         settings=settings,
     )
     metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
+    if crossval is not None:
+        metrics["leave_one_folder_out"] = {"groups": crossval["folds"]}
     card_args = _card_args(dataset, holdout, settings, research_use)
     card_args["settings"]["features"] = config.to_dict()
+    card_args["data_sources"].append(
+        f"{DEFAULT_VALIDATION_SHARE:.0%} of each source group and class kept for validation "
+        "(early stopping, decision threshold)"
+    )
     if test_share > 0:
         card_args["data_sources"].append(f"{test_share:.0%} of each group and class kept out as a test set")
+    for label, part in (external or {}).items():
+        card_args["data_sources"].append(
+            f"external check only (never trained on): {label}, {len(part.entries)} recordings"
+        )
     common = dict(
         out_dir=out_dir,
         name=name,
@@ -218,6 +260,9 @@ def fit_bundle(
     save_training_bundle(result, card_text="", metrics=metrics, **common)  # type: ignore[arg-type]
     if held.any():
         metrics["holdout"] = evaluate_dataset(Engine.load(out_dir), dataset.subset(held))
+    for label, part in (external or {}).items():
+        metrics[f"external_{label}"] = evaluate_dataset(Engine.load(out_dir), part)
+    card_args["notes"] = _card_notes(metrics)
     card = cards.model_card(name=name, version=version, metrics=metrics, **card_args)
     save_training_bundle(result, card_text=card, metrics=metrics, **common)  # type: ignore[arg-type]
     return metrics
@@ -239,12 +284,70 @@ def _card_args(
         "data_sources": sources,
         "citations": citations,
         "settings": dataclasses.asdict(settings),
-        "notes": (
-            "Trained and validated on public challenge data; sites and devices not "
-            "represented there may score lower. Recordings flagged poor or unusable "
-            "by the quality check deserve a repeat recording."
-        ),
+        "notes": NOTES,
     }
+
+
+NOTES = (
+    "Trained and validated on public challenge data; sites and devices not "
+    "represented there may score lower. Recordings flagged poor or unusable "
+    "by the quality check deserve a repeat recording."
+)
+
+
+def _card_notes(metrics: dict[str, Any]) -> str:
+    """Caveats, with the range of scores on sites the model (or its recipe) never saw."""
+    unseen = [
+        values
+        for key, report in metrics.items()
+        if key == "leave_one_folder_out" or key.startswith("external_")
+        for values in report["groups"].values()
+    ]
+    if not unseen:
+        return NOTES
+    maccs = [values["macc"] for values in unseen if isinstance(values.get("macc"), float)]
+    aucs = [values["roc_auc"] for values in unseen if isinstance(values.get("roc_auc"), float)]
+    spread = f"MAcc {min(maccs):.2f}-{max(maccs):.2f}" if maccs else "an unknown MAcc"
+    if aucs:
+        spread += f" with ROC AUC {min(aucs):.2f}-{max(aucs):.2f}"
+    return (
+        "Validation recordings come from the same sites as the training recordings, so the "
+        "validation row is what to expect on those sites only. The leave_one_folder_out rows "
+        "are this recipe retrained with one folder held out, and the external rows are this "
+        f"bundle on collections it never saw: on unseen sites and devices it scores {spread}, "
+        "and the best decision threshold differs by site. Treat results on recordings from new "
+        "devices or sites as unvalidated until checked on labelled local data. " + NOTES
+    )
+
+
+def load_crossval(path: Path, *, settings: TrainSettings, config: FeatureConfig) -> dict[str, Any]:
+    """Crossval results for this exact recipe; refuses results of other settings."""
+    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    recipe = json.loads(json.dumps(dataclasses.asdict(settings)))
+    # settings added since the file was written count at their defaults (the old behaviour)
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainSettings())))
+    if {**defaults, **results.get("settings", {})} != recipe:
+        raise SystemExit(f"{path}: cross-validated with other training settings than this run")
+    if results.get("features", config.to_dict()) != config.to_dict():
+        raise SystemExit(f"{path}: cross-validated with other feature settings than this run")
+    return results
+
+
+def load_external(args: argparse.Namespace, config: FeatureConfig) -> dict[str, Dataset]:
+    """External datasets by label (the label map's name, else the folder name)."""
+    external = {}
+    for spec in args.external:
+        folder, _, label_map = spec.partition(":")
+        label = (label_map or Path(folder).name).replace("-", "_")
+        external[label] = load_dataset(
+            folder,
+            sample_rate=config.sample_rate,
+            label_map=label_map or "identity",
+            min_duration_s=args.external_min_duration,
+            band_hz=config.band_hz,
+            cache_dir=args.cache,
+        )
+    return external
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,6 +356,10 @@ def run(args: argparse.Namespace) -> int:
 
     configure_threads(1)
     config = features_from(args)
+    settings = settings_from(args)
+    crossval = None
+    if args.crossval is not None:
+        crossval = load_crossval(args.crossval, settings=settings, config=config)
     dataset = load_all(args, config)
     classes = class_order(dataset.labels, args.classes)
     metrics = fit_bundle(
@@ -261,17 +368,24 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         classes=classes,
         config=config,
-        settings=settings_from(args),
+        settings=settings,
         name=args.name or args.out.name,
         version=args.version,
         research_use=args.research_use,
         test_share=args.test_share,
+        crossval=crossval,
+        external=load_external(args, config),
     )
     print(format_metrics("validation", metrics["validation"]))
     if "holdout" in metrics:
         print(format_metrics("held out (all)", metrics["holdout"]["overall"]))
         for group, values in metrics["holdout"]["groups"].items():
             print(format_metrics(f"held out: {group}", values))
+    for key, report in metrics.items():
+        if key.startswith("external_"):
+            print(format_metrics(f"{key} (all)", report["overall"]))
+            for group, values in report["groups"].items():
+                print(format_metrics(f"{key}: {group}", values))
     print(f"bundle written to {args.out}")
     return 0
 
@@ -294,7 +408,11 @@ def run_crossval(args: argparse.Namespace) -> int:
     dataset = load_all(args, config)
     classes = class_order(dataset.labels, args.classes)
     folds = args.folds.split(",") if args.folds else sorted(set(dataset.groups.tolist()))
-    results: dict[str, Any] = {"settings": dataclasses.asdict(settings_from(args)), "folds": {}}
+    results: dict[str, Any] = {
+        "settings": dataclasses.asdict(settings_from(args)),
+        "features": config.to_dict(),
+        "folds": {},
+    }
     for fold in folds:
         with tempfile.TemporaryDirectory() as scratch:
             metrics = fit_bundle(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.augment import augment
+from ml.augment import SPEED_DENOMINATOR, augment
 from ml.bundle import Manifest, save_bundle
 from ml.datasets import Dataset
 from ml.features import FeatureConfig, batch_windows
@@ -53,6 +53,7 @@ class TrainSettings:
     attention: bool = False
     dropout: float = 0.2
     standardize_windows: bool = False
+    mixstyle: bool = False
     epochs: int = DEFAULT_EPOCHS
     patience: int = DEFAULT_PATIENCE
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -61,6 +62,8 @@ class TrainSettings:
     augment: bool = True
     noise_probability: float = 0.5
     min_snr_db: float = 5.0
+    eq_probability: float = 0.0
+    max_speed_change: float = 0.1
     seed: int = 7
 
     def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
@@ -75,6 +78,7 @@ class TrainSettings:
             "attention": self.attention,
             "dropout": self.dropout,
             "standardize_windows": self.standardize_windows,
+            **({"mixstyle": True} if self.mixstyle else {}),
         }
 
 
@@ -202,9 +206,19 @@ def _epoch_windows(
     """Augmented windows of every recording, at most ``windows_per_recording`` each."""
     rate = feature_config.sample_rate
     snr_db = (settings.min_snr_db, settings.min_snr_db + SNR_SPAN_DB)
+    speed_range = (
+        round(SPEED_DENOMINATOR * (1 - settings.max_speed_change)),
+        round(SPEED_DENOMINATOR * (1 + settings.max_speed_change)),
+    )
     waves = [
         augment(
-            samples, sample_rate=rate, rng=rng, noise_probability=settings.noise_probability, snr_db=snr_db
+            samples,
+            sample_rate=rate,
+            rng=rng,
+            noise_probability=settings.noise_probability,
+            snr_db=snr_db,
+            eq_probability=settings.eq_probability,
+            speed_range=speed_range,
         )
         if settings.augment
         else samples

@@ -36,6 +36,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(cache),
             "--name",
             "tiny",
+            "--external",
+            str(SAMPLES),
         ]
     )
     assert status == 0
@@ -53,8 +55,11 @@ def test_it_trains_a_bundle_with_metrics_and_curves(tiny_bundle: Path) -> None:
     manifest = verify_bundle(tiny_bundle)
     assert manifest.classes == ("normal", "abnormal")
     assert "validation" in manifest.metrics
+    assert manifest.metrics["external_physionet"]["overall"]["count"] > 0
     assert (tiny_bundle / "curves.png").stat().st_size > 0
-    assert "Intended use" in (tiny_bundle / "CARD.md").read_text()
+    card = (tiny_bundle / "CARD.md").read_text()
+    assert "Intended use" in card
+    assert "external_physionet (all)" in card
 
 
 def test_it_classifies_a_batch_with_timelines(engine) -> None:  # type: ignore[no-untyped-def]
