@@ -88,11 +88,16 @@ def test_it_ignores_the_same_tasks_delivered_twice(default_model: Any, api: Any,
     _assert_one_prediction_each(batch)
 
 
-def test_it_writes_a_chunk_once_when_two_deliveries_race(default_model: Any, api: Any) -> None:
+def test_it_writes_a_chunk_once_when_two_deliveries_race(
+    default_model: Any, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Delivery A claims, its claim goes stale and B re-claims; A's late results change nothing."""
-    from jobs.services import analysis, ingest
+    from jobs.services import analysis, ingest, queue
     from workers.engine import classify
 
+    # This test plays both deliveries itself: a worker left running by another
+    # test must not ingest the batch first.
+    monkeypatch.setattr(queue, "send_ingest", lambda batch: None)
     created = upload(api, sample_archive(["a0033.wav", "a0035.wav"]), "race.zip")
     ids = ingest.ingest_batch(created["id"], queue_analysis=False)
     batch = Batch.objects.get(pk=created["id"])
