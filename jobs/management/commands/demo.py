@@ -110,6 +110,10 @@ class Command(BaseCommand):
             )  # fmt: skip
             self.stdout.write(f"against labels.csv ({metrics['labelled']} files): {figures}")
             self.stdout.write(
+                "  (the shipped model was trained on these PhysioNet folders, so this is no test "
+                "of it: docs/models.md has its figures on sites it never saw)"
+            )
+            self.stdout.write(
                 f"confusion (rows truth, columns predicted, {metrics['confusion_matrix']['classes']}):"
             )
             for row in metrics["confusion_matrix"]["rows_truth_columns_predicted"]:
