@@ -67,27 +67,17 @@ def convert(model: Any, *, window_shape: tuple[int, int], quantize: str, batch: 
 
 
 def tflite_probabilities(flatbuffer: bytes, windows: np.ndarray) -> np.ndarray:
-    """Run the TFLite model on each window; returns ``(n, classes)``."""
+    """Run the TFLite model on the windows; returns ``(n, classes)``."""
+    from ml.lite import interpreter_predictor
+
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's own copy, deprecated but still there
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter  # noqa: N806
-    interpreter = Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    source = interpreter.get_input_details()[0]
-    target = interpreter.get_output_details()[0]["index"]
-    size = int(source["shape"][0])
-    outputs = []
-    for start in range(0, len(windows), size):
-        part = windows[start : start + size].astype(np.float32)
-        padded = np.zeros((size, *part.shape[1:]), dtype=np.float32)
-        padded[: len(part)] = part
-        interpreter.set_tensor(source["index"], padded)
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_tensor(target)[: len(part)]))
-    return np.concatenate(outputs)
+    predict, _ = interpreter_predictor(Interpreter(model_content=flatbuffer))
+    return predict(windows)
 
 
 def parity_windows(paths: list[Path], *, engine: Any, limit: int = PARITY_WINDOWS) -> np.ndarray:

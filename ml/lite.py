@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,36 +30,42 @@ def available() -> bool:
 def lite_predictor(
     bundle_dir: Path, manifest: Manifest, *, threads: int = 1
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Window probabilities ``(n, classes)`` for windows ``(n, frames, features)``.
+    """Window probabilities ``(n, classes)`` for windows ``(n, frames, features)``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(bundle_dir / manifest.lite_file), num_threads=threads)
+    predict, window_shape = interpreter_predictor(interpreter)
+    if window_shape != tuple(manifest.features.window_shape):
+        raise ValueError(
+            f"the TensorFlow Lite model takes windows of {window_shape}, "
+            f"the features give {tuple(manifest.features.window_shape)}"
+        )
+    return predict
+
+
+def interpreter_predictor(interpreter: Any) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...]]:
+    """A window predictor over a TFLite interpreter, and the window shape it takes.
 
     The export takes a fixed number of windows per call (the recurrent loop
     needs static shapes): windows go through in groups of that size, the last
     one padded.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(bundle_dir / manifest.lite_file), num_threads=threads)
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]
-    target = interpreter.get_output_details()[0]["index"]
+    output = interpreter.get_output_details()[0]
     size = int(source["shape"][0])
-    expected = tuple(int(dimension) for dimension in source["shape"][1:])
-    if expected != tuple(manifest.features.window_shape):
-        raise ValueError(
-            f"the TensorFlow Lite model takes windows of {expected}, "
-            f"the features give {tuple(manifest.features.window_shape)}"
-        )
-    group = np.zeros((size, *expected), dtype=np.float32)
+    window_shape = tuple(int(dimension) for dimension in source["shape"][1:])
+    group = np.zeros((size, *window_shape), dtype=np.float32)
 
     def predict(windows: np.ndarray) -> np.ndarray:
-        outputs = np.empty((len(windows), len(manifest.classes)), dtype=np.float32)
+        outputs = np.empty((len(windows), int(output["shape"][-1])), dtype=np.float32)
         for start in range(0, len(windows), size):
             part = windows[start : start + size]
             group[: len(part)] = part
             group[len(part) :] = 0.0
             interpreter.set_tensor(source["index"], group)
             interpreter.invoke()
-            outputs[start : start + len(part)] = interpreter.get_tensor(target)[: len(part)]
+            outputs[start : start + len(part)] = interpreter.get_tensor(output["index"])[: len(part)]
         return outputs
 
-    return predict
+    return predict, window_shape
