@@ -59,7 +59,7 @@ class BatchListCreate(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         # Checked before the body is read: a too-large upload never reaches the disk.
         try:
-            uploads.check_declared_size(_content_length(request))
+            uploads.check_declared_size(request.META.get("CONTENT_LENGTH"))
         except uploads.UploadRejected as exc:
             return _error(exc.code, exc.message, exc.status)
         form = api.UploadSerializer(data=request.data)
@@ -86,11 +86,6 @@ class BatchListCreate(generics.ListAPIView):
             return _error("storage_unavailable", "Storage is unavailable; try again shortly.", 503)
         data = api.BatchSerializer(batch, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["urls"]["self"]})
-
-
-def _content_length(request: Request) -> int | None:
-    raw = request.META.get("CONTENT_LENGTH") or ""
-    return int(raw) if raw.isdigit() else None
 
 
 class BatchDetail(generics.RetrieveDestroyAPIView):

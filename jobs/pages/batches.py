@@ -137,10 +137,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("not a member of any organisation")
     if request.method != "POST":
         return _upload_page(request, UploadForm(), organisation)
-    length = request.META.get("CONTENT_LENGTH")
     try:
         # Checked before the body is read: a too-large upload never reaches the disk.
-        uploads.check_declared_size(int(length) if length else None)
+        uploads.check_declared_size(request.META.get("CONTENT_LENGTH"))
     except services.UploadRejected as exc:
         return _upload_refused(request, UploadForm(), organisation, status=exc.status, error=exc.message)
     form = UploadForm(request.POST, request.FILES)

@@ -26,8 +26,14 @@ class UploadRejected(ValueError):
         self.status = status
 
 
-def check_declared_size(content_length: int | None) -> None:
-    """Refuse a too-large body before reading it."""
+def check_declared_size(content_length: int | str | None) -> None:
+    """Refuse a too-large body before reading it.
+
+    ``content_length`` may be the raw ``Content-Length`` header; a missing or
+    malformed one is left to the limit checked while the body streams.
+    """
+    if isinstance(content_length, str):
+        content_length = int(content_length) if content_length.isdigit() else None
     limit = settings.LUBDUB_MAX_UPLOAD_BYTES
     # The multipart envelope adds a little around the file itself.
     if content_length is not None and content_length > limit + 64 * 1024:

@@ -144,3 +144,12 @@ def test_it_refuses_a_body_over_the_limit_before_reading_it(settings: Any) -> No
         uploads.check_declared_size(10**9)
 
     assert refused.value.status == 413 and refused.value.code == "too_large"
+
+
+def test_it_reads_the_declared_size_from_the_raw_header(settings: Any) -> None:
+    settings.LUBDUB_MAX_UPLOAD_BYTES = 1000
+
+    with pytest.raises(uploads.UploadRejected):
+        uploads.check_declared_size(str(10**9))
+    uploads.check_declared_size("not a number")  # left to the limit checked while streaming
+    uploads.check_declared_size(None)
