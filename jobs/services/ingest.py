@@ -58,6 +58,11 @@ class Member:
     def stored(self) -> bool:
         return not self.error_code
 
+    @property
+    def row_path(self) -> str:
+        """The path as the Recording row keeps it (its column holds 1,024 characters)."""
+        return self.path[:1024]
+
 
 class _TooLarge(Exception):
     pass
@@ -119,7 +124,7 @@ def fail_batch(batch: Batch, code: str, message: str) -> None:
 
 def _read_single(batch: Batch, upload: IO[bytes], rows: "_Rows") -> None:
     member = Member(path=batch.upload_name or "recording")
-    if rows.written(member.path):
+    if rows.written(member):
         return
     with _Uploader() as uploader:
         _store(member, upload, uploader)
@@ -137,14 +142,14 @@ def _read_archive(upload: IO[bytes], rows: "_Rows") -> None:
         plan = archive.plan(zipped)
         # Labels first: each group of rows is final when it is written.
         labels, folder, problems = _read_labels(zipped, plan)
-        for member in [Member(r.path, error_code=r.code, error_message=r.message) for r in plan.rejected]:
-            rows.add(member)
+        for rejected in plan.rejected:
+            rows.add(Member(rejected.path, error_code=rejected.code, error_message=rejected.message))
         for member in problems:
             rows.add(member)
         with _Uploader() as uploader:
             for info in plan.accepted:
                 member = Member(path=archive.display_path(info, plan.root))
-                if rows.written(member.path):
+                if rows.written(member):
                     continue  # an earlier delivery of this task stored it
                 if member.path.startswith(folder):
                     member.label = labels.get(member.path[len(folder) :], "")
@@ -247,8 +252,8 @@ class _Rows:
         self.analysis_ids: list[int] = []
         self.stopped = False
 
-    def written(self, path: str) -> bool:
-        return path[:1024] in self._written
+    def written(self, member: "Member") -> bool:
+        return member.row_path in self._written
 
     def add(self, member: Member) -> None:
         self._waiting.append(member)
@@ -265,10 +270,10 @@ class _Rows:
             if locked.status != Batch.Status.INGESTING:
                 self.stopped = True
                 return
-            paths = [member.path[:1024] for member in members]
+            paths = [member.row_path for member in members]
             taken = set(Recording.objects.filter(batch=batch, path__in=paths).values_list("path", flat=True))
             recordings = Recording.objects.bulk_create(
-                [_recording_row(batch, m) for m in members if m.path[:1024] not in taken], batch_size=2000
+                [_recording_row(batch, m) for m in members if m.row_path not in taken], batch_size=2000
             )
             stored = [row for row in recordings if row.status == Recording.Status.STORED]
             analyses = Analysis.objects.bulk_create(
@@ -295,7 +300,7 @@ def _recording_row(batch: Batch, member: Member) -> Recording:
     return Recording(
         batch=batch,
         organisation_id=batch.organisation_id,
-        path=member.path[:1024],
+        path=member.row_path,
         status=Recording.Status.STORED if member.stored else Recording.Status.REJECTED,
         storage_key=storage.recording_key(member.sha256) if member.stored else "",
         sha256=member.sha256,
