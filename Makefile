@@ -53,8 +53,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: up
-	$(WITH_ENV) $(BIN)/python -m ml bench
-	set -a && . .services/env && . .services/app.env && set +a && $(BIN)/python manage.py bench
+	infra/bench.sh
 
 clean: down services-down
 	rm -rf var .services

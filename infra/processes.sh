@@ -5,6 +5,9 @@
 #
 #   infra/processes.sh up     services, migrations, processes; waits until they answer
 #   infra/processes.sh down   stops the processes (services stay up)
+#
+# LUBDUB_ENV_FILE=FILE layers FILE's settings over .services/env (make bench
+# uses it to run the app once more on filesystem storage and a database of its own).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +30,10 @@ pick_port() {
 
 load_env() {
   [ -f "$ROOT/.services/env" ] || die "services are not running: run 'make services' first"
-  set -a; . "$ROOT/.services/env"; [ -f "$APP_ENV" ] && . "$APP_ENV"; set +a
+  set -a; . "$ROOT/.services/env"; [ -f "$APP_ENV" ] && . "$APP_ENV"
+  # LUBDUB_ENV_FILE: settings layered on top, e.g. another database or storage.
+  if [ -n "${LUBDUB_ENV_FILE:-}" ]; then . "$LUBDUB_ENV_FILE"; fi
+  set +a
   export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.base}"
   # Worker processes scale with processes, not threads (see config/celery_app.py).
   export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2

@@ -144,7 +144,7 @@ def register_bundle(
     manifest = check_bundle(bundle_dir)
     existing = _existing(manifest)
     if existing is not None:
-        return existing
+        return _refresh_lite_export(existing, bundle_dir, manifest)
     result = smoke_test(bundle_dir) if smoke else {}
     version = _store(bundle_dir, manifest, status=Status.ACTIVE, user=user, smoke_result=result)
     if make_default and version.status == Status.ACTIVE and not version.is_default:
@@ -216,14 +216,39 @@ def _existing(manifest: Manifest) -> ModelVersion | None:
     return found
 
 
-def _store(
-    bundle_dir: Path, manifest: Manifest, *, status: str, user: Any, smoke_result: dict[str, Any]
-) -> ModelVersion:
+def _refresh_lite_export(version: ModelVersion, bundle_dir: Path, manifest: Manifest) -> ModelVersion:
+    """The same weights registered again with a new LiteRT export: store the newer bundle.
+
+    The export is parity-checked against these weights before it is attached, so
+    results do not change; workers serve it without TensorFlow (a third of the
+    memory) once the version's bundle checksum moves to the new copy. Without
+    this, a deployment registered before the export existed would keep serving
+    with Keras after an upgrade.
+    """
+    if not manifest.lite_sha256 or version.manifest.get("lite_sha256") == manifest.lite_sha256:
+        return version
+    key, digest = _upload_packed(bundle_dir, manifest)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        bundle_key=key, bundle_sha256=digest, manifest=manifest.to_dict()
+    )
+    logger.info("model %s: stored the bundle again with its LiteRT export", version.slug)
+    version.refresh_from_db()
+    return version
+
+
+def _upload_packed(bundle_dir: Path, manifest: Manifest) -> tuple[str, str]:
     key = storage.model_key(manifest.name, manifest.version)
     with tempfile.TemporaryFile() as packed:
         pack_bundle(bundle_dir, packed)
         digest = _sha256_of(packed)
         storage.put(key, packed)
+    return key, digest
+
+
+def _store(
+    bundle_dir: Path, manifest: Manifest, *, status: str, user: Any, smoke_result: dict[str, Any]
+) -> ModelVersion:
+    key, digest = _upload_packed(bundle_dir, manifest)
     card_path = Path(bundle_dir) / manifest.card
     version = ModelVersion(
         name=manifest.name,
@@ -288,10 +313,18 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
     """Register the committed screening bundle as the default when no default exists.
 
     No smoke prediction here: the committed bundle is exercised by the ml tests,
-    and this runs at every start-up.
+    and this runs at every start-up. When the default is the committed bundle's
+    name+version, a LiteRT export added to it since is stored too.
     """
     current = ModelVersion.objects.filter(is_default=True).first()
     if current is not None:
+        committed = check_bundle(bundle_dir)
+        if (current.name, current.version) == (committed.name, committed.version):
+            try:
+                current = register_bundle(bundle_dir, make_default=False, smoke=False)
+            except RegistrationRefused as exc:
+                # Other weights under the same version: keep serving what is registered.
+                logger.warning("the committed bundle was not stored: %s", exc.message)
         return current, False
     version = register_bundle(bundle_dir, make_default=False, smoke=False)
     return set_default(version), True

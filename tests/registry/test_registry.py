@@ -110,6 +110,26 @@ def test_it_refuses_the_same_version_with_other_weights(db: None, tmp_path: Path
         registry.register_bundle(changed, make_default=False, smoke=False)
 
 
+def test_it_stores_a_lite_export_added_to_the_registered_default_at_start_up(
+    db: None, tmp_path: Path, settings: Any
+) -> None:
+    settings.LUBDUB_MODEL_CACHE = tmp_path / "cache"
+    without_export = copy_bundle(tmp_path / "old", lite_file="", lite_sha256="")
+    (without_export / read_manifest(DEFAULT_SCREENING_BUNDLE).lite_file).unlink()
+    old = registry.set_default(registry.register_bundle(without_export, make_default=False, smoke=False))
+    assert not (registry.local_bundle_dir(old) / "model.tflite").exists()
+
+    version, created = registry.ensure_default_model(copy_bundle(tmp_path / "new"))
+
+    committed = read_manifest(DEFAULT_SCREENING_BUNDLE)
+    assert (created, version.pk, version.is_default) == (False, old.pk, True)
+    assert version.manifest["lite_sha256"] == committed.lite_sha256 != ""
+    assert version.bundle_sha256 != old.bundle_sha256
+    assert sha256_file(registry.local_bundle_dir(version) / committed.lite_file) == committed.lite_sha256
+    again, _ = registry.ensure_default_model(copy_bundle(tmp_path / "again"))
+    assert again.bundle_sha256 == version.bundle_sha256
+
+
 def test_it_moves_the_default_and_refuses_to_retire_it(researcher: Any) -> None:
     old = factories.ModelVersionFactory(is_default=True)
     new = factories.ModelVersionFactory()

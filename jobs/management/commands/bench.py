@@ -15,6 +15,7 @@ import random
 import statistics
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from jobs.services.registry import default_model, local_bundle_dir
 SHARED_DATA = Path(settings.BASE_DIR).parent / "shared" / "data" / "physionet2016"
 SAMPLES = Path(settings.BASE_DIR) / "samples" / "physionet"
 RUN = Path(settings.BASE_DIR) / "var" / "run"
-POLL_S = 0.05
+POLL_S = 0.2
+PROBE_POLL_S = 0.05  # latency is timed by polling: poll finely
 MIB = 1024 * 1024
 SEED = 2016
 
@@ -46,15 +48,23 @@ class Command(BaseCommand):
         parser.add_argument("--naive", type=int, default=40, help="recordings in the naive loop")
         parser.add_argument("--limit", type=int, default=300, help="recordings in the compute-limit loop")
         parser.add_argument("--processes", type=int, default=2, help="bulk worker processes (make up: 2)")
+        parser.add_argument("--label", default="", help="what this run measures, printed with the figures")
         default = f"http://127.0.0.1:{os.environ.get('LUBDUB_WEB_PORT', '8000')}"
         parser.add_argument("--url", default=default)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        client = cli.Client(options["url"], api_token(ensure_member("bench", "Benchmark")))
+        user = ensure_member("bench", "Benchmark")
+        client = cli.Client(options["url"], api_token(user))
+        removed = forget_earlier_runs(user)
         paths, source = recordings(options["recordings"])
         load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        storage_kind = f"S3 at {settings.S3_ENDPOINT_URL or 'AWS'}" if settings.USE_S3 else "filesystem"
+        self.stdout.write(f"== {options['label'] or 'platform'}: storage {storage_kind}")
         # Other work on the machine shifts every figure: say how busy it was.
-        self.stdout.write(f"{len(paths)} recordings from {source}; {os.cpu_count()} cores, load {load}")
+        self.stdout.write(
+            f"{len(paths)} recordings from {source}; {os.cpu_count()} cores, load {load}; "
+            f"{removed} earlier benchmark batches deleted"
+        )
         try:
             # Throughput and memory come from runs without probes, so that both
             # archive sizes see the same requests and the bulk run is not slowed
@@ -75,24 +85,31 @@ class Command(BaseCommand):
     def _run(self, client: cli.Client, paths: list[Path], *, probes: int) -> dict[str, Any]:
         pids = process_groups()
         reset_peaks(pids)
+        cpu_before = cpu_by_process()
         entries = [(f"{index:05d}-{path.name}", path) for index, path in enumerate(paths)]
         size = sum(len(block) for block in cli.zip_stream(entries))
         body = cli.MultipartBody({"name": f"bench {len(paths)}"}, "bench.zip", "application/zip",
                                  lambda: cli.zip_stream(entries), size)  # fmt: skip
-        began = time.perf_counter()
+        began = datetime.now(UTC)
         batch = client.json(
             "POST", "/api/v1/batches/", data=body, headers={"Content-Type": body.content_type}
         )
         prober = Prober(client, batch["id"], probes)
         prober.start()
-        batch = cli.wait(client, batch["id"], quiet=True)
-        while len(client.json("GET", f"/api/v1/batches/{batch['id']}/reports/")) < 3:
+        batch = wait_finished(client, batch["id"])
+        while len(reports := client.json("GET", f"/api/v1/batches/{batch['id']}/reports/")) < 3:
             time.sleep(POLL_S)
-        wall = time.perf_counter() - began
+        # Timed to the last report's own timestamp (same clock): neither the
+        # polling interval nor the polling's load on the web process shifts it.
+        ready = max(datetime.fromisoformat(report["created_at"].replace("Z", "+00:00")) for report in reports)
+        wall = (ready - began).total_seconds()
+        cpu = cpu_spent(cpu_before, cpu_by_process())
         prober.join()
         self.stdout.write(f"  {len(paths)} recordings: {wall:.1f} s, status {batch['status']}")
-        return {"count": len(paths), "wall": wall, "rate": len(paths) / wall, "latencies": prober.latencies,
-                "overlapping": prober.overlapping, "peaks": read_peaks(pids), "size": size}  # fmt: skip
+        return {
+            "count": len(paths), "wall": wall, "rate": len(paths) / wall, "cpu": cpu, "size": size,
+            "latencies": prober.latencies, "overlapping": prober.overlapping, "peaks": read_peaks(pids),
+        }  # fmt: skip
 
     def _print(
         self,
@@ -113,6 +130,13 @@ class Command(BaseCommand):
             f"  ratio to compute limit: {rate / limit:.2f}  (target >= 0.5) {_verdict(rate / limit >= 0.5)}",
             f"  ratio to naive loop:    {rate / naive:.1f}  (target >= 10) {_verdict(rate / naive >= 10)}",
         ]
+        spent = large["cpu"]
+        lines.append(
+            f"CPU seconds during the {large['count']}-recording run ({large['wall']:.1f} s on "
+            f"{os.cpu_count()} cores = {large['wall'] * (os.cpu_count() or 1):.1f} core-seconds; "
+            f"the compute limit needs {large['count'] / limit * procs:.1f}):"
+        )
+        lines += [f"  {name:<20} {seconds:8.2f}" for name, seconds in spent.items()]
         latencies = loaded["latencies"]
         if latencies:
             p50 = statistics.median(latencies)
@@ -128,6 +152,65 @@ class Command(BaseCommand):
             lines.append(f"  {group:<20} {before / MIB:8.0f} {after / MIB:8.0f}")
         lines.append(f"  (archives of {small['size'] / MIB:.1f} MiB and {large['size'] / MIB:.1f} MiB)")
         self.stdout.write("\n".join(lines))
+
+
+def wait_finished(client: cli.Client, batch_id: str) -> dict[str, Any]:
+    """Poll a few times a second (the CLI's once a second would hold the next run back)."""
+    while True:
+        batch = client.json("GET", f"/api/v1/batches/{batch_id}/")
+        if batch["progress"]["finished"]:
+            return batch
+        time.sleep(POLL_S)
+
+
+def forget_earlier_runs(user: Any) -> int:
+    """Delete earlier benchmark batches and their audio, so every run starts alike."""
+    from jobs.models import Batch
+    from jobs.services.lifecycle import delete_batch
+
+    earlier = list(Batch.objects.filter(created_by=user))
+    for batch in earlier:
+        delete_batch(batch, user=user)
+    return len(earlier)
+
+
+# Where CPU time goes during a run, by process kind (matched on the command line).
+PROCESS_KINDS = (
+    ("moto_server", "S3-API server"),
+    ("postgres", "PostgreSQL"),
+    ("redis-server", "Redis"),
+    ("gunicorn", "web"),
+    ("worker-bulk", "bulk worker"),
+    ("worker-interactive", "interactive worker"),
+    ("manage.py bench", "this benchmark"),
+)
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """User+system CPU seconds of every process of a known kind, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        kind = next((name for key, name in PROCESS_KINDS if key in command), None)
+        if kind is not None:
+            fields = stat[stat.rfind(")") + 2 :].split()
+            found[int(entry.name)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per kind between two readings (processes that ended meanwhile are not seen)."""
+    spent: dict[str, float] = {name: 0.0 for _, name in PROCESS_KINDS}
+    for pid, (kind, seconds) in after.items():
+        spent[kind] += seconds - before.get(pid, (kind, 0.0))[1]
+    return {kind: seconds for kind, seconds in spent.items() if seconds >= 0.005}
 
 
 def _verdict(ok: bool) -> str:
@@ -173,7 +256,7 @@ class Prober(threading.Thread):
                 created = session.post(f"{self.client.url}/api/v1/batches/", files=files, timeout=60).json()
             detail = f"{self.client.url}/api/v1/batches/{created['id']}/"
             while not session.get(detail, timeout=60).json()["progress"]["finished"]:
-                time.sleep(POLL_S)
+                time.sleep(PROBE_POLL_S)
             self.latencies.append(time.perf_counter() - began)
             bulk = session.get(f"{self.client.url}/api/v1/batches/{self.bulk_id}/", timeout=60).json()
             self.overlapping += not bulk["progress"]["finished"]
