@@ -117,3 +117,49 @@ class RecordingFilterForm(forms.Form):
         # Recordings without a prediction go last whichever way the column is sorted.
         first = column.desc(nulls_last=True) if sort.startswith("-") else column.asc(nulls_last=True)
         return [first, "path", "id"]
+
+
+class ReanalysisForm(forms.Form):
+    """Re-analyse stored recordings with one model version (the page's half of the API)."""
+
+    SCOPES = [
+        ("all", "All stored recordings of my organisations"),
+        ("analysed_by", "Recordings read by another version"),
+        ("dates", "Recordings uploaded between two dates"),
+    ]
+    scope = forms.ChoiceField(choices=SCOPES, initial="all", widget=forms.RadioSelect, label="Recordings")
+    analysed_by = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(), required=False, label="Read by", to_field_name="pk"
+    )
+    since = forms.DateField(
+        required=False, label="Uploaded from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, label="Uploaded until", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    run_at = forms.DateTimeField(
+        required=False,
+        label="Run at",
+        help_text="Empty: start now.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    name = forms.CharField(required=False, max_length=200, label="Batch name")
+
+    def __init__(self, *args: Any, version: ModelVersion, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["analysed_by"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = ModelVersion.objects.exclude(pk=version.pk).filter(
+            status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        scope = data.get("scope")
+        if scope == "analysed_by" and not data.get("analysed_by"):
+            self.add_error("analysed_by", "Choose the version whose recordings to read again.")
+        if scope == "dates" and not (data.get("since") or data.get("until")):
+            self.add_error("since", "Give a first or a last upload date.")
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", "The last date is before the first.")
+        return data

@@ -10,8 +10,9 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
+from jobs.forms import ReanalysisForm
 from jobs.models import Batch, ModelVersion
-from jobs.services import access, comparison, drift, registry
+from jobs.services import access, comparison, drift, reanalysis, registry
 
 
 @login_required
@@ -32,6 +33,48 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     version = _version(version_id)
+    return _render_detail(request, version, ReanalysisForm(version=version))
+
+
+@login_required
+@require_POST
+def model_reanalyse(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Start (or schedule) a re-analysis of stored recordings with this version."""
+    if not registry.can_manage_models(request.user):
+        raise PermissionDenied("Only researchers and staff can request a re-analysis.")
+    version = _version(version_id)
+    form = ReanalysisForm(request.POST, version=version)
+    if not form.is_valid():
+        return _render_detail(request, version, form, status=400)
+    data = form.cleaned_data
+    selection = reanalysis.Selection(
+        since=data["since"] if data["scope"] == "dates" else None,
+        until=data["until"] if data["scope"] == "dates" else None,
+        analysed_by=data["analysed_by"].pk if data["scope"] == "analysed_by" else None,
+        everything=data["scope"] == "all",
+    )
+    try:
+        batches = reanalysis.request_reanalysis(
+            request.user,
+            selection=selection,
+            model_version=version,
+            when=reanalysis.AT if data["run_at"] else reanalysis.NOW,
+            run_at=data["run_at"],
+            name=data["name"],
+        )
+    except reanalysis.ReanalysisRefused as exc:
+        form.add_error(None, exc.message)
+        return _render_detail(request, version, form, status=exc.status)
+    started = "scheduled" if data["run_at"] else "started"
+    messages.success(request, f"Re-analysis with {version.slug} {started}: {len(batches)} batch(es).")
+    if len(batches) == 1:
+        return redirect("batch-detail", batch_id=batches[0].pk)
+    return redirect("model-detail", version_id=version.pk)
+
+
+def _render_detail(
+    request: HttpRequest, version: ModelVersion, form: ReanalysisForm, *, status: int = 200
+) -> HttpResponse:
     found = drift.version_drift(version, access.visible_recordings(request.user))
     reanalyses = (
         access.visible_batches(request.user)
@@ -46,8 +89,9 @@ def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
         "batches": reanalyses,
         "others": ModelVersion.objects.exclude(pk=version.pk).exclude(status=ModelVersion.Status.REJECTED),
         "can_manage": registry.can_manage_models(request.user),
+        "reanalysis_form": form,
     }
-    return render(request, "jobs/models_detail.html", context)
+    return render(request, "jobs/models_detail.html", context, status=status)
 
 
 @login_required
@@ -104,4 +148,5 @@ urlpatterns = [
     path("<int:version_id>/", model_detail, name="model-detail"),
     path("<int:version_id>/default", model_make_default, name="model-make-default"),
     path("<int:version_id>/retire", model_retire, name="model-retire"),
+    path("<int:version_id>/reanalyse", model_reanalyse, name="model-reanalyse"),
 ]

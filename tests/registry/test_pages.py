@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from jobs.models import Batch
 from tests import factories
 from tests.registry.conftest import predict
 
@@ -61,3 +62,54 @@ def test_it_forbids_an_uploader_to_retire_a_version_from_the_page(client: Any, u
     assert response.status_code == 403
     version.refresh_from_db()
     assert version.status == "active"
+
+
+def test_it_starts_a_reanalysis_of_what_another_version_read_from_the_version_page(
+    client: Any, researcher: Any, north: Any
+) -> None:
+    old, new = factories.ModelVersionFactory(is_default=True), factories.ModelVersionFactory()
+    batch = factories.BatchFactory(organisation=north, model_version=old, status="completed")
+    for _ in range(2):
+        predict(factories.RecordingFactory(batch=batch), old, "normal")
+    client.force_login(researcher)
+
+    page = client.get(f"/models/{new.pk}/").content.decode()
+    response = client.post(
+        f"/models/{new.pk}/reanalyse", {"scope": "analysed_by", "analysed_by": old.pk, "name": "second look"}
+    )
+
+    assert "Re-analyse stored recordings" in page
+    created = Batch.objects.get(kind=Batch.Kind.REANALYSIS)
+    assert response.status_code == 302 and response["Location"] == f"/batches/{created.pk}/"
+    assert (created.name, created.model_version, created.organisation) == ("second look", new, north)
+    assert created.selection["analysed_by"] == old.pk and created.selection["everything"] is False
+    assert created.scheduled_for is not None
+
+
+def test_it_explains_an_incomplete_or_empty_reanalysis_request_on_the_page(
+    client: Any, researcher: Any, north: Any
+) -> None:
+    version = factories.ModelVersionFactory()
+    client.force_login(researcher)
+
+    no_dates = client.post(f"/models/{version.pk}/reanalyse", {"scope": "dates"})
+    nothing_stored = client.post(f"/models/{version.pk}/reanalyse", {"scope": "all"})
+
+    assert no_dates.status_code == 400
+    assert "Give a first or a last upload date." in no_dates.content.decode()
+    assert nothing_stored.status_code == 400
+    assert "No stored recordings match this selection." in nothing_stored.content.decode()
+    assert not Batch.objects.filter(kind=Batch.Kind.REANALYSIS).exists()
+
+
+def test_it_forbids_an_uploader_to_reanalyse_from_the_page(client: Any, uploader: Any, north: Any) -> None:
+    version = factories.ModelVersionFactory()
+    factories.RecordingFactory(batch=factories.BatchFactory(organisation=north, model_version=version))
+    client.force_login(uploader)
+
+    page = client.get(f"/models/{version.pk}/").content.decode()
+    response = client.post(f"/models/{version.pk}/reanalyse", {"scope": "all"})
+
+    assert "Re-analyse stored recordings" not in page
+    assert response.status_code == 403
+    assert not Batch.objects.filter(kind=Batch.Kind.REANALYSIS).exists()

@@ -119,8 +119,10 @@ def test_it_shows_the_upload_form_and_a_friendly_404(
 ) -> None:
     builders.screening_model(is_default=True)
     log_in(page, live_server.url, member.username)
-    page.get_by_role("link", name="Upload", exact=True).click()
-    page.wait_for_load_state("load")  # the deferred script has wired the drop zone
+    # Wait for the upload page's own load event (the deferred script has wired the
+    # drop zone); a bare wait_for_load_state could still see the previous page's.
+    with page.expect_navigation(wait_until="load"):
+        page.get_by_role("link", name="Upload", exact=True).click()
     assert "default" in page.get_by_label("Model version").inner_text()
     assert unlabelled_controls(page) == []
     screenshot(page, "07-upload")
