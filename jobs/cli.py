@@ -213,7 +213,7 @@ def submit(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def wait(client: Client, batch_id: str, *, quiet: bool) -> dict[str, Any]:
+def wait(client: Client, batch_id: str, *, quiet: bool, poll: float = POLL_SECONDS) -> dict[str, Any]:
     with tqdm(total=None, unit="file", desc="analyse", disable=quiet) as bar:
         while True:
             batch = client.json("GET", f"/api/v1/batches/{batch_id}/")
@@ -223,7 +223,7 @@ def wait(client: Client, batch_id: str, *, quiet: bool) -> dict[str, Any]:
             bar.refresh()
             if progress["finished"]:
                 return batch
-            time.sleep(POLL_SECONDS)
+            time.sleep(poll)
 
 
 def _status_line(batch: dict[str, Any]) -> str:

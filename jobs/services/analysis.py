@@ -116,16 +116,6 @@ def release(claims: Sequence[Claim]) -> int:
     return _update_claimed(claims, status=Status.PENDING, code="", message="", finished=False)
 
 
-def fetch_audio(claims: Sequence[Claim]) -> tuple[list[Fetched], list[Result]]:
-    """Read the chunk's audio concurrently; a missing object fails that recording only."""
-    fetched: list[Fetched] = []
-    missing: list[Result] = []
-    for group_fetched, group_missing in fetch_in_groups(claims, group=max(1, len(claims))):
-        fetched += group_fetched
-        missing += group_missing
-    return fetched, missing
-
-
 def fetch_in_groups(
     claims: Sequence[Claim], *, group: int = CLASSIFY_GROUP, read: Callable[[str], bytes] = storage.read_bytes
 ) -> Iterator[tuple[list[Fetched], list[Result]]]:

@@ -321,10 +321,12 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
         committed = check_bundle(bundle_dir)
         if (current.name, current.version) == (committed.name, committed.version):
             try:
-                current = register_bundle(bundle_dir, make_default=False, smoke=False)
+                _existing(committed)  # refuses other weights under the same version
             except RegistrationRefused as exc:
-                # Other weights under the same version: keep serving what is registered.
+                # Keep serving what is registered.
                 logger.warning("the committed bundle was not stored: %s", exc.message)
+            else:
+                current = _refresh_lite_export(current, bundle_dir, committed)
         return current, False
     version = register_bundle(bundle_dir, make_default=False, smoke=False)
     return set_default(version), True

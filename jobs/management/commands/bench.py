@@ -96,7 +96,8 @@ class Command(BaseCommand):
         )
         prober = Prober(client, batch["id"], probes)
         prober.start()
-        batch = wait_finished(client, batch["id"])
+        # Poll a few times a second: the CLI's once a second would hold the next run back.
+        batch = cli.wait(client, batch["id"], quiet=True, poll=POLL_S)
         while len(reports := client.json("GET", f"/api/v1/batches/{batch['id']}/reports/")) < 3:
             time.sleep(POLL_S)
         # Timed to the last report's own timestamp (same clock): neither the
@@ -152,15 +153,6 @@ class Command(BaseCommand):
             lines.append(f"  {group:<20} {before / MIB:8.0f} {after / MIB:8.0f}")
         lines.append(f"  (archives of {small['size'] / MIB:.1f} MiB and {large['size'] / MIB:.1f} MiB)")
         self.stdout.write("\n".join(lines))
-
-
-def wait_finished(client: cli.Client, batch_id: str) -> dict[str, Any]:
-    """Poll a few times a second (the CLI's once a second would hold the next run back)."""
-    while True:
-        batch = client.json("GET", f"/api/v1/batches/{batch_id}/")
-        if batch["progress"]["finished"]:
-            return batch
-        time.sleep(POLL_S)
 
 
 def forget_earlier_runs(user: Any) -> int:
