@@ -24,6 +24,13 @@ from scipy import fft as sp_fft
 # trained with another version are refused.
 FEATURE_CODE_VERSION = 1
 FEATURE_KINDS = ("logmel", "mfcc")
+# What each band is measured against when ``recording_mean_norm`` is on.
+NORM_REFERENCES = ("mean", "peak")
+PEAK_PERCENTILE = 90.0
+# Natural-log units below the band's loud frames (about 43 dB): quieter frames
+# are floored so that the recorder's own noise floor and quantisation, which
+# differ by device, do not reach the model.
+PEAK_FLOOR = 10.0
 LOG_FLOOR = 1e-6
 SLANEY_HZ_PER_MEL = 200.0 / 3
 SLANEY_BREAK_HZ = 1000.0
@@ -53,10 +60,13 @@ class FeatureConfig:
     window_s: float = 4.0
     window_hop_s: float = 2.0
     recording_mean_norm: bool = True
+    norm_reference: str = "mean"
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
             raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
+        if self.norm_reference not in NORM_REFERENCES:
+            raise ValueError(f"norm_reference must be one of {NORM_REFERENCES}, not {self.norm_reference!r}")
         if not 0 < self.band_low_hz < self.band_high_hz <= self.sample_rate / 2:
             raise ValueError("band must satisfy 0 < low < high <= sample_rate / 2")
         if self.hop_length <= 0 or self.n_fft < self.hop_length:
@@ -91,8 +101,15 @@ class FeatureConfig:
         return (self.band_low_hz, self.band_high_hz)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of all fields."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able dict of the fields.
+
+        ``norm_reference`` came later; at its default it is left out so that the
+        fingerprints of bundles made before it still match.
+        """
+        values = dataclasses.asdict(self)
+        if values["norm_reference"] == "mean":
+            del values["norm_reference"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
@@ -214,11 +231,26 @@ def feature_sequence(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarra
     if config.recording_mean_norm:
         # Removes the stationary channel response (stethoscope, gain), which
         # otherwise lets a model learn the recording site instead of the heart.
-        sequence = sequence - sequence.mean(axis=0, keepdims=True)
+        sequence = normalise_bands(sequence, reference=config.norm_reference)
     if config.deltas:
         first = deltas(sequence)
         sequence = np.concatenate([sequence, first, deltas(first)], axis=1)
     return sequence.astype(np.float32, copy=False)
+
+
+def normalise_bands(sequence: np.ndarray, *, reference: str) -> np.ndarray:
+    """Each band of ``(frames, bands)`` relative to its mean or its loud frames.
+
+    ``peak``: relative to the band's 90th percentile over the recording and
+    floored ``PEAK_FLOOR`` below it. Heart sounds then sit near 0 whatever the
+    device, and what fills the gaps between them (murmurs) is measured against
+    the heart sounds of the same recording, which held up better on sites a
+    model never saw than the mean reference did (docs/models.md).
+    """
+    if reference == "mean":
+        return sequence - sequence.mean(axis=0, keepdims=True)
+    loud = np.percentile(sequence, PEAK_PERCENTILE, axis=0, keepdims=True)
+    return np.maximum(sequence - loud, -PEAK_FLOOR)
 
 
 def window_starts(num_frames: int, *, config: FeatureConfig) -> np.ndarray:

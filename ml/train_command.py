@@ -21,7 +21,7 @@ import numpy as np
 from ml import cards
 from ml.datasets import LABEL_MAPS, Dataset, load_dataset
 from ml.evaluation import evaluate_dataset, format_metrics
-from ml.features import FeatureConfig
+from ml.features import NORM_REFERENCES, FeatureConfig
 from ml.training import DEFAULT_VALIDATION_SHARE, TrainSettings, save_training_bundle, split_validation, train
 
 DEFAULT_CACHE = Path("artifacts/ml-cache")
@@ -73,6 +73,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--band-high", type=float, default=defaults.band_high_hz, help="band-pass top, Hz")
     parser.add_argument(
         "--no-recording-norm", action="store_true", help="keep each recording's mean spectrum in the features"
+    )
+    parser.add_argument(
+        "--norm-reference",
+        choices=NORM_REFERENCES,
+        default=defaults.norm_reference,
+        help="measure each band against its mean over the recording, or against its loud frames (peak)",
     )
     parser.add_argument("--window-s", type=float, default=defaults.window_s, help="model window, seconds")
     parser.add_argument("--min-duration", type=float, default=2.0, help="seconds")
@@ -144,6 +150,7 @@ def features_from(args: argparse.Namespace) -> FeatureConfig:
         window_s=args.window_s,
         window_hop_s=args.window_s / 2,
         recording_mean_norm=not args.no_recording_norm,
+        norm_reference=args.norm_reference,
         band_high_hz=args.band_high,
     )
 

@@ -83,6 +83,33 @@ def test_it_removes_a_constant_gain_with_recording_mean_normalisation() -> None:
     )
 
 
+PEAK = FeatureConfig(n_mels=8, norm_reference="peak")
+
+
+def test_it_keeps_earlier_fingerprints_and_stores_the_peak_reference() -> None:
+    assert "norm_reference" not in CONFIG.to_dict()  # bundles made before the option still match
+    assert FeatureConfig.from_dict(PEAK.to_dict()) == PEAK
+    assert PEAK.fingerprint() != dataclasses.replace(PEAK, norm_reference="mean").fingerprint()
+    with pytest.raises(ValueError, match="norm_reference"):
+        FeatureConfig(norm_reference="median")
+
+
+def test_it_measures_each_band_against_its_loud_frames_with_a_floor() -> None:
+    # Bursts (heart sounds) every 0.8 s over a faint background, in every band.
+    rng = np.random.default_rng(6)
+    wave = 1e-3 * rng.standard_normal(10 * RATE)
+    for start in range(0, len(wave) - 200, int(0.8 * RATE)):
+        wave[start : start + 200] += rng.standard_normal(200)
+    sequence = feature_sequence(wave, config=PEAK)
+    assert np.allclose(np.percentile(sequence, 90, axis=0), 0.0, atol=1e-5)
+    assert sequence.min() == pytest.approx(-features.PEAK_FLOOR)  # the ~70 dB quieter gaps are floored
+    above_floor = sequence > -features.PEAK_FLOOR + 2
+    assert np.allclose(sequence[above_floor], feature_sequence(7 * wave, config=PEAK)[above_floor], atol=1e-3)
+    # A murmur fills the gaps: the median frame rises towards the heart sounds.
+    murmur = wave + 0.05 * rng.standard_normal(len(wave))
+    assert np.median(feature_sequence(murmur, config=PEAK)) > np.median(sequence) + 2
+
+
 def test_it_builds_mfcc_with_deltas() -> None:
     config = FeatureConfig(kind="mfcc", deltas=True)
     sequence = feature_sequence(np.random.default_rng(5).standard_normal(5 * RATE), config=config)
