@@ -319,6 +319,18 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
     current = ModelVersion.objects.filter(is_default=True).first()
     if current is not None:
         committed = check_bundle(bundle_dir)
+        if current.name == committed.name and current.version != committed.version:
+            # Changing the default changes the results of new uploads: an
+            # operator's decision, so start-up only says how.
+            logger.warning(
+                "the default is %s-%s; this release ships %s-%s. To serve it: "
+                "manage.py register_model %s --default",
+                current.name,
+                current.version,
+                committed.name,
+                committed.version,
+                bundle_dir,
+            )
         if (current.name, current.version) == (committed.name, committed.version):
             try:
                 _existing(committed)  # refuses other weights under the same version

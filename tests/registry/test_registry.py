@@ -130,6 +130,21 @@ def test_it_stores_a_lite_export_added_to_the_registered_default_at_start_up(
     assert again.bundle_sha256 == version.bundle_sha256
 
 
+def test_it_keeps_an_earlier_default_and_says_how_to_serve_the_shipped_version(
+    db: None, tmp_path: Path, caplog: Any
+) -> None:
+    old = copy_bundle(tmp_path / "old", version="0.9.0")
+    earlier = registry.set_default(registry.register_bundle(old, make_default=False, smoke=False))
+
+    with caplog.at_level("WARNING", logger=registry.logger.name):
+        version, created = registry.ensure_default_model(copy_bundle(tmp_path / "new"))
+
+    shipped = read_manifest(DEFAULT_SCREENING_BUNDLE)
+    assert (created, version.pk) == (False, earlier.pk)
+    assert f"this release ships {shipped.name}-{shipped.version}" in caplog.text
+    assert "register_model" in caplog.text and "--default" in caplog.text
+
+
 def test_it_moves_the_default_and_refuses_to_retire_it(researcher: Any) -> None:
     old = factories.ModelVersionFactory(is_default=True)
     new = factories.ModelVersionFactory()
