@@ -92,7 +92,12 @@ def test_it_registers_with_the_command_after_a_smoke_prediction(db: None, tmp_pa
     call_command("register_model", str(copy_bundle(tmp_path)), "--default")
 
     version = ModelVersion.objects.get()
-    assert (version.slug, version.status, version.is_default) == ("screening-1.0.0", "active", True)
+    shipped = read_manifest(DEFAULT_SCREENING_BUNDLE)
+    assert (version.slug, version.status, version.is_default) == (
+        f"{shipped.name}-{shipped.version}",
+        "active",
+        True,
+    )
     assert version.smoke_test["passed"] is True
     assert set(version.smoke_test["probabilities"]) == {"normal", "abnormal"}
     assert version.metrics == read_manifest(DEFAULT_SCREENING_BUNDLE).metrics

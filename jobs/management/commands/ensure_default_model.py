@@ -11,7 +11,7 @@ from ml.errors import BundleError
 
 
 class Command(BaseCommand):
-    help = "Register ml/bundles/screening-v1 (or --bundle) as the default model version, if none is."
+    help = "Register the shipped screening bundle (or --bundle) as the default model version, if none is."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--bundle", type=Path, default=DEFAULT_SCREENING_BUNDLE)
