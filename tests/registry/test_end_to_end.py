@@ -83,7 +83,7 @@ def test_it_activates_an_uploaded_bundle_after_the_workers_smoke_test_and_runs_w
     )  # fmt: skip
     packed = tmp_path / "bundle.zip"
     with packed.open("wb") as sink:
-        pack_bundle(copy_bundle(tmp_path / "next", version="2.0.0"), sink)
+        pack_bundle(copy_bundle(tmp_path / "next", version="99.0.0"), sink)
 
     with packed.open("rb") as upload:
         response = api_as(researcher).post(
