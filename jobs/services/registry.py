@@ -314,12 +314,21 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
 
     No smoke prediction here: the committed bundle is exercised by the ml tests,
     and this runs at every start-up. When the default is the committed bundle's
-    name+version, a LiteRT export added to it since is stored too.
+    name+version, a LiteRT export added to it since is stored too; when it is
+    another version of the same model, the log says how to serve the shipped one.
     """
     current = ModelVersion.objects.filter(is_default=True).first()
     if current is not None:
         committed = check_bundle(bundle_dir)
-        if current.name == committed.name and current.version != committed.version:
+        if (current.name, current.version) == (committed.name, committed.version):
+            try:
+                _existing(committed)  # refuses other weights under the same version
+            except RegistrationRefused as exc:
+                # Keep serving what is registered.
+                logger.warning("the committed bundle was not stored: %s", exc.message)
+            else:
+                current = _refresh_lite_export(current, bundle_dir, committed)
+        elif current.name == committed.name:
             # Changing the default changes the results of new uploads: an
             # operator's decision, so start-up only says how.
             logger.warning(
@@ -331,14 +340,6 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
                 committed.version,
                 bundle_dir,
             )
-        if (current.name, current.version) == (committed.name, committed.version):
-            try:
-                _existing(committed)  # refuses other weights under the same version
-            except RegistrationRefused as exc:
-                # Keep serving what is registered.
-                logger.warning("the committed bundle was not stored: %s", exc.message)
-            else:
-                current = _refresh_lite_export(current, bundle_dir, committed)
         return current, False
     version = register_bundle(bundle_dir, make_default=False, smoke=False)
     return set_default(version), True
