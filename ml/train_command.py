@@ -157,20 +157,24 @@ def features_from(args: argparse.Namespace) -> FeatureConfig:
 
 def load_all(args: argparse.Namespace, config: FeatureConfig) -> Dataset:
     """Decode and merge every ``--data`` folder into one dataset."""
-    parts = []
-    for spec in args.data:
-        folder, _, label_map = spec.partition(":")
-        parts.append(
-            load_dataset(
-                folder,
-                sample_rate=config.sample_rate,
-                label_map=label_map or "identity",
-                min_duration_s=args.min_duration,
-                band_hz=config.band_hz,
-                cache_dir=args.cache,
-            )
-        )
+    parts = [
+        load_folder(spec, config, min_duration_s=args.min_duration, cache_dir=args.cache)
+        for spec in args.data
+    ]
     return merge(parts)
+
+
+def load_folder(spec: str, config: FeatureConfig, *, min_duration_s: float, cache_dir: Path) -> Dataset:
+    """A labelled folder given as ``DIR`` or ``DIR:LABEL_MAP``, decoded for ``config``."""
+    folder, _, label_map = spec.partition(":")
+    return load_dataset(
+        folder,
+        sample_rate=config.sample_rate,
+        label_map=label_map or "identity",
+        min_duration_s=min_duration_s,
+        band_hz=config.band_hz,
+        cache_dir=cache_dir,
+    )
 
 
 def merge(parts: list[Dataset]) -> Dataset:
@@ -346,13 +350,8 @@ def load_external(args: argparse.Namespace, config: FeatureConfig) -> dict[str, 
     for spec in args.external:
         folder, _, label_map = spec.partition(":")
         label = (label_map or Path(folder).name).replace("-", "_")
-        external[label] = load_dataset(
-            folder,
-            sample_rate=config.sample_rate,
-            label_map=label_map or "identity",
-            min_duration_s=args.external_min_duration,
-            band_hz=config.band_hz,
-            cache_dir=args.cache,
+        external[label] = load_folder(
+            spec, config, min_duration_s=args.external_min_duration, cache_dir=args.cache
         )
     return external
 
