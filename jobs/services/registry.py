@@ -332,10 +332,9 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
             # Changing the default changes the results of new uploads: an
             # operator's decision, so start-up only says how.
             logger.warning(
-                "the default is %s-%s; this release ships %s-%s. To serve it: "
+                "the default is %s; this release ships %s-%s. To serve it: "
                 "manage.py register_model %s --default",
-                current.name,
-                current.version,
+                current.slug,
                 committed.name,
                 committed.version,
                 bundle_dir,

@@ -100,7 +100,7 @@ def test_it_registers_with_the_command_after_a_smoke_prediction(db: None, tmp_pa
     )
     assert version.smoke_test["passed"] is True
     assert set(version.smoke_test["probabilities"]) == {"normal", "abnormal"}
-    assert version.metrics == read_manifest(DEFAULT_SCREENING_BUNDLE).metrics
+    assert version.metrics == shipped.metrics
     assert version.model_card == (DEFAULT_SCREENING_BUNDLE / "CARD.md").read_text(encoding="utf-8")
 
 
