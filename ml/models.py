@@ -22,6 +22,7 @@ STANDARDIZATION_EPSILON = 1e-3
 MIXSTYLE_PROBABILITY = 0.5
 MIXSTYLE_ALPHA = 0.1
 MIXSTYLE_EPSILON = 1e-6
+SITE_HEAD_UNITS = 32
 
 
 @keras.saving.register_keras_serializable(package="lubdub")
@@ -99,6 +100,44 @@ class MixStyle(layers.Layer):
             "alpha": self.alpha,
             "seed": self.seed,
         }
+
+
+@keras.saving.register_keras_serializable(package="lubdub")
+class GradientReversal(layers.Layer):
+    """The identity going forward; multiplies gradients by ``-strength`` going back.
+
+    Put in front of a source-site classifier, it trains the layers below to make
+    the site harder to tell (Ganin & Lempitsky, ICML 2015): whatever tells one
+    site's device from another's is pushed out of the features.
+    """
+
+    def __init__(self, strength: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strength = strength
+
+    def call(self, inputs: Any) -> Any:
+        # forward: -s*x + (1+s)*x = x; backward: only the first term has a gradient
+        flipped = -self.strength * inputs
+        return flipped + keras.ops.stop_gradient(inputs - flipped)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "strength": self.strength}
+
+
+def with_site_adversary(model: keras.Model, *, num_sites: int, strength: float) -> keras.Model:
+    """A training model with two outputs: ``model``'s probabilities and a site guess.
+
+    The site head reads the features ``model``'s classifier reads, through a
+    ``GradientReversal``; both share every layer with ``model``, so training this
+    one trains ``model``, which alone is saved and served.
+    """
+    features = model.get_layer("probabilities").input
+    hidden = GradientReversal(strength, name="reverse_gradient")(features)
+    hidden = layers.Dense(SITE_HEAD_UNITS, activation="relu", name="site_hidden")(hidden)
+    site = layers.Dense(num_sites, activation="softmax", name="site")(hidden)
+    return keras.Model(
+        model.inputs, {"probabilities": model.outputs[0], "site": site}, name="site_adversarial"
+    )
 
 
 def build_model(

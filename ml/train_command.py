@@ -63,6 +63,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-speed-change", type=float, default=0.1, help="largest speed change, as a fraction"
     )
+    parser.add_argument(
+        "--site-adversarial",
+        type=float,
+        default=0.0,
+        metavar="STRENGTH",
+        help="train against a source-folder classifier through a gradient reversal of this "
+        "strength, so the features carry less of the site and device (0: off)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--feature-kind", choices=("logmel", "mfcc"), default="logmel")
     parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
@@ -135,6 +143,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         min_snr_db=args.min_snr_db,
         eq_probability=args.eq_probability,
         max_speed_change=args.max_speed_change,
+        site_adversarial=args.site_adversarial,
         seed=args.seed,
     )
 

@@ -64,6 +64,7 @@ class TrainSettings:
     min_snr_db: float = 5.0
     eq_probability: float = 0.0
     max_speed_change: float = 0.1
+    site_adversarial: float = 0.0
     seed: int = 7
 
     def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
@@ -139,6 +140,9 @@ def train(
     model = _compiled_model(settings, feature_config=feature_config, num_classes=len(classes))
     class_of = {name: index for index, name in enumerate(classes)}
     truth = np.array([class_of[label] for label in train_set.labels])
+    sites, site_truth = np.unique(train_set.groups, return_inverse=True)
+    adversarial = settings.site_adversarial > 0 and len(sites) > 1
+    trainer = _site_adversarial_trainer(model, settings, num_sites=len(sites)) if adversarial else model
     weights = recording_weights(train_set.labels, train_set.groups)
     validation_truth = np.array([class_of[label] for label in validation_set.labels])
     validation_batch = batch_windows(list(validation_set.samples), config=feature_config)
@@ -147,13 +151,17 @@ def train(
     best_score, best_weights, stale = -1.0, model.get_weights(), 0
     started = time.perf_counter()
     for epoch in range(settings.epochs):
-        windows, window_truth, window_weights = _epoch_windows(
-            train_set, truth, weights, feature_config=feature_config, settings=settings, rng=rng
+        windows, owners = _epoch_windows(train_set, feature_config=feature_config, settings=settings, rng=rng)
+        targets = (
+            {"probabilities": truth[owners], "site": site_truth[owners]} if adversarial else truth[owners]
         )
-        fitted = model.fit(
-            windows, window_truth, sample_weight=window_weights,
+        fitted = trainer.fit(
+            windows, targets, sample_weight=weights[owners].astype(np.float32),
             batch_size=settings.batch_size, epochs=1, shuffle=True, verbose=0,
         )  # fmt: skip
+        if adversarial:  # the classifier's own loss and accuracy, not the sum with the site head's
+            fitted.history["loss"] = fitted.history["probabilities_loss"]
+            fitted.history["accuracy"] = fitted.history["probabilities_accuracy"]
         probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
         score, val_loss, val_accuracy = _validation_score(probabilities, validation_truth, **scoring)
         epoch_values = (
@@ -194,16 +202,30 @@ def _compiled_model(settings: TrainSettings, *, feature_config: FeatureConfig, n
     return model
 
 
+def _site_adversarial_trainer(model: Any, settings: TrainSettings, *, num_sites: int) -> Any:
+    """``model`` with a source-site head behind a gradient reversal, compiled for training."""
+    import keras
+
+    from ml.models import with_site_adversary
+
+    trainer = with_site_adversary(model, num_sites=num_sites, strength=settings.site_adversarial)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss={"probabilities": "sparse_categorical_crossentropy", "site": "sparse_categorical_crossentropy"},
+        weighted_metrics={"probabilities": ["accuracy"]},
+    )
+    return trainer
+
+
 def _epoch_windows(
     dataset: Dataset,
-    truth: np.ndarray,
-    weights: np.ndarray,
     *,
     feature_config: FeatureConfig,
     settings: TrainSettings,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Augmented windows of every recording, at most ``windows_per_recording`` each."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented windows of every recording, at most ``windows_per_recording`` each,
+    with the index of the recording each came from."""
     rate = feature_config.sample_rate
     snr_db = (settings.min_snr_db, settings.min_snr_db + SNR_SPAN_DB)
     speed_range = (
@@ -226,8 +248,7 @@ def _epoch_windows(
     ]
     batch = batch_windows(waves, config=feature_config)
     chosen = _choose_windows(batch.recording_index, settings.windows_per_recording, rng)
-    owners = batch.recording_index[chosen]
-    return batch.windows[chosen], truth[owners], weights[owners].astype(np.float32)
+    return batch.windows[chosen], batch.recording_index[chosen]
 
 
 def _choose_windows(owners: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:

@@ -28,3 +28,37 @@ def test_mixstyle_appears_in_the_model_config_only_when_used() -> None:
     plain = TrainSettings().model_config(input_shape=(160, 24), num_classes=2)
     assert "mixstyle" not in plain
     assert TrainSettings(mixstyle=True).model_config(input_shape=(160, 24), num_classes=2)["mixstyle"]
+
+
+def test_gradient_reversal_passes_values_forward_and_flips_gradients_back() -> None:
+    import tensorflow as tf
+
+    from ml.models import GradientReversal
+
+    values = tf.constant(np.random.default_rng(1).standard_normal((4, 6)).astype("float32"))
+    layer = GradientReversal(strength=0.3)
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        out = layer(values)
+        loss = tf.reduce_sum(out * out)
+    assert np.allclose(np.asarray(out), np.asarray(values), atol=1e-6)
+    # d(sum x^2)/dx = 2x, reversed and scaled by the strength
+    assert np.allclose(np.asarray(tape.gradient(loss, values)), -0.3 * 2 * np.asarray(values), atol=1e-5)
+
+
+def test_the_site_adversary_shares_the_served_model_and_adds_only_a_site_head() -> None:
+    from ml.models import build_model, with_site_adversary
+
+    model = build_model(architecture="gru", input_shape=(20, 4), num_classes=2, units=8)
+    trainer = with_site_adversary(model, num_sites=3, strength=0.5)
+    windows = np.random.default_rng(2).standard_normal((5, 20, 4)).astype("float32")
+    outputs = trainer(windows)
+    assert np.allclose(np.asarray(outputs["probabilities"]), np.asarray(model(windows)), atol=1e-6)
+    assert np.asarray(outputs["site"]).shape == (5, 3)
+    assert not any(layer.name.startswith("site") for layer in model.layers)
+    before = [weight.copy() for weight in model.get_weights()]
+    trainer.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    trainer.fit(
+        windows, {"probabilities": np.array([0, 1, 0, 1, 0]), "site": np.array([0, 1, 2, 0, 1])}, verbose=0
+    )
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
