@@ -137,12 +137,16 @@ def train(
 
     keras.utils.set_random_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    model = _compiled_model(settings, feature_config=feature_config, num_classes=len(classes))
-    class_of = {name: index for index, name in enumerate(classes)}
-    truth = np.array([class_of[label] for label in train_set.labels])
     sites, site_truth = np.unique(train_set.groups, return_inverse=True)
     adversarial = settings.site_adversarial > 0 and len(sites) > 1
-    trainer = _site_adversarial_trainer(model, settings, num_sites=len(sites)) if adversarial else model
+    model, trainer = _compiled_model(
+        settings,
+        feature_config=feature_config,
+        num_classes=len(classes),
+        num_sites=len(sites) if adversarial else 0,
+    )
+    class_of = {name: index for index, name in enumerate(classes)}
+    truth = np.array([class_of[label] for label in train_set.labels])
     weights = recording_weights(train_set.labels, train_set.groups)
     validation_truth = np.array([class_of[label] for label in validation_set.labels])
     validation_batch = batch_windows(list(validation_set.samples), config=feature_config)
@@ -187,34 +191,29 @@ def train(
     return TrainResult(model, threshold, validation, history, time.perf_counter() - started)
 
 
-def _compiled_model(settings: TrainSettings, *, feature_config: FeatureConfig, num_classes: int) -> Any:
+def _compiled_model(
+    settings: TrainSettings, *, feature_config: FeatureConfig, num_classes: int, num_sites: int = 0
+) -> tuple[Any, Any]:
+    """(served model, model to fit): the same one, or with ``num_sites`` > 0 the served
+    model plus a source-site head behind a gradient reversal (only that one is compiled)."""
     import keras
 
-    from ml.models import build_model
+    from ml.models import build_model, with_site_adversary
 
     config = settings.model_config(input_shape=feature_config.window_shape, num_classes=num_classes)
     model = build_model(**{**config, "input_shape": feature_config.window_shape})
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        weighted_metrics=["accuracy"],
-    )
-    return model
-
-
-def _site_adversarial_trainer(model: Any, settings: TrainSettings, *, num_sites: int) -> Any:
-    """``model`` with a source-site head behind a gradient reversal, compiled for training."""
-    import keras
-
-    from ml.models import with_site_adversary
-
+    loss = "sparse_categorical_crossentropy"
+    optimizer = keras.optimizers.Adam(settings.learning_rate)
+    if num_sites == 0:
+        model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
+        return model, model
     trainer = with_site_adversary(model, num_sites=num_sites, strength=settings.site_adversarial)
     trainer.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss={"probabilities": "sparse_categorical_crossentropy", "site": "sparse_categorical_crossentropy"},
+        optimizer=optimizer,
+        loss={"probabilities": loss, "site": loss},
         weighted_metrics={"probabilities": ["accuracy"]},
     )
-    return trainer
+    return model, trainer
 
 
 def _epoch_windows(
