@@ -28,6 +28,7 @@ def _commands() -> dict[str, Command]:
         ("predict", "predict", "classify files or folders into a CSV"),
         ("export", "export", "convert a bundle to TFLite and check parity"),
         ("bench", "bench", "measure recordings per second per stage"),
+        ("segmenter", "segmenter_training", "train and score the heart-cycle segmenter"),
     ):
         module = _optional(module_name)
         if module is not None:

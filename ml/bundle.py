@@ -57,7 +57,8 @@ class Manifest:
     decision_threshold: float = 0.5
     positive_class: str | None = None
     aggregation: str = "mean"
-    min_duration_s: float = 2.0
+    # Bundles made before short recordings were supported say 2.0 in their manifest.
+    min_duration_s: float = 1.0
     metrics: dict[str, Any] = field(default_factory=dict)
     training_data_fingerprint: str = ""
     code_version: str = __version__
@@ -68,6 +69,10 @@ class Manifest:
     # these weights (``python -m ml export``); empty when there is none.
     lite_file: str = ""
     lite_sha256: str = ""
+    # ``ml.calibration.Calibration.to_dict()``: Platt scaling fitted on sources the
+    # model never trained on, the ``uncertain`` margin and the batch-shift reference.
+    # Empty: probabilities are the model's own and ``decision_threshold`` applies.
+    calibration: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     card: str = CARD_FILE
     format: int = MANIFEST_FORMAT

@@ -43,6 +43,12 @@ class Entry:
     path: str
     label: str
     group: str
+    patient: str = ""
+
+    @property
+    def subject(self) -> str:
+        """Who was recorded: the patient id when the dataset names one, else the recording."""
+        return self.patient or self.path
 
 
 @dataclass(frozen=True)
@@ -74,18 +80,29 @@ class Dataset:
         """Group names as an array."""
         return np.array([entry.group for entry in self.entries])
 
+    @property
+    def subjects(self) -> np.ndarray:
+        """Patient (or recording) of every entry, prefixed by its source."""
+        return np.array([f"{entry.group}/{entry.subject}" for entry in self.entries])
+
 
 def read_entries(root: Path, *, label_map: str = "identity") -> list[Entry]:
     """Entries of ``root/labels.csv`` after mapping labels (mapped to None: dropped)."""
     mapping = LABEL_MAPS[label_map]
-    groups = _metadata_groups(root)
-    entries = []
+    groups, patients = _metadata_groups(root), _metadata_patients(root)
     with (root / LABELS_FILE).open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            label = mapping.get(row["label"], row["label"]) if mapping else row["label"]
-            if label is not None:
-                group = groups.get(row["path"]) or _first_folder(row["path"])
-                entries.append(Entry(path=row["path"], label=label, group=group))
+        rows = list(csv.DictReader(handle))
+    folders = {_first_folder(row["path"]) for row in rows}
+    entries = []
+    for row in rows:
+        label = mapping.get(row["label"], row["label"]) if mapping else row["label"]
+        if label is not None:
+            # A dataset whose recordings all sit in one folder is one source, named after the dataset.
+            folder = _first_folder(row["path"]) if len(folders) > 1 else root.name
+            group = groups.get(row["path"]) or folder
+            entries.append(
+                Entry(path=row["path"], label=label, group=group, patient=patients.get(row["path"], ""))
+            )
     return entries
 
 
@@ -102,6 +119,14 @@ def _metadata_groups(root: Path) -> dict[str, str]:
         return {
             row["path"]: f"set-{row['pascal_set']}" for row in csv.DictReader(handle) if row.get("pascal_set")
         }
+
+
+def _metadata_patients(root: Path) -> dict[str, str]:
+    metadata = root / METADATA_FILE
+    if not metadata.is_file():
+        return {}
+    with metadata.open(newline="", encoding="utf-8") as handle:
+        return {row["path"]: row["patient_id"] for row in csv.DictReader(handle) if row.get("patient_id")}
 
 
 def fingerprint_entries(root: Path, entries: Sequence[Entry]) -> str:

@@ -34,8 +34,11 @@ HEADLINE = (
 )
 
 
-def recording_probabilities(engine: Any, samples: Sequence[np.ndarray]) -> np.ndarray:
-    """Recording-level probabilities ``(recordings, classes)`` from an Engine, in chunks."""
+def recording_probabilities(
+    engine: Any, samples: Sequence[np.ndarray], *, calibrated: bool = True
+) -> np.ndarray:
+    """Recording-level probabilities ``(recordings, classes)`` from an Engine, in chunks
+    (through the bundle's calibration unless ``calibrated`` is false)."""
     parts = []
     for start in range(0, len(samples), RECORDINGS_PER_CHUNK):
         chunk = list(samples[start : start + RECORDINGS_PER_CHUNK])
@@ -44,7 +47,8 @@ def recording_probabilities(engine: Any, samples: Sequence[np.ndarray]) -> np.nd
         parts.append(
             aggregate_windows(window_probabilities, batch.recording_index, num_recordings=len(chunk))
         )
-    return np.concatenate(parts) if parts else np.zeros((0, len(engine.classes)))
+    found = np.concatenate(parts) if parts else np.zeros((0, len(engine.classes)))
+    return engine.calibrate(found) if calibrated else found
 
 
 def evaluate_dataset(engine: Any, dataset: Dataset) -> dict[str, Any]:

@@ -23,7 +23,9 @@ from scipy import fft as sp_fft
 # Bump when feature code changes its output for the same configuration; bundles
 # trained with another version are refused.
 FEATURE_CODE_VERSION = 1
-FEATURE_KINDS = ("logmel", "mfcc")
+# ``cycles``: per-beat measures from the heart-cycle segmentation (ml.cycles), one
+# row per beat, windows of consecutive beats instead of spectrogram frames.
+FEATURE_KINDS = ("logmel", "mfcc", "cycles")
 # What each band is measured against when ``recording_mean_norm`` is on.
 NORM_REFERENCES = ("mean", "peak")
 PEAK_PERCENTILE = 90.0
@@ -37,6 +39,12 @@ SLANEY_BREAK_HZ = 1000.0
 SLANEY_BREAK_MEL = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL
 SLANEY_LOG_STEP = np.log(6.4) / 27.0
 DELTA_HALF_WIDTH = 2  # frames each side in the regression delta (HTK formula)
+
+
+# Kept in step with ml.cycles.NUM_CYCLE_FEATURES (a test checks); not imported from
+# there because ml.cycles needs numba, and this module is imported by the web process.
+NUM_CYCLE_FEATURES = 44
+LATER_FIELDS: dict[str, Any] = {"norm_reference": "mean", "beats_per_window": 8, "beats_hop": 4}
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class FeatureConfig:
     window_hop_s: float = 2.0
     recording_mean_norm: bool = True
     norm_reference: str = "mean"
+    beats_per_window: int = 8
+    beats_hop: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -76,17 +86,23 @@ class FeatureConfig:
 
     @property
     def frames_per_window(self) -> int:
-        """Feature frames in one model window."""
+        """Feature frames (beats, for ``cycles``) in one model window."""
+        if self.kind == "cycles":
+            return self.beats_per_window
         return round(self.window_s * self.sample_rate / self.hop_length)
 
     @property
     def frames_per_hop(self) -> int:
         """Feature frames between the starts of consecutive windows."""
+        if self.kind == "cycles":
+            return self.beats_hop
         return max(1, round(self.window_hop_s * self.sample_rate / self.hop_length))
 
     @property
     def num_features(self) -> int:
         """Values per feature frame."""
+        if self.kind == "cycles":
+            return NUM_CYCLE_FEATURES
         base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
         return base * (3 if self.deltas else 1)
 
@@ -103,12 +119,13 @@ class FeatureConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the fields.
 
-        ``norm_reference`` came later; at its default it is left out so that the
-        fingerprints of bundles made before it still match.
+        Fields that came later are left out at their defaults so that the
+        fingerprints of bundles made before them still match.
         """
         values = dataclasses.asdict(self)
-        if values["norm_reference"] == "mean":
-            del values["norm_reference"]
+        for name, default in LATER_FIELDS.items():
+            if values[name] == default:
+                del values[name]
         return values
 
     @classmethod
@@ -139,6 +156,8 @@ class WindowBatch:
     recording_index: np.ndarray
     start_s: np.ndarray
     end_s: np.ndarray
+    # Per-recording ``ml.cycles.BeatMeasures`` when the features came from beats.
+    beats: tuple[Any, ...] | None = None
 
 
 @functools.lru_cache(maxsize=16)
@@ -280,6 +299,8 @@ def sequence_windows(sequence: np.ndarray, *, config: FeatureConfig) -> tuple[np
 
 def batch_windows(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> WindowBatch:
     """Windows of many recordings (each 1-D at ``config.sample_rate``) in one batch."""
+    if config.kind == "cycles":
+        return beat_batch(recordings, config=config)
     seconds_per_frame = config.hop_length / config.sample_rate
     parts, owners, starts_s, ends_s = [], [], [], []
     for index, samples in enumerate(recordings):
@@ -297,4 +318,32 @@ def batch_windows(recordings: Sequence[np.ndarray], *, config: FeatureConfig) ->
         recording_index=np.concatenate(owners),
         start_s=np.concatenate(starts_s),
         end_s=np.concatenate(ends_s),
+    )
+
+
+def beat_batch(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> WindowBatch:
+    """Windows of consecutive beats of many recordings (``cycles`` features)."""
+    from ml import cycles
+
+    parts, owners, starts_s, ends_s, beats = [], [], [], [], []
+    for index, samples in enumerate(recordings):
+        measures = cycles.beat_measures(samples, sample_rate=config.sample_rate)
+        windows, starts = cycles.beat_windows(
+            measures, beats_per_window=config.beats_per_window, hop=config.beats_hop
+        )
+        last = np.minimum(starts + config.beats_per_window, len(measures.values)) - 1
+        parts.append(windows)
+        owners.append(np.full(len(windows), index, dtype=np.int64))
+        starts_s.append(measures.start_s[starts])
+        ends_s.append(measures.end_s[last])
+        beats.append(measures)
+    if not parts:
+        empty = np.zeros((0, *config.window_shape), dtype=np.float32)
+        return WindowBatch(empty, np.zeros(0, np.int64), np.zeros(0), np.zeros(0), beats=())
+    return WindowBatch(
+        windows=np.ascontiguousarray(np.concatenate(parts), dtype=np.float32),
+        recording_index=np.concatenate(owners),
+        start_s=np.concatenate(starts_s),
+        end_s=np.concatenate(ends_s),
+        beats=tuple(beats),
     )

@@ -12,13 +12,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ml import quality
+from ml import calibration, quality
 from ml.audio import Audio, AudioSource, decode_audio
 from ml.bundle import Manifest, verify_bundle
 from ml.errors import BundleError
@@ -73,6 +73,10 @@ class Classification:
     ``confidence`` is the probability of ``label``; ``timeline`` holds one dict
     per window (``start_s``, ``end_s`` in seconds, ``probabilities``); ``timings``
     are this recording's share of the batch's milliseconds per stage.
+    ``decision`` is ``label`` or ``uncertain`` (with ``decision_reasons``);
+    ``raw_probability`` is the model's own probability of the positive class before
+    calibration; ``segments`` holds the heart-cycle segmentation
+    (``ml.segmentation.Segmentation.summary``).
     """
 
     label: str
@@ -83,6 +87,10 @@ class Classification:
     quality_reasons: list[str]
     heart_rate_bpm: float | None
     timings: dict[str, float]
+    decision: str = ""
+    decision_reasons: list[str] = field(default_factory=list)
+    raw_probability: float | None = None
+    segments: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
@@ -105,6 +113,22 @@ class Engine:
         self.feature_config = manifest.features
         self.feature_fingerprint = manifest.feature_fingerprint
         self._predict_windows = predict_windows
+        self.calibration = (
+            calibration.Calibration.from_dict(manifest.calibration)
+            if manifest.calibration
+            else calibration.Calibration(threshold=manifest.decision_threshold)
+        )
+        self._ood = self.calibration.ood()
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        """Recording probabilities ``(n, classes)`` through the bundle's calibration (two classes)."""
+        if not self.manifest.calibration or self.manifest.positive_class is None or len(self.classes) != 2:
+            return probabilities
+        positive = self.classes.index(self.manifest.positive_class)
+        calibrated = np.empty_like(probabilities, dtype=np.float64)
+        calibrated[:, positive] = self.calibration.probability(probabilities[:, positive])
+        calibrated[:, 1 - positive] = 1.0 - calibrated[:, positive]
+        return calibrated
 
     @classmethod
     def load(cls, bundle_dir: str | Path, *, runtime: str = "auto") -> Engine:
@@ -141,6 +165,10 @@ class Engine:
         silence = np.zeros(int(config.window_s * config.sample_rate), dtype=np.float32)
         batch = batch_windows([silence], config=config)
         self.predict_windows(np.repeat(batch.windows, WARMUP_WINDOWS, axis=0))
+        # Compiles the segmenter's decoder (numba) now rather than in the first request.
+        self._beats(
+            [Audio(silence + 1e-3, config.sample_rate, config.sample_rate, 1, config.window_s, "PCM_16")]
+        )
 
     def decode(self, source: AudioSource) -> Audio:
         """Decode a recording the way this bundle expects (rate, band, minimum duration)."""
@@ -174,13 +202,22 @@ class Engine:
         inferred = time.perf_counter()
         reports = [quality.assess(audio) for audio in audios]
         assessed = time.perf_counter()
+        beats = batch.beats if batch.beats is not None else self._beats(audios)
+        segmented = time.perf_counter()
         share = MS_PER_S / len(audios)
         timings = {
             "features_ms": (featured - started) * share,
             "inference_ms": (inferred - featured) * share,
             "quality_ms": (assessed - inferred) * share,
+            "segmentation_ms": (segmented - assessed) * share,
         }
-        return self._results(batch, window_probabilities, reports, timings)
+        return self._results(batch, window_probabilities, reports, timings, beats)
+
+    def _beats(self, audios: Sequence[Audio]) -> tuple[Any, ...]:
+        """Heart cycles of recordings whose model does not read beats (every result shows them)."""
+        from ml import cycles
+
+        return tuple(cycles.beat_measures(audio.samples, sample_rate=audio.sample_rate) for audio in audios)
 
     def _check_rates(self, audios: Sequence[Audio]) -> None:
         expected = self.feature_config.sample_rate
@@ -194,10 +231,11 @@ class Engine:
         window_probabilities: np.ndarray,
         reports: list[quality.QualityReport],
         timings: dict[str, float],
+        beats: tuple[Any, ...],
     ) -> list[Classification]:
-        recording_probabilities = aggregate_windows(
-            window_probabilities, batch.recording_index, num_recordings=len(reports)
-        )
+        raw = aggregate_windows(window_probabilities, batch.recording_index, num_recordings=len(reports))
+        recording_probabilities = self.calibrate(raw)
+        distances = self._distances(beats)
         labels = decide(
             recording_probabilities,
             classes=self.classes,
@@ -206,9 +244,12 @@ class Engine:
         )
         timelines = self._timelines(batch, window_probabilities, len(reports))
         results = []
+        positive = self.manifest.positive_class
         for index, report in enumerate(reports):
             probabilities = dict(zip(self.classes, map(float, recording_probabilities[index]), strict=True))
             label = self.classes[int(labels[index])]
+            segments = beats[index].segmentation.summary()
+            decision = self._decision(label, probabilities, report, distances[index])
             results.append(
                 Classification(
                     label=label,
@@ -217,11 +258,51 @@ class Engine:
                     timeline=timelines[index],
                     quality=report.verdict,
                     quality_reasons=report.reasons,
-                    heart_rate_bpm=report.heart_rate_bpm,
+                    heart_rate_bpm=segments["heart_rate_bpm"]
+                    if segments["cycles"] >= 2
+                    else report.heart_rate_bpm,
                     timings=dict(timings),
+                    decision=decision.outcome,
+                    decision_reasons=decision.reasons,
+                    raw_probability=None
+                    if positive is None
+                    else float(raw[index, self.classes.index(positive)]),
+                    segments=segments,
                 )
             )
         return results
+
+    def _distances(self, beats: tuple[Any, ...]) -> list[float | None]:
+        if self._ood is None:
+            return [None] * len(beats)
+        from ml import cycles
+
+        statistics = np.stack([cycles.recording_statistics(measures) for measures in beats])
+        return [float(value) for value in self._ood.distance(statistics)]
+
+    def _decision(
+        self,
+        label: str,
+        probabilities: dict[str, float],
+        report: quality.QualityReport,
+        distance: float | None,
+    ) -> calibration.Decision:
+        positive = self.manifest.positive_class
+        if positive is None or len(self.classes) != 2:
+            unusable = report.verdict == quality.UNUSABLE
+            reasons = ["re-record: " + "; ".join(report.reasons)] if unusable else []
+            return calibration.Decision(
+                calibration.UNCERTAIN if unusable else label, probabilities[label], reasons
+            )
+        return calibration.decide_one(
+            probabilities[positive],
+            calibration=self.calibration,
+            classes=self.classes,
+            positive_class=positive,
+            quality=report.verdict,
+            quality_reasons=report.reasons,
+            distance=distance,
+        )
 
     def _timelines(
         self, batch: WindowBatch, window_probabilities: np.ndarray, count: int

@@ -152,6 +152,8 @@ def build_model(
     dropout: float = DEFAULT_DROPOUT,
     standardize_windows: bool = False,
     mixstyle: bool = False,
+    normalize_inputs: bool = False,
+    input_noise: float = 0.0,
 ) -> keras.Model:
     """Build an uncompiled classifier for windows of ``input_shape`` = (frames, features).
 
@@ -162,11 +164,19 @@ def build_model(
     a per-window, per-feature standardisation in front of everything.
     ``mixstyle`` mixes window statistics between training windows after the
     first convolution (``cnn_*``) or on the input (see ``MixStyle``).
+    ``normalize_inputs`` scales each feature by the training set's mean and
+    variance (a ``Normalization`` layer named ``normalize``, adapted before
+    training and saved with the weights); ``input_noise`` adds Gaussian noise of
+    that standard deviation to the normalised features during training only.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
     inputs = keras.Input(shape=input_shape, name="windows")
     hidden = WindowStandardization(name="standardize")(inputs) if standardize_windows else inputs
+    if normalize_inputs:
+        hidden = layers.Normalization(axis=-1, name="normalize")(hidden)
+    if input_noise > 0:
+        hidden = layers.GaussianNoise(input_noise, name="input_noise")(hidden)
     if architecture.startswith("cnn_"):
         hidden = _conv_front_end(hidden, filters=tuple(conv_filters), dropout=dropout, mixstyle=mixstyle)
     elif mixstyle:

@@ -28,7 +28,7 @@ MAX_BPM = 180.0
 HALF_LAG_RATIO = 0.9
 
 MIN_GOOD_DURATION_S = 5.0
-MIN_USABLE_DURATION_S = 2.0
+MIN_USABLE_DURATION_S = 1.0
 POOR_CLIPPING = 0.01
 UNUSABLE_CLIPPING = 0.10
 POOR_SILENCE = 0.20
@@ -135,7 +135,10 @@ def verdict(*, duration_s: float, clipping: float, silence: float, periodic: flo
     if duration_s < MIN_USABLE_DURATION_S:
         unusable.append(f"duration {duration_s:.1f} s is under {MIN_USABLE_DURATION_S:.0f} s")
     elif duration_s < MIN_GOOD_DURATION_S:
-        poor.append(f"duration {duration_s:.1f} s is under {MIN_GOOD_DURATION_S:.0f} s")
+        poor.append(
+            f"duration {duration_s:.1f} s is under {MIN_GOOD_DURATION_S:.0f} s: "
+            "too few beats for a reliable verdict"
+        )
     if clipping >= UNUSABLE_CLIPPING:
         unusable.append(f"clipping on {clipping:.1%} of samples")
     elif clipping >= POOR_CLIPPING:

@@ -21,7 +21,8 @@ import numpy as np
 from ml import cards
 from ml.datasets import LABEL_MAPS, Dataset, load_dataset
 from ml.evaluation import evaluate_dataset, format_metrics
-from ml.features import NORM_REFERENCES, FeatureConfig
+from ml.features import FEATURE_KINDS, NORM_REFERENCES, FeatureConfig
+from ml.scoring import screening_metrics
 from ml.training import DEFAULT_VALIDATION_SHARE, TrainSettings, save_training_bundle, split_validation, train
 
 DEFAULT_CACHE = Path("artifacts/ml-cache")
@@ -72,7 +73,32 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "strength, so the features carry less of the site and device (0: off)",
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--feature-kind", choices=("logmel", "mfcc"), default="logmel")
+    parser.add_argument(
+        "--feature-kind",
+        choices=FEATURE_KINDS,
+        default="logmel",
+        help="logmel or mfcc frames, or cycles: per-beat measures from the heart-cycle segmentation",
+    )
+    parser.add_argument(
+        "--beats-per-window",
+        type=int,
+        default=FeatureConfig().beats_per_window,
+        help="cycles: beats per window",
+    )
+    parser.add_argument(
+        "--normalize-inputs",
+        action="store_true",
+        help="scale features by the training set's mean and variance",
+    )
+    parser.add_argument(
+        "--input-noise", type=float, default=0.0, help="Gaussian noise on the normalised features in training"
+    )
+    parser.add_argument(
+        "--balance",
+        choices=("class-in-source", "source"),
+        default="class-in-source",
+        help="recording weights: classes balanced within each source, or every source and class alike",
+    )
     parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
     defaults = FeatureConfig()
     parser.add_argument("--n-fft", type=int, default=defaults.n_fft, help="samples per spectrum frame")
@@ -144,6 +170,9 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         eq_probability=args.eq_probability,
         max_speed_change=args.max_speed_change,
         site_adversarial=args.site_adversarial,
+        normalize_inputs=args.normalize_inputs,
+        input_noise=args.input_noise,
+        balance=args.balance,
         seed=args.seed,
     )
 
@@ -161,6 +190,8 @@ def features_from(args: argparse.Namespace) -> FeatureConfig:
         recording_mean_norm=not args.no_recording_norm,
         norm_reference=args.norm_reference,
         band_high_hz=args.band_high,
+        beats_per_window=args.beats_per_window,
+        beats_hop=max(1, args.beats_per_window // 2),
     )
 
 
@@ -225,6 +256,8 @@ def fit_bundle(
     test_share: float = 0.0,
     crossval: dict[str, Any] | None = None,
     external: dict[str, Dataset] | None = None,
+    card: bool = True,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train on everything but ``holdout`` groups (and a ``test_share``), write the bundle.
 
@@ -276,8 +309,11 @@ def fit_bundle(
         feature_config=config,
         settings=settings,
         data_fingerprint=dataset.fingerprint,
+        calibration=calibration,
     )
     save_training_bundle(result, card_text="", metrics=metrics, **common)  # type: ignore[arg-type]
+    if not card:
+        return metrics
     if held.any():
         metrics["holdout"] = evaluate_dataset(Engine.load(out_dir), dataset.subset(held))
     for label, part in (external or {}).items():
@@ -353,6 +389,30 @@ def load_crossval(path: Path, *, settings: TrainSettings, config: FeatureConfig)
     return results
 
 
+def calibration_for(crossval: dict[str, Any], dataset: Dataset, config: FeatureConfig) -> dict[str, Any]:
+    """The shipped model's calibration: Platt scaling and threshold from the crossval's held-out
+    scores, the out-of-distribution check from the training recordings' beat statistics."""
+    from ml import calibration
+
+    scores, truth, sources = calibration.held_out_scores(crossval)
+    fitted = calibration.fit_calibration(scores, truth, sources, source="leave-one-source-out scores")
+    values = fitted.to_dict()
+    values["metrics"] = {
+        "nested_leave_one_source_out": calibration.nested_source_metrics(scores, truth, sources)
+    }
+    if config.kind == "cycles":
+        from ml import cycles
+
+        statistics = np.stack(
+            [
+                cycles.recording_statistics(cycles.beat_measures(wave, sample_rate=config.sample_rate))
+                for wave in dataset.samples
+            ]
+        )
+        values["out_of_distribution"] = calibration.OutOfDistribution.fit(statistics).to_dict()
+    return values
+
+
 def load_external(args: argparse.Namespace, config: FeatureConfig) -> dict[str, Dataset]:
     """External datasets by label (the label map's name, else the folder name)."""
     external = {}
@@ -377,6 +437,9 @@ def run(args: argparse.Namespace) -> int:
         crossval = load_crossval(args.crossval, settings=settings, config=config)
     dataset = load_all(args, config)
     classes = class_order(dataset.labels, args.classes)
+    calibration = None
+    if crossval is not None and "oof" in crossval and "abnormal" in classes and len(classes) == 2:
+        calibration = calibration_for(crossval, dataset, config)
     metrics = fit_bundle(
         dataset,
         holdout=args.holdout,
@@ -390,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
         test_share=args.test_share,
         crossval=crossval,
         external=load_external(args, config),
+        calibration=calibration,
     )
     print(format_metrics("validation", metrics["validation"]))
     if "holdout" in metrics:
@@ -411,11 +475,25 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--folds", default=None, help="comma-separated groups to hold out in turn (default: all)"
     )
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated seeds, one full pass each (default: --seed)"
+    )
+    parser.add_argument(
+        "--in-source-folds",
+        type=int,
+        default=0,
+        help="also K folds over patients of every source (patient-grouped in-source scores; 0: off)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the per-fold results")
 
 
 def run_crossval(args: argparse.Namespace) -> int:
-    """Entry point of ``python -m ml crossval`` (leave one source group out)."""
+    """Entry point of ``python -m ml crossval`` (leave one source group out).
+
+    The crude floor (``ml.floor``) is scored on the same folds first. Every
+    held-out recording's score is kept (``oof``) so that ``python -m ml train
+    --crossval`` can calibrate the shipped model on sources it did not train on.
+    """
     from ml.inference import configure_threads
 
     configure_threads(1)
@@ -423,26 +501,185 @@ def run_crossval(args: argparse.Namespace) -> int:
     dataset = load_all(args, config)
     classes = class_order(dataset.labels, args.classes)
     folds = args.folds.split(",") if args.folds else sorted(set(dataset.groups.tolist()))
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
     results: dict[str, Any] = {
         "settings": dataclasses.asdict(settings_from(args)),
         "features": config.to_dict(),
-        "folds": {},
-    }
-    for fold in folds:
-        with tempfile.TemporaryDirectory() as scratch:
-            metrics = fit_bundle(
-                dataset,
-                holdout=[fold],
-                out_dir=Path(scratch) / fold,
-                classes=classes,
-                config=config,
-                settings=settings_from(args),
-                name=f"crossval-{fold}",
-                version="0",
-                research_use=False,
+        "seeds": seeds,
+        "floor": crossval_floor(dataset, folds, seed=seeds[0]),
+        "runs": {},
+        "oof": {"paths": [e.path for e in dataset.entries], "groups": dataset.groups.tolist(),
+                "labels": dataset.labels.tolist(), "scores": {}},
+    }  # fmt: skip
+    print(
+        format_summary("floor (MFCC statistics + gradient boosting)", results["floor"]["folds"]), flush=True
+    )
+    for seed in seeds:
+        settings = dataclasses.replace(settings_from(args), seed=seed)
+        run = crossval_run(dataset, folds, classes=classes, config=config, settings=settings)
+        results["runs"][str(seed)] = run["folds"]
+        results["oof"]["scores"][str(seed)] = run["scores"]
+        if args.in_source_folds:
+            results.setdefault("in_source", {})[str(seed)] = in_source_run(
+                dataset, args.in_source_folds, classes=classes, config=config, settings=settings
             )
-        results["folds"][fold] = metrics["holdout"]["overall"]
-        print(format_metrics(f"held out {fold}", metrics["holdout"]["overall"]), flush=True)
+        print(format_summary(f"seed {seed}", run["folds"]), flush=True)
+        results["folds"] = results["runs"][str(seeds[0])]
+        results["summary"] = summarise_runs(results["runs"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(results["summary"], indent=1))
     return 0
+
+
+def crossval_run(
+    dataset: Dataset,
+    folds: list[str],
+    *,
+    classes: tuple[str, ...],
+    config: FeatureConfig,
+    settings: TrainSettings,
+) -> dict[str, Any]:
+    """One leave-one-source-out pass: metrics per held-out fold and every held-out score."""
+    scores = [float("nan")] * len(dataset.entries)
+    found: dict[str, Any] = {}
+    for fold in folds:
+        held = dataset.groups == fold
+        fold_scores = _fit_and_score(
+            dataset, held, classes=classes, config=config, settings=settings, name=fold
+        )
+        found[fold] = fold_scores["metrics"]
+        for index, value in zip(np.flatnonzero(held), fold_scores["positive"], strict=True):
+            scores[index] = value
+        print(format_metrics(f"held out {fold} (seed {settings.seed})", found[fold]), flush=True)
+    return {"folds": found, "scores": scores}
+
+
+def in_source_run(
+    dataset: Dataset, count: int, *, classes: tuple[str, ...], config: FeatureConfig, settings: TrainSettings
+) -> dict[str, Any]:
+    """Patient-grouped K-fold over all sources: held-out patients of sources the model trained on."""
+    subjects = np.unique(dataset.subjects)
+    rng = np.random.default_rng(settings.seed)
+    fold_of = dict(zip(rng.permutation(subjects), np.arange(len(subjects)) % count, strict=True))
+    assignment = np.array([fold_of[subject] for subject in dataset.subjects])
+    positive = np.zeros(len(dataset.entries))
+    for fold in range(count):
+        held = assignment == fold
+        positive[held] = _fit_and_score(
+            dataset, held, classes=classes, config=config, settings=settings, name=f"in-source-{fold}"
+        )["positive"]
+    truth = np.array([classes.index(label) for label in dataset.labels])
+    probabilities = np.stack([1 - positive, positive], axis=1)
+    return _grouped_metrics(truth, probabilities, dataset.groups, classes=classes)
+
+
+def _fit_and_score(
+    dataset: Dataset,
+    held: np.ndarray,
+    *,
+    classes: tuple[str, ...],
+    config: FeatureConfig,
+    settings: TrainSettings,
+    name: str,
+) -> dict[str, Any]:
+    from ml.evaluation import recording_probabilities
+    from ml.inference import Engine
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out_dir = Path(scratch) / "bundle"
+        fit_bundle(
+            dataset.subset(~held), holdout=[], out_dir=out_dir, classes=classes, config=config,
+            settings=settings, name=f"crossval-{name}", version="0", research_use=False, card=False,
+        )  # fmt: skip
+        engine = Engine.load(out_dir)
+        probabilities = recording_probabilities(engine, list(dataset.subset(held).samples), calibrated=False)
+        threshold = engine.manifest.decision_threshold
+    truth = np.array([classes.index(label) for label in dataset.subset(held).labels])
+    positive = list(classes).index("abnormal") if "abnormal" in classes else len(classes) - 1
+    metrics = screening_metrics(
+        truth, probabilities, classes=classes, positive_class=classes[positive], threshold=threshold
+    )
+    return {"metrics": metrics, "positive": probabilities[:, positive].tolist()}
+
+
+def _grouped_metrics(
+    truth: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, *, classes: tuple[str, ...]
+) -> dict[str, Any]:
+    settings = {"classes": classes, "positive_class": classes[-1], "threshold": 0.5}
+    return {
+        "overall": screening_metrics(truth, probabilities, **settings),
+        "groups": {
+            str(g): screening_metrics(truth[groups == g], probabilities[groups == g], **settings)
+            for g in np.unique(groups)
+        },
+    }
+
+
+def crossval_floor(dataset: Dataset, folds: list[str], *, seed: int) -> dict[str, Any]:
+    """The crude floor on the same leave-one-source-out folds (threshold 0.5)."""
+    from ml.floor import floor_scores, mfcc_statistics
+
+    features = mfcc_statistics(dataset.samples)
+    positive = dataset.labels == "abnormal"
+    truth = positive.astype(int)
+    found = {}
+    for fold in folds:
+        held = dataset.groups == fold
+        scores = floor_scores(features[~held], positive[~held], features[held], seed=seed)
+        found[fold] = screening_metrics(
+            truth[held], np.stack([1 - scores, scores], axis=1), classes=SCREENING_CLASSES,
+            positive_class="abnormal", threshold=0.5,
+        )  # fmt: skip
+    return {"folds": found}
+
+
+SUMMARY_KEYS = ("macc", "sensitivity", "specificity", "roc_auc")
+
+
+def summarise_runs(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per fold and over folds: mean and spread (min, max) over seeds of the headline measures."""
+    folds = sorted(next(iter(runs.values())))
+    summary: dict[str, Any] = {"folds": {}}
+    for fold in folds:
+        summary["folds"][fold] = {
+            key: _spread([run[fold].get(key) for run in runs.values()]) for key in SUMMARY_KEYS
+        }
+    per_seed_mean = [np.mean([run[f]["macc"] for f in folds]) for run in runs.values()]
+    per_seed_auc = [np.mean([run[f]["roc_auc"] for f in folds]) for run in runs.values()]
+    per_seed_worst = [
+        min(min(run[f]["sensitivity"], run[f]["specificity"]) for f in folds) for run in runs.values()
+    ]
+    summary["mean_macc"] = _spread(per_seed_mean)
+    summary["mean_roc_auc"] = _spread(per_seed_auc)
+    summary["worst_macc"] = _spread([min(run[f]["macc"] for f in folds) for run in runs.values()])
+    summary["lowest_sensitivity_or_specificity"] = _spread(per_seed_worst)
+    return summary
+
+
+def _spread(values: list[Any]) -> dict[str, float] | None:
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    if not numbers:
+        return None
+    return {"mean": float(np.mean(numbers)), "min": float(np.min(numbers)), "max": float(np.max(numbers))}
+
+
+def format_summary(title: str, folds: dict[str, Any]) -> str:
+    """One line per fold (MAcc / Se / Sp / AUC) and the mean."""
+    lines = [f"== {title}"]
+    for fold, metrics in folds.items():
+        lines.append(
+            "  " + fold.ljust(14) + "  ".join(f"{key}={_fmt(metrics.get(key))}" for key in SUMMARY_KEYS)
+        )
+    maccs = [m["macc"] for m in folds.values() if isinstance(m.get("macc"), float)]
+    aucs = [m["roc_auc"] for m in folds.values() if isinstance(m.get("roc_auc"), float)]
+    if maccs:
+        lines.append(
+            f"  mean MAcc {np.mean(maccs):.3f}  mean AUC {np.mean(aucs) if aucs else float('nan'):.3f}"
+            f"  worst MAcc {min(maccs):.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ml.augment import SPEED_DENOMINATOR, augment
 from ml.bundle import Manifest, save_bundle
+from ml.calibration import balanced_weights
 from ml.datasets import Dataset
 from ml.features import FeatureConfig, batch_windows
 from ml.scoring import aggregate_windows, best_threshold, screening_metrics
@@ -65,6 +66,11 @@ class TrainSettings:
     eq_probability: float = 0.0
     max_speed_change: float = 0.1
     site_adversarial: float = 0.0
+    normalize_inputs: bool = False
+    input_noise: float = 0.0
+    # "class-in-source": classes balanced within each source, sources by size;
+    # "source": every (source, class) pair weighs the same, so no site dominates.
+    balance: str = "class-in-source"
     seed: int = 7
 
     def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
@@ -80,6 +86,8 @@ class TrainSettings:
             "dropout": self.dropout,
             "standardize_windows": self.standardize_windows,
             **({"mixstyle": True} if self.mixstyle else {}),
+            **({"normalize_inputs": True} if self.normalize_inputs else {}),
+            **({"input_noise": self.input_noise} if self.input_noise else {}),
         }
 
 
@@ -95,13 +103,16 @@ class TrainResult:
 
 
 def split_validation(dataset: Dataset, *, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (train, validation), stratified by (group, label)."""
+    """Boolean masks (train, validation), stratified by (group, label); a patient's
+    recordings stay on one side (datasets without patient ids split by recording)."""
     rng = np.random.default_rng(seed)
-    validation = np.zeros(len(dataset.entries), dtype=bool)
     strata = np.char.add(np.char.add(dataset.groups, "|"), dataset.labels)
+    subjects = dataset.subjects
+    chosen: set[str] = set()
     for stratum in np.unique(strata):
-        members = rng.permutation(np.flatnonzero(strata == stratum))
-        validation[members[: int(round(share * len(members)))]] = True
+        members = rng.permutation(np.unique(subjects[strata == stratum]))
+        chosen.update(members[: int(round(share * len(members)))].tolist())
+    validation = np.isin(subjects, list(chosen))
     return ~validation, validation
 
 
@@ -147,15 +158,34 @@ def train(
     )
     class_of = {name: index for index, name in enumerate(classes)}
     truth = np.array([class_of[label] for label in train_set.labels])
-    weights = recording_weights(train_set.labels, train_set.groups)
+    weights = (
+        balanced_weights(train_set.labels, train_set.groups)
+        if settings.balance == "source"
+        else recording_weights(train_set.labels, train_set.groups)
+    )
     validation_truth = np.array([class_of[label] for label in validation_set.labels])
     validation_batch = batch_windows(list(validation_set.samples), config=feature_config)
     scoring: dict[str, Any] = {"classes": classes, "positive_class": positive_class}
     history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+    # Without waveform augmentation every epoch would compute the same features: do it once.
+    fixed = None if settings.augment else batch_windows(list(train_set.samples), config=feature_config)
+    if settings.normalize_inputs:
+        sample = (
+            fixed.windows
+            if fixed is not None
+            else _epoch_windows(train_set, feature_config=feature_config, settings=settings, rng=rng)[0]
+        )
+        model.get_layer("normalize").adapt(sample)
     best_score, best_weights, stale = -1.0, model.get_weights(), 0
     started = time.perf_counter()
     for epoch in range(settings.epochs):
-        windows, owners = _epoch_windows(train_set, feature_config=feature_config, settings=settings, rng=rng)
+        if fixed is None:
+            windows, owners = _epoch_windows(
+                train_set, feature_config=feature_config, settings=settings, rng=rng
+            )
+        else:
+            chosen = _choose_windows(fixed.recording_index, settings.windows_per_recording, rng)
+            windows, owners = fixed.windows[chosen], fixed.recording_index[chosen]
         targets = (
             {"probabilities": truth[owners], "site": site_truth[owners]} if adversarial else truth[owners]
         )
@@ -311,8 +341,13 @@ def save_training_bundle(
     data_fingerprint: str,
     card_text: str,
     metrics: dict[str, Any],
+    calibration: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write weights, manifest, card, metrics JSON and learning-curve PNG to ``out_dir``."""
+    """Write weights, manifest, card, metrics JSON and learning-curve PNG to ``out_dir``.
+
+    With ``calibration`` its threshold (on calibrated probabilities) replaces the
+    one chosen on the validation recordings.
+    """
     manifest = Manifest(
         name=name,
         version=version,
@@ -322,10 +357,11 @@ def save_training_bundle(
         feature_config=feature_config.to_dict(),
         feature_fingerprint=feature_config.fingerprint(),
         model_config=settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes)),
-        decision_threshold=round(result.threshold, 4),
+        decision_threshold=round(calibration["threshold"] if calibration else result.threshold, 4),
         positive_class=positive_class,
         metrics=metrics,
         training_data_fingerprint=data_fingerprint,
+        calibration=calibration or {},
     )
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / manifest.weights_file

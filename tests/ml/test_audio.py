@@ -101,7 +101,7 @@ def _truncated(data: bytes) -> bytes:
         ),
         (_bad_format_code(), errors.UNDECODABLE),
         (b"fLaC" + b"\x00" * 40, errors.UNDECODABLE),
-        (encode(beat_train(bpm=72, duration_s=1, sample_rate=4000), sample_rate=4000), errors.TOO_SHORT),
+        (encode(beat_train(bpm=72, duration_s=0.6, sample_rate=4000), sample_rate=4000), errors.TOO_SHORT),
         (encode(np.zeros(20000), sample_rate=4000), errors.SILENT),
         (encode(beat_train(bpm=72, duration_s=8, sample_rate=400), sample_rate=400), errors.UNSUPPORTED_RATE),
     ],
@@ -114,8 +114,8 @@ def test_it_raises_a_coded_error_for_bad_input(payload: bytes, code: str) -> Non
 
 
 def test_it_accepts_a_custom_minimum_duration() -> None:
-    short = encode(beat_train(bpm=72, duration_s=1.5, sample_rate=4000), sample_rate=4000)
-    assert decode_audio(short, min_duration_s=1.0).duration_s == pytest.approx(1.5)
+    short = encode(beat_train(bpm=72, duration_s=0.7, sample_rate=4000), sample_rate=4000)
+    assert decode_audio(short, min_duration_s=0.5).duration_s == pytest.approx(0.7)
 
 
 def test_it_measures_clipping_before_filtering() -> None:

@@ -1,0 +1,308 @@
+"""Calibrated decisions: Platt scaling, the ``uncertain`` outcome and the batch-shift check.
+
+The model's score is mapped to a probability with a logistic fit (Platt) on scores
+of recordings from sources the model did not train on (leave-one-source-out
+folds), so the probability means on a new device roughly what it meant on the
+held-out ones. A decision is ``uncertain`` instead of a class when the recording
+is unusable, unlike every training source, or too close to the threshold.
+Pure numpy; the parameters live in the bundle's manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+UNCERTAIN = "uncertain"
+EPSILON = 1e-6
+DEFAULT_MARGIN = 0.1
+OOD_PERCENTILE = 99.0
+COVARIANCE_RIDGE = 1e-2
+REFERENCE_QUANTILES = 21
+SHIFT_MIN_RECORDINGS = 20
+SHIFT_MAX_POSITIVE_SHARE = 0.8
+SHIFT_MAX_KS = 0.5
+PLATT_STEPS = 500
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped away from 0 and 1."""
+    clipped = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
+    return np.log(clipped / (1 - clipped))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def fit_platt(
+    scores: np.ndarray, truth: np.ndarray, *, weights: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(slope, intercept) of ``p = sigmoid(slope * logit(score) + intercept)`` by weighted
+    maximum likelihood (Newton steps); ``truth`` is boolean (positive class)."""
+    z = logit(scores)
+    y = np.asarray(truth, dtype=np.float64)
+    w = np.ones_like(z) if weights is None else np.asarray(weights, dtype=np.float64)
+    params = np.zeros(2)
+    design = np.stack([z, np.ones_like(z)], axis=1)
+    for _ in range(PLATT_STEPS):
+        p = sigmoid(design @ params)
+        gradient = design.T @ (w * (p - y))
+        hessian = (design * (w * p * (1 - p))[:, np.newaxis]).T @ design + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        params -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(params[0]), float(params[1])
+
+
+def balanced_weights(truth: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Weights (mean 1) giving every (source, class) pair the same total, so no site or class dominates."""
+    keys = np.array([f"{s}|{t}" for s, t in zip(sources, truth, strict=True)])
+    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[inverse]
+    return weights * len(weights) / weights.sum()
+
+
+def per_source_macc(truth: np.ndarray, predicted: np.ndarray, sources: np.ndarray) -> dict[str, float]:
+    """Mean of sensitivity and specificity within each source that has both classes."""
+    result = {}
+    for source in np.unique(sources):
+        mask = sources == source
+        t, p = truth[mask], predicted[mask]
+        if t.any() and (~t).any():
+            result[str(source)] = float((np.mean(p[t]) + np.mean(~p[~t])) / 2)
+    return result
+
+
+def choose_threshold(probabilities: np.ndarray, truth: np.ndarray, sources: np.ndarray) -> float:
+    """Threshold in [0.2, 0.8] maximising the mean over sources of MAcc, then the worst source."""
+    best, best_key = 0.5, (-1.0, -1.0)
+    for candidate in np.linspace(0.2, 0.8, 61):
+        scores = per_source_macc(truth, probabilities >= candidate, sources)
+        values = list(scores.values()) or [0.0]
+        key = (round(float(np.mean(values)), 3), float(np.min(values)))
+        if key > best_key:
+            best, best_key = float(candidate), key
+    return best
+
+
+@dataclass(frozen=True)
+class OutOfDistribution:
+    """Mahalanobis distance of a recording's statistics from the training recordings'."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+    limit: float
+
+    def distance(self, statistics: np.ndarray) -> np.ndarray:
+        """Distance per row of ``statistics`` ``(recordings, features)``."""
+        centred = np.atleast_2d(statistics) - self.mean
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0))
+
+    @classmethod
+    def fit(cls, statistics: np.ndarray, *, percentile: float = OOD_PERCENTILE) -> OutOfDistribution:
+        """Mean, regularised inverse covariance and the ``percentile`` distance of the training rows."""
+        mean = statistics.mean(axis=0)
+        covariance = np.cov(statistics, rowvar=False)
+        covariance += COVARIANCE_RIDGE * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+        found = cls(mean=mean, precision=np.linalg.inv(covariance), limit=0.0)
+        return cls(
+            mean=mean,
+            precision=found.precision,
+            limit=float(np.percentile(found.distance(statistics), percentile)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"mean": self.mean.tolist(), "precision": self.precision.tolist(), "limit": self.limit}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> OutOfDistribution:
+        """Rebuild from :meth:`to_dict`."""
+        return cls(np.asarray(values["mean"]), np.asarray(values["precision"]), float(values["limit"]))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a score becomes a decision.
+
+    ``slope``/``intercept``: Platt parameters on the score's log-odds; ``threshold``
+    applies to the calibrated probability; within ``margin`` of it the decision is
+    ``uncertain``. ``reference`` holds quantiles of calibrated probabilities on
+    held-out sources and the share called positive there (the batch-shift check).
+    """
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    threshold: float = 0.5
+    margin: float = DEFAULT_MARGIN
+    reference_quantiles: tuple[float, ...] = ()
+    reference_positive_share: float | None = None
+    out_of_distribution: dict[str, Any] | None = None
+    source: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated probability of the positive class."""
+        return sigmoid(self.slope * logit(scores) + self.intercept)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for the manifest."""
+        return {
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "margin": self.margin,
+            "reference_quantiles": list(self.reference_quantiles),
+            "reference_positive_share": self.reference_positive_share,
+            "out_of_distribution": self.out_of_distribution,
+            "source": self.source,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Calibration:
+        """Rebuild from :meth:`to_dict` (unknown keys raise ``TypeError``)."""
+        return cls(**{**values, "reference_quantiles": tuple(values.get("reference_quantiles", ()))})
+
+    def ood(self) -> OutOfDistribution | None:
+        """The out-of-distribution check, when the bundle has one."""
+        return None if not self.out_of_distribution else OutOfDistribution.from_dict(self.out_of_distribution)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One recording's outcome: a class or ``uncertain``, with the reasons for uncertainty."""
+
+    outcome: str
+    probability: float
+    reasons: list[str]
+
+
+def decide_one(
+    probability: float,
+    *,
+    calibration: Calibration,
+    classes: Sequence[str],
+    positive_class: str,
+    quality: str,
+    quality_reasons: Sequence[str] = (),
+    distance: float | None = None,
+) -> Decision:
+    """The decision for one recording from its calibrated probability and its checks."""
+    negative = next(name for name in classes if name != positive_class)
+    label = positive_class if probability >= calibration.threshold else negative
+    reasons = []
+    if quality == "unusable":
+        reasons.append(
+            "re-record: " + "; ".join(quality_reasons) if quality_reasons else "re-record: unusable"
+        )
+    elif quality == "poor":
+        reasons.append("poor quality: " + "; ".join(quality_reasons))
+    limit = (calibration.out_of_distribution or {}).get("limit")
+    if distance is not None and limit and distance > limit:
+        reasons.append(f"unlike the training recordings (distance {distance:.1f}, limit {limit:.1f})")
+    if abs(probability - calibration.threshold) < calibration.margin:
+        reasons.append(
+            f"p({positive_class}) {probability:.2f} is within {calibration.margin:.2f} "
+            f"of the threshold {calibration.threshold:.2f}"
+        )
+    return Decision(UNCERTAIN if reasons else label, probability, reasons)
+
+
+def reference_quantiles(probabilities: np.ndarray) -> tuple[float, ...]:
+    """Evenly spaced quantiles of held-out calibrated probabilities, for the shift check."""
+    return tuple(float(q) for q in np.quantile(probabilities, np.linspace(0, 1, REFERENCE_QUANTILES)))
+
+
+def ks_distance(values: np.ndarray, quantiles: Sequence[float]) -> float:
+    """Kolmogorov-Smirnov distance between ``values`` and the distribution given by its quantiles."""
+    reference = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0, 1, len(reference))
+    grid = np.unique(np.concatenate([reference, values]))
+    empirical = np.searchsorted(np.sort(values), grid, side="right") / len(values)
+    expected = np.interp(grid, reference, levels, left=0.0, right=1.0)
+    return float(np.max(np.abs(empirical - expected)))
+
+
+def batch_shift_warning(
+    probabilities: Sequence[float], *, calibration: Calibration, positive_class: str
+) -> str | None:
+    """A readable warning when a batch's scores are unlike the held-out sources', else None.
+
+    Too few recordings say nothing. The warning fires when more than 80% are
+    called positive, or when the Kolmogorov-Smirnov distance to the held-out
+    distribution exceeds 0.5.
+    """
+    values = np.asarray(list(probabilities), dtype=np.float64)
+    if len(values) < SHIFT_MIN_RECORDINGS or not calibration.reference_quantiles:
+        return None
+    share = float(np.mean(values >= calibration.threshold))
+    distance = ks_distance(values, calibration.reference_quantiles)
+    if share <= SHIFT_MAX_POSITIVE_SHARE and distance <= SHIFT_MAX_KS:
+        return None
+    expected = calibration.reference_positive_share
+    expected_text = "" if expected is None else f" (on validation sources: {expected:.0%})"
+    return (
+        f"{share:.0%} of this batch was called {positive_class}{expected_text} and its scores are "
+        f"unlike validation (KS distance {distance:.2f}): the recordings may come from a device or site "
+        "the model was not calibrated for; check a labelled sample before acting on these results."
+    )
+
+
+def held_out_scores(crossval: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(positive-class score averaged over seeds, truth, source) of every held-out recording
+    of a ``python -m ml crossval`` result."""
+    oof = crossval["oof"]
+    runs = np.array([seed_scores for seed_scores in oof["scores"].values()], dtype=np.float64)
+    scores = np.nanmean(runs, axis=0)
+    keep = ~np.isnan(scores)
+    truth = np.array(oof["labels"]) == "abnormal"
+    return scores[keep], truth[keep], np.array(oof["groups"])[keep]
+
+
+def fit_calibration(
+    scores: np.ndarray, truth: np.ndarray, sources: np.ndarray, *, source: str
+) -> Calibration:
+    """Platt scaling, threshold and shift reference from held-out scores, every source weighted alike."""
+    slope, intercept = fit_platt(scores, truth, weights=balanced_weights(truth, sources))
+    calibrated = sigmoid(slope * logit(scores) + intercept)
+    threshold = choose_threshold(calibrated, truth, sources)
+    return Calibration(
+        slope=slope,
+        intercept=intercept,
+        threshold=threshold,
+        reference_quantiles=reference_quantiles(calibrated),
+        reference_positive_share=float(np.mean(calibrated >= threshold)),
+        source=source,
+    )
+
+
+def nested_source_metrics(
+    scores: np.ndarray, truth: np.ndarray, sources: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """For each source: Se, Sp and MAcc when calibration and threshold come from the other sources only.
+
+    This is what calibrating on held-out sources promises a source that took no
+    part in it, which is what a new site is.
+    """
+    found = {}
+    for name in np.unique(sources):
+        inside = sources == name
+        others = fit_calibration(scores[~inside], truth[~inside], sources[~inside], source="nested")
+        predicted = others.probability(scores[inside]) >= others.threshold
+        t = truth[inside]
+        sensitivity = float(np.mean(predicted[t])) if t.any() else float("nan")
+        specificity = float(np.mean(~predicted[~t])) if (~t).any() else float("nan")
+        found[str(name)] = {
+            "sensitivity": sensitivity,
+            "specificity": specificity,
+            "macc": (sensitivity + specificity) / 2,
+            "count": int(inside.sum()),
+        }
+    return found

@@ -1,0 +1,196 @@
+"""Per-beat measures that cancel the stethoscope: each state of a beat against the heart
+sounds of the same beat.
+
+A device's gain and frequency response multiply every frame of a recording alike,
+so in log energy they add the same constant to each band of S1, systole, S2 and
+diastole of a beat; differences between states of one beat remove it, and so
+does stationary noise's share only partly (it fills systole and diastole alike,
+which is why systole is also measured against diastole). A murmur raises the
+energy of the gap it fills against the sounds around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml import segmentation
+from ml.segmentation import DIASTOLE, FRAME_RATE_HZ, S1, S2, SEGMENT_BANDS_HZ, SYSTOLE, Segmentation
+
+BANDS = len(SEGMENT_BANDS_HZ)
+# Murmurs differ in where they sit in the gap (ejection: mid-systole; regurgitation:
+# all of it), so each gap is also measured in its early, middle and late third.
+THIRDS = ("early", "mid", "late")
+CYCLE_FEATURE_NAMES = (
+    *(f"systole_vs_s1_{b}" for b in range(BANDS)),
+    *(f"diastole_vs_s2_{b}" for b in range(BANDS)),
+    *(f"systole_vs_diastole_{b}" for b in range(BANDS)),
+    *(f"s2_vs_s1_{b}" for b in range(BANDS)),
+    "systole_peak_vs_s1",
+    "diastole_peak_vs_s2",
+    "systole_share",
+    "cycle_vs_median",
+    *(f"systole_{third}_vs_s1_{b}" for third in THIRDS for b in range(BANDS)),
+    *(f"diastole_{third}_vs_s2_{b}" for third in THIRDS for b in range(BANDS)),
+)
+NUM_CYCLE_FEATURES = len(CYCLE_FEATURE_NAMES)
+LOUD_PERCENTILE = 90.0
+# Log-energy differences are clipped here (about 87 dB): beyond it a state is silent,
+# and the exact depth of the silence is the recorder's noise floor, not the heart.
+MAX_LOG_RATIO = 20.0
+
+
+@dataclass(frozen=True)
+class BeatMeasures:
+    """Per-beat measures of one recording: ``values`` ``(beats, NUM_CYCLE_FEATURES)``,
+    ``start_s``/``end_s`` per beat, and the segmentation they came from. ``whole``
+    is true when no complete beat was found and the whole recording stands for one."""
+
+    values: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    segmentation: Segmentation
+    whole: bool
+    gap_fill: np.ndarray
+
+
+def _vector(
+    level: list[np.ndarray], peak: list[np.ndarray], thirds: list[np.ndarray], extra: list[np.ndarray]
+) -> np.ndarray:
+    """Assemble beat measures ``(beats, NUM_CYCLE_FEATURES)`` from per-state log levels ``(beats, bands)``."""
+    parts = [
+        level[SYSTOLE] - level[S1],
+        level[DIASTOLE] - level[S2],
+        level[SYSTOLE] - level[DIASTOLE],
+        level[S2] - level[S1],
+        (peak[SYSTOLE] - peak[S1])[:, np.newaxis],
+        (peak[DIASTOLE] - peak[S2])[:, np.newaxis],
+        *(column[:, np.newaxis] for column in extra),
+        *(third - level[S1] for third in thirds[:3]),
+        *(third - level[S2] for third in thirds[3:]),
+    ]
+    return np.clip(np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+
+
+def _run_means(cumulative: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Log mean power per band over frames ``[lo, hi)`` of each beat (at least one frame)."""
+    hi = np.maximum(hi, lo + 1)
+    return np.log((cumulative[hi] - cumulative[lo]) / (hi - lo)[:, np.newaxis] + 1e-12)
+
+
+def _beats_vector(energies: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Measures of complete beats with frame ``bounds`` ``(beats, 5)`` (state starts, then the end)."""
+    bands = energies[:, :BANDS].astype(np.float64)
+    # Ratios do not depend on the offset; it keeps exp() in range.
+    power = np.exp(bands - bands.max(axis=0, keepdims=True))
+    cumulative = np.concatenate([np.zeros((1, BANDS)), np.cumsum(power, axis=0)])
+    level = [_run_means(cumulative, bounds[:, k], bounds[:, k + 1]) for k in range(4)]
+    envelope = energies[: bounds[-1, 4], BANDS]
+    peaks = np.maximum.reduceat(envelope, bounds[:, :4].ravel()).reshape(-1, 4)
+    thirds = []
+    for state in (SYSTOLE, DIASTOLE):
+        lo, hi = bounds[:, state], bounds[:, state + 1]
+        length = hi - lo
+        for index in range(len(THIRDS)):
+            start = lo + (length * index) // len(THIRDS)
+            end = lo + (length * (index + 1)) // len(THIRDS)
+            thirds.append(_run_means(cumulative, start, end))
+    cycle = (bounds[:, 4] - bounds[:, 0]).astype(np.float64)
+    extra = [(bounds[:, 2] - bounds[:, 1]) / cycle, np.log(cycle / np.median(cycle))]
+    return _vector(level, [peaks[:, k] for k in range(4)], thirds, extra)
+
+
+def _pooled_level(frames: np.ndarray) -> np.ndarray:
+    if len(frames) == 0:
+        return np.full((1, BANDS), np.nan)
+    top = frames.max(axis=0)
+    return (top + np.log(np.mean(np.exp(frames - top), axis=0)))[np.newaxis]
+
+
+def _whole_vector(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """One row of measures for a recording without a complete beat: each state's frames pooled."""
+    bands, envelope = energies[:, :BANDS].astype(np.float64), energies[:, BANDS]
+    levels = [_pooled_level(bands[states == state]) for state in range(4)]
+    peaks = [
+        np.array([envelope[states == state].max() if np.any(states == state) else np.nan])
+        for state in range(4)
+    ]
+    thirds = []
+    for state in (SYSTOLE, DIASTOLE):
+        frames = bands[states == state]
+        edges = np.linspace(0, len(frames), len(THIRDS) + 1).astype(int)
+        thirds += [
+            _pooled_level(frames[lo : max(hi, lo + 1)]) for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        ]
+    extra = [np.array([np.mean(states == SYSTOLE)]), np.zeros(1)]
+    return _vector(levels, peaks, thirds, extra)
+
+
+def beat_measures(
+    samples: np.ndarray, *, sample_rate: int, classifier: segmentation.FrameClassifier | None = None
+) -> BeatMeasures:
+    """Segment a band-passed recording and measure each of its complete beats."""
+    energies = segmentation.band_energies(samples, sample_rate=sample_rate)
+    found = segmentation.segment(samples, sample_rate=sample_rate, classifier=classifier, energies=energies)
+    cycles = found.cycles
+    fill = gap_fill(energies)
+    if len(cycles) == 0:
+        duration = len(samples) / sample_rate
+        values = _whole_vector(energies, found.states).astype(np.float32)
+        return BeatMeasures(values, np.zeros(1), np.array([duration]), found, whole=True, gap_fill=fill)
+    return BeatMeasures(
+        values=_beats_vector(energies, cycles).astype(np.float32),
+        start_s=cycles[:, 0] / FRAME_RATE_HZ,
+        end_s=cycles[:, 4] / FRAME_RATE_HZ,
+        segmentation=found,
+        whole=False,
+        gap_fill=fill,
+    )
+
+
+def gap_fill(energies: np.ndarray) -> np.ndarray:
+    """Per band, the median and the 10th-percentile frame against the loud (90th) frames.
+
+    What fills the gaps between heart sounds, measured against the heart sounds of
+    the same recording (a cue that kept its direction on every PhysioNet site).
+    """
+    if len(energies) == 0:
+        return np.zeros(2 * BANDS, dtype=np.float32)
+    low, median, loud = np.percentile(energies[:, :BANDS], [10, 50, LOUD_PERCENTILE], axis=0)
+    return np.clip(np.concatenate([median - loud, low - loud]), -MAX_LOG_RATIO, 0).astype(np.float32)
+
+
+def beat_windows(measures: BeatMeasures, *, beats_per_window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``(n, beats_per_window, features)`` of consecutive beats and each window's first beat.
+
+    Fewer beats than a window are repeated to fill it (a heart-sound recording is
+    quasi-periodic); the last beats are always covered.
+    """
+    values = measures.values
+    count = len(values)
+    if count < beats_per_window:
+        return values[np.arange(beats_per_window) % count][np.newaxis], np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, count - beats_per_window + 1, hop)
+    if starts[-1] + beats_per_window < count:
+        starts = np.append(starts, count - beats_per_window)
+    windows = np.stack([values[s : s + beats_per_window] for s in starts])
+    return windows, starts
+
+
+def recording_statistics(measures: BeatMeasures) -> np.ndarray:
+    """Median and inter-quartile spread of every beat measure, then the beat-length spread."""
+    values = measures.values
+    q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
+    lengths = measures.end_s - measures.start_s
+    spread = float(np.std(lengths) / np.mean(lengths)) if len(lengths) > 1 and np.mean(lengths) > 0 else 0.0
+    return np.concatenate([median, q75 - q25, [spread], measures.gap_fill]).astype(np.float32)
+
+
+RECORDING_STATISTIC_NAMES = (
+    *(f"median_{name}" for name in CYCLE_FEATURE_NAMES),
+    *(f"iqr_{name}" for name in CYCLE_FEATURE_NAMES),
+    "beat_length_spread",
+    *(f"median_vs_loud_{b}" for b in range(BANDS)),
+    *(f"quiet_vs_loud_{b}" for b in range(BANDS)),
+)

@@ -1,0 +1,430 @@
+"""Heart-cycle segmentation: S1, systole, S2 and diastole of every beat.
+
+Springer-style: a frame classifier gives each 20-ms frame its state
+probabilities (emissions), and a hidden semi-Markov model with the states in
+their fixed order (S1 -> systole -> S2 -> diastole -> S1) and duration
+distributions set from the recording's own heart rate and systolic interval
+picks the most probable segmentation (Viterbi). The frame classifier is a small
+network trained on CirCor 2022's annotations (``python -m ml segmenter``); its
+weights are plain arrays, so segmentation needs numpy and numba, not TensorFlow.
+
+Springer DB, Tarassenko L, Clifford GD. Logistic regression-HSMM-based heart
+sound segmentation. IEEE Trans Biomed Eng 2016;63(4):822-832.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import fft as sp_fft
+from scipy import signal
+
+FRAME_RATE_HZ = 50
+STATES = ("S1", "systole", "S2", "diastole")
+S1, SYSTOLE, S2, DIASTOLE = range(4)
+# Bands (Hz) of the per-frame log energies; heart sounds sit low, murmurs reach higher.
+SEGMENT_BANDS_HZ = ((25.0, 60.0), (60.0, 120.0), (120.0, 250.0), (250.0, 400.0))
+FLOOR_NEPERS = 8.0  # about 35 dB below the loud frames
+CONTEXT_FRAMES = 5  # frames each side given to the frame classifier (100 ms)
+HOMOMORPHIC_CUTOFF_HZ = 8.0
+MIN_BPM = 35.0
+MAX_BPM = 220.0
+MIN_SYSTOLE_S = 0.12
+# Sound durations (s) measured on CirCor's annotations; the gaps follow the heart rate.
+S1_MEAN_S, S1_SD_S = 0.120, 0.030
+S2_MEAN_S, S2_SD_S = 0.100, 0.025
+SYSTOLE_SD_S = 0.030
+DIASTOLE_SD_SHARE, DIASTOLE_SD_S = 0.10, 0.030
+DURATION_SPAN_SD = 3.0
+DEFAULT_SEGMENTER = Path(__file__).resolve().parent / "bundles" / "segmenter-v1" / "segmenter.json"
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """States of one recording.
+
+    ``states`` holds one state index per frame at ``FRAME_RATE_HZ``; ``segments``
+    is ``(state, start_s, end_s)`` per run of one state; ``cycles`` is
+    ``(start_frame, systole_frame, s2_frame, diastole_frame, end_frame)`` per
+    complete beat (S1 onset to the next S1 onset).
+    """
+
+    states: np.ndarray
+    segments: list[tuple[int, float, float]]
+    cycles: np.ndarray
+    heart_rate_bpm: float | None
+    systolic_interval_s: float | None
+
+    def onsets_s(self, state: int) -> np.ndarray:
+        """Start times in seconds of every run of ``state``."""
+        # A run that starts the recording was cut by it: its start is no onset.
+        return np.array([start for kind, start, _ in self.segments if kind == state and start > 0])
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able times for storage and drawing: onsets, cycle count, rate and its variability."""
+        lengths = np.diff(self.cycles[:, [0, 4]], axis=1).ravel() / FRAME_RATE_HZ if len(self.cycles) else []
+        rate = 60.0 / float(np.median(lengths)) if len(lengths) else self.heart_rate_bpm
+        return {
+            "s1_s": [round(float(t), 3) for t in self.onsets_s(S1)],
+            "s2_s": [round(float(t), 3) for t in self.onsets_s(S2)],
+            "segments": [
+                [STATES[kind], round(start, 3), round(end, 3)] for kind, start, end in self.segments
+            ],
+            "cycles": int(len(self.cycles)),
+            "heart_rate_bpm": None if rate is None else round(float(rate), 1),
+            "heart_rate_sd_bpm": (
+                round(float(np.std(60.0 / np.asarray(lengths))), 1) if len(lengths) > 1 else None
+            ),
+        }
+
+
+# ---------------------------------------------------------------------------
+# Frame features
+
+
+def band_energies(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """Raw per-frame measures ``(frames, 5)`` at ``FRAME_RATE_HZ``: log power in each of
+    ``SEGMENT_BANDS_HZ`` and the log homomorphic envelope (natural-log units).
+
+    Frames are ``2 * hop`` samples (40 ms at 50 frames/s) with a Hann window.
+    """
+    hop = sample_rate // FRAME_RATE_HZ
+    n_fft = 2 * hop
+    count = len(samples) // hop
+    if count < 2:
+        return np.zeros((max(count, 0), len(SEGMENT_BANDS_HZ) + 1), dtype=np.float32)
+    padded = np.pad(np.asarray(samples, dtype=np.float32), (n_fft // 2, n_fft), mode="reflect")
+    frames = sliding_window_view(padded, n_fft)[::hop][:count]
+    spectrum = sp_fft.rfft(frames * _hann(n_fft), axis=1)
+    power = np.square(spectrum.real) + np.square(spectrum.imag)
+    columns = [power[:, bins].sum(axis=1) for bins in _band_bins(sample_rate, n_fft)]
+    bands = np.log(np.stack(columns, axis=1) + 1e-8)
+    envelope = homomorphic_envelope(np.sum(columns, axis=0))
+    return np.concatenate([bands, envelope[:, np.newaxis]], axis=1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _band_bins(sample_rate: int, n_fft: int) -> tuple[slice, ...]:
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    bins = []
+    for lo, hi in SEGMENT_BANDS_HZ:
+        inside = np.flatnonzero((freqs >= lo) & (freqs < hi))
+        bins.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    return tuple(bins)
+
+
+def standardise(energies: np.ndarray) -> np.ndarray:
+    """Each column less its median, over its 10-90th percentile spread: no gain, no device level.
+
+    Frames more than ``FLOOR_NEPERS`` below a column's loud frames are raised to
+    that floor first: a device that gates its noise to digital silence would
+    otherwise stretch the spread with the depth of its silence.
+    """
+    if len(energies) == 0:
+        return energies
+    energies = np.maximum(energies, np.percentile(energies, 95, axis=0, keepdims=True) - FLOOR_NEPERS)
+    centre = np.median(energies, axis=0, keepdims=True)
+    low, high = np.percentile(energies, [10, 90], axis=0, keepdims=True)
+    return ((energies - centre) / np.maximum(high - low, 1e-3)).astype(np.float32)
+
+
+def frame_features(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """Standardised per-frame features ``(frames, 5)``, the frame classifier's input."""
+    return standardise(band_energies(samples, sample_rate=sample_rate))
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    return np.hanning(n_fft + 1)[:-1].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _lowpass() -> np.ndarray:
+    return signal.butter(1, HOMOMORPHIC_CUTOFF_HZ, btype="low", fs=FRAME_RATE_HZ, output="sos")
+
+
+def homomorphic_envelope(band_power: np.ndarray) -> np.ndarray:
+    """Log envelope: the log of a frame's power in the heart-sound band, low-passed at 8 Hz.
+
+    The homomorphic envelope of Springer et al., computed on the frames rather
+    than on every sample (the same shape at a fraction of the cost).
+    """
+    log_power = np.log(band_power + 1e-8)
+    if len(log_power) <= 6:
+        return log_power
+    return signal.sosfiltfilt(_lowpass(), log_power)
+
+
+def context_windows(features: np.ndarray) -> np.ndarray:
+    """Each frame with ``CONTEXT_FRAMES`` neighbours each side, flattened: ``(frames, 11 * 5)``."""
+    padded = np.pad(features, ((CONTEXT_FRAMES, CONTEXT_FRAMES), (0, 0)), mode="edge")
+    view = sliding_window_view(padded, (2 * CONTEXT_FRAMES + 1, features.shape[1]))[:, 0]
+    return view.reshape(len(features), -1)
+
+
+# ---------------------------------------------------------------------------
+# Frame classifier (emissions)
+
+
+@dataclass(frozen=True)
+class FrameClassifier:
+    """Dense layers (ReLU between, softmax out) over context windows; plain arrays."""
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    log_prior: np.ndarray
+
+    def log_emissions(self, features: np.ndarray) -> np.ndarray:
+        """Scaled log-likelihoods ``(frames, 4)``: log posterior minus log prior."""
+        hidden = context_windows(features)
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            hidden = hidden @ weight + bias
+            if index < len(self.weights) - 1:
+                hidden = np.maximum(hidden, 0.0)
+        hidden = hidden - hidden.max(axis=1, keepdims=True)
+        log_posterior = hidden - np.log(np.exp(hidden).sum(axis=1, keepdims=True))
+        return (log_posterior - self.log_prior).astype(np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (lists of floats)."""
+        return {
+            "format": 1,
+            "frame_rate_hz": FRAME_RATE_HZ,
+            "context_frames": CONTEXT_FRAMES,
+            "bands_hz": [list(band) for band in SEGMENT_BANDS_HZ],
+            "weights": [w.tolist() for w in self.weights],
+            "biases": [b.tolist() for b in self.biases],
+            "log_prior": self.log_prior.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> FrameClassifier:
+        """Rebuild from :meth:`to_json`; refuses a file made for other frame settings."""
+        if values.get("frame_rate_hz") != FRAME_RATE_HZ or values.get("context_frames") != CONTEXT_FRAMES:
+            raise ValueError("segmenter was trained with other frame settings")
+        return cls(
+            weights=tuple(np.asarray(w, dtype=np.float32) for w in values["weights"]),
+            biases=tuple(np.asarray(b, dtype=np.float32) for b in values["biases"]),
+            log_prior=np.asarray(values["log_prior"], dtype=np.float32),
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def load_classifier(path: Path = DEFAULT_SEGMENTER) -> FrameClassifier:
+    """The frame classifier stored at ``path`` (cached per process)."""
+    return FrameClassifier.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# ---------------------------------------------------------------------------
+# Heart rate and durations
+
+
+def rate_and_systole(envelope: np.ndarray) -> tuple[float, float]:
+    """(beat period, S1-to-S2 interval) in seconds from the envelope's autocorrelation."""
+    values = envelope - envelope.mean()
+    spectrum = np.fft.rfft(values, n=2 * len(values))
+    correlation = np.fft.irfft(np.abs(spectrum) ** 2)[: len(values)]
+    correlation = correlation / correlation[0] if correlation[0] > 0 else correlation
+    lo = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
+    hi = min(len(correlation) - 1, int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM)))
+    if hi <= lo:
+        return 60.0 / 80.0, 0.3
+    period = lo + int(np.argmax(correlation[lo : hi + 1]))
+    sys_lo = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
+    sys_hi = max(sys_lo + 1, int(period * 0.5))
+    systolic = sys_lo + int(np.argmax(correlation[sys_lo : sys_hi + 1]))
+    return period / FRAME_RATE_HZ, systolic / FRAME_RATE_HZ
+
+
+def duration_tables(period_s: float, systolic_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(minimum frames, maximum frames, log-probability table ``(4, max + 1)``) per state."""
+    systole = max(systolic_s - S1_MEAN_S, 0.06)
+    diastole = max(period_s - systolic_s - S2_MEAN_S, 0.08)
+    means = np.array([S1_MEAN_S, systole, S2_MEAN_S, diastole]) * FRAME_RATE_HZ
+    sds = (
+        np.array([S1_SD_S, SYSTOLE_SD_S, S2_SD_S, DIASTOLE_SD_SHARE * diastole + DIASTOLE_SD_S])
+        * FRAME_RATE_HZ
+    )
+    low = np.maximum(1, np.floor(means - DURATION_SPAN_SD * sds)).astype(np.int64)
+    high = np.maximum(low + 1, np.ceil(means + DURATION_SPAN_SD * sds)).astype(np.int64)
+    table = np.full((4, int(high.max()) + 1), -np.inf)
+    for state in range(4):
+        span = np.arange(low[state], high[state] + 1)
+        log_pdf = -0.5 * ((span - means[state]) / sds[state]) ** 2
+        table[state, span] = log_pdf - np.log(np.exp(log_pdf).sum())
+    return low, high, table
+
+
+@njit(cache=True)
+def _viterbi(emissions, low, high, table):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    frames = emissions.shape[0]
+    cumulative = np.zeros((frames + 1, 4))
+    for t in range(frames):
+        for j in range(4):
+            cumulative[t + 1, j] = cumulative[t, j] + emissions[t, j]
+    score = np.full((frames + 1, 4), -np.inf)
+    back = np.zeros((frames + 1, 4), dtype=np.int64)
+    for t in range(1, frames + 1):
+        for j in range(4):
+            previous = (j + 3) % 4
+            best = -np.inf
+            best_d = 1
+            # The first segment may be cut by the recording's start: any length, no duration cost.
+            if t <= high[j]:
+                best = cumulative[t, j]
+                best_d = t
+            top = min(high[j], t - 1)
+            for d in range(low[j], top + 1):
+                start = t - d
+                candidate = score[start, previous] + table[j, d] + cumulative[t, j] - cumulative[start, j]
+                if candidate > best:
+                    best = candidate
+                    best_d = d
+            score[t, j] = best
+            back[t, j] = best_d
+    # The last segment may be cut by the recording's end: any length up to its maximum.
+    final = -np.inf
+    final_state = 0
+    final_d = frames
+    for j in range(4):
+        previous = (j + 3) % 4
+        if frames <= high[j] and cumulative[frames, j] > final:
+            final = cumulative[frames, j]
+            final_state = j
+            final_d = frames
+        for d in range(1, min(high[j], frames - 1) + 1):
+            start = frames - d
+            candidate = score[start, previous] + cumulative[frames, j] - cumulative[start, j]
+            if candidate > final:
+                final = candidate
+                final_state = j
+                final_d = d
+    states = np.zeros(frames, dtype=np.int64)
+    if final == -np.inf:
+        return states, final
+    t = frames
+    j = final_state
+    d = final_d
+    while t > 0:
+        states[t - d : t] = j
+        t -= d
+        if t > 0:
+            j = (j + 3) % 4
+            d = back[t, j]
+    return states, final
+
+
+def decode_states(emissions: np.ndarray, *, period_s: float, systolic_s: float) -> tuple[np.ndarray, float]:
+    """Most probable states given emissions ``(frames, 4)`` and the beat timing, and their log score."""
+    low, high, table = duration_tables(period_s, systolic_s)
+    states, score = _viterbi(np.ascontiguousarray(emissions, dtype=np.float64), low, high, table)
+    return np.asarray(states), float(score)
+
+
+# ---------------------------------------------------------------------------
+# The whole step
+
+
+def segment(
+    samples: np.ndarray,
+    *,
+    sample_rate: int,
+    classifier: FrameClassifier | None = None,
+    energies: np.ndarray | None = None,
+) -> Segmentation:
+    """Segment one band-passed recording into heart-cycle states.
+
+    ``energies``: :func:`band_energies` of the same samples, when the caller has them.
+    """
+    raw = band_energies(samples, sample_rate=sample_rate) if energies is None else energies
+    features = standardise(raw)
+    if len(features) < 2:
+        return Segmentation(np.zeros(len(features), np.int64), [], np.zeros((0, 5), np.int64), None, None)
+    model = classifier if classifier is not None else load_classifier()
+    emissions = model.log_emissions(features)
+    period_s, gap_s = rate_and_systole(features[:, -1])
+    # The autocorrelation finds the shorter of the two gaps between heart sounds; at
+    # fast rates the systole is the longer one, so both readings are decoded.
+    candidates = [
+        decode_states(emissions, period_s=period_s, systolic_s=gap) for gap in (gap_s, period_s - gap_s)
+    ]
+    best = int(np.argmax([score for _, score in candidates]))
+    states = candidates[best][0]
+    systolic_s = (gap_s, period_s - gap_s)[best]
+    return Segmentation(
+        states=states,
+        segments=runs(states),
+        cycles=complete_cycles(states),
+        heart_rate_bpm=60.0 / period_s,
+        systolic_interval_s=systolic_s,
+    )
+
+
+def runs(states: np.ndarray) -> list[tuple[int, float, float]]:
+    """``(state, start_s, end_s)`` for each run of equal states."""
+    if len(states) == 0:
+        return []
+    edges = np.flatnonzero(np.diff(states)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(states)]])
+    return [(int(states[s]), s / FRAME_RATE_HZ, e / FRAME_RATE_HZ) for s, e in zip(starts, ends, strict=True)]
+
+
+def complete_cycles(states: np.ndarray) -> np.ndarray:
+    """Frame bounds of every complete beat: ``(S1, systole, S2, diastole, next S1)`` starts."""
+    if len(states) == 0:
+        return np.zeros((0, 5), np.int64)
+    edges = np.flatnonzero(np.diff(states)) + 1
+    starts = np.concatenate([[0], edges])
+    kinds = states[starts]
+    cycles = []
+    # A run at index 0 may be cut by the recording's start, so beats begin at the first S1 onset after it.
+    for index in range(1, len(starts) - 4):
+        if kinds[index] == S1:
+            cycles.append(starts[index : index + 5])
+    return np.array(cycles, dtype=np.int64).reshape(-1, 5)
+
+
+# ---------------------------------------------------------------------------
+# Scoring against annotations
+
+
+ONSET_TOLERANCE_S = 0.06
+
+
+def onset_scores(
+    detected: np.ndarray,
+    annotated: np.ndarray,
+    *,
+    span: tuple[float, float],
+    tolerance_s: float = ONSET_TOLERANCE_S,
+) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of onsets inside ``span`` (s).
+
+    Each annotated onset matches at most one detected onset within ``tolerance_s``.
+    """
+    lo, hi = span
+    inner = lo + tolerance_s, hi - tolerance_s
+    found = np.sort(detected[(detected >= lo) & (detected <= hi)])
+    truth = np.sort(annotated[(annotated >= inner[0]) & (annotated <= inner[1])])
+    used = np.zeros(len(found), dtype=bool)
+    hits = 0
+    for onset in truth:
+        if len(found) == 0:
+            break
+        distance = np.abs(found - onset)
+        distance[used] = np.inf
+        best = int(np.argmin(distance))
+        if distance[best] <= tolerance_s:
+            used[best] = True
+            hits += 1
+    # Unmatched detections at the span's edges may belong to onsets just outside it.
+    extra = int(np.sum(~used & (found >= inner[0]) & (found <= inner[1])))
+    return hits, extra, int(len(truth) - hits)
