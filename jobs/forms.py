@@ -80,6 +80,7 @@ RECORDING_SORTS = {
     "path": "path",
     "status": "file_status",
     "label": "predicted_label",
+    "decision": "decision",
     "confidence": "confidence",
     "quality": "quality",
     "heart_rate": "heart_rate_bpm",

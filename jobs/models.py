@@ -143,6 +143,8 @@ class Batch(models.Model):
 
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
+    # Set when the report is written: the batch's scores are unlike the model's validation sources.
+    shift_warning = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -237,12 +239,19 @@ class Prediction(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     batch = models.ForeignKey(Batch, null=True, on_delete=models.SET_NULL, related_name="predictions")
     label = models.CharField(max_length=50)
+    # `label`, or "uncertain" with readable reasons; blank for predictions made before decisions.
+    decision = models.CharField(max_length=50, blank=True, default="")
+    decision_reasons = models.JSONField(default=list, blank=True)
     probabilities = models.JSONField(default=dict)
+    # The model's own probability of the positive class; `probabilities` are calibrated.
+    raw_probability = models.FloatField(null=True, blank=True)
     confidence = models.FloatField()
     timeline = models.JSONField(default=list, blank=True)
     quality = models.CharField(max_length=10)
     quality_reasons = models.JSONField(default=list, blank=True)
     heart_rate_bpm = models.FloatField(null=True, blank=True)
+    # Heart-cycle segmentation: S1/S2 onsets, segments, cycles, heart rate and its spread.
+    segments = models.JSONField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     # What produced this number, so it can be reproduced.
     input_sha256 = models.CharField(max_length=64)

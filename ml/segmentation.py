@@ -37,6 +37,7 @@ HOMOMORPHIC_CUTOFF_HZ = 8.0
 MIN_BPM = 35.0
 MAX_BPM = 220.0
 MIN_SYSTOLE_S = 0.12
+SHORTER_PERIOD_SHARE = 0.75  # a shorter autocorrelation peak this strong may be the true beat
 # Sound durations (s) measured on CirCor's annotations; the gaps follow the heart rate.
 S1_MEAN_S, S1_SD_S = 0.120, 0.030
 S2_MEAN_S, S2_SD_S = 0.100, 0.025
@@ -69,7 +70,7 @@ class Segmentation:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able times for storage and drawing: onsets, cycle count, rate and its variability."""
-        lengths = np.diff(self.cycles[:, [0, 4]], axis=1).ravel() / FRAME_RATE_HZ if len(self.cycles) else []
+        lengths = np.diff(self.cycles[:, [0, 4]], axis=1).ravel() / FRAME_RATE_HZ
         rate = 60.0 / float(np.median(lengths)) if len(lengths) else self.heart_rate_bpm
         return {
             "s1_s": [round(float(t), 3) for t in self.onsets_s(S1)],
@@ -226,21 +227,37 @@ def load_classifier(path: Path = DEFAULT_SEGMENTER) -> FrameClassifier:
 # Heart rate and durations
 
 
-def rate_and_systole(envelope: np.ndarray) -> tuple[float, float]:
-    """(beat period, S1-to-S2 interval) in seconds from the envelope's autocorrelation."""
+def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
     values = envelope - envelope.mean()
     spectrum = np.fft.rfft(values, n=2 * len(values))
     correlation = np.fft.irfft(np.abs(spectrum) ** 2)[: len(values)]
-    correlation = correlation / correlation[0] if correlation[0] > 0 else correlation
+    return correlation / correlation[0] if correlation[0] > 0 else correlation
+
+
+def period_candidates(envelope: np.ndarray) -> list[float]:
+    """Beat periods (s) worth decoding: the strongest autocorrelation peak in the heart-rate
+    range and, when it is a multiple of a shorter one nearly as strong, that shorter one."""
+    correlation = _autocorrelation(envelope)
     lo = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
-    hi = min(len(correlation) - 1, int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM)))
+    hi = min(len(correlation) - 2, int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM)))
     if hi <= lo:
-        return 60.0 / 80.0, 0.3
-    period = lo + int(np.argmax(correlation[lo : hi + 1]))
+        return [60.0 / 80.0]
+    strongest = lo + int(np.argmax(correlation[lo : hi + 1]))
+    inner = correlation[lo : hi + 1]
+    peaks = lo + np.flatnonzero((inner >= correlation[lo - 1 : hi]) & (inner >= correlation[lo + 1 : hi + 2]))
+    strong = [int(p) for p in peaks if correlation[p] >= SHORTER_PERIOD_SHARE * correlation[strongest]]
+    shortest = min(strong, default=strongest)
+    return [strongest / FRAME_RATE_HZ] + ([shortest / FRAME_RATE_HZ] if shortest < strongest else [])
+
+
+def systolic_gap(envelope: np.ndarray, period_s: float) -> float:
+    """The shorter gap between heart sounds (s): the autocorrelation peak below half the period."""
+    correlation = _autocorrelation(envelope)
     sys_lo = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
-    sys_hi = max(sys_lo + 1, int(period * 0.5))
-    systolic = sys_lo + int(np.argmax(correlation[sys_lo : sys_hi + 1]))
-    return period / FRAME_RATE_HZ, systolic / FRAME_RATE_HZ
+    sys_hi = min(len(correlation) - 1, max(sys_lo + 1, int(period_s * FRAME_RATE_HZ * 0.5)))
+    if sys_hi <= sys_lo:
+        return 0.3
+    return (sys_lo + int(np.argmax(correlation[sys_lo : sys_hi + 1]))) / FRAME_RATE_HZ
 
 
 def duration_tables(period_s: float, systolic_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -349,15 +366,17 @@ def segment(
         return Segmentation(np.zeros(len(features), np.int64), [], np.zeros((0, 5), np.int64), None, None)
     model = classifier if classifier is not None else load_classifier()
     emissions = model.log_emissions(features)
-    period_s, gap_s = rate_and_systole(features[:, -1])
     # The autocorrelation finds the shorter of the two gaps between heart sounds; at
-    # fast rates the systole is the longer one, so both readings are decoded.
-    candidates = [
-        decode_states(emissions, period_s=period_s, systolic_s=gap) for gap in (gap_s, period_s - gap_s)
-    ]
+    # fast rates the systole is the longer one, so both readings are decoded, and so
+    # is a shorter period when the strongest peak may be two or three beats long.
+    timings = []
+    for period in period_candidates(features[:, -1]):
+        gap = systolic_gap(features[:, -1], period)
+        timings += [(period, gap), (period, period - gap)]
+    candidates = [decode_states(emissions, period_s=period, systolic_s=gap) for period, gap in timings]
     best = int(np.argmax([score for _, score in candidates]))
     states = candidates[best][0]
-    systolic_s = (gap_s, period_s - gap_s)[best]
+    period_s, systolic_s = timings[best]
     return Segmentation(
         states=states,
         segments=runs(states),

@@ -256,7 +256,7 @@ def fit_bundle(
     test_share: float = 0.0,
     crossval: dict[str, Any] | None = None,
     external: dict[str, Dataset] | None = None,
-    card: bool = True,
+    with_card: bool = True,
     calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train on everything but ``holdout`` groups (and a ``test_share``), write the bundle.
@@ -312,7 +312,7 @@ def fit_bundle(
         calibration=calibration,
     )
     save_training_bundle(result, card_text="", metrics=metrics, **common)  # type: ignore[arg-type]
-    if not card:
+    if not with_card:
         return metrics
     if held.any():
         metrics["holdout"] = evaluate_dataset(Engine.load(out_dir), dataset.subset(held))
@@ -590,7 +590,7 @@ def _fit_and_score(
         out_dir = Path(scratch) / "bundle"
         fit_bundle(
             dataset.subset(~held), holdout=[], out_dir=out_dir, classes=classes, config=config,
-            settings=settings, name=f"crossval-{name}", version="0", research_use=False, card=False,
+            settings=settings, name=f"crossval-{name}", version="0", research_use=False, with_card=False,
         )  # fmt: skip
         engine = Engine.load(out_dir)
         probabilities = recording_probabilities(engine, list(dataset.subset(held).samples), calibrated=False)
@@ -606,13 +606,14 @@ def _fit_and_score(
 def _grouped_metrics(
     truth: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, *, classes: tuple[str, ...]
 ) -> dict[str, Any]:
-    settings = {"classes": classes, "positive_class": classes[-1], "threshold": 0.5}
+    def metrics(mask: np.ndarray) -> dict[str, Any]:
+        return screening_metrics(
+            truth[mask], probabilities[mask], classes=classes, positive_class=classes[-1], threshold=0.5
+        )
+
     return {
-        "overall": screening_metrics(truth, probabilities, **settings),
-        "groups": {
-            str(g): screening_metrics(truth[groups == g], probabilities[groups == g], **settings)
-            for g in np.unique(groups)
-        },
+        "overall": metrics(np.ones(len(truth), dtype=bool)),
+        "groups": {str(g): metrics(groups == g) for g in np.unique(groups)},
     }
 
 

@@ -56,7 +56,7 @@ class BatchSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "organisation", "kind", "status", "priority", "model_version",
             "upload_name", "upload_size", "progress", "error_code", "error_message",
-            "created_at", "started_at", "finished_at", "urls",
+            "shift_warning", "created_at", "started_at", "finished_at", "urls",
         ]  # fmt: skip
 
     @extend_schema_field(ProgressSerializer)
@@ -90,6 +90,9 @@ class FileRowSerializer(serializers.ModelSerializer):
 
     status = serializers.CharField(source="file_status", allow_null=True)
     label = serializers.CharField(source="predicted_label", allow_null=True)
+    decision = serializers.CharField(
+        allow_null=True, help_text="The label, or 'uncertain'; blank before decisions."
+    )
     confidence = serializers.FloatField(allow_null=True)
     probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
     quality = serializers.CharField(allow_null=True)
@@ -102,7 +105,7 @@ class FileRowSerializer(serializers.ModelSerializer):
     class Meta:
         model = Recording
         fields = [
-            "id", "path", "status", "label", "confidence", "probabilities", "quality",
+            "id", "path", "status", "label", "decision", "confidence", "probabilities", "quality",
             "heart_rate_bpm", "duration_s", "sample_rate", "channels", "sha256", "truth",
             "error_code", "error", "url",
         ]  # fmt: skip
@@ -117,9 +120,9 @@ class PredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = [
-            "model_version", "label", "confidence", "probabilities", "quality", "quality_reasons",
-            "heart_rate_bpm", "timeline", "timings", "input_sha256", "feature_fingerprint", "batch",
-            "created_at",
+            "model_version", "label", "decision", "decision_reasons", "confidence", "probabilities",
+            "raw_probability", "quality", "quality_reasons", "heart_rate_bpm", "segments", "timeline",
+            "timings", "input_sha256", "feature_fingerprint", "batch", "created_at",
         ]  # fmt: skip
 
 

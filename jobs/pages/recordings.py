@@ -1,5 +1,7 @@
 """The recording page: audio, plots, class probabilities, quality and every prediction."""
 
+from dataclasses import dataclass
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import (
@@ -44,6 +46,29 @@ def _chosen_prediction(
     return predictions[-1] if predictions else None
 
 
+@dataclass(frozen=True)
+class HeartRate:
+    """The heart rate shown, and its beat-to-beat spread when the cycles were segmented."""
+
+    bpm: float | None
+    sd_bpm: float | None = None
+    cycles: int | None = None
+
+
+def _heart_rate(prediction: Prediction | None) -> HeartRate:
+    if prediction is None:
+        return HeartRate(bpm=None)
+    segments = prediction.segments or {}
+    if not segments:
+        return HeartRate(bpm=prediction.heart_rate_bpm)  # predictions made before segmentation
+    bpm = segments.get("heart_rate_bpm")
+    return HeartRate(
+        bpm=prediction.heart_rate_bpm if bpm is None else float(bpm),
+        sd_bpm=segments.get("heart_rate_sd_bpm"),
+        cycles=segments.get("cycles"),
+    )
+
+
 def _probabilities(prediction: Prediction | None) -> list[tuple[str, float]]:
     if prediction is None:
         return []
@@ -72,6 +97,10 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
         "model_version": model_version,
         "probabilities": _probabilities(prediction),
         "reasons": [str(reason) for reason in prediction.quality_reasons or []] if prediction else [],
+        "decision_reasons": [str(reason) for reason in prediction.decision_reasons or []]
+        if prediction
+        else [],
+        "heart": _heart_rate(prediction),
         "analysis": analysis,
         "problem": recording.error_message or (analysis.error_message if analysis else ""),
         "plots": state,

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.models import Batch, Report
+from ml.calibration import UNCERTAIN
 
 REPORT_ORDER = [Report.Format.HTML, Report.Format.CSV, Report.Format.JSON]
 # Statuses after which the report task writes the reports.
@@ -19,6 +20,8 @@ class ConfusionMatrix:
 @dataclass(frozen=True)
 class SummaryView:
     class_counts: list[tuple[str, int, float]]  # (label, count, share of predictions)
+    decision_counts: list[tuple[str, int]]  # empty for reports written before decisions
+    uncertain: int
     quality_counts: list[tuple[str, int]]
     metrics: list[tuple[str, float | None]]
     labelled: int
@@ -46,8 +49,12 @@ def summary_view(summary: dict[str, Any], *, classes: list[str]) -> SummaryView:
     ordered = [name for name in classes if name in by_class] + sorted(set(by_class) - set(classes))
     predicted = sum(by_class.values()) or 1
     metrics = dict(summary.get("metrics") or {})
+    by_decision = {str(name): int(count) for name, count in (counts.get("by_decision") or {}).items()}
     return SummaryView(
         class_counts=[(name, by_class[name], by_class[name] / predicted) for name in ordered],
+        decision_counts=[(name, by_decision[name]) for name in ordered if name in by_decision]
+        + sorted((name, count) for name, count in by_decision.items() if name not in by_class),
+        uncertain=by_decision.get(UNCERTAIN, 0),
         quality_counts=sorted((str(k), int(v)) for k, v in (counts.get("by_quality") or {}).items()),
         metrics=[(label, metrics.get(key)) for key, label in METRIC_NAMES if key in metrics],
         labelled=int(metrics.get("labelled") or 0),

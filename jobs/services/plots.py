@@ -1,7 +1,8 @@
 """Recording plots: drawn once by a worker, cached in storage, served by the pages.
 
-The overview (waveform with the model's per-window probabilities under it)
-depends on the audio and the model version; the spectrogram on the audio only.
+The overview (waveform with the S1/S2 heart sounds the segmentation found, and
+the model's per-window probabilities under it) depends on the audio and the
+model version; the spectrogram on the audio only.
 Both are keyed by the audio's checksum, so a recording uploaded twice is drawn
 once. Drawing needs the decoded audio, so it happens in a worker; the web
 process only checks whether the images exist, asks for them, and reads them.
@@ -31,6 +32,10 @@ SPECTROGRAM_WINDOW_S = 0.064
 SPECTROGRAM_MAX_HZ = 800
 LISTEN_MIN_RATE_HZ = 8000
 LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 0.85, 0.75, 0.35, 0.5
+# Part of the overview's key: bumped when the drawing changes, so images cached
+# before (without the S1/S2 markers) are drawn again instead of served.
+OVERVIEW_DRAWING = 2
+S1_COLOUR, S2_COLOUR = "#1f55a8", "#1c6b3a"
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,9 @@ class PlotSet:
 def plot_set(recording: Recording, model_version: ModelVersion | None) -> PlotSet:
     slug = model_version.slug if model_version else None
     return PlotSet(
-        overview_key=storage.plot_key(recording.sha256, f"overview-{slug}.png") if slug else None,
+        overview_key=(
+            storage.plot_key(recording.sha256, f"overview-{slug}-v{OVERVIEW_DRAWING}.png") if slug else None
+        ),
         spectrogram_key=storage.plot_key(recording.sha256, "spectrogram.png"),
         listen_key=storage.plot_key(recording.sha256, "listen.wav"),
         failure_key=storage.plot_key(recording.sha256, "failed.txt"),
@@ -239,6 +246,11 @@ def waveform_envelope(samples: Any, *, columns: int) -> tuple[Any, Any, Any]:
 
 
 def draw_overview(audio: Any, prediction: Prediction | None, model_version: ModelVersion | None) -> bytes:
+    return _png(overview_figure(audio, prediction, model_version))
+
+
+def overview_figure(audio: Any, prediction: Prediction | None, model_version: ModelVersion | None) -> Any:
+    """The overview as a matplotlib figure: waveform (with heart sounds) over the window probabilities."""
     import numpy as np
 
     low_hz, high_hz = _features(model_version)[1]
@@ -251,6 +263,7 @@ def draw_overview(audio: Any, prediction: Prediction | None, model_version: Mode
     wave_axis.set_ylabel("amplitude\n(normalised)")
     peak = float(np.max(np.abs(audio.samples))) or 1.0
     wave_axis.set_ylim(-peak * 1.05, peak * 1.05)
+    _draw_heart_sounds(wave_axis, heart_sounds(prediction), height=peak * 1.05)
     wave_axis.set_title(
         f"Waveform ({band} band) and the model's probability per window", fontsize=11, loc="left"
     )
@@ -261,7 +274,41 @@ def draw_overview(audio: Any, prediction: Prediction | None, model_version: Mode
     for axis in (wave_axis, prob_axis):
         axis.grid(True, color="#e3e6ea", linewidth=0.6)
         axis.spines[["top", "right"]].set_visible(False)
-    return _png(figure)
+    return figure
+
+
+@dataclass(frozen=True)
+class HeartSounds:
+    """Onsets in seconds of the first (S1) and second (S2) heart sounds."""
+
+    s1_s: list[float]
+    s2_s: list[float]
+
+
+def heart_sounds(prediction: Prediction | None) -> HeartSounds | None:
+    """The prediction's segmented heart sounds; None for predictions made before segmentation."""
+    segments = prediction.segments if prediction else None
+    if not segments:
+        return None
+    return HeartSounds(
+        s1_s=[float(onset) for onset in segments.get("s1_s") or []],
+        s2_s=[float(onset) for onset in segments.get("s2_s") or []],
+    )
+
+
+def _draw_heart_sounds(axis: Any, sounds: HeartSounds | None, *, height: float) -> None:
+    if sounds is None or not (sounds.s1_s or sounds.s2_s):
+        return
+    # S1 solid and S2 dashed, so they stay apart in grey print and for colour-blind readers.
+    for onsets, colour, style, name in (
+        (sounds.s1_s, S1_COLOUR, "solid", "S1 (first heart sound)"),
+        (sounds.s2_s, S2_COLOUR, "dashed", "S2 (second heart sound)"),
+    ):
+        if onsets:
+            axis.vlines(
+                onsets, -height, height, colors=colour, linestyles=style, linewidth=0.9, alpha=0.8, label=name
+            )
+    axis.legend(loc="upper right", fontsize=9, frameon=True, framealpha=0.85, ncol=2)
 
 
 def _classes(model_version: ModelVersion | None) -> list[str]:

@@ -1,7 +1,9 @@
 """Batch reports: a CSV row per file, a JSON summary and an HTML page for clinicians.
 
 Rows are streamed from Postgres into a temporary file and then to storage, so a
-report of fifty thousand files needs no more memory than one of ten.
+report of fifty thousand files needs no more memory than one of ten (bar one
+float per file for the batch-shift check). Writing the reports is also where a
+finished batch gets its batch-shift warning: every prediction is written by then.
 """
 
 import csv
@@ -18,22 +20,23 @@ from uuid import UUID
 from django.utils import timezone
 
 from jobs import storage
-from jobs.models import Batch, Prediction, Report
+from jobs.models import Batch, ModelVersion, Prediction, Report
 from jobs.services.results import batch_recordings
+from ml import calibration
 
 HISTOGRAM_BINS = 10
 SPOOL_BYTES = 8 * 1024 * 1024
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html; charset=utf-8"}
 ROW_FIELDS = (
-    "path", "file_status", "predicted_label", "confidence", "probabilities", "quality",
-    "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
+    "path", "file_status", "predicted_label", "decision", "decision_reasons", "confidence",
+    "probabilities", "quality", "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
 )  # fmt: skip
 
 
 def csv_columns(classes: list[str]) -> list[str]:
     probability_columns = [f"p_{name}" for name in classes]
     return [
-        "path", "status", "label", "confidence", *probability_columns,
+        "path", "status", "label", "decision", "confidence", *probability_columns,
         "quality", "heart_rate_bpm", "duration_s", "model_version", "error",
     ]  # fmt: skip
 
@@ -46,11 +49,14 @@ class Tally:
     positive: str | None
     statuses: Counter[str] = field(default_factory=Counter)
     labels: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
     qualities: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
     confusion: dict[str, Counter[str]] = field(default_factory=dict)
     audio_seconds: float = 0.0
+    # Calibrated probability of the positive class per prediction, for the batch-shift check.
+    positive_scores: list[float] = field(default_factory=list)
 
     def add(self, row: dict[str, Any]) -> None:
         self.statuses[row["file_status"] or "pending"] += 1
@@ -60,6 +66,11 @@ class Tally:
         if not predicted:
             return
         self.labels[predicted] += 1
+        if row["decision"]:
+            self.decisions[row["decision"]] += 1
+        score = (row["probabilities"] or {}).get(self.positive) if self.positive else None
+        if score is not None:
+            self.positive_scores.append(float(score))
         self.qualities[row["quality"] or "unknown"] += 1
         self.audio_seconds += row["duration_s"] or 0.0
         bin_index = min(int((row["confidence"] or 0.0) * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)
@@ -97,13 +108,15 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
     version = batch.model_version
     classes = list(version.classes)
     tally = Tally(classes=classes, positive=_positive_class(version.manifest, classes))
-    with _spool() as csv_file, _spool() as rows_html:
-        _write_rows(batch, tally, csv_file, rows_html)
+    with _spool() as csv_file, _spool() as rows_html, _spool() as uncertain, _spool() as json_file:
+        _write_rows(batch, tally, csv_file, rows_html, uncertain)
+        batch.shift_warning = shift_warning(version, tally.positive_scores)
+        Batch.objects.filter(pk=batch.pk).update(shift_warning=batch.shift_warning)
         summary = summarise(batch, tally)
-        json_bytes = json.dumps(summary, indent=2, sort_keys=True).encode()
+        _write_json(summary, uncertain, json_file)
         reports = [
             _store(batch, "csv", csv_file, summary),
-            _store(batch, "json", io.BytesIO(json_bytes), summary),
+            _store(batch, "json", json_file, summary),
         ]
         with _spool() as page:
             _write_html(batch, summary, rows_html, page)
@@ -118,12 +131,14 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
         "organisation": batch.organisation.name,
         "model_version": batch.model_version.slug,
         "status": batch.status,
+        "shift_warning": batch.shift_warning or None,
         "created_at": batch.created_at.isoformat(),
         "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
         "counts": {
             "files": batch.total_count,
             "by_status": dict(tally.statuses),
             "by_class": dict(tally.labels),
+            "by_decision": dict(tally.decisions),
             "by_quality": dict(tally.qualities),
             "by_error": dict(tally.errors),
         },
@@ -133,7 +148,28 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
     }
 
 
-def _write_rows(batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[bytes]) -> None:
+def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
+    """The batch-shift warning for these calibrated positive-class probabilities, or ""."""
+    manifest = dict(version.manifest or {})
+    positive = manifest.get("positive_class")
+    if positive not in version.classes:
+        return ""  # not a screening model: there is no positive class to compare
+    found = calibration.batch_shift_warning(
+        positive_scores, calibration=version_calibration(manifest), positive_class=str(positive)
+    )
+    return found or ""
+
+
+def version_calibration(manifest: dict[str, Any]) -> calibration.Calibration:
+    """The bundle's calibration; bundles made without one use their decision threshold."""
+    if manifest.get("calibration"):
+        return calibration.Calibration.from_dict(manifest["calibration"])
+    return calibration.Calibration(threshold=float(manifest.get("decision_threshold", 0.5)))
+
+
+def _write_rows(
+    batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[bytes], uncertain: IO[bytes]
+) -> None:
     text = io.TextIOWrapper(csv_file, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(csv_columns(tally.classes))
@@ -141,7 +177,23 @@ def _write_rows(batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[b
         tally.add(row)
         writer.writerow(_csv_row(row, tally.classes, batch.model_version.slug))
         rows_html.write(_html_row(row).encode())
+        if row["decision"] == calibration.UNCERTAIN:
+            entry = {"path": row["path"], "reasons": row["decision_reasons"] or []}
+            uncertain.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
     text.detach()
+
+
+def _write_json(summary: dict[str, Any], uncertain: IO[bytes], out: IO[bytes]) -> None:
+    """The summary with every uncertain recording and its reasons, streamed from the spool.
+
+    Only the summary is kept in the Report rows; the list can be as long as the batch.
+    """
+    out.write(json.dumps(summary, indent=2, sort_keys=True).removesuffix("\n}").encode())
+    out.write(b',\n  "uncertain_recordings": [')
+    uncertain.seek(0)
+    for index, line in enumerate(uncertain):
+        out.write((b"," if index else b"") + b"\n    " + line.rstrip(b"\n"))
+    out.write(b"\n  ]\n}\n")
 
 
 def _rows(batch: Batch) -> Iterator[dict[str, Any]]:
@@ -154,6 +206,7 @@ def _csv_row(row: dict[str, Any], classes: list[str], model_slug: str) -> list[A
         row["path"],
         row["file_status"] or "pending",
         row["predicted_label"] or "",
+        row["decision"] or "",
         _number(row["confidence"]),
         *[_number(probabilities.get(name)) for name in classes],
         row["quality"] or "",
@@ -221,6 +274,8 @@ td,th{border:1px solid #d5dbe1;padding:.25rem .6rem;text-align:left}th{backgroun
 td.n{text-align:right;font-variant-numeric:tabular-nums}.cards{display:flex;gap:1rem;flex-wrap:wrap}
 .card{border:1px solid #d5dbe1;border-radius:6px;padding:.6rem 1rem;min-width:9rem}
 .card b{display:block;font-size:1.5rem}.failed,.rejected{color:#a1260d}
+.warning{border:1px solid #f0d49a;background:#fdf6e3;color:#7a4a00;border-radius:6px;padding:.6rem 1rem}
+.reasons{color:#55606b;font-size:.85em}
 """
 
 
@@ -242,18 +297,24 @@ def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
     statuses = _table(["status", "files"], sorted(counts["by_status"].items()))
     errors = _table(["reason", "files"], sorted(counts["by_error"].items())) if counts["by_error"] else ""
     histogram = _histogram_svg(summary["confidence_histogram"]["counts"])
+    decisions = counts.get("by_decision") or {}
+    decided = _table(["decision", "files"], sorted(decisions.items())) if decisions else ""
+    warning = summary.get("shift_warning")
+    shift = f'<p class="warning" role="alert"><b>Batch shift.</b> {e(warning)}</p>' if warning else ""
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>LubDub report: {e(batch.name)}"
         f"</title><style>{_STYLE}</style></head><body><h1>Screening report: {e(batch.name)}</h1>"
         f'<p class="meta">{e(summary["organisation"])} · model {e(summary["model_version"])} · '
         f"status {e(batch.get_status_display())} · batch {e(str(batch.pk))}</p>"
         f"<p>A screening aid, not a diagnosis: an <em>abnormal</em> result means the recording "
-        f"should be reviewed by a clinician.</p><div class=cards>{cards}</div>"
+        f"should be reviewed by a clinician.</p>{shift}<div class=cards>{cards}</div>"
+        f"{decided and '<h2>Decisions (uncertain: re-record or review)</h2>' + decided}"
         f"<h2>Files by status</h2>{statuses}{errors and '<h2>Why files were not analysed</h2>' + errors}"
         f"<h2>Confidence of the predicted class</h2>{histogram}"
         f"{_metrics_html(summary['metrics'])}"
         "<h2>Every file</h2><table><thead><tr><th>file</th><th>status</th><th>result</th>"
-        "<th>confidence</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th><th>reason</th>"
+        "<th>decision</th><th>confidence</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th>"
+        "<th>reason</th>"
         "</tr></thead><tbody>"
     )
 
@@ -265,6 +326,7 @@ def _html_row(row: dict[str, Any]) -> str:
         e(row["path"]),
         f'<span class="{e(status)}">{e(status)}</span>',
         e(row["predicted_label"] or ""),
+        _decision_html(row),
         _number(row["confidence"], digits=2),
         e(row["quality"] or ""),
         _number(row["heart_rate_bpm"], digits=0),
@@ -272,6 +334,14 @@ def _html_row(row: dict[str, Any]) -> str:
         e(row["error"] or ""),
     ]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+
+
+def _decision_html(row: dict[str, Any]) -> str:
+    e = html.escape
+    reasons = row["decision_reasons"] or []
+    if not reasons:
+        return e(row["decision"] or "")
+    return f'{e(row["decision"])}<br><span class="reasons">{e("; ".join(map(str, reasons)))}</span>'
 
 
 def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:

@@ -12,7 +12,8 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
     """Recordings of the batch with its analysis state and its model's prediction.
 
     Annotations: file_status, analysis_error_code, error (message), predicted_label,
-    confidence, probabilities, quality, heart_rate_bpm, prediction_id.
+    decision, decision_reasons, confidence, probabilities, quality, heart_rate_bpm,
+    prediction_id.
     """
     return (
         Recording.objects.annotate(
@@ -37,6 +38,8 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
                 output_field=TextField(),
             ),
             predicted_label=F("this_prediction__label"),
+            decision=F("this_prediction__decision"),
+            decision_reasons=F("this_prediction__decision_reasons"),
             confidence=F("this_prediction__confidence"),
             probabilities=F("this_prediction__probabilities"),
             quality=F("this_prediction__quality"),

@@ -168,7 +168,8 @@ def _assert_reports_match(batch: Batch) -> None:
     csv_text = storage.read_bytes(Report.objects.get(batch=batch, format="csv").storage_key).decode()
     header, *rows = csv_text.strip().splitlines()
     assert header == (
-        "path,status,label,confidence,p_normal,p_abnormal,quality,heart_rate_bpm,duration_s,model_version,error"
+        "path,status,label,decision,confidence,p_normal,p_abnormal,quality,heart_rate_bpm,duration_s,"
+        "model_version,error"
     )
     assert len(rows) == batch.total_count
     page = storage.read_bytes(Report.objects.get(batch=batch, format="html").storage_key).decode()

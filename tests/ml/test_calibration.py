@@ -1,0 +1,167 @@
+"""Calibration, the uncertain outcome and the batch-shift check on crafted scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml import calibration
+from ml.calibration import Calibration, OutOfDistribution
+
+CLASSES = ("normal", "abnormal")
+
+
+def test_it_recovers_a_known_platt_mapping() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.01, 0.99, 20000)
+    truth = rng.uniform(size=len(scores)) < calibration.sigmoid(2.0 * calibration.logit(scores) - 1.0)
+    slope, intercept = calibration.fit_platt(scores, truth)
+    assert slope == pytest.approx(2.0, abs=0.1)
+    assert intercept == pytest.approx(-1.0, abs=0.1)
+
+
+def test_it_moves_an_overconfident_site_back_to_balanced_decisions() -> None:
+    # A new device pushes every score up: normals around 0.8, abnormals around 0.95.
+    rng = np.random.default_rng(1)
+    normal = calibration.sigmoid(rng.normal(1.4, 0.5, 500))
+    abnormal = calibration.sigmoid(rng.normal(3.0, 0.5, 500))
+    scores = np.concatenate([normal, abnormal])
+    truth = np.arange(1000) >= 500
+    sources = np.full(1000, "site")
+    raw_specificity = np.mean(normal < 0.5)
+    fitted = calibration.fit_calibration(scores, truth, sources, source="test")
+    predicted = fitted.probability(scores) >= fitted.threshold
+    assert raw_specificity < 0.05
+    assert np.mean(~predicted[~truth]) > 0.8 and np.mean(predicted[truth]) > 0.8
+
+
+def test_it_weights_every_source_and_class_alike() -> None:
+    weights = calibration.balanced_weights(
+        np.array([1, 0, 0, 0, 1, 1]), np.array(["a", "a", "a", "a", "b", "b"])
+    )
+    totals = {key: weights[idx].sum() for key, idx in {"a1": [0], "a0": [1, 2, 3], "b1": [4, 5]}.items()}
+    assert totals["a1"] == pytest.approx(totals["a0"]) == pytest.approx(totals["b1"])
+    assert weights.mean() == pytest.approx(1.0)
+
+
+def test_it_chooses_the_threshold_that_serves_every_source() -> None:
+    scores = np.array([0.1, 0.2, 0.6, 0.7, 0.3, 0.4, 0.8, 0.9])
+    truth = np.array([False, False, True, True, False, False, True, True])
+    sources = np.array(["a"] * 4 + ["b"] * 4)
+    threshold = calibration.choose_threshold(scores, truth, sources)
+    assert 0.4 < threshold <= 0.6
+    assert calibration.per_source_macc(truth, scores >= threshold, sources) == {"a": 1.0, "b": 1.0}
+
+
+def _decide(probability: float, **kwargs: object) -> calibration.Decision:
+    settings: dict = {"quality": "good", "quality_reasons": [], "distance": None, **kwargs}
+    return calibration.decide_one(
+        probability,
+        calibration=settings.pop("calibration", Calibration(threshold=0.5, margin=0.1)),
+        classes=CLASSES,
+        positive_class="abnormal",
+        **settings,
+    )
+
+
+def test_it_decides_clear_scores() -> None:
+    assert _decide(0.9).outcome == "abnormal"
+    assert _decide(0.1).outcome == "normal"
+    assert _decide(0.9).reasons == []
+
+
+def test_it_is_uncertain_near_the_threshold() -> None:
+    decision = _decide(0.55)
+    assert decision.outcome == calibration.UNCERTAIN
+    assert "threshold 0.50" in decision.reasons[0]
+
+
+def test_it_is_uncertain_about_an_unusable_recording_whatever_its_score() -> None:
+    decision = _decide(0.99, quality="unusable", quality_reasons=["silence in 70% of the recording"])
+    assert decision.outcome == calibration.UNCERTAIN
+    assert decision.reasons == ["re-record: silence in 70% of the recording"]
+
+
+def test_it_is_uncertain_about_a_recording_unlike_the_training_data() -> None:
+    ood = {"mean": [0.0], "precision": [[1.0]], "limit": 3.0}
+    calibrated = Calibration(threshold=0.5, margin=0.1, out_of_distribution=ood)
+    assert _decide(0.9, calibration=calibrated, distance=2.0).outcome == "abnormal"
+    far = _decide(0.9, calibration=calibrated, distance=7.5)
+    assert far.outcome == calibration.UNCERTAIN
+    assert "unlike the training recordings" in far.reasons[0]
+
+
+def test_it_measures_distance_from_the_training_rows() -> None:
+    rng = np.random.default_rng(2)
+    rows = rng.standard_normal((2000, 3))
+    check = OutOfDistribution.fit(rows)
+    inside, outside = check.distance(np.array([[0.1, -0.2, 0.0], [8.0, 8.0, -8.0]]))
+    assert inside < check.limit < outside
+    again = OutOfDistribution.from_dict(check.to_dict())
+    assert again.distance(rows[:5]) == pytest.approx(check.distance(rows[:5]))
+
+
+def _reference(values: np.ndarray) -> Calibration:
+    return Calibration(
+        threshold=0.5,
+        reference_quantiles=calibration.reference_quantiles(values),
+        reference_positive_share=float(np.mean(values >= 0.5)),
+    )
+
+
+def test_a_batch_like_validation_passes_the_shift_check() -> None:
+    rng = np.random.default_rng(3)
+    reference = _reference(rng.beta(2, 3, 5000))
+    batch = rng.beta(2, 3, 200)
+    assert calibration.batch_shift_warning(batch, calibration=reference, positive_class="abnormal") is None
+
+
+def test_a_batch_called_abnormal_throughout_is_flagged() -> None:
+    rng = np.random.default_rng(4)
+    reference = _reference(rng.beta(2, 3, 5000))
+    batch = rng.beta(9, 1, 200)
+    warning = calibration.batch_shift_warning(batch, calibration=reference, positive_class="abnormal")
+    assert warning is not None
+    assert "called abnormal" in warning and "KS distance" in warning
+
+
+def test_a_batch_whose_scores_moved_is_flagged_even_below_80_percent() -> None:
+    rng = np.random.default_rng(5)
+    reference = _reference(rng.beta(1, 6, 5000))  # validation scores mostly near 0.1
+    batch = rng.uniform(0.3, 0.6, 200)
+    assert (
+        calibration.batch_shift_warning(batch, calibration=reference, positive_class="abnormal") is not None
+    )
+
+
+def test_a_small_batch_says_nothing() -> None:
+    reference = _reference(np.linspace(0, 0.4, 100))
+    assert (
+        calibration.batch_shift_warning([0.99] * 10, calibration=reference, positive_class="abnormal") is None
+    )
+
+
+def test_the_ks_distance_is_zero_for_the_same_distribution_and_one_for_disjoint() -> None:
+    values = np.linspace(0, 1, 1001)
+    assert calibration.ks_distance(values, calibration.reference_quantiles(values)) < 0.06
+    assert calibration.ks_distance(values * 0.1 + 0.9, calibration.reference_quantiles(values * 0.1)) == 1.0
+
+
+def test_nested_calibration_scores_each_source_with_the_others_fit() -> None:
+    rng = np.random.default_rng(6)
+    sources = np.repeat(["a", "b", "c"], 400)
+    truth = np.tile(np.arange(400) >= 200, 3)
+    shift = {"a": 0.0, "b": 0.5, "c": -0.5}
+    scores = calibration.sigmoid(
+        np.array([2.0 * t - 1.0 + shift[s] for s, t in zip(sources, truth, strict=True)])
+        + rng.normal(0, 0.7, 1200)
+    )
+    found = calibration.nested_source_metrics(scores, truth, sources)
+    assert set(found) == {"a", "b", "c"}
+    assert all(0.7 < values["macc"] <= 1.0 for values in found.values())
+
+
+def test_a_calibration_round_trips_through_the_manifest_form() -> None:
+    fitted = Calibration(slope=1.5, intercept=-0.2, threshold=0.45, reference_quantiles=(0.1, 0.5, 0.9))
+    again = Calibration.from_dict(fitted.to_dict())
+    assert again == fitted

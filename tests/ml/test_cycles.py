@@ -1,0 +1,114 @@
+"""Per-beat measures: what cancels the device and what a murmur moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from ml import cycles, features
+from ml.audio import prepare_samples
+from ml.bundle import DEFAULT_SCREENING_BUNDLE
+from ml.inference import Engine
+from tests.ml.conftest import SAMPLES, encode
+from tests.ml.synthetic_beats import heart_sounds
+
+RATE = 2000
+NAMES = cycles.CYCLE_FEATURE_NAMES
+
+
+def _measures(samples: np.ndarray) -> cycles.BeatMeasures:
+    audio = prepare_samples(samples, source_rate=RATE)
+    return cycles.beat_measures(audio.samples, sample_rate=RATE)
+
+
+def _median(samples: np.ndarray, name: str) -> float:
+    return float(np.median(_measures(samples).values[:, NAMES.index(name)]))
+
+
+def test_the_feature_count_matches_what_the_feature_config_declares() -> None:
+    assert len(NAMES) == cycles.NUM_CYCLE_FEATURES == features.NUM_CYCLE_FEATURES
+    config = features.FeatureConfig(kind="cycles")
+    assert config.window_shape == (config.beats_per_window, cycles.NUM_CYCLE_FEATURES)
+
+
+def test_it_measures_one_row_per_complete_beat() -> None:
+    samples, s1, _ = heart_sounds(bpm=75.0, duration_s=12.0, snr_db=20.0, seed=1)
+    measures = _measures(samples)
+    assert not measures.whole
+    assert len(measures.values) == pytest.approx(len(s1) - 1, abs=1)
+    assert np.all(np.diff(measures.start_s) > 0.6)
+
+
+def test_a_systolic_murmur_raises_systole_against_s1_and_diastole() -> None:
+    clean, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, seed=2)
+    murmur, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, murmur=0.25, seed=2)
+    for name in ("systole_vs_s1_3", "systole_vs_diastole_3", "systole_mid_vs_s1_3"):
+        assert _median(murmur, name) > _median(clean, name) + 1.0
+
+
+def test_it_does_not_move_with_the_device_gain() -> None:
+    samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=3)
+    np.testing.assert_allclose(_measures(samples).values, _measures(samples * 50.0).values, atol=1e-3)
+
+
+def test_a_device_response_moves_the_measures_far_less_than_a_murmur() -> None:
+    clean, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, seed=4)
+    murmur, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, murmur=0.25, seed=4)
+    # A stethoscope that boosts the high band by about 12 dB relative to the low one.
+    sos = signal.butter(1, 150.0, btype="high", fs=RATE, output="sos")
+    tilted = clean + 3.0 * signal.sosfilt(sos, clean)
+    name = "systole_vs_diastole_3"
+    device_shift = abs(_median(tilted, name) - _median(clean, name))
+    murmur_shift = abs(_median(murmur, name) - _median(clean, name))
+    assert device_shift < murmur_shift / 3
+
+
+def test_a_recording_without_a_complete_beat_gives_one_row() -> None:
+    samples, _, _ = heart_sounds(bpm=100.0, duration_s=1.2, snr_db=20.0, seed=5)
+    measures = _measures(samples)
+    assert measures.values.shape == (1, cycles.NUM_CYCLE_FEATURES)
+    assert np.all(np.isfinite(measures.values))
+
+
+def test_beat_windows_repeat_a_short_sequence_and_cover_the_last_beats() -> None:
+    samples, _, _ = heart_sounds(bpm=90.0, duration_s=20.0, snr_db=20.0, seed=6)
+    measures = _measures(samples)
+    windows, starts = cycles.beat_windows(measures, beats_per_window=8, hop=4)
+    assert windows.shape[1:] == (8, cycles.NUM_CYCLE_FEATURES)
+    assert starts[-1] + 8 == len(measures.values)
+    few = cycles.BeatMeasures(
+        measures.values[:3],
+        measures.start_s[:3],
+        measures.end_s[:3],
+        measures.segmentation,
+        False,
+        measures.gap_fill,
+    )
+    windows, _ = cycles.beat_windows(few, beats_per_window=8, hop=4)
+    np.testing.assert_array_equal(windows[0, 3:6], measures.values[:3])
+
+
+def test_recording_statistics_have_their_names() -> None:
+    samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=7)
+    statistics = cycles.recording_statistics(_measures(samples))
+    assert statistics.shape == (len(cycles.RECORDING_STATISTIC_NAMES),)
+    assert np.all(np.isfinite(statistics))
+
+
+def test_it_analyses_a_one_second_recording_and_flags_it() -> None:
+    engine = Engine.load(DEFAULT_SCREENING_BUNDLE)
+    audio, rate = _first_sample_cut(1.2)
+    result = engine.classify([engine.decode(encode(audio, sample_rate=rate))])[0]
+    assert result.label in engine.classes
+    assert result.quality == "poor"
+    assert any("under 5 s" in reason for reason in result.quality_reasons)
+    assert result.decision == "uncertain"
+    assert result.segments is not None and result.segments["segments"]
+
+
+def _first_sample_cut(seconds: float) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    samples, rate = sf.read(sorted(SAMPLES.glob("*.wav"))[0])
+    return samples[: int(seconds * rate)], rate
