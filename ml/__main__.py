@@ -21,6 +21,11 @@ def _commands() -> dict[str, Command]:
             train_command.add_crossval_arguments,
             train_command.run_crossval,
         ),
+        "crossval-table": (
+            "the leave-one-source-out table of a crossval result",
+            train_command.add_table_arguments,
+            train_command.run_table,
+        ),
         "evaluate": ("evaluate a bundle on a labelled folder", evaluation.add_arguments, evaluation.run),
     }
     for name, module_name, help_text in (

@@ -13,9 +13,26 @@ RESEARCH_USE = (
     "recordings, whose licence is unclear; the weights are shared for research and "
     "evaluation, the recordings are not redistributed. Not for clinical use."
 )
+PASCAL_NOTE = (
+    "Part of its training data, the PASCAL 2011 recordings, comes with an unclear licence: "
+    "those recordings are not redistributed, and the weights are for use within this platform."
+)
 PHYSIONET_CITATION = (
     "Liu C et al. An open access database for the evaluation of heart sound algorithms. "
     "Physiol Meas 2016;37(12):2181-2213 (PhysioNet/CinC Challenge 2016, ODC-By 1.0)."
+)
+CIRCOR_CITATION = (
+    "Oliveira J et al. The CirCor DigiScope Dataset: From Murmur Detection to Murmur Classification. "
+    "IEEE J Biomed Health Inform 2022;26(6):2524-2535 (PhysioNet Challenge 2022, ODC-By 1.0)."
+)
+NOT_FOR = (
+    "- Diagnosis, or ruling disease out: a `normal` call does not exclude heart disease "
+    "(murmur-free conditions such as coronary artery disease are largely invisible to it).\n"
+    "- Recordings of anything but the heart through a stethoscope, or of foetal heart sounds.\n"
+    "- Acting on results from a new device or site before checking them on a labelled local "
+    "sample (see the site calibration workflow and the batch-shift warning).\n"
+    "- Recordings the quality check calls unusable, or decisions marked `uncertain`: those "
+    "need a repeat recording or an expert's listening."
 )
 PASCAL_CITATION = (
     "Bentley P, Nordehn G, Coimbra M, Mannor S. The PASCAL Classifying Heart Sounds "
@@ -33,8 +50,12 @@ def model_card(
     settings: dict[str, Any],
     metrics: dict[str, Any],
     notes: str = "",
+    sections: list[tuple[str, str]] | None = None,
 ) -> str:
-    """Markdown model card: use, data, training settings, measured results, caveats."""
+    """Markdown model card: use, data, training settings, measured results, caveats.
+
+    ``sections`` are extra ``(title, markdown)`` parts placed before the caveats.
+    """
     lines = [f"# {name} {version}", "", "## Intended use", "", intended_use, "", "## Training data", ""]
     lines += [f"- {source}" for source in data_sources]
     lines += ["", "## Training settings", ""]
@@ -42,6 +63,8 @@ def model_card(
     lines += ["", "## Measured results", "", "Recording-level, at the bundle's decision threshold.", ""]
     lines += _metric_lines(metrics)
     lines += _confusion_lines(metrics)
+    for title, text in sections or []:
+        lines += ["", f"## {title}", "", text]
     lines += ["", "## Caveats", "", notes or "-", "", "## Citations", ""]
     lines += [f"- {citation}" for citation in citations]
     return "\n".join(lines) + "\n"

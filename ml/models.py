@@ -154,6 +154,7 @@ def build_model(
     mixstyle: bool = False,
     normalize_inputs: bool = False,
     input_noise: float = 0.0,
+    members: int = 1,
 ) -> keras.Model:
     """Build an uncompiled classifier for windows of ``input_shape`` = (frames, features).
 
@@ -168,7 +169,17 @@ def build_model(
     variance (a ``Normalization`` layer named ``normalize``, adapted before
     training and saved with the weights); ``input_noise`` adds Gaussian noise of
     that standard deviation to the normalised features during training only.
+    ``members`` > 1 builds that many such networks side by side (``member_0``, ...)
+    and averages their probabilities: an ensemble of separately trained seeds.
     """
+    if members > 1:
+        return _ensemble(
+            members,
+            architecture=architecture, input_shape=input_shape, num_classes=num_classes, units=units,
+            conv_filters=conv_filters, bidirectional=bidirectional, attention=attention, dropout=dropout,
+            standardize_windows=standardize_windows, mixstyle=mixstyle, normalize_inputs=normalize_inputs,
+            input_noise=input_noise,
+        )  # fmt: skip
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
     inputs = keras.Input(shape=input_shape, name="windows")
@@ -193,6 +204,16 @@ def build_model(
     hidden = layers.Dropout(dropout)(hidden)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(hidden)
     return keras.Model(inputs, outputs, name=architecture)
+
+
+def _ensemble(members: int, **settings: Any) -> keras.Model:
+    inputs = keras.Input(shape=settings["input_shape"], name="windows")
+    outputs = []
+    for index in range(members):
+        member = build_model(**settings)
+        member.name = f"member_{index}"
+        outputs.append(member(inputs))
+    return keras.Model(inputs, layers.Average(name="probabilities")(outputs), name="ensemble")
 
 
 def _conv_front_end(hidden: Any, *, filters: tuple[int, ...], dropout: float, mixstyle: bool = False) -> Any:

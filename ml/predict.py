@@ -1,9 +1,13 @@
 """``python -m ml predict PATH... [--model BUNDLE] --out results.csv``.
 
 Columns (stable; other programs parse them):
-``path,label,confidence,p_<class> for each class,quality,heart_rate_bpm,error``.
+``path,label,decision,confidence,p_<class> for each class,quality,heart_rate_bpm,cycles,
+decision_reasons,error``.
 ``label`` is always one of the model's classes, empty only when ``error`` is set;
-a file that cannot be read gets its error (``code: message``) and the run goes on.
+``decision`` is the label or ``uncertain`` (poor or unusable recording, unlike the
+training data, or too close to the threshold), with ``decision_reasons`` joined by
+``; ``. A file that cannot be read gets its error (``code: message``) and the run
+goes on.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ def csv_columns(classes: Sequence[str]) -> list[str]:
     return [
         "path",
         "label",
+        "decision",
         "confidence",
         *(f"p_{name}" for name in classes),
         "quality",
         "heart_rate_bpm",
+        "cycles",
+        "decision_reasons",
         "error",
     ]
 
@@ -83,9 +90,12 @@ def _result_row(path: Path, result: Any) -> dict[str, str]:
     row = {
         "path": str(path),
         "label": result.label,
+        "decision": result.decision,
         "confidence": f"{result.confidence:.{PROBABILITY_DIGITS}f}",
         "quality": result.quality,
         "heart_rate_bpm": "" if result.heart_rate_bpm is None else f"{result.heart_rate_bpm:.{RATE_DIGITS}f}",
+        "cycles": "" if result.segments is None else str(result.segments["cycles"]),
+        "decision_reasons": "; ".join(result.decision_reasons),
         "error": "",
     }
     row.update(

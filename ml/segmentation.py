@@ -260,6 +260,7 @@ def systolic_gap(envelope: np.ndarray, period_s: float) -> float:
     return (sys_lo + int(np.argmax(correlation[sys_lo : sys_hi + 1]))) / FRAME_RATE_HZ
 
 
+@functools.lru_cache(maxsize=1024)  # timings are whole frames, so the same few recur
 def duration_tables(period_s: float, systolic_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(minimum frames, maximum frames, log-probability table ``(4, max + 1)``) per state."""
     systole = max(systolic_s - S1_MEAN_S, 0.06)

@@ -22,8 +22,15 @@ from ml import cards
 from ml.datasets import LABEL_MAPS, Dataset, load_dataset
 from ml.evaluation import evaluate_dataset, format_metrics
 from ml.features import FEATURE_KINDS, NORM_REFERENCES, FeatureConfig
-from ml.scoring import screening_metrics
-from ml.training import DEFAULT_VALIDATION_SHARE, TrainSettings, save_training_bundle, split_validation, train
+from ml.scoring import roc_auc, screening_metrics
+from ml.training import (
+    DEFAULT_VALIDATION_SHARE,
+    TrainSettings,
+    ensemble,
+    save_training_bundle,
+    split_validation,
+    train,
+)
 
 DEFAULT_CACHE = Path("artifacts/ml-cache")
 SCREENING_CLASSES = ("normal", "abnormal")
@@ -146,6 +153,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="JSON written by `python -m ml crossval` with the same settings; its folds go into the card",
     )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="train this many networks (seeds --seed, --seed+1, ...) and ship their average",
+    )
     parser.add_argument("--name", default=None)
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--research-use", action="store_true", help="mark the card research-use only")
@@ -173,6 +186,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         normalize_inputs=args.normalize_inputs,
         input_noise=args.input_noise,
         balance=args.balance,
+        members=getattr(args, "members", 1),
         seed=args.seed,
     )
 
@@ -277,14 +291,23 @@ def fit_bundle(
     train_mask, validation_mask = split_validation(
         trainable, share=DEFAULT_VALIDATION_SHARE, seed=settings.seed
     )
-    result = train(
-        trainable.subset(train_mask),
-        trainable.subset(validation_mask),
-        classes=classes,
-        positive_class=positive,
-        feature_config=config,
-        settings=settings,
-    )
+    members = [
+        train(
+            trainable.subset(train_mask),
+            trainable.subset(validation_mask),
+            classes=classes,
+            positive_class=positive,
+            feature_config=config,
+            settings=dataclasses.replace(settings, seed=settings.seed + index, members=1),
+        )
+        for index in range(settings.members)
+    ]
+    result = members[0]
+    if len(members) > 1:
+        result = ensemble(
+            members, trainable.subset(validation_mask), classes=classes, positive_class=positive,
+            feature_config=config, settings=settings,
+        )  # fmt: skip
     metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
     if crossval is not None:
         metrics["leave_one_folder_out"] = {"groups": crossval["folds"]}
@@ -319,9 +342,85 @@ def fit_bundle(
     for label, part in (external or {}).items():
         metrics[f"external_{label}"] = evaluate_dataset(Engine.load(out_dir), part)
     card_args["notes"] = _card_notes(metrics)
+    card_args["sections"] = _card_sections(config, calibration, crossval)
     card = cards.model_card(name=name, version=version, metrics=metrics, **card_args)
     save_training_bundle(result, card_text=card, metrics=metrics, **common)  # type: ignore[arg-type]
     return metrics
+
+
+def _card_sections(
+    config: FeatureConfig, calibration: dict[str, Any] | None, crossval: dict[str, Any] | None
+) -> list[tuple[str, str]]:
+    """Segmentation, leave-one-source-out summary, calibration and what the model is not for."""
+    sections = []
+    if config.kind == "cycles":
+        from ml.segmentation import DEFAULT_SEGMENTER
+
+        scores_file = DEFAULT_SEGMENTER.with_name("scores.json")
+        if scores_file.is_file():
+            scores = json.loads(scores_file.read_text(encoding="utf-8"))
+            sections.append(
+                (
+                    "Heart-cycle segmentation",
+                    f"{DEFAULT_SEGMENTER.parent.name}, on {scores['recordings']} recordings of "
+                    f"{scores['held_out_patients']} CirCor patients it never saw (onsets within 60 ms): "
+                    f"S1 F1 {scores['s1']['f1']:.3f} (precision {scores['s1']['precision']:.3f}, recall "
+                    f"{scores['s1']['recall']:.3f}), S2 F1 {scores['s2']['f1']:.3f} (precision "
+                    f"{scores['s2']['precision']:.3f}, recall {scores['s2']['recall']:.3f}); frame "
+                    f"accuracy {scores['frame_accuracy']:.3f}.",
+                )
+            )
+    if crossval is not None and "summary" in crossval:
+        summary = crossval["summary"]
+        rows = ["| held-out source | MAcc | Se | Sp | ROC AUC |", "|---|---|---|---|---|"]
+        for fold, values in summary["folds"].items():
+            cells = [_mean_range(values.get(key)) for key in SUMMARY_KEYS]
+            rows.append(f"| {fold} | " + " | ".join(cells) + " |")
+        rows.append(
+            f"\nMean over sources: MAcc {_mean_range(summary['mean_macc'])}, ROC AUC "
+            f"{_mean_range(summary['mean_roc_auc'])}; lowest Se or Sp on any source "
+            f"{_mean_range(summary['lowest_sensitivity_or_specificity'])} "
+            f"(mean and range over seeds {', '.join(map(str, crossval.get('seeds', [])))}; each row is "
+            "this recipe retrained without that source, at its own validation threshold)."
+        )
+        sections.append(("Leave one source out", "\n".join(rows)))
+    if calibration:
+        nested = calibration.get("metrics", {}).get("nested_leave_one_source_out", {})
+        rows = [
+            f"Platt scaling of the score's log-odds (slope {calibration['slope']:.3f}, intercept "
+            f"{calibration['intercept']:.3f}) fitted on the leave-one-source-out scores, every source "
+            f"and class weighted alike; threshold {calibration['threshold']:.2f} on the calibrated "
+            f"probability; `uncertain` within {calibration['margin']:.2f} of it, for unusable or poor "
+            "recordings and for recordings unlike every training source.",
+        ]
+        if nested:
+            rows += [
+                "",
+                "Each source scored with the calibration and threshold fitted on the other sources only "
+                "(what a new site gets):",
+                "",
+                "| source | Se | Sp | MAcc |",
+                "|---|---|---|---|",
+            ]
+            rows += [
+                f"| {name} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | {v['macc']:.3f} |"
+                for name, v in nested.items()
+            ]
+        sections.append(("Calibration and decisions", "\n".join(rows)))
+        sections.append(("Must not be used for", cards.NOT_FOR))
+    return sections
+
+
+def _mean_range(values: dict[str, float] | None) -> str:
+    if not values:
+        return "-"
+    return f"{values['mean']:.3f} ({values['min']:.3f}-{values['max']:.3f})"
+
+
+def _intended_use(*, research_use: bool, pascal: bool, sources: int) -> str:
+    if research_use or (pascal and sources <= 2):
+        return cards.RESEARCH_USE
+    return cards.SCREENING_USE + (" " + cards.PASCAL_NOTE if pascal else "")
 
 
 def _card_args(
@@ -334,9 +433,10 @@ def _card_args(
     ]
     pascal = any(str(group).startswith("set-") for group in groups)
     citations = [cards.PHYSIONET_CITATION] if not pascal or len(groups) > 2 else []
+    citations += [cards.CIRCOR_CITATION] if any("circor" in str(group) for group in groups) else []
     citations += [cards.PASCAL_CITATION] if pascal else []
     return {
-        "intended_use": cards.RESEARCH_USE if research_use or pascal else cards.SCREENING_USE,
+        "intended_use": _intended_use(research_use=research_use, pascal=pascal, sources=len(groups)),
         "data_sources": sources,
         "citations": citations,
         "settings": dataclasses.asdict(settings),
@@ -379,7 +479,8 @@ def _card_notes(metrics: dict[str, Any]) -> str:
 def load_crossval(path: Path, *, settings: TrainSettings, config: FeatureConfig) -> dict[str, Any]:
     """Crossval results for this exact recipe; refuses results of other settings."""
     results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    recipe = json.loads(json.dumps(dataclasses.asdict(settings)))
+    # An ensemble's members are this recipe with consecutive seeds: cross-validated one by one.
+    recipe = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(settings, members=1))))
     # settings added since the file was written count at their defaults (the old behaviour)
     defaults = json.loads(json.dumps(dataclasses.asdict(TrainSettings())))
     if {**defaults, **results.get("settings", {})} != recipe:
@@ -525,7 +626,7 @@ def run_crossval(args: argparse.Namespace) -> int:
             )
         print(format_summary(f"seed {seed}", run["folds"]), flush=True)
         results["folds"] = results["runs"][str(seeds[0])]
-        results["summary"] = summarise_runs(results["runs"])
+        results["summary"] = summarise_runs(calibrated_runs(results))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(results["summary"], indent=1))
@@ -638,6 +739,26 @@ def crossval_floor(dataset: Dataset, folds: list[str], *, seed: int) -> dict[str
 SUMMARY_KEYS = ("macc", "sensitivity", "specificity", "roc_auc")
 
 
+def calibrated_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per seed and held-out source: ROC AUC of its scores, and Se, Sp, MAcc under the decision
+    rule a new site gets (calibration and threshold fitted on the other sources' held-out scores)."""
+    from ml import calibration
+
+    oof = results["oof"]
+    groups = np.array(oof["groups"])
+    truth = np.array(oof["labels"]) == "abnormal"
+    runs: dict[str, dict[str, Any]] = {}
+    for seed, values in oof["scores"].items():
+        scores = np.array(values, dtype=np.float64)
+        scored = ~np.isnan(scores)
+        nested = calibration.nested_source_metrics(scores[scored], truth[scored], groups[scored])
+        for fold, metrics in nested.items():
+            inside = scored & (groups == fold)
+            metrics["roc_auc"] = roc_auc(truth[inside], scores[inside])
+        runs[seed] = nested
+    return runs
+
+
 def summarise_runs(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per fold and over folds: mean and spread (min, max) over seeds of the headline measures."""
     folds = sorted(next(iter(runs.values())))
@@ -684,3 +805,47 @@ def format_summary(title: str, folds: dict[str, Any]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m ml crossval-table``."""
+    parser.add_argument("results", type=Path, help="JSON written by python -m ml crossval")
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """Print the leave-one-source-out table of a crossval result as Markdown (docs/models.md)."""
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    summary = summarise_runs(calibrated_runs(results))
+    floor = results.get("floor", {}).get("folds", {})
+    folds = sorted(summary["folds"])
+    print("| recipe | " + " | ".join(folds) + " | mean MAcc | mean AUC | lowest Se or Sp |")
+    print("|---" * (len(folds) + 4) + "|")
+    if floor:
+        cells = [f"{floor[f]['macc']:.2f} / {floor[f]['roc_auc']:.2f}" for f in folds]
+        lowest = min(min(floor[f]["sensitivity"], floor[f]["specificity"]) for f in folds)
+        print(
+            "| floor: MFCC statistics + gradient boosting, threshold 0.5 | " + " | ".join(cells)
+            + f" | {np.mean([floor[f]['macc'] for f in folds]):.3f} | "
+            f"{np.mean([floor[f]['roc_auc'] for f in folds]):.3f} | {lowest:.2f} |"
+        )  # fmt: skip
+    cells = []
+    for fold in folds:
+        values = summary["folds"][fold]
+        cells.append(f"{values['macc']['mean']:.2f} / {values['roc_auc']['mean']:.2f}")
+    print(
+        f"| this recipe, seeds {', '.join(map(str, results['seeds']))} | " + " | ".join(cells)
+        + f" | {_mean_range(summary['mean_macc'])} | {_mean_range(summary['mean_roc_auc'])} | "
+        f"{_mean_range(summary['lowest_sensitivity_or_specificity'])} |"
+    )  # fmt: skip
+    print("\nPer source (mean over seeds, range in brackets):\n")
+    print("| held-out source | MAcc | Se | Sp | ROC AUC |\n|---|---|---|---|---|")
+    for fold in folds:
+        values = summary["folds"][fold]
+        print(f"| {fold} | " + " | ".join(_mean_range(values.get(key)) for key in SUMMARY_KEYS) + " |")
+    if "in_source" in results:
+        print("\nPatient-grouped in-source (K folds over patients of every source):\n")
+        for seed, report in results["in_source"].items():
+            overall = report["overall"]
+            print(f"- seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
+                  f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}")  # fmt: skip
+    return 0

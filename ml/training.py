@@ -71,6 +71,9 @@ class TrainSettings:
     # "class-in-source": classes balanced within each source, sources by size;
     # "source": every (source, class) pair weighs the same, so no site dominates.
     balance: str = "class-in-source"
+    # More than 1: the saved model averages that many networks trained with
+    # consecutive seeds from ``seed`` (``ensemble``).
+    members: int = 1
     seed: int = 7
 
     def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
@@ -88,6 +91,7 @@ class TrainSettings:
             **({"mixstyle": True} if self.mixstyle else {}),
             **({"normalize_inputs": True} if self.normalize_inputs else {}),
             **({"input_noise": self.input_noise} if self.input_noise else {}),
+            **({"members": self.members} if self.members > 1 else {}),
         }
 
 
@@ -219,6 +223,33 @@ def train(
     threshold = _pick_threshold(probabilities, validation_truth, **scoring)
     validation = screening_metrics(validation_truth, probabilities, threshold=threshold, **scoring)
     return TrainResult(model, threshold, validation, history, time.perf_counter() - started)
+
+
+def ensemble(
+    results: Sequence[TrainResult],
+    validation_set: Dataset,
+    *,
+    classes: Sequence[str],
+    positive_class: str | None,
+    feature_config: FeatureConfig,
+    settings: TrainSettings,
+) -> TrainResult:
+    """One model averaging the trained members' probabilities, scored on the validation set."""
+    from ml.models import build_model
+
+    config = settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes))
+    model = build_model(**{**config, "input_shape": feature_config.window_shape, "members": len(results)})
+    for index, member in enumerate(results):
+        model.get_layer(f"member_{index}").set_weights(member.model.get_weights())
+    class_of = {name: index for index, name in enumerate(classes)}
+    truth = np.array([class_of[label] for label in validation_set.labels])
+    batch = batch_windows(list(validation_set.samples), config=feature_config)
+    probabilities = _recording_probabilities(model, batch, len(truth))
+    scoring: dict[str, Any] = {"classes": classes, "positive_class": positive_class}
+    threshold = _pick_threshold(probabilities, truth, **scoring)
+    validation = screening_metrics(truth, probabilities, threshold=threshold, **scoring)
+    seconds = sum(member.seconds for member in results)
+    return TrainResult(model, threshold, validation, results[0].history, seconds)
 
 
 def _compiled_model(

@@ -333,11 +333,13 @@ def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[M
             # operator's decision, so start-up only says how.
             logger.warning(
                 "the default is %s; this release ships %s-%s. To serve it: "
-                "manage.py register_model %s --default",
+                "manage.py register_model %s --default; then lubdub reanalyze --analysed-by %s "
+                "re-reads the recordings the earlier version analysed",
                 current.slug,
                 committed.name,
                 committed.version,
                 bundle_dir,
+                current.slug,
             )
         return current, False
     version = register_bundle(bundle_dir, make_default=False, smoke=False)

@@ -103,9 +103,14 @@ def test_it_writes_the_predict_csv_and_keeps_going_after_bad_files(tiny_bundle: 
     assert main(["predict", str(good), str(folder), "--model", str(tiny_bundle), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     header = out.read_text().splitlines()[0]
-    assert header == "path,label,confidence,p_normal,p_abnormal,quality,heart_rate_bpm,error"
+    assert header == (
+        "path,label,decision,confidence,p_normal,p_abnormal,quality,heart_rate_bpm,cycles,decision_reasons,error"
+    )
     assert [row["path"] for row in rows] == [str(good), str(folder / "broken.wav")]
     assert rows[0]["label"] in ("normal", "abnormal") and rows[0]["error"] == ""
+    assert rows[0]["decision"] in (rows[0]["label"], "uncertain")
+    assert (rows[0]["decision"] == "uncertain") == bool(rows[0]["decision_reasons"])
+    assert int(rows[0]["cycles"]) > 5
     assert float(rows[0]["p_normal"]) + float(rows[0]["p_abnormal"]) == pytest.approx(1.0, abs=2e-4)
     assert rows[1]["label"] == "" and rows[1]["error"].startswith("truncated")
 

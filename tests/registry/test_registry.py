@@ -148,6 +148,7 @@ def test_it_keeps_an_earlier_default_and_says_how_to_serve_the_shipped_version(
     assert (created, version.pk) == (False, earlier.pk)
     assert f"this release ships {shipped.name}-{shipped.version}" in caplog.text
     assert "register_model" in caplog.text and "--default" in caplog.text
+    assert f"lubdub reanalyze --analysed-by {earlier.slug}" in caplog.text
 
 
 def test_it_moves_the_default_and_refuses_to_retire_it(researcher: Any) -> None:
