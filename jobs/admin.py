@@ -68,3 +68,18 @@ class ReportAdmin(admin.ModelAdmin):
 @admin.register(models.WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):
     list_display = ("hostname", "last_seen")
+
+
+@admin.register(models.Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "organisation", "stethoscope", "is_default", "created_at")
+    list_filter = ("organisation",)
+    search_fields = ("name", "stethoscope")
+
+
+@admin.register(models.SiteCalibration)
+class SiteCalibrationAdmin(admin.ModelAdmin):
+    list_display = ("site", "model_version", "version", "target", "threshold", "is_active", "created_at")
+    list_filter = ("is_active", "target", "model_version")
+    # Evidence of decisions already made: calibrations are fitted through the service, not edited.
+    readonly_fields = [field.name for field in models.SiteCalibration._meta.fields]

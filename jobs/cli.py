@@ -1,6 +1,6 @@
 """`lubdub`: submit recordings to a LubDub server and fetch what it found.
 
-    lubdub submit PATH... [--name N] [--model V] [--wait]
+    lubdub submit PATH... [--name N] [--model V] [--site S] [--wait]
     lubdub status BATCH
     lubdub results BATCH [--format csv|json] [-o FILE]
     lubdub report BATCH -o report.html
@@ -198,7 +198,12 @@ def _explain(response: requests.Response) -> str:
 
 def submit(client: Client, args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
-    fields = {"name": args.name or "", "model": args.model or "", "organisation": args.org or ""}
+    fields = {
+        "name": args.name or "",
+        "model": args.model or "",
+        "organisation": args.org or "",
+        "site": args.site or "",
+    }
     body = upload_body(paths, fields)
     with tqdm(total=body.file_size, unit="B", unit_scale=True, desc="upload", disable=args.quiet) as bar:
         body.progress = bar
@@ -304,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--model", help="model version (default: the server's default)")
     p.add_argument("--org", help="organisation slug, when you belong to several")
+    p.add_argument(
+        "--site", help="site name (or id) the recordings come from (default: the organisation's default site)"
+    )
     p.add_argument("--wait", action="store_true", help="wait until the batch is finished")
     p.set_defaults(run=submit)
 

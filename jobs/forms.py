@@ -1,4 +1,4 @@
-"""Forms for the pages: filters for lists and the upload form."""
+"""Forms for the pages: filters for lists, the upload form, sites and their calibrations."""
 
 from typing import Any
 
@@ -6,7 +6,7 @@ from django import forms
 from django.db.models import F, QuerySet
 from django.db.models.expressions import OrderBy
 
-from jobs.models import Batch, ModelVersion
+from jobs.models import Batch, ModelVersion, Organisation, Site, SiteCalibration
 from jobs.services.results import filter_rows
 
 
@@ -47,9 +47,24 @@ class UploadForm(forms.Form):
         empty_label=None,
         to_field_name="pk",
     )
+    site = forms.ModelChoiceField(
+        queryset=Site.objects.none(),
+        required=False,
+        label="Site",
+        empty_label="No site",
+        help_text="Where the recordings were made: its calibration, if any, makes the decisions.",
+    )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, organisation: Organisation | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        site_field = self.fields["site"]
+        assert isinstance(site_field, forms.ModelChoiceField)
+        site_field.queryset = organisation.sites.order_by("name") if organisation else Site.objects.none()
+        default_site = organisation.sites.filter(is_default=True).first() if organisation else None
+        if default_site is not None:
+            # A default site is chosen whenever none is named, so "no site" is not offered.
+            site_field.initial = default_site.pk
+            site_field.empty_label = None
         versions = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by(
             "-is_default", "-created_at"
         )
@@ -163,4 +178,55 @@ class ReanalysisForm(forms.Form):
             self.add_error("since", "Give a first or a last upload date.")
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             self.add_error("until", "The last date is before the first.")
+        return data
+
+
+class SiteForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    stethoscope = forms.CharField(required=False, max_length=200, label="Stethoscope model")
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    is_default = forms.BooleanField(
+        required=False, label="Default site", help_text="Uploads that name no site go to this one."
+    )
+
+
+class SiteCalibrationForm(forms.Form):
+    """Fit a site's calibration on one of its organisation's finished, labelled batches."""
+
+    batch = forms.ModelChoiceField(
+        queryset=Batch.objects.none(),
+        label="Labelled batch",
+        help_text="A finished batch from this site whose archive had a labels.csv.",
+    )
+    target = forms.ChoiceField(choices=SiteCalibration.Target.choices, initial=SiteCalibration.Target.MACC)
+    value = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=1.0,
+        label="Sensitivity",
+        help_text="For “sensitivity at least”: the one to reach (0.90). For best MAcc: an optional floor.",
+    )
+
+    BATCH_CHOICES = 100
+
+    def __init__(self, *args: Any, site: Site, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["batch"]
+        assert isinstance(field, forms.ModelChoiceField)
+        labelled = Batch.objects.filter(
+            organisation=site.organisation_id,
+            status__in=[Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS],
+            recordings__label__gt="",
+        ).distinct()
+        recent = labelled.order_by("-created_at").values_list("pk", flat=True)[: self.BATCH_CHOICES]
+        field.queryset = Batch.objects.filter(pk__in=list(recent)).select_related("model_version", "site")
+        field.label_from_instance = lambda batch: (  # type: ignore[method-assign,assignment]
+            f"{batch} · {batch.model_version.slug} · {batch.created_at:%d %b %Y}"
+            + (f" · site {batch.site}" if batch.site_id else "")
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("target") == SiteCalibration.Target.SENSITIVITY and data.get("value") is None:
+            self.add_error("value", "Give the sensitivity to reach, for example 0.90.")
         return data

@@ -9,6 +9,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class Organisation(models.Model):
@@ -89,6 +90,31 @@ class ModelVersion(models.Model):
         return f"{self.name}-{self.version}"
 
 
+class Site(models.Model):
+    """A place and device an organisation records at; its calibrations adapt the model's threshold."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="sites")
+    name = models.CharField(max_length=200)
+    stethoscope = models.CharField(max_length=200, blank=True, help_text="Stethoscope make and model.")
+    notes = models.TextField(blank=True)
+    # New batches of the organisation go to its default site unless another is named.
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Upload by name must find one site, whatever the case it is typed in.
+            models.UniqueConstraint(Lower("name"), "organisation", name="unique_site_name"),
+            models.UniqueConstraint(
+                fields=["organisation"], condition=Q(is_default=True), name="one_default_site"
+            ),
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Batch(models.Model):
     class Kind(models.TextChoices):
         UPLOAD = "upload", "Upload"
@@ -125,6 +151,8 @@ class Batch(models.Model):
     status = models.CharField(max_length=30, choices=Status.choices, default=Status.PENDING)
     priority = models.CharField(max_length=20, choices=Priority.choices, default=Priority.BULK)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="batches")
+    # Where the recordings were made: its active calibration for the model version makes the decisions.
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches")
 
     upload_key = models.CharField(max_length=500, blank=True)
     upload_name = models.CharField(max_length=255, blank=True)
@@ -243,8 +271,15 @@ class Prediction(models.Model):
     decision = models.CharField(max_length=50, blank=True, default="")
     decision_reasons = models.JSONField(default=list, blank=True)
     probabilities = models.JSONField(default=dict)
-    # The model's own probability of the positive class; `probabilities` are calibrated.
+    # The model's own probability of the positive class; `probabilities` are calibrated by the bundle.
     raw_probability = models.FloatField(null=True, blank=True)
+    # Set when the recording's site has an active calibration for this model version:
+    # `decision` is then the site's, made from `site_probability`; `label` and
+    # `probabilities` stay the bundle's.
+    site_calibration = models.ForeignKey(
+        "SiteCalibration", null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
+    )
+    site_probability = models.FloatField(null=True, blank=True)
     confidence = models.FloatField()
     timeline = models.JSONField(default=list, blank=True)
     quality = models.CharField(max_length=10)
@@ -268,6 +303,72 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recording_id} by {self.model_version_id}: {self.label}"
+
+
+class SiteCalibration(models.Model):
+    """A site's decision rule for one model version, fitted on a labelled batch from that site.
+
+    The score is the model's own probability (``Prediction.raw_probability``);
+    with 20 or more of each class it is Platt-scaled first, with fewer only the
+    threshold is set. Versions count up per (site, model version); one is active.
+    """
+
+    class Target(models.TextChoices):
+        MACC = "macc", "Best MAcc"
+        SENSITIVITY = "sensitivity", "Sensitivity at least"
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="calibrations")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="site_calibrations"
+    )
+    version = models.PositiveIntegerField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    source_batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="site_calibrations"
+    )
+    n_normal = models.IntegerField()
+    n_abnormal = models.IntegerField()
+    target = models.CharField(max_length=20, choices=Target.choices)
+    # The sensitivity asked for ("sensitivity"), or the least one accepted while maximising MAcc.
+    target_value = models.FloatField(null=True, blank=True)
+    # Platt parameters on logit(raw score); null when there were too few labels to fit them.
+    slope = models.FloatField(null=True, blank=True)
+    intercept = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField()
+    sensitivity = models.FloatField()
+    specificity = models.FloatField()
+    sensitivity_low = models.FloatField()
+    sensitivity_high = models.FloatField()
+    specificity_low = models.FloatField()
+    specificity_high = models.FloatField()
+    roc_auc = models.FloatField(null=True, blank=True)
+    # [false positive rate, true positive rate, threshold] from the highest threshold down.
+    roc_points = models.JSONField(default=list)
+    confusion_matrix = models.JSONField(default=dict)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "model_version", "version"], name="unique_site_calibration_version"
+            ),
+            models.UniqueConstraint(
+                fields=["site", "model_version"],
+                condition=Q(is_active=True),
+                name="one_active_site_calibration",
+            ),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.site} v{self.version} for {self.model_version_id}"
+
+    @property
+    def is_platt(self) -> bool:
+        return self.slope is not None and self.intercept is not None
 
 
 class Report(models.Model):

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from jobs.pages import batches, dashboard, organisations, recordings
+from jobs.pages import batches, dashboard, organisations, recordings, sites
 
 urlpatterns = [
     path("", dashboard.home, name="home"),
@@ -22,5 +22,9 @@ urlpatterns = [
         "recordings/<int:recording_id>/plots/<str:name>.png", recordings.recording_plot, name="recording-plot"
     ),
     path("recordings/<int:recording_id>/audio", recordings.recording_audio, name="recording-audio"),
+    path("sites/", sites.site_list, name="site-list"),
+    path("sites/<int:site_id>/", sites.site_detail, name="site-detail"),
+    path("sites/<int:site_id>/calibrate", sites.site_calibrate, name="site-calibrate"),
+    path("sites/<int:site_id>/calibrations/<int:calibration_id>/roc.png", sites.site_roc, name="site-roc"),
     path("models/", include("jobs.pages_models")),
 ]

@@ -63,3 +63,62 @@ class RecordingFactory(factory.django.DjangoModelFactory):
     path = factory.Sequence(lambda n: f"recording-{n}.wav")
     sha256 = factory.Sequence(lambda n: f"{n:064x}")
     storage_key = factory.LazyAttribute(lambda recording: f"recordings/{recording.sha256}")
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    """A prediction of a screening model (positive class `abnormal`) with a chosen raw score."""
+
+    class Meta:
+        model = models.Prediction
+
+    recording = factory.SubFactory(RecordingFactory)
+    batch = factory.LazyAttribute(lambda prediction: prediction.recording.batch)
+    model_version = factory.LazyAttribute(lambda prediction: prediction.recording.batch.model_version)
+    raw_probability = 0.5
+    label = factory.LazyAttribute(
+        lambda prediction: "abnormal" if prediction.raw_probability >= 0.5 else "normal"
+    )
+    decision = factory.LazyAttribute(lambda prediction: prediction.label)
+    probabilities = factory.LazyAttribute(
+        lambda prediction: {"abnormal": prediction.raw_probability, "normal": 1 - prediction.raw_probability}
+    )
+    confidence = factory.LazyAttribute(lambda prediction: prediction.probabilities[prediction.label])
+    quality = "good"
+    input_sha256 = factory.LazyAttribute(lambda prediction: prediction.recording.sha256)
+    feature_fingerprint = "f" * 64
+
+
+class SiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Site
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Ward {n}")
+    stethoscope = "Littmann CORE"
+
+
+class SiteCalibrationFactory(factory.django.DjangoModelFactory):
+    """An active threshold-only calibration; give slope and intercept for a Platt one."""
+
+    class Meta:
+        model = models.SiteCalibration
+
+    site = factory.SubFactory(SiteFactory)
+    model_version = factory.SubFactory(ModelVersionFactory)
+    version = factory.Sequence(lambda n: n + 1)
+    n_normal = 12
+    n_abnormal = 12
+    target = models.SiteCalibration.Target.MACC
+    threshold = 0.5
+    sensitivity = 0.9
+    specificity = 0.8
+    sensitivity_low = 0.7
+    sensitivity_high = 1.0
+    specificity_low = 0.6
+    specificity_high = 0.95
+    roc_auc = 0.9
+    roc_points = factory.LazyFunction(lambda: [[0.0, 0.0, None], [0.2, 0.9, 0.5], [1.0, 1.0, 0.01]])
+    confusion_matrix = factory.LazyFunction(
+        lambda: {"classes": ["normal", "abnormal"], "rows_truth_columns_predicted": [[10, 2], [1, 11]]}
+    )
+    is_active = True

@@ -6,7 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import Batch, ModelVersion, Prediction, Recording, Report
+from jobs.models import Batch, ModelVersion, Prediction, Recording, Report, Site, SiteCalibration
 from jobs.services import batch_progress
 
 
@@ -45,16 +45,36 @@ class ProgressSerializer(serializers.Serializer):
     finished = serializers.BooleanField()
 
 
+class SiteBriefSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Site
+        fields = ["id", "name", "url"]
+
+    def get_url(self, site: Site) -> str:
+        return _absolute(self.context, reverse("api:site-detail", args=[site.pk]))
+
+
+class SiteCalibrationBriefSerializer(serializers.ModelSerializer):
+    site = serializers.CharField(source="site.name")
+
+    class Meta:
+        model = SiteCalibration
+        fields = ["id", "version", "site", "threshold"]
+
+
 class BatchSerializer(serializers.ModelSerializer):
     organisation = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     model_version = serializers.CharField(source="model_version.slug", read_only=True)
+    site = SiteBriefSerializer(read_only=True, allow_null=True)
     progress = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
 
     class Meta:
         model = Batch
         fields = [
-            "id", "name", "organisation", "kind", "status", "priority", "model_version",
+            "id", "name", "organisation", "kind", "status", "priority", "model_version", "site",
             "upload_name", "upload_size", "progress", "error_code", "error_message",
             "shift_warning", "created_at", "started_at", "finished_at", "urls",
         ]  # fmt: skip
@@ -83,6 +103,12 @@ class UploadSerializer(serializers.Serializer):
     )
     priority = serializers.ChoiceField(choices=Batch.Priority.choices, required=False)
     organisation = serializers.SlugField(required=False, help_text="Needed when you belong to several.")
+    site = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Site id or name in the organisation; its default site if empty.",
+    )
 
 
 class FileRowSerializer(serializers.ModelSerializer):
@@ -97,6 +123,10 @@ class FileRowSerializer(serializers.ModelSerializer):
     probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
     quality = serializers.CharField(allow_null=True)
     heart_rate_bpm = serializers.FloatField(allow_null=True)
+    site_probability = serializers.FloatField(
+        allow_null=True, help_text="The site calibration's probability; null when the model's rule decided."
+    )
+    site_calibration = serializers.IntegerField(source="site_calibration_id", allow_null=True)
     error_code = serializers.CharField(source="error_code_value", allow_null=True)
     error = serializers.CharField(allow_null=True)
     truth = serializers.CharField(source="label")
@@ -106,8 +136,8 @@ class FileRowSerializer(serializers.ModelSerializer):
         model = Recording
         fields = [
             "id", "path", "status", "label", "decision", "confidence", "probabilities", "quality",
-            "heart_rate_bpm", "duration_s", "sample_rate", "channels", "sha256", "truth",
-            "error_code", "error", "url",
+            "heart_rate_bpm", "site_probability", "site_calibration", "duration_s", "sample_rate",
+            "channels", "sha256", "truth", "error_code", "error", "url",
         ]  # fmt: skip
 
     def get_url(self, recording: Recording) -> str:
@@ -115,14 +145,19 @@ class FileRowSerializer(serializers.ModelSerializer):
 
 
 class PredictionSerializer(serializers.ModelSerializer):
+    """`decision` and `site_probability` are the site calibration's when `site_calibration` is set;
+    `label` and `probabilities` are always the model bundle's."""
+
     model_version = serializers.CharField(source="model_version.slug")
+    site_calibration = SiteCalibrationBriefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Prediction
         fields = [
             "model_version", "label", "decision", "decision_reasons", "confidence", "probabilities",
-            "raw_probability", "quality", "quality_reasons", "heart_rate_bpm", "segments", "timeline",
-            "timings", "input_sha256", "feature_fingerprint", "batch", "created_at",
+            "raw_probability", "site_calibration", "site_probability", "quality", "quality_reasons",
+            "heart_rate_bpm", "segments", "timeline", "timings", "input_sha256", "feature_fingerprint",
+            "batch", "created_at",
         ]  # fmt: skip
 
 
@@ -165,3 +200,62 @@ class ReportSerializer(serializers.ModelSerializer):
     def get_url(self, report: Report) -> str:
         path = reverse("api:batch-report", args=[report.batch_id, report.format])
         return _absolute(self.context, path)
+
+
+class SiteCalibrationSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.slug")
+    created_by = serializers.CharField(source="created_by.get_username", allow_null=True, default=None)
+    method = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SiteCalibration
+        fields = [
+            "id", "version", "model_version", "is_active", "created_at", "created_by", "source_batch",
+            "n_normal", "n_abnormal", "target", "target_value", "method", "slope", "intercept", "threshold",
+            "sensitivity", "sensitivity_low", "sensitivity_high", "specificity", "specificity_low",
+            "specificity_high", "roc_auc", "confusion_matrix", "roc_points",
+        ]  # fmt: skip
+
+    def get_method(self, profile: SiteCalibration) -> str:
+        return "platt" if profile.is_platt else "threshold"
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    organisation = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    active_calibrations = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Site
+        fields = [
+            "id", "name", "organisation", "stethoscope", "notes", "is_default", "created_at",
+            "active_calibrations", "url",
+        ]  # fmt: skip
+
+    @extend_schema_field(SiteCalibrationSerializer(many=True))
+    def get_active_calibrations(self, site: Site) -> list[dict[str, Any]]:
+        active = site.calibrations.filter(is_active=True).select_related("model_version", "created_by")
+        return list(SiteCalibrationSerializer(active, many=True).data)
+
+    def get_url(self, site: Site) -> str:
+        return _absolute(self.context, reverse("api:site-detail", args=[site.pk]))
+
+
+class SiteCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    stethoscope = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    notes = serializers.CharField(required=False, allow_blank=True)
+    is_default = serializers.BooleanField(required=False, default=False)
+    organisation = serializers.SlugField(required=False, help_text="Needed when you belong to several.")
+
+
+class CalibrationRequestSerializer(serializers.Serializer):
+    batch = serializers.UUIDField(help_text="A finished batch of this site's organisation with labels.")
+    target = serializers.ChoiceField(choices=SiteCalibration.Target.choices)
+    value = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="target 'sensitivity': the sensitivity to reach; 'macc': an optional least sensitivity.",
+    )

@@ -49,7 +49,9 @@ class BatchListCreate(generics.ListAPIView):
     parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> Any:
-        return services.visible_batches(self.request.user).select_related("model_version", "organisation")
+        return services.visible_batches(self.request.user).select_related(
+            "model_version", "organisation", "site"
+        )
 
     @extend_schema(
         request={"multipart/form-data": api.UploadSerializer},
@@ -77,6 +79,7 @@ class BatchListCreate(generics.ListAPIView):
                 name=values.get("name", ""),
                 model=values.get("model") or None,
                 priority=values.get("priority"),
+                site=values.get("site") or None,
             )
         except uploads.UploadRejected as exc:
             return _error(exc.code, exc.message, exc.status)

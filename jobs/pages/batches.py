@@ -18,7 +18,7 @@ from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, Up
 from jobs.models import Batch, Organisation, Report
 from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
-from jobs.services import uploads
+from jobs.services import sites, uploads
 from jobs.services.lifecycle import BatchFinished
 from jobs.templatetags.lubdub import seconds
 
@@ -68,8 +68,13 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     reports = summaries.current_reports(batch)
     summary = next((report.summary for report in reports if report.summary), None)
     progress = services.batch_progress(batch)
+    site_profile = sites.active_calibration(batch.site, batch.model_version)
     context = {
         "batch": batch,
+        "site_profile": site_profile,
+        "site_rules": sites.rules_used(batch),
+        # Scores unlike validation and no site rule to fall back on: say how to get one.
+        "uncalibrated_shift": bool(batch.shift_warning) and site_profile is None,
         "progress": progress,
         "live": progress_payload(progress),
         "summary": summaries.summary_view(summary, classes=classes) if summary else None,
@@ -136,13 +141,15 @@ def upload(request: HttpRequest) -> HttpResponse:
     if organisation is None:
         raise PermissionDenied("not a member of any organisation")
     if request.method != "POST":
-        return _upload_page(request, UploadForm(), organisation)
+        return _upload_page(request, UploadForm(organisation=organisation), organisation)
     try:
         # Checked before the body is read: a too-large upload never reaches the disk.
         uploads.check_declared_size(request.META.get("CONTENT_LENGTH"))
     except services.UploadRejected as exc:
-        return _upload_refused(request, UploadForm(), organisation, status=exc.status, error=exc.message)
-    form = UploadForm(request.POST, request.FILES)
+        return _upload_refused(
+            request, UploadForm(organisation=organisation), organisation, status=exc.status, error=exc.message
+        )
+    form = UploadForm(request.POST, request.FILES, organisation=organisation)
     status = 400
     if form.is_valid():
         upload = form.cleaned_data["file"]
@@ -154,6 +161,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 filename=upload.name or "upload",
                 name=form.cleaned_data["name"],
                 model=form.cleaned_data["model"],
+                site=form.cleaned_data["site"],
             )
         except services.UploadRejected as exc:
             form.add_error("file", exc.message)

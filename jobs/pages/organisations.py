@@ -45,4 +45,6 @@ def switch_organisation(request: HttpRequest) -> HttpResponse:
     # Detail pages of the previous organisation would now be out of scope.
     if target.startswith(("/batches/", "/recordings/")):
         target = "/batches/"
+    elif target.startswith("/sites/"):
+        target = "/sites/"
     return HttpResponseRedirect(target)

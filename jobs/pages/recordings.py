@@ -82,7 +82,9 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
     recording = services.get_recording(request.user, recording_id)
     batch = _context_batch(request, recording)
     predictions = list(
-        recording.predictions.select_related("model_version", "batch").order_by("created_at", "id")
+        recording.predictions.select_related("model_version", "batch", "site_calibration__site").order_by(
+            "created_at", "id"
+        )
     )
     prediction = _chosen_prediction(request, predictions, batch)
     model_version = prediction.model_version if prediction else batch.model_version

@@ -10,7 +10,10 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.http import Http404
 
-from jobs.models import Batch, Organisation, Recording
+from jobs.models import Batch, Membership, Organisation, Recording, Site
+
+# Who may create sites and fit their calibrations (staff may everywhere).
+CALIBRATING_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
 
 
 def visible_batches(user: Any) -> QuerySet[Batch]:
@@ -26,7 +29,7 @@ def visible_recordings(user: Any) -> QuerySet[Recording]:
 
 
 def get_batch(user: Any, batch_id: UUID | str) -> Batch:
-    batches = visible_batches(user).select_related("model_version", "organisation", "created_by")
+    batches = visible_batches(user).select_related("model_version", "organisation", "created_by", "site")
     try:
         return batches.get(pk=batch_id)
     except (Batch.DoesNotExist, ValueError) as exc:
@@ -39,6 +42,28 @@ def get_recording(user: Any, recording_id: int | str) -> Recording:
         return recordings.get(pk=recording_id)
     except (Recording.DoesNotExist, ValueError) as exc:
         raise Http404("No such recording") from exc
+
+
+def visible_sites(user: Any) -> QuerySet[Site]:
+    if getattr(user, "is_staff", False):
+        return Site.objects.all()
+    return Site.objects.filter(organisation__membership__user=user)
+
+
+def get_site(user: Any, site_id: int | str) -> Site:
+    try:
+        return visible_sites(user).select_related("organisation").get(pk=site_id)
+    except (Site.DoesNotExist, ValueError) as exc:
+        raise Http404("No such site") from exc
+
+
+def can_calibrate(user: Any, organisation: Organisation) -> bool:
+    """Staff, and researchers or administrators of the organisation."""
+    if getattr(user, "is_staff", False):
+        return True
+    return Membership.objects.filter(
+        user=user, organisation=organisation, role__in=CALIBRATING_ROLES
+    ).exists()
 
 
 def upload_organisation(user: Any, slug: str | None = None) -> Organisation:

@@ -17,7 +17,7 @@ from django.db.models import F
 
 from jobs import storage
 from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording
-from jobs.services import progress
+from jobs.services import progress, sites
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,7 @@ def _predictions(batch: Batch, results: Sequence[Result]) -> list[Prediction]:
                 feature_fingerprint=version.feature_fingerprint,
             )
         )
+    sites.apply_site_rules(batch, rows)
     return rows
 
 

@@ -367,13 +367,23 @@ class _Uploader:
             ).values_list("sha256", flat=True)
         )
         for sha256, spool in group:
-            if sha256 in stored:
-                spool.close()
-                continue
             self._slots.acquire()  # bounds the spools held in memory
+            # A row saying "stored" is not proof: objects can be lost (a bucket emptied,
+            # a restore from an older backup), and this upload's bytes can bring them back.
+            put = self._restore if sha256 in stored else self._put
             self._futures.append(
-                self._pool.submit(self._put, storage.recording_key(sha256), spool, self._slots.release)
+                self._pool.submit(put, storage.recording_key(sha256), spool, self._slots.release)
             )
+
+    @classmethod
+    def _restore(cls, key: str, spool: IO[bytes], done: Callable[[], None]) -> int:
+        """Store an already-known recording only when its object is missing."""
+        if storage.exists(key):
+            spool.close()
+            done()
+            return 0
+        logger.warning("restoring lost audio object %s from a new upload", key)
+        return cls._put(key, spool, done)
 
     @staticmethod
     def _put(key: str, spool: IO[bytes], done: Callable[[], None]) -> int:

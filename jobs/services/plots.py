@@ -419,3 +419,24 @@ def draw_spectrogram(audio: Any) -> bytes:
     colorbar = figure.colorbar(image, cax=colorbar_axis)
     colorbar.ax.set_title("dB", fontsize=9)
     return _png(figure)
+
+
+def draw_roc(points: list[list[float | None]], *, chosen: tuple[float, float], title: str) -> bytes:
+    """A site calibration's ROC curve with its chosen operating point (false and true positive rates).
+
+    Small enough to draw on request in the web process: a few hundred points, no audio.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(4.8, 4.4), dpi=DPI)
+    axis.plot([0, 1], [0, 1], color="#b8c1ca", linestyle="--", linewidth=1, label="chance")
+    rates = [(float(point[0] or 0.0), float(point[1] or 0.0)) for point in points]
+    axis.plot([x for x, _ in rates], [y for _, y in rates], color="#2f6f9f", linewidth=2, label="ROC")
+    axis.plot(*chosen, "o", color="#a1260d", markersize=8, label="chosen threshold")
+    axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="1 − specificity", ylabel="sensitivity", title=title)
+    axis.legend(loc="lower right", fontsize=9, frameon=False)
+    figure.tight_layout()
+    return _png(figure)

@@ -30,6 +30,7 @@ CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/ht
 ROW_FIELDS = (
     "path", "file_status", "predicted_label", "decision", "decision_reasons", "confidence",
     "probabilities", "quality", "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
+    "site_probability", "site_calibration_id", "site_calibration_version", "site_name",
 )  # fmt: skip
 
 
@@ -38,6 +39,7 @@ def csv_columns(classes: list[str]) -> list[str]:
     return [
         "path", "status", "label", "decision", "confidence", *probability_columns,
         "quality", "heart_rate_bpm", "duration_s", "model_version", "error",
+        "site", "site_calibration", "site_probability",
     ]  # fmt: skip
 
 
@@ -57,6 +59,8 @@ class Tally:
     audio_seconds: float = 0.0
     # Calibrated probability of the positive class per prediction, for the batch-shift check.
     positive_scores: list[float] = field(default_factory=list)
+    # Predictions decided by each site calibration: (calibration id, site, version) -> count.
+    site_rules: Counter[tuple[int, str, int]] = field(default_factory=Counter)
 
     def add(self, row: dict[str, Any]) -> None:
         self.statuses[row["file_status"] or "pending"] += 1
@@ -68,6 +72,10 @@ class Tally:
         self.labels[predicted] += 1
         if row["decision"]:
             self.decisions[row["decision"]] += 1
+        if row["site_calibration_id"] is not None:
+            self.site_rules[
+                (row["site_calibration_id"], row["site_name"], row["site_calibration_version"])
+            ] += 1
         score = (row["probabilities"] or {}).get(self.positive) if self.positive else None
         if score is not None:
             self.positive_scores.append(float(score))
@@ -102,7 +110,7 @@ class Tally:
 
 def write_reports(batch_id: UUID | str) -> list[Report]:
     """Write the CSV, JSON and HTML reports of a finished batch; safe to run again."""
-    batch = Batch.objects.select_related("model_version", "organisation").filter(pk=batch_id).first()
+    batch = Batch.objects.select_related("model_version", "organisation", "site").filter(pk=batch_id).first()
     if batch is None:
         return []  # deleted meanwhile
     version = batch.model_version
@@ -132,6 +140,12 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
         "model_version": batch.model_version.slug,
         "status": batch.status,
         "shift_warning": batch.shift_warning or None,
+        "site": {"id": batch.site.pk, "name": batch.site.name} if batch.site else None,
+        # `decision` of these predictions is the site's; `label` and probabilities stay the model's.
+        "site_calibrations": [
+            {"id": pk, "site": name, "version": version, "predictions": count}
+            for (pk, name, version), count in sorted(tally.site_rules.items())
+        ],
         "created_at": batch.created_at.isoformat(),
         "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
         "counts": {
@@ -175,7 +189,7 @@ def _write_rows(
     writer.writerow(csv_columns(tally.classes))
     for row in _rows(batch):
         tally.add(row)
-        writer.writerow(_csv_row(row, tally.classes, batch.model_version.slug))
+        writer.writerow(_csv_row(row, tally.classes, batch))
         rows_html.write(_html_row(row).encode())
         if row["decision"] == calibration.UNCERTAIN:
             entry = {"path": row["path"], "reasons": row["decision_reasons"] or []}
@@ -200,8 +214,9 @@ def _rows(batch: Batch) -> Iterator[dict[str, Any]]:
     yield from batch_recordings(batch).values(*ROW_FIELDS).iterator(chunk_size=2000)
 
 
-def _csv_row(row: dict[str, Any], classes: list[str], model_slug: str) -> list[Any]:
+def _csv_row(row: dict[str, Any], classes: list[str], batch: Batch) -> list[Any]:
     probabilities = row["probabilities"] or {}
+    site = row["site_name"] or (batch.site.name if batch.site else "")
     return [
         row["path"],
         row["file_status"] or "pending",
@@ -212,8 +227,11 @@ def _csv_row(row: dict[str, Any], classes: list[str], model_slug: str) -> list[A
         row["quality"] or "",
         _number(row["heart_rate_bpm"], digits=1),
         _number(row["duration_s"], digits=2),
-        model_slug if row["predicted_label"] else "",
+        batch.model_version.slug if row["predicted_label"] else "",
         row["error"] or "",
+        site,
+        f"v{row['site_calibration_version']}" if row["site_calibration_version"] else "",
+        _number(row["site_probability"]),
     ]
 
 
@@ -301,13 +319,19 @@ def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
     decided = _table(["decision", "files"], sorted(decisions.items())) if decisions else ""
     warning = summary.get("shift_warning")
     shift = f'<p class="warning" role="alert"><b>Batch shift.</b> {e(warning)}</p>' if warning else ""
+    site = f" · site {e(summary['site']['name'])}" if summary.get("site") else ""
+    site_rules = "".join(
+        f"<p>Decisions of {rule['predictions']} file(s) were made with the calibration of site "
+        f"{e(rule['site'])} (v{rule['version']}) instead of the model's own threshold.</p>"
+        for rule in summary.get("site_calibrations") or []
+    )
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>LubDub report: {e(batch.name)}"
         f"</title><style>{_STYLE}</style></head><body><h1>Screening report: {e(batch.name)}</h1>"
-        f'<p class="meta">{e(summary["organisation"])} · model {e(summary["model_version"])} · '
+        f'<p class="meta">{e(summary["organisation"])} · model {e(summary["model_version"])}{site} · '
         f"status {e(batch.get_status_display())} · batch {e(str(batch.pk))}</p>"
         f"<p>A screening aid, not a diagnosis: an <em>abnormal</em> result means the recording "
-        f"should be reviewed by a clinician.</p>{shift}<div class=cards>{cards}</div>"
+        f"should be reviewed by a clinician.</p>{shift}{site_rules}<div class=cards>{cards}</div>"
         f"{decided and '<h2>Decisions (uncertain: re-record or review)</h2>' + decided}"
         f"<h2>Files by status</h2>{statuses}{errors and '<h2>Why files were not analysed</h2>' + errors}"
         f"<h2>Confidence of the predicted class</h2>{histogram}"

@@ -13,7 +13,9 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
 
     Annotations: file_status, analysis_error_code, error (message), predicted_label,
     decision, decision_reasons, confidence, probabilities, quality, heart_rate_bpm,
-    prediction_id.
+    prediction_id, raw_probability, and the site's share of the decision: site_probability,
+    site_calibration_id, site_calibration_version, site_name (null when the
+    bundle's rule decided).
     """
     return (
         Recording.objects.annotate(
@@ -45,6 +47,11 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
             quality=F("this_prediction__quality"),
             heart_rate_bpm=F("this_prediction__heart_rate_bpm"),
             prediction_id=F("this_prediction__id"),
+            raw_probability=F("this_prediction__raw_probability"),
+            site_probability=F("this_prediction__site_probability"),
+            site_calibration_id=F("this_prediction__site_calibration_id"),
+            site_calibration_version=F("this_prediction__site_calibration__version"),
+            site_name=F("this_prediction__site_calibration__site__name"),
         )
         .order_by("path", "id")
     )

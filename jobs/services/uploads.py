@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import transaction
 
 from jobs import storage
-from jobs.models import Batch, ModelVersion, Organisation
-from jobs.services import queue, sniff
+from jobs.models import Batch, ModelVersion, Organisation, Site
+from jobs.services import queue, sites, sniff
 from jobs.services.registry import UnknownModel, resolve_model
 
 
@@ -64,8 +64,12 @@ def create_batch_from_upload(
     name: str = "",
     model: str | ModelVersion | None = None,
     priority: str | None = None,
+    site: str | Site | None = None,
 ) -> Batch:
-    """Store the uploaded file and create its batch; ingest starts after commit."""
+    """Store the uploaded file and create its batch; ingest starts after commit.
+
+    ``site`` is a site id or name of the organisation; none named means its default site.
+    """
     size = _size_of(upload)
     if size == 0:
         raise UploadRejected("empty", "The uploaded file is empty.")
@@ -81,6 +85,10 @@ def create_batch_from_upload(
         model_version = model if isinstance(model, ModelVersion) else resolve_model(model)
     except UnknownModel as exc:
         raise UploadRejected("unknown_model", str(exc)) from exc
+    try:
+        batch_site = sites.resolve_site(organisation, site)
+    except sites.SiteRefused as exc:
+        raise UploadRejected(exc.code, exc.message) from exc
 
     batch = Batch(
         organisation=organisation,
@@ -88,6 +96,7 @@ def create_batch_from_upload(
         name=name[:200] or filename[:200],
         priority=priority or kind_priority,
         model_version=model_version,
+        site=batch_site,
         upload_name=filename[:255],
         upload_size=size,
     )

@@ -165,3 +165,16 @@ def test_a_calibration_round_trips_through_the_manifest_form() -> None:
     fitted = Calibration(slope=1.5, intercept=-0.2, threshold=0.45, reference_quantiles=(0.1, 0.5, 0.9))
     again = Calibration.from_dict(fitted.to_dict())
     assert again == fitted
+
+
+def test_a_local_sample_recovers_specificity_on_a_shifted_site() -> None:
+    rng = np.random.default_rng(7)
+    sources = np.repeat(["home", "other", "shifted"], 300)
+    truth = np.tile(np.arange(300) >= 150, 3)
+    shift = {"home": 0.0, "other": 0.0, "shifted": 2.5}  # a device that adds 2.5 to every log-odds
+    logits = np.array([2.0 * t - 1.0 + shift[s] for s, t in zip(sources, truth, strict=True)])
+    scores = calibration.sigmoid(logits + rng.normal(0, 0.8, len(logits)))
+    found = calibration.site_sample_simulation(scores, truth, sources, sample=50, draws=10)
+    shifted = found["shifted"]
+    assert shifted["uncalibrated_specificity"] < 0.3
+    assert shifted["specificity"] > 0.6 and shifted["macc"] > shifted["uncalibrated_macc"] + 0.15

@@ -84,3 +84,22 @@ def test_it_reports_a_bad_token_as_one_line(live_server: Any, transactional_db: 
 
     assert result.returncode == 1
     assert result.stderr.strip() == "lubdub: error: server said 401: Invalid token."
+
+
+def test_it_sends_the_site_named_with_site_in_the_upload(tmp_path: Path) -> None:
+    from jobs import cli
+
+    sent: dict[str, Any] = {}
+
+    class Recorder:
+        def json(self, method: str, path: str, *, data: Any, headers: dict[str, str]) -> dict[str, str]:
+            sent.update(method=method, path=path, body=b"".join(data))
+            return {"id": "batch-id"}
+
+    recording = tmp_path / "a0033.wav"
+    shutil.copy(SAMPLES / "a0033.wav", recording)
+    args = cli.build_parser().parse_args(["-q", "submit", str(recording), "--site", "Ward 3"])
+
+    assert cli.submit(Recorder(), args) == 0  # type: ignore[arg-type]
+    assert (sent["method"], sent["path"]) == ("POST", "/api/v1/batches/")
+    assert b'name="site"\r\n\r\nWard 3\r\n' in sent["body"]
