@@ -68,8 +68,13 @@ up() {
   "$VENV/bin/python" manage.py prepare_storage >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "storage is not usable"; }
   "$VENV/bin/python" manage.py ensure_default_model >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "no default model could be registered"; }
   if ! alive "$RUN/web.pid"; then
-    "$VENV/bin/gunicorn" config.wsgi -b "127.0.0.1:$LUBDUB_WEB_PORT" -w 2 --timeout 900 \
-      --daemon --pid "$RUN/web.pid" --access-logfile "$LOG/web-access.log" --error-logfile "$LOG/web.log"
+    # Threads, not sync workers: a request waiting on a slow dependency holds one
+    # thread, not a whole worker, so other pages keep answering. A daemon's
+    # stderr is /dev/null: --capture-output sends Django's tracebacks to web.log.
+    "$VENV/bin/gunicorn" config.wsgi -b "127.0.0.1:$LUBDUB_WEB_PORT" \
+      --worker-class gthread --workers "${LUBDUB_WEB_WORKERS:-2}" --threads "${LUBDUB_WEB_THREADS:-8}" \
+      --timeout 900 --daemon --pid "$RUN/web.pid" --access-logfile "$LOG/web-access.log" \
+      --error-logfile "$LOG/web.log" --capture-output
   fi
   start_worker worker-bulk ingest,analyze,reports,default 2
   # A worker of its own for single-file uploads, so they overtake bulk work.
@@ -79,14 +84,17 @@ up() {
       --pidfile "$RUN/beat.pid" --schedule "$RUN/celerybeat-schedule" --detach
   fi
   if ! alive "$RUN/flower.pid"; then
+    # Flower reads FLOWER_BASIC_AUTH from the (exported) environment: on the
+    # command line the password would show in every process list.
+    [ -n "${FLOWER_BASIC_AUTH:-}" ] || die "FLOWER_BASIC_AUTH is not set (see .services/env)"
     nohup "$VENV/bin/celery" -A config flower --address=127.0.0.1 --port="$LUBDUB_FLOWER_PORT" \
-      --basic-auth="$FLOWER_BASIC_AUTH" >"$LOG/flower.log" 2>&1 &
+      >"$LOG/flower.log" 2>&1 &
     echo $! > "$RUN/flower.pid"
   fi
   wait_for "http://127.0.0.1:$LUBDUB_WEB_PORT/healthz" "web"
-  python3 - "$LUBDUB_FLOWER_PORT" "$FLOWER_BASIC_AUTH" <<'PY' || die "Flower did not answer (see var/log/flower.log)"
-import base64, sys, time, urllib.request
-port, auth = sys.argv[1], sys.argv[2]
+  python3 - "$LUBDUB_FLOWER_PORT" <<'PY' || die "Flower did not answer (see var/log/flower.log)"
+import base64, os, sys, time, urllib.request
+port, auth = sys.argv[1], os.environ["FLOWER_BASIC_AUTH"]
 request = urllib.request.Request(f"http://127.0.0.1:{port}/healthcheck",
     headers={"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()})
 for _ in range(120):

@@ -31,6 +31,19 @@ random_secret() {
 
 alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
 
+# Write stdin to a file only its owner can read: created under umask 077, so it
+# is never world-readable, not even between writing and a chmod.
+secret_file() { (umask 077; cat > "$1"); chmod 600 "$1"; }
+
+# Files from before secret_file existed were written 0644.
+protect_secrets() {
+  local file
+  for file in "$STATE/pg/password" "$STATE/postgres.env" "$STATE/redis.env" "$STATE/s3.env" \
+    "$STATE/secrets.env" "$STATE/redis/redis.conf" "$ENV_FILE"; do
+    if [ -f "$file" ]; then chmod 600 "$file"; fi
+  done
+}
+
 # A URL this script wrote itself (e.g. from a shell that sourced .services/env)
 # is ours, not an outside service: forget it so "up" keeps managing it.
 forget_own() {
@@ -81,7 +94,7 @@ as_pg() {
 postgres_up() {
   if [ -n "${DATABASE_URL:-}" ]; then
     say "PostgreSQL: using DATABASE_URL from the environment"
-    echo "DATABASE_URL=$DATABASE_URL" > "$STATE/postgres.env"; return
+    echo "DATABASE_URL=$DATABASE_URL" | secret_file "$STATE/postgres.env"; return
   fi
   local data="$STATE/pg/data" pidfile="$STATE/pg/data/postmaster.pid"
   if alive "$pidfile" && [ -f "$STATE/postgres.env" ]; then
@@ -98,7 +111,7 @@ postgres_up() {
   local password
   if [ ! -f "$data/PG_VERSION" ]; then
     password=$(random_secret 24)
-    printf '%s\n' "$password" > "$STATE/pg/password"
+    printf '%s\n' "$password" | secret_file "$STATE/pg/password"
     [ "$(id -u)" -eq 0 ] && chown "$user" "$STATE/pg/password"
     as_pg "$user" "$bin/initdb" -D "$data" -U lubdub --auth=scram-sha-256 \
       --pwfile="$STATE/pg/password" -E UTF8 --locale=C.UTF-8 >"$STATE/pg/initdb.log" 2>&1 \
@@ -112,7 +125,7 @@ postgres_up() {
   PGPASSWORD="$password" "$bin/psql" -h 127.0.0.1 -p "$port" -U lubdub -d postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='lubdub'" | grep -q 1 \
     || PGPASSWORD="$password" "$bin/createdb" -h 127.0.0.1 -p "$port" -U lubdub lubdub
-  echo "DATABASE_URL=postgres://lubdub:$password@127.0.0.1:$port/lubdub" > "$STATE/postgres.env"
+  echo "DATABASE_URL=postgres://lubdub:$password@127.0.0.1:$port/lubdub" | secret_file "$STATE/postgres.env"
   say "PostgreSQL: 127.0.0.1:$port (data in $data)"
 }
 
@@ -129,20 +142,23 @@ postgres_down() {
 redis_up() {
   if [ -n "${REDIS_URL:-}" ]; then
     say "Redis: using REDIS_URL from the environment"
-    echo "REDIS_URL=$REDIS_URL" > "$STATE/redis.env"; return
+    echo "REDIS_URL=$REDIS_URL" | secret_file "$STATE/redis.env"; return
   fi
   if alive "$STATE/redis/redis.pid" && [ -f "$STATE/redis.env" ]; then say "Redis: already running"; return; fi
   command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p "$STATE/redis"
   local port password; port=$(free_port); password=$(random_secret 24)
-  redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$STATE/redis" \
+  # The password goes in a private config file: on the command line every
+  # process list would show it.
+  echo "requirepass $password" | secret_file "$STATE/redis/redis.conf"
+  redis-server "$STATE/redis/redis.conf" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$STATE/redis" \
     --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/redis.log" \
-    --requirepass "$password" --save "" --appendonly no >/dev/null
+    --save "" --appendonly no >/dev/null
   for _ in $(seq 50); do
-    redis-cli -p "$port" -a "$password" --no-auth-warning ping 2>/dev/null | grep -q PONG && break
+    REDISCLI_AUTH="$password" redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
     sleep 0.1
   done
-  echo "REDIS_URL=redis://:$password@127.0.0.1:$port/0" > "$STATE/redis.env"
+  echo "REDIS_URL=redis://:$password@127.0.0.1:$port/0" | secret_file "$STATE/redis.env"
   say "Redis: 127.0.0.1:$port"
 }
 
@@ -163,7 +179,7 @@ s3_up() {
       [ -z "${S3_CREATE_BUCKET:-}" ] || echo "S3_CREATE_BUCKET=$S3_CREATE_BUCKET"
       [ -z "${AWS_ACCESS_KEY_ID:-}" ] || echo "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
       [ -z "${AWS_SECRET_ACCESS_KEY:-}" ] || echo "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
-    } > "$STATE/s3.env"; return
+    } | secret_file "$STATE/s3.env"; return
   fi
   if alive "$STATE/s3/s3.pid" && [ -f "$STATE/s3.env" ]; then say "S3: already running"; return; fi
   [ -x "$VENV/bin/moto_server" ] || die "the S3-API server is installed with the project: run 'make install' first"
@@ -181,7 +197,7 @@ s3_up() {
     echo "S3_CREATE_BUCKET=1"
     echo "AWS_ACCESS_KEY_ID=lubdub-local"
     echo "AWS_SECRET_ACCESS_KEY=$(random_secret 24)"
-  } > "$STATE/s3.env"
+  } | secret_file "$STATE/s3.env"
   say "S3: http://127.0.0.1:$port (moto server, in memory)"
 }
 
@@ -196,20 +212,18 @@ secrets_env() {
     {
       echo "DJANGO_SECRET_KEY=$(random_secret 48)"
       echo "FLOWER_BASIC_AUTH=admin:$(random_secret 12)"
-    } > "$STATE/secrets.env"
-    chmod 600 "$STATE/secrets.env"
+    } | secret_file "$STATE/secrets.env"
   fi
 }
 
 write_env() {
-  cat "$STATE"/secrets.env "$STATE"/postgres.env "$STATE"/redis.env "$STATE"/s3.env > "$ENV_FILE.tmp"
-  chmod 600 "$ENV_FILE.tmp"
+  cat "$STATE"/secrets.env "$STATE"/postgres.env "$STATE"/redis.env "$STATE"/s3.env | secret_file "$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
 
 case "${1:-up}" in
   up)
-    secrets_env; postgres_up; redis_up; s3_up; write_env
+    protect_secrets; secrets_env; postgres_up; redis_up; s3_up; write_env
     say "environment written to ${ENV_FILE#"$ROOT"/}"
     ;;
   down)

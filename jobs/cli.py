@@ -7,7 +7,10 @@
 
 The server and token come from LUBDUB_URL and LUBDUB_TOKEN, or --url/--token.
 A folder or several files are zipped while they stream (nothing is written to
-disk first); errors are one line on stderr and a non-zero exit status.
+disk first); errors are one line on stderr and a non-zero exit status. While
+the server answers 503 (a dependency is down) reads and the upload are tried
+again a few times, waiting longer each time; the upload carries an
+Idempotency-Key, so a retry never creates a second batch.
 """
 
 import argparse
@@ -30,6 +33,11 @@ from jobs import cli_reanalysis
 BLOCK = 1024 * 1024
 POLL_SECONDS = 1.0
 TIMEOUT = (10, 300)
+# Answers that mean "try again shortly" (an outage, a proxy without its upstream).
+RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 
 
@@ -130,6 +138,8 @@ class MultipartBody:
         return len(self._head) + self.file_size + len(self._tail)
 
     def __iter__(self) -> Iterator[bytes]:
+        if self.progress is not None:
+            self.progress.reset()  # a retry sends the whole body again
         yield self._head
         sent = 0
         for block in self._parts():
@@ -157,7 +167,7 @@ def upload_body(paths: Sequence[Path], fields: dict[str, str]) -> MultipartBody:
 
 
 class Client:
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, *, sleep: Any = time.sleep) -> None:
         if not url:
             raise CliError("no server: set LUBDUB_URL or pass --url")
         if not token:
@@ -165,21 +175,46 @@ class Client:
         self.url = url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {token}"
+        self.sleep = sleep
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = path if path.startswith("http") else f"{self.url}{path}"
-        try:
-            response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
-        except requests.ConnectionError as exc:
-            raise CliError(f"cannot reach {self.url} ({type(exc).__name__})") from exc
-        except requests.Timeout as exc:
-            raise CliError(f"{self.url} did not answer in time") from exc
+        # Only what is safe to send twice is retried: reads, and writes with an Idempotency-Key.
+        repeatable = method in ("GET", "HEAD") or "Idempotency-Key" in (kwargs.get("headers") or {})
+        attempt = 1
+        while True:
+            response = self._send(method, url, **kwargs)
+            if response.status_code not in RETRY_STATUSES or not repeatable or attempt >= MAX_ATTEMPTS:
+                break
+            delay = backoff_seconds(attempt, response.headers.get("Retry-After"))
+            print(
+                f"lubdub: server said {response.status_code}; retrying in {delay:g} s "
+                f"(attempt {attempt + 1} of {MAX_ATTEMPTS})",
+                file=sys.stderr,
+            )
+            self.sleep(delay)
+            attempt += 1
         if response.status_code >= 400:
             raise CliError(_explain(response))
         return response
 
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.ConnectionError as exc:
+            raise CliError(f"cannot reach {self.url} ({type(exc).__name__})") from exc
+        except requests.Timeout as exc:
+            raise CliError(f"{self.url} did not answer in time") from exc
+
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
+
+
+def backoff_seconds(attempt: int, retry_after: str | None) -> float:
+    """The wait before the next attempt: the server's Retry-After, else doubling; capped."""
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after), MAX_BACKOFF_SECONDS)
+    return min(FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
 
 
 def _explain(response: requests.Response) -> str:
@@ -207,9 +242,9 @@ def submit(client: Client, args: argparse.Namespace) -> int:
     body = upload_body(paths, fields)
     with tqdm(total=body.file_size, unit="B", unit_scale=True, desc="upload", disable=args.quiet) as bar:
         body.progress = bar
-        batch = client.json(
-            "POST", "/api/v1/batches/", data=body, headers={"Content-Type": body.content_type}
-        )
+        # One key per invocation: the server answers a retry with the batch it already made.
+        headers = {"Content-Type": body.content_type, "Idempotency-Key": uuid.uuid4().hex}
+        batch = client.json("POST", "/api/v1/batches/", data=body, headers=headers)
     print(batch["id"])
     if args.wait:
         batch = wait(client, batch["id"], quiet=args.quiet)

@@ -160,6 +160,8 @@ class Batch(models.Model):
     # Re-analysis: which recordings, as given by the requester (kept for the record).
     selection = models.JSONField(default=dict, blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # The client's Idempotency-Key: a retried upload finds this batch instead of making another.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
 
     # Progress, updated in the same statements that change analyses.
     total_count = models.IntegerField(default=0)
@@ -182,6 +184,13 @@ class Batch(models.Model):
         indexes = [
             models.Index(fields=["organisation", "-created_at"]),
             models.Index(fields=["status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="unique_batch_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -89,6 +89,7 @@ def _render_detail(
         "batches": reanalyses,
         "others": ModelVersion.objects.exclude(pk=version.pk).exclude(status=ModelVersion.Status.REJECTED),
         "can_manage": registry.can_manage_models(request.user),
+        "can_govern": registry.can_govern_models(request.user),
         "reanalysis_form": form,
     }
     return render(request, "jobs/models_detail.html", context, status=status)
@@ -123,8 +124,8 @@ def model_retire(request: HttpRequest, version_id: int) -> HttpResponse:
 def _change(
     request: HttpRequest, version_id: int, change: Callable[[ModelVersion], ModelVersion], done: str
 ) -> HttpResponse:
-    if not registry.can_manage_models(request.user):
-        raise PermissionDenied("Only researchers and staff can change the model registry.")
+    if not registry.can_govern_models(request.user):
+        raise PermissionDenied(registry.GOVERNANCE_REFUSED)
     version = _version(version_id)
     try:
         change(version)

@@ -57,6 +57,21 @@ def uses_s3() -> bool:
 def _s3_client() -> Any:
     # One client per process: boto3 clients are thread-safe, unlike the
     # resource objects django-storages keeps per thread.
+    return _build_client(
+        connect_timeout=settings.LUBDUB_STORAGE_CONNECT_TIMEOUT_S,
+        read_timeout=settings.LUBDUB_STORAGE_READ_TIMEOUT_S,
+        max_attempts=settings.LUBDUB_STORAGE_MAX_ATTEMPTS,
+    )
+
+
+@functools.cache
+def _probe_client(timeout: float) -> Any:
+    # The health check's own client: one attempt, so a hung store leaves no
+    # probe thread behind for longer than the check itself waits.
+    return _build_client(connect_timeout=timeout, read_timeout=timeout, max_attempts=1)
+
+
+def _build_client(*, connect_timeout: float, read_timeout: float, max_attempts: int) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -70,10 +85,19 @@ def _s3_client() -> Any:
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Tries in all, the first included (botocore's `max_attempts` counts only retries).
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=32,
         ),
     )
+
+
+def forget_clients() -> None:
+    """Drop the cached clients, so changed storage settings (tests) take effect."""
+    _s3_client.cache_clear()
+    _probe_client.cache_clear()
 
 
 def _bucket() -> str:
@@ -244,11 +268,16 @@ def signed_url(key: str, *, filename: str, content_type: str, seconds: int | Non
     )
 
 
-def check() -> None:
-    """Raise if storage cannot be used (for the health endpoint)."""
+def check(*, timeout: float | None = None) -> None:
+    """Raise if storage cannot be used (for the health endpoint).
+
+    ``timeout`` bounds the S3 request (one attempt) instead of the usual
+    timeouts and retries.
+    """
     if uses_s3():
+        client = _s3_client() if timeout is None else _probe_client(timeout)
         try:
-            _s3_client().head_bucket(Bucket=_bucket())
+            client.head_bucket(Bucket=_bucket())
         except Exception as exc:
             raise _translate(exc) from exc
         return

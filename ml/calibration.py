@@ -296,9 +296,11 @@ def nested_source_metrics(
     This is what calibrating on held-out sources promises a source that took no
     part in it, which is what a new site is.
     """
-    found = {}
+    found: dict[str, dict[str, float]] = {}
     for name in np.unique(sources):
         inside = sources == name
+        if inside.all():
+            continue  # no other source to calibrate it with
         others = fit_calibration(scores[~inside], truth[~inside], sources[~inside], source="nested")
         predicted = others.probability(scores[inside]) >= others.threshold
         t = truth[inside]

@@ -310,13 +310,14 @@ def fit_bundle(
         )  # fmt: skip
     metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
     if crossval is not None:
-        metrics["leave_one_folder_out"] = {"groups": crossval["folds"]}
+        metrics["leave_one_folder_out"] = {"groups": _held_out_rows(crossval)}
     card_args = _card_args(dataset, holdout, settings, research_use)
     card_args["settings"]["features"] = config.to_dict()
     card_args["data_sources"].append(
         f"{DEFAULT_VALIDATION_SHARE:.0%} of each source group and class kept for validation "
-        "(early stopping, decision threshold)"
-    )
+        + ("(early stopping; the threshold comes from the calibration)" if calibration else
+           "(early stopping, decision threshold)")
+    )  # fmt: skip
     if test_share > 0:
         card_args["data_sources"].append(f"{test_share:.0%} of each group and class kept out as a test set")
     for label, part in (external or {}).items():
@@ -370,8 +371,8 @@ def _card_sections(
                     f"accuracy {scores['frame_accuracy']:.3f}.",
                 )
             )
-    if crossval is not None and "summary" in crossval:
-        summary = crossval["summary"]
+    if crossval is not None and "oof" in crossval:
+        summary = summarise_runs(calibrated_runs(crossval))
         rows = ["| held-out source | MAcc | Se | Sp | ROC AUC |", "|---|---|---|---|---|"]
         for fold, values in summary["folds"].items():
             cells = [_mean_range(values.get(key)) for key in SUMMARY_KEYS]
@@ -381,7 +382,8 @@ def _card_sections(
             f"{_mean_range(summary['mean_roc_auc'])}; lowest Se or Sp on any source "
             f"{_mean_range(summary['lowest_sensitivity_or_specificity'])} "
             f"(mean and range over seeds {', '.join(map(str, crossval.get('seeds', [])))}; each row is "
-            "this recipe retrained without that source, at its own validation threshold)."
+            "this recipe retrained without that source, decided by the calibration and threshold "
+            "fitted on the other sources' held-out scores)."
         )
         sections.append(("Leave one source out", "\n".join(rows)))
     if calibration:
@@ -409,6 +411,19 @@ def _card_sections(
         sections.append(("Calibration and decisions", "\n".join(rows)))
         sections.append(("Must not be used for", cards.NOT_FOR))
     return sections
+
+
+def _held_out_rows(crossval: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per held-out source: the crossval's figures, under the calibrated rule when it kept the
+    held-out scores (means over seeds), else at each fold's own threshold."""
+    if "oof" not in crossval:
+        return dict(crossval["folds"])
+    summary = summarise_runs(calibrated_runs(crossval))["folds"]
+    counts = {fold: int(np.sum(np.array(crossval["oof"]["groups"]) == fold)) for fold in summary}
+    return {
+        fold: {"count": counts[fold], **{key: (values[key] or {}).get("mean") for key in SUMMARY_KEYS}}
+        for fold, values in summary.items()
+    }
 
 
 def _mean_range(values: dict[str, float] | None) -> str:
@@ -574,7 +589,9 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``python -m ml crossval``."""
     add_common_arguments(parser)
     parser.add_argument(
-        "--folds", default=None, help="comma-separated groups to hold out in turn (default: all)"
+        "--folds",
+        default=None,
+        help="comma-separated groups to hold out in turn (default: all; none: only --in-source-folds)",
     )
     parser.add_argument(
         "--seeds", default=None, help="comma-separated seeds, one full pass each (default: --seed)"
@@ -602,6 +619,8 @@ def run_crossval(args: argparse.Namespace) -> int:
     dataset = load_all(args, config)
     classes = class_order(dataset.labels, args.classes)
     folds = args.folds.split(",") if args.folds else sorted(set(dataset.groups.tolist()))
+    if folds == ["none"]:  # only the patient-grouped in-source folds
+        folds = []
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
     results: dict[str, Any] = {
         "settings": dataclasses.asdict(settings_from(args)),
@@ -626,10 +645,12 @@ def run_crossval(args: argparse.Namespace) -> int:
             )
         print(format_summary(f"seed {seed}", run["folds"]), flush=True)
         results["folds"] = results["runs"][str(seeds[0])]
-        results["summary"] = summarise_runs(calibrated_runs(results))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(results["summary"], indent=1))
+        if len(folds) > 1:
+            results["summary"] = summarise_runs(calibrated_runs(results))
+            args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(results.get("summary", {}), indent=1))
     return 0
 
 

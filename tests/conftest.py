@@ -2,9 +2,12 @@
 the S3-API server started by infra/services.sh (their URLs in the environment)."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,3 +124,57 @@ def filesystem_storage(settings: Any, tmp_path: Path) -> Path:
         },
     }
     return tmp_path / "media"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_s3(settings: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """An S3-API server of this test's own, as default storage, that the test may pause.
+
+    Pausing the shared server (SIGSTOP) would stall every other test using it.
+    The server is always resumed before it is stopped.
+    """
+    from jobs import storage
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                time.sleep(0.05)
+        settings.USE_S3 = True
+        settings.S3_CREATE_BUCKET = True
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    "bucket_name": "lubdub-private",
+                    "endpoint_url": endpoint,
+                    "region_name": "us-east-1",
+                    "access_key": "private",
+                    "secret_key": "private",
+                    "addressing_style": "path",
+                    "signature_version": "s3v4",
+                },
+            },
+        }
+        storage.ensure_bucket()
+        yield server
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=30)

@@ -5,7 +5,7 @@ from typing import Any
 
 import dj_database_url
 
-from config.settings.env import env_bool, env_int, env_list, env_str
+from config.settings.env import env_bool, env_int, env_list, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -37,6 +37,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a view's exception before any other middleware.
+    "jobs.outages.DependencyOutageMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -62,6 +64,10 @@ DATABASES = {
         env_str("DATABASE_URL"), conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
     )
 }
+# libpq waits forever for a server that accepts the connection and never answers.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+    "DATABASE_CONNECT_TIMEOUT_S", 5, minimum=1
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -91,6 +97,11 @@ S3_CREATE_BUCKET = env_bool("S3_CREATE_BUCKET", default=DEBUG)
 MEDIA_ROOT = Path(env_str("LUBDUB_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 USE_S3 = bool(S3_ENDPOINT_URL or S3_BUCKET)
 SIGNED_URL_SECONDS = env_int("LUBDUB_SIGNED_URL_SECONDS", 300)
+# Every storage call gives up in bounded time: with boto3's defaults (60 s per
+# read, retried) one hung object store held every web worker for minutes.
+LUBDUB_STORAGE_CONNECT_TIMEOUT_S = env_seconds("LUBDUB_STORAGE_CONNECT_TIMEOUT_S", 2.0)
+LUBDUB_STORAGE_READ_TIMEOUT_S = env_seconds("LUBDUB_STORAGE_READ_TIMEOUT_S", 10.0)
+LUBDUB_STORAGE_MAX_ATTEMPTS = env_int("LUBDUB_STORAGE_MAX_ATTEMPTS", 3, minimum=1)
 
 _default_storage: dict[str, Any]
 if USE_S3:
@@ -181,11 +192,19 @@ CELERY_BEAT_SWEEP_SECONDS = env_int("LUBDUB_SWEEP_SECONDS", 60)
 
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH", "")
 
+# Everything goes to stderr: gunicorn's --capture-output puts it in its error
+# log (var/log/web.log under `make up`), compose in the container's log.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}
+    },
     "root": {"handlers": ["console"], "level": env_str("LUBDUB_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Unhandled exceptions (500s) with their tracebacks, whatever LUBDUB_LOG_LEVEL says.
+        "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }

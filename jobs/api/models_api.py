@@ -1,6 +1,7 @@
 """REST API v1 for model versions: list, register, default, retire, diff and drift.
 
-Registering and changing the registry is for researchers and staff. A bundle
+Registering is for researchers and staff; the default and retirement apply to
+every organisation, so they are for staff only. A bundle
 uploaded here is checked at once (manifest, checksum, feature compatibility)
 and answered with 202: it stays `checking` until a worker's smoke prediction
 passes, because the web process never loads a model.
@@ -17,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import storage
 from jobs.api.serializers import ModelVersionSerializer
 from jobs.models import ModelVersion
 from jobs.services import access, comparison, drift, registry
@@ -37,6 +37,10 @@ def _refused(exc: registry.RegistrationRefused) -> Response:
 
 def _forbidden() -> Response:
     return _error("forbidden", "Only researchers and staff can change the model registry.", 403)
+
+
+def _staff_only() -> Response:
+    return _error("staff_only", registry.GOVERNANCE_REFUSED, 403)
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
@@ -75,7 +79,7 @@ class ModelVersionListCreate(generics.ListAPIView):
     @extend_schema(
         request={"multipart/form-data": RegisterSerializer},
         responses={202: ModelVersionDetailSerializer, 400: ERROR, 403: ERROR, 409: ERROR},
-        summary="Register a model bundle (researchers and staff)",
+        summary="Register a model bundle (researchers and staff; `default` staff only)",
     )
     def post(self, request: Request) -> Response:
         if not registry.can_manage_models(request.user):
@@ -83,6 +87,8 @@ class ModelVersionListCreate(generics.ListAPIView):
         form = RegisterSerializer(data=request.data)
         if not form.is_valid():
             return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+        if form.validated_data["default"] and not registry.can_govern_models(request.user):
+            return _staff_only()
         try:
             version = registry.register_upload(
                 form.validated_data["bundle"].file,
@@ -91,8 +97,6 @@ class ModelVersionListCreate(generics.ListAPIView):
             )
         except registry.RegistrationRefused as exc:
             return _refused(exc)
-        except storage.StorageUnavailable:
-            return _error("storage_unavailable", "Storage is unavailable; try again shortly.", 503)
         return Response(ModelVersionDetailSerializer(version).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -106,8 +110,8 @@ class ModelVersionDetail(generics.RetrieveAPIView):
 class ModelVersionDefault(APIView):
     @extend_schema(request=None, responses={200: ModelVersionDetailSerializer, 403: ERROR, 409: ERROR})
     def post(self, request: Request, pk: int) -> Response:
-        if not registry.can_manage_models(request.user):
-            return _forbidden()
+        if not registry.can_govern_models(request.user):
+            return _staff_only()
         try:
             version = registry.set_default(_version(pk))
         except registry.RegistrationRefused as exc:
@@ -118,8 +122,8 @@ class ModelVersionDefault(APIView):
 class ModelVersionRetire(APIView):
     @extend_schema(request=None, responses={200: ModelVersionDetailSerializer, 403: ERROR, 409: ERROR})
     def post(self, request: Request, pk: int) -> Response:
-        if not registry.can_manage_models(request.user):
-            return _forbidden()
+        if not registry.can_govern_models(request.user):
+            return _staff_only()
         try:
             version = registry.retire(_version(pk))
         except registry.RegistrationRefused as exc:

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import services, storage
+from jobs import services
 from jobs.api import serializers as api
 from jobs.models import Batch, ModelVersion, Recording, Report
 from jobs.services import access, downloads, lifecycle, results, uploads
@@ -55,15 +55,38 @@ class BatchListCreate(generics.ListAPIView):
 
     @extend_schema(
         request={"multipart/form-data": api.UploadSerializer},
-        responses={201: api.BatchSerializer, 400: ERROR, 413: ERROR, 415: ERROR},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="chosen by the client: a retry with the same key returns the first batch",
+            )
+        ],
+        responses={
+            200: api.BatchSerializer,
+            201: api.BatchSerializer,
+            400: ERROR,
+            411: ERROR,
+            413: ERROR,
+            415: ERROR,
+            503: ERROR,
+        },
         summary="Upload one recording or a zip archive as a new batch",
     )
     def post(self, request: Request) -> Response:
         # Checked before the body is read: a too-large upload never reaches the disk.
         try:
-            uploads.check_declared_size(request.META.get("CONTENT_LENGTH"))
+            uploads.check_declared_size(
+                request.META.get("CONTENT_LENGTH"),
+                transfer_encoding=request.META.get("HTTP_TRANSFER_ENCODING", ""),
+            )
+            key = uploads.idempotency_key(request.headers.get("Idempotency-Key"))
         except uploads.UploadRejected as exc:
             return _error(exc.code, exc.message, exc.status)
+        earlier = uploads.retried_batch(request.user, key)
+        if earlier is not None:
+            return self._answer(request, earlier, status.HTTP_200_OK)
         form = api.UploadSerializer(data=request.data)
         if not form.is_valid():
             return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
@@ -80,15 +103,17 @@ class BatchListCreate(generics.ListAPIView):
                 model=values.get("model") or None,
                 priority=values.get("priority"),
                 site=values.get("site") or None,
+                idempotency_key=key,
             )
         except uploads.UploadRejected as exc:
             return _error(exc.code, exc.message, exc.status)
         except ValueError as exc:
             return _error("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
-        except storage.StorageUnavailable:
-            return _error("storage_unavailable", "Storage is unavailable; try again shortly.", 503)
+        return self._answer(request, batch, status.HTTP_201_CREATED)
+
+    def _answer(self, request: Request, batch: Batch, http_status: int) -> Response:
         data = api.BatchSerializer(batch, context={"request": request}).data
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["urls"]["self"]})
+        return Response(data, status=http_status, headers={"Location": data["urls"]["self"]})
 
 
 class BatchDetail(generics.RetrieveDestroyAPIView):

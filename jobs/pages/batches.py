@@ -144,7 +144,10 @@ def upload(request: HttpRequest) -> HttpResponse:
         return _upload_page(request, UploadForm(organisation=organisation), organisation)
     try:
         # Checked before the body is read: a too-large upload never reaches the disk.
-        uploads.check_declared_size(request.META.get("CONTENT_LENGTH"))
+        uploads.check_declared_size(
+            request.META.get("CONTENT_LENGTH"),
+            transfer_encoding=request.META.get("HTTP_TRANSFER_ENCODING", ""),
+        )
     except services.UploadRejected as exc:
         return _upload_refused(
             request, UploadForm(organisation=organisation), organisation, status=exc.status, error=exc.message

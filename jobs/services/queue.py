@@ -4,9 +4,12 @@ Every send happens after the surrounding transaction commits: a worker must
 never receive an id whose row it cannot see yet.
 """
 
+import logging
 from collections.abc import Sequence
 from uuid import UUID
 
+import kombu.exceptions
+import redis.exceptions
 from django.db import transaction
 
 from config.celery_app import app
@@ -16,6 +19,10 @@ INGEST_TASK = "lubdub.ingest_batch"
 ANALYSE_TASK = "lubdub.analyze_chunk"
 REPORTS_TASK = "lubdub.write_reports"
 INTERACTIVE_QUEUE = "interactive"
+# What a send raises when the broker cannot be reached (kombu wraps most as OperationalError).
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, ConnectionError)
+
+logger = logging.getLogger(__name__)
 
 
 def _queue_for(batch: Batch, default: str) -> str:
@@ -24,9 +31,26 @@ def _queue_for(batch: Batch, default: str) -> str:
 
 
 def send_ingest(batch: Batch) -> None:
+    """Queue the ingest after commit; without a broker the batch waits for the sweeper.
+
+    The batch row is committed by then: failing the request would make the
+    client upload again and create a second batch.
+    """
     queue = _queue_for(batch, "ingest")
     batch_id = str(batch.pk)
-    transaction.on_commit(lambda: app.send_task(INGEST_TASK, args=[batch_id], queue=queue))
+
+    def send() -> None:
+        try:
+            app.send_task(INGEST_TASK, args=[batch_id], queue=queue)
+        except BROKER_ERRORS as exc:
+            logger.warning(
+                "batch %s: ingest not queued (%s: %s); the sweeper queues it again",
+                batch_id,
+                type(exc).__name__,
+                exc,
+            )
+
+    transaction.on_commit(send)
 
 
 def send_analysis(batch: Batch, analysis_ids: Sequence[int], *, chunk_size: int) -> int:

@@ -63,6 +63,20 @@ def can_manage_models(user: Any) -> bool:
     return Membership.objects.filter(user=user, role__in=MANAGING_ROLES).exists()
 
 
+def can_govern_models(user: Any) -> bool:
+    """Staff only: the default model and retirement apply to every organisation.
+
+    A researcher of one organisation would otherwise decide which model reads
+    every other organisation's uploads.
+    """
+    return bool(getattr(user, "is_staff", False))
+
+
+GOVERNANCE_REFUSED = (
+    "Only staff can change the default model or retire a version: they apply to every organisation."
+)
+
+
 # --- looking versions up ----------------------------------------------------------
 
 

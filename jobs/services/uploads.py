@@ -5,10 +5,11 @@ storage under `uploads/<batch id>/`, and only then is the Batch row written and
 the ingest task queued after commit. No archive is ever held in memory.
 """
 
+import contextlib
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Organisation, Site
@@ -26,12 +27,20 @@ class UploadRejected(ValueError):
         self.status = status
 
 
-def check_declared_size(content_length: int | str | None) -> None:
-    """Refuse a too-large body before reading it.
+def check_declared_size(content_length: int | str | None, *, transfer_encoding: str = "") -> None:
+    """Refuse a too-large body before reading it, and a chunked one.
 
     ``content_length`` may be the raw ``Content-Length`` header; a missing or
-    malformed one is left to the limit checked while the body streams.
+    malformed one is left to the limit checked while the body streams. Django
+    reads a body by its declared length, so a chunked body (which declares
+    none) would be read as empty and refused with a misleading "no file".
     """
+    if transfer_encoding:
+        raise UploadRejected(
+            "length_required",
+            "Send the upload with a Content-Length header; chunked request bodies are not supported.",
+            status=411,
+        )
     if isinstance(content_length, str):
         content_length = int(content_length) if content_length.isdigit() else None
     limit = settings.LUBDUB_MAX_UPLOAD_BYTES
@@ -40,6 +49,27 @@ def check_declared_size(content_length: int | str | None) -> None:
         raise UploadRejected(
             "too_large", f"The upload is {content_length} bytes; the limit is {limit} bytes.", status=413
         )
+
+
+IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def idempotency_key(header: str | None) -> str:
+    """The client's Idempotency-Key header, checked; "" when none was sent."""
+    key = (header or "").strip()
+    if len(key) > IDEMPOTENCY_KEY_LENGTH or not key.isprintable() or not key.isascii():
+        raise UploadRejected(
+            "bad_idempotency_key",
+            f"Idempotency-Key must be printable ASCII of at most {IDEMPOTENCY_KEY_LENGTH} characters.",
+        )
+    return key
+
+
+def retried_batch(user: Any, key: str) -> Batch | None:
+    """The batch an earlier request with this Idempotency-Key created, if any."""
+    if not key or not getattr(user, "is_authenticated", False):
+        return None
+    return Batch.objects.filter(created_by=user, idempotency_key=key).first()
 
 
 def upload_kind(head: bytes, filename: str) -> Batch.Priority:
@@ -65,10 +95,13 @@ def create_batch_from_upload(
     model: str | ModelVersion | None = None,
     priority: str | None = None,
     site: str | Site | None = None,
+    idempotency_key: str = "",
 ) -> Batch:
     """Store the uploaded file and create its batch; ingest starts after commit.
 
     ``site`` is a site id or name of the organisation; none named means its default site.
+    With an ``idempotency_key`` the caller already used (see `retried_batch`), the
+    earlier batch is returned and nothing new is kept.
     """
     size = _size_of(upload)
     if size == 0:
@@ -99,13 +132,23 @@ def create_batch_from_upload(
         site=batch_site,
         upload_name=filename[:255],
         upload_size=size,
+        idempotency_key=idempotency_key,
     )
     batch.upload_key = storage.upload_key(batch.id, filename)
     # The slow copy happens before the transaction, never inside it.
     storage.put(batch.upload_key, upload)
-    with transaction.atomic():
-        batch.save()
-        queue.send_ingest(batch)
+    try:
+        with transaction.atomic():
+            batch.save()
+            queue.send_ingest(batch)
+    except IntegrityError:
+        # A retry raced the request it repeats, and lost: answer with the first batch.
+        earlier = retried_batch(user, idempotency_key)
+        if earlier is None:
+            raise
+        with contextlib.suppress(OSError):  # best effort: an orphan upload object only costs space
+            storage.delete(batch.upload_key)
+        return earlier
     return batch
 
 

@@ -65,3 +65,16 @@ def test_it_passes_the_deployment_checklist_in_production() -> None:
     result = _run_check(PRODUCTION_ENV, "--deploy", "--fail-level", "WARNING")
 
     assert result.returncode == 0, result.stderr
+
+
+def test_it_rejects_a_storage_timeout_that_is_not_a_positive_number() -> None:
+    base = {"DJANGO_SETTINGS_MODULE": "config.settings.base", "DJANGO_SECRET_KEY": "x" * 50}
+
+    malformed = _run_check({**base, "LUBDUB_STORAGE_READ_TIMEOUT_S": "ten"})
+    negative = _run_check({**base, "LUBDUB_STORAGE_CONNECT_TIMEOUT_S": "-1"})
+    no_attempt = _run_check({**base, "LUBDUB_STORAGE_MAX_ATTEMPTS": "0"})
+
+    assert "LUBDUB_STORAGE_READ_TIMEOUT_S='ten' is not a number of seconds" in malformed.stderr
+    assert "LUBDUB_STORAGE_CONNECT_TIMEOUT_S='-1' must be a positive number" in negative.stderr
+    assert "LUBDUB_STORAGE_MAX_ATTEMPTS='0' must be at least 1" in no_attempt.stderr
+    assert malformed.returncode and negative.returncode and no_attempt.returncode

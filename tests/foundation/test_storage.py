@@ -1,5 +1,11 @@
 import io
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -82,3 +88,35 @@ def test_it_names_keys_without_path_tricks() -> None:
 def test_it_reports_a_missing_object(filesystem_storage: Path) -> None:
     with pytest.raises(FileNotFoundError):
         storage.read_bytes("tests/missing.bin")
+
+
+def test_it_configures_bounded_timeouts_and_retries_for_every_storage_call() -> None:
+    config = storage._s3_client().meta.config
+
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 10.0)
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
+
+
+def test_it_gives_up_on_a_hung_store_within_the_configured_timeouts(
+    private_s3: subprocess.Popen[bytes], settings: Any
+) -> None:
+    storage.put_bytes("tests/hung.txt", b"here")
+    settings.LUBDUB_STORAGE_CONNECT_TIMEOUT_S = 0.5
+    settings.LUBDUB_STORAGE_READ_TIMEOUT_S = 0.5
+    settings.LUBDUB_STORAGE_MAX_ATTEMPTS = 2
+
+    def timed_read() -> float:
+        started = time.monotonic()
+        with pytest.raises(storage.StorageUnavailable):
+            storage.read_bytes("tests/hung.txt")
+        return time.monotonic() - started
+
+    os.kill(private_s3.pid, signal.SIGSTOP)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            # Without timeouts the read would wait a minute per attempt: fail fast instead.
+            seconds = pool.submit(timed_read).result(timeout=8)
+        finally:
+            os.kill(private_s3.pid, signal.SIGCONT)
+
+    assert seconds < 4  # two attempts of 0.5 s, and botocore's backoff between them

@@ -103,3 +103,86 @@ def test_it_sends_the_site_named_with_site_in_the_upload(tmp_path: Path) -> None
     assert cli.submit(Recorder(), args) == 0  # type: ignore[arg-type]
     assert (sent["method"], sent["path"]) == ("POST", "/api/v1/batches/")
     assert b'name="site"\r\n\r\nWard 3\r\n' in sent["body"]
+
+
+def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers.update(headers or {})
+    return response
+
+
+def _recording(tmp_path: Path) -> Path:
+    recording = tmp_path / "a0033.wav"
+    shutil.copy(SAMPLES / "a0033.wav", recording)
+    return recording
+
+
+def test_it_retries_an_upload_answered_503_with_the_same_idempotency_key(tmp_path: Path) -> None:
+    from jobs import cli
+
+    answers = [
+        _answer(
+            503,
+            {"detail": "The database is unavailable", "code": "database_unavailable"},
+            {"Retry-After": "7"},
+        ),
+        _answer(201, {"id": "batch-id"}),
+    ]
+    sent: list[tuple[str, bytes]] = []
+    waits: list[float] = []
+
+    def request(method: str, url: str, *, data: Any, headers: dict[str, str], timeout: Any) -> Any:
+        sent.append((headers["Idempotency-Key"], b"".join(data)))
+        return answers.pop(0)
+
+    client = cli.Client("http://lubdub.test", "token", sleep=waits.append)
+    client.session.request = request  # type: ignore[method-assign]
+    args = cli.build_parser().parse_args(["-q", "submit", str(_recording(tmp_path))])
+
+    assert cli.submit(client, args) == 0
+    assert waits == [7.0]
+    [(first_key, first_body), (retry_key, retry_body)] = sent
+    assert first_key == retry_key and len(first_key) >= 32
+    assert retry_body == first_body and (SAMPLES / "a0033.wav").read_bytes() in retry_body
+
+
+def test_it_gives_up_after_a_bounded_number_of_503s_with_growing_waits(tmp_path: Path) -> None:
+    from jobs import cli
+
+    calls: list[str] = []
+    waits: list[float] = []
+
+    def request(method: str, url: str, **_: Any) -> Any:
+        calls.append(method)
+        return _answer(503, {"detail": "The broker is unavailable", "code": "broker_unavailable"})
+
+    client = cli.Client("http://lubdub.test", "token", sleep=waits.append)
+    client.session.request = request  # type: ignore[method-assign]
+
+    with pytest.raises(cli.CliError, match="server said 503: The broker is unavailable"):
+        client.json("GET", "/api/v1/batches/x/")
+
+    assert len(calls) == cli.MAX_ATTEMPTS
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_it_never_repeats_a_post_without_an_idempotency_key() -> None:
+    from jobs import cli
+
+    calls: list[str] = []
+
+    def request(method: str, url: str, **_: Any) -> Any:
+        calls.append(method)
+        return _answer(503, {"detail": "down"})
+
+    client = cli.Client("http://lubdub.test", "token", sleep=lambda seconds: None)
+    client.session.request = request  # type: ignore[method-assign]
+
+    with pytest.raises(cli.CliError):
+        client.json("POST", "/api/v1/reanalyses/", json={})
+
+    assert calls == ["POST"]

@@ -3,36 +3,20 @@
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile
 from django.test import Client
 
 from jobs import storage
 from jobs.models import Analysis, Batch, ModelVersion, Prediction, Report
-from jobs.services import registry
-from ml.bundle import DEFAULT_SCREENING_BUNDLE, MANIFEST_FILE
 from ml.calibration import UNCERTAIN, Calibration, reference_quantiles
 from tests.conftest import SAMPLES
 from tests.pipeline.conftest import LABELS, sample_archive, upload, wait_for, wait_for_batch
 
 SHIFT_BATCH = sorted(LABELS)  # the 24 committed samples: enough for the shift check (20)
-
-
-def short_recording_model(tmp_path: Path) -> ModelVersion:
-    """The shipped screening bundle, registered under another version with a 1-s minimum.
-
-    The committed manifest still says 2 s (written before short recordings were
-    analysed); the platform honours whatever the bundle says.
-    """
-    bundle = tmp_path / "bundle"
-    shutil.copytree(DEFAULT_SCREENING_BUNDLE, bundle)
-    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
-    manifest.update(version=f"{manifest['version']}-short", min_duration_s=1.0)
-    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
-    return registry.register_bundle(bundle, make_default=False, smoke=False)
 
 
 def cut_wav(path: Path, seconds: float) -> bytes:
@@ -60,11 +44,11 @@ def positive_scores(batch: Batch) -> list[float]:
 
 
 def test_it_analyses_a_recording_of_just_over_a_second_as_poor_and_uncertain(
-    shared_worker: Any, api: Any, tmp_path: Path
+    shared_worker: Any, default_model: Any, api: Any
 ) -> None:
-    version = short_recording_model(tmp_path)
+    assert default_model.manifest["min_duration_s"] <= 1.2  # the shipped bundle analyses from 1 s
 
-    created = upload(api, cut_wav(SAMPLES / "a0033.wav", 1.2), "short.wav", model=version.slug)
+    created = upload(api, cut_wav(SAMPLES / "a0033.wav", 1.2), "short.wav")
 
     batch = wait_for_batch(created["id"])
     analysis = Analysis.objects.get(batch=batch)
@@ -92,8 +76,11 @@ def test_it_stores_decisions_and_segments_and_the_api_returns_them(
         stored = Prediction.objects.get(recording_id=row["id"], model_version=default_model)
         assert stored.decision in (*default_model.classes, UNCERTAIN)
         assert bool(stored.decision_reasons) == (stored.decision == UNCERTAIN)
-        # The committed bundle has no calibration, so the calibrated score is the model's own.
-        assert abs(stored.raw_probability - stored.probabilities[positive]) < 1e-6
+        # The stored probability is the raw score through the bundle's own calibration.
+        expected = Calibration.from_dict(default_model.manifest["calibration"]).probability(
+            np.array([stored.raw_probability])
+        )[0]
+        assert abs(stored.probabilities[positive] - expected) < 1e-4
         assert stored.segments["cycles"] > 0 and stored.segments["s1_s"]
         assert "segmentation_ms" in stored.timings
         assert row["decision"] == stored.decision

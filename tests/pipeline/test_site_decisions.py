@@ -106,7 +106,7 @@ def test_it_uses_no_other_versions_profile_when_a_sites_batch_is_reanalysed(
         site=site, model_version=default_model, slope=0.0, intercept=6.0, threshold=0.5
     )
     first = wait_for_batch(upload(api, sample_archive(FEW), "few.zip", site="Ward 8")["id"])
-    plain, calibrated = another_version(tmp_path, "2.0.0-plain"), another_version(tmp_path, "2.0.0-site")
+    plain, calibrated = another_version(tmp_path, "3.0.0-plain"), another_version(tmp_path, "3.0.0-site")
     newer = factories.SiteCalibrationFactory(
         site=site, model_version=calibrated, slope=0.0, intercept=-6.0, threshold=0.5
     )

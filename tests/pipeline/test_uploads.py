@@ -27,6 +27,24 @@ def test_it_answers_413_to_an_upload_over_the_limit(api: Any, default_model: Any
     assert not Batch.objects.exists()
 
 
+def test_it_answers_411_to_a_chunked_upload_instead_of_reading_it_as_empty(
+    api: Any, default_model: Any
+) -> None:
+    # A chunked body has no Content-Length, and Django reads a body by its length.
+    response = api.post(
+        "/api/v1/batches/",
+        {"file": _file(sample_archive(["a0033.wav"]), "one.zip")},
+        format="multipart",
+        CONTENT_LENGTH="",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    assert response.status_code == 411
+    assert response.json()["code"] == "length_required"
+    assert "Content-Length" in response.json()["detail"]
+    assert not Batch.objects.exists()
+
+
 def test_it_answers_415_to_a_file_that_is_neither_audio_nor_zip(api: Any, default_model: Any) -> None:
     response = api.post("/api/v1/batches/", {"file": _file(b"hello, world", "notes.txt")}, format="multipart")
 

@@ -44,6 +44,11 @@ def uploader(north: Any) -> Any:
     return member("uploader", north, Membership.Role.UPLOADER)
 
 
+@pytest.fixture
+def staff(db: None) -> Any:
+    return factories.UserFactory(username="operator", is_staff=True)
+
+
 def api_as(user: Any) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)

@@ -73,7 +73,7 @@ def test_it_runs_a_scheduled_reanalysis_at_its_time_once_per_recording_without_c
 
 
 def test_it_activates_an_uploaded_bundle_after_the_workers_smoke_test_and_runs_waiting_reanalyses(
-    celery_worker: Any, researcher: Any, north: Any, tmp_path: Path
+    celery_worker: Any, researcher: Any, staff: Any, north: Any, tmp_path: Path
 ) -> None:
     current = registry.register_bundle(copy_bundle(tmp_path / "current"), make_default=True, smoke=False)
     recordings = store_samples(north, current, count=2)
@@ -86,7 +86,7 @@ def test_it_activates_an_uploaded_bundle_after_the_workers_smoke_test_and_runs_w
         pack_bundle(copy_bundle(tmp_path / "next", version="99.0.0"), sink)
 
     with packed.open("rb") as upload:
-        response = api_as(researcher).post(
+        response = api_as(staff).post(
             "/api/v1/models/", {"bundle": upload, "default": "true"}, format="multipart"
         )
     assert response.status_code == 202

@@ -35,10 +35,10 @@ def test_it_answers_an_unknown_version_page_with_404(client: Any, researcher: An
     assert client.get("/models/999999/").status_code == 404
 
 
-def test_it_lets_a_researcher_make_a_version_the_default_from_its_page(client: Any, researcher: Any) -> None:
+def test_it_lets_staff_make_a_version_the_default_from_its_page(client: Any, staff: Any) -> None:
     old = factories.ModelVersionFactory(is_default=True)
     new = factories.ModelVersionFactory()
-    client.force_login(researcher)
+    client.force_login(staff)
 
     page = client.get(f"/models/{new.pk}/").content.decode()
     response = client.post(f"/models/{new.pk}/default", follow=True)
@@ -49,6 +49,24 @@ def test_it_lets_a_researcher_make_a_version_the_default_from_its_page(client: A
     old.refresh_from_db()
     new.refresh_from_db()
     assert (old.is_default, new.is_default) == (False, True)
+
+
+def test_it_forbids_a_researcher_to_change_the_default_or_retire_from_the_page(
+    client: Any, researcher: Any
+) -> None:
+    old = factories.ModelVersionFactory(is_default=True)
+    new = factories.ModelVersionFactory()
+    client.force_login(researcher)
+
+    page = client.get(f"/models/{new.pk}/").content.decode()
+    moved = client.post(f"/models/{new.pk}/default")
+    retired = client.post(f"/models/{new.pk}/retire")
+
+    assert "Make default" not in page and "Retire" not in page
+    assert (moved.status_code, retired.status_code) == (403, 403)
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (old.is_default, new.is_default, new.status) == (True, False, "active")
 
 
 def test_it_forbids_an_uploader_to_retire_a_version_from_the_page(client: Any, uploader: Any) -> None:

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from jobs.models import ModelVersion
 from jobs.services import registry
-from ml.bundle import DEFAULT_SCREENING_BUNDLE, WEIGHTS_FILE, read_manifest, sha256_file
+from ml.bundle import DEFAULT_SCREENING_BUNDLE, WEIGHTS_FILE, pack_bundle, read_manifest, sha256_file
 from tests import factories
 from tests.registry.conftest import api_as, copy_bundle, rewrite_manifest, zip_directory
 
@@ -151,10 +151,10 @@ def test_it_keeps_an_earlier_default_and_says_how_to_serve_the_shipped_version(
     assert f"lubdub reanalyze --analysed-by {earlier.slug}" in caplog.text
 
 
-def test_it_moves_the_default_and_refuses_to_retire_it(researcher: Any) -> None:
+def test_it_lets_staff_move_the_default_and_refuses_to_retire_it(staff: Any) -> None:
     old = factories.ModelVersionFactory(is_default=True)
     new = factories.ModelVersionFactory()
-    client = api_as(researcher)
+    client = api_as(staff)
 
     moved = client.post(f"/api/v1/models/{new.pk}/default/")
     refused = client.post(f"/api/v1/models/{new.pk}/retire/")
@@ -166,6 +166,38 @@ def test_it_moves_the_default_and_refuses_to_retire_it(researcher: Any) -> None:
     listed = [row["id"] for row in client.get("/api/v1/models/").json()]
     assert listed == [new.pk]
     assert {row["id"] for row in client.get("/api/v1/models/?all=1").json()} == {old.pk, new.pk}
+
+
+def test_it_forbids_researchers_to_change_the_default_for_every_organisation(researcher: Any) -> None:
+    old = factories.ModelVersionFactory(is_default=True)
+    new = factories.ModelVersionFactory()
+    client = api_as(researcher)
+
+    moved = client.post(f"/api/v1/models/{new.pk}/default/")
+    retired = client.post(f"/api/v1/models/{new.pk}/retire/")
+
+    for response in (moved, retired):
+        assert response.status_code == 403
+        assert response.json()["code"] == "staff_only"
+        assert "Only staff" in response.json()["detail"]
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (old.is_default, new.is_default, new.status) == (True, False, "active")
+
+
+def test_it_forbids_researchers_to_register_a_bundle_as_the_default(researcher: Any, tmp_path: Path) -> None:
+    packed = tmp_path / "bundle.zip"
+    with packed.open("wb") as sink:
+        pack_bundle(copy_bundle(tmp_path, version="98.0.0"), sink)
+
+    with packed.open("rb") as upload:
+        response = api_as(researcher).post(
+            "/api/v1/models/", {"bundle": upload, "default": "true"}, format="multipart"
+        )
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "staff_only"
+    assert not ModelVersion.objects.filter(version="98.0.0").exists()
 
 
 def test_it_forbids_uploaders_to_change_the_default(uploader: Any) -> None:
