@@ -85,21 +85,25 @@ class Command(BaseCommand):
         raise CommandError("the reports were not written within 30 s (see var/log/worker-bulk.log)")
 
     def _print_table(self, rows: list[dict[str, Any]]) -> None:
-        header = f"{'file':<14} {'truth':<9} {'result':<9} {'conf':>5} {'quality':<8} {'bpm':>5}  status"
+        header = f"{'file':<14} {'truth':<9} {'result':<9} {'decision':<10} {'conf':>5} {'quality':<8} {'bpm':>5}  status"
         self.stdout.write("\n" + header + "\n" + "-" * len(header))
         for row in rows:
             confidence = f"{row['confidence']:.2f}" if row["confidence"] is not None else ""
             bpm = f"{row['heart_rate_bpm']:.0f}" if row["heart_rate_bpm"] else ""
             mark = "" if not row["truth"] or row["truth"] == row["label"] else "  <- differs"
             self.stdout.write(
-                f"{row['path']:<14} {row['truth'] or '':<9} {row['label'] or '':<9} {confidence:>5} "
+                f"{row['path']:<14} {row['truth'] or '':<9} {row['label'] or '':<9} "
+                f"{row.get('decision') or '':<10} {confidence:>5} "
                 f"{row['quality'] or '':<8} {bpm:>5}  {row['status']}{mark}"
             )
 
     def _print_summary(self, batch: dict[str, Any], summary: dict[str, Any]) -> None:
         counts = summary["counts"]
         by_status, by_class = json.dumps(counts["by_status"]), json.dumps(counts["by_class"])
-        self.stdout.write(f"\n{batch['status']}: {by_status}, classes {by_class}")
+        by_decision = json.dumps(counts.get("by_decision", {}))
+        self.stdout.write(f"\n{batch['status']}: {by_status}, classes {by_class}, decisions {by_decision}")
+        if summary.get("shift_warning"):
+            self.stdout.write(f"warning: {summary['shift_warning']}")
         metrics = summary.get("metrics")
         if metrics:
             figures = ", ".join(
