@@ -85,7 +85,8 @@ class Command(BaseCommand):
         raise CommandError("the reports were not written within 30 s (see var/log/worker-bulk.log)")
 
     def _print_table(self, rows: list[dict[str, Any]]) -> None:
-        header = f"{'file':<14} {'truth':<9} {'result':<9} {'decision':<10} {'conf':>5} {'quality':<8} {'bpm':>5}  status"
+        columns = [f"{'file':<14}", f"{'truth':<9}", f"{'result':<9}", f"{'decision':<10}", f"{'conf':>5}"]
+        header = " ".join([*columns, f"{'quality':<8}", f"{'bpm':>5}"]) + "  status"
         self.stdout.write("\n" + header + "\n" + "-" * len(header))
         for row in rows:
             confidence = f"{row['confidence']:.2f}" if row["confidence"] is not None else ""
