@@ -242,7 +242,8 @@ class Engine:
             positive_class=self.manifest.positive_class,
             threshold=self.manifest.decision_threshold,
         )
-        timelines = self._timelines(batch, window_probabilities, len(reports))
+        # Windows through the same calibration, so the timeline and the threshold share a scale.
+        timelines = self._timelines(batch, self.calibrate(window_probabilities), len(reports))
         results = []
         positive = self.manifest.positive_class
         for index, report in enumerate(reports):

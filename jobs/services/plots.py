@@ -33,8 +33,9 @@ SPECTROGRAM_MAX_HZ = 800
 LISTEN_MIN_RATE_HZ = 8000
 LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 0.85, 0.75, 0.35, 0.5
 # Part of the overview's key: bumped when the drawing changes, so images cached
-# before (without the S1/S2 markers) are drawn again instead of served.
-OVERVIEW_DRAWING = 2
+# before (without the S1/S2 markers; 2: a waveform cut short of the recording's
+# end) are drawn again instead of served.
+OVERVIEW_DRAWING = 3
 S1_COLOUR, S2_COLOUR = "#1f55a8", "#1c6b3a"
 
 
@@ -236,13 +237,18 @@ def _png(figure: Any) -> bytes:
 
 
 def waveform_envelope(samples: Any, *, columns: int) -> tuple[Any, Any, Any]:
-    """Per-column minimum and maximum of the signal, with each column's index."""
+    """Per-column minimum and maximum of the signal, with each column's first sample.
+
+    Columns split every sample between them (some are one sample longer), so the
+    drawing spans the whole recording and lines up with times such as heart-sound
+    onsets.
+    """
     import numpy as np
 
-    columns = max(1, min(columns, len(samples)))
-    usable = len(samples) - len(samples) % columns
-    blocks = np.asarray(samples[:usable]).reshape(columns, -1)
-    return np.arange(columns), blocks.min(axis=1), blocks.max(axis=1)
+    values = np.asarray(samples)
+    columns = max(1, min(columns, len(values)))
+    starts = np.linspace(0, len(values), columns + 1).astype(np.int64)[:-1]
+    return starts, np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
 
 
 def draw_overview(audio: Any, prediction: Prediction | None, model_version: ModelVersion | None) -> bytes:
@@ -256,9 +262,8 @@ def overview_figure(audio: Any, prediction: Prediction | None, model_version: Mo
     low_hz, high_hz = _features(model_version)[1]
     band = f"{low_hz:g}–{high_hz:g} Hz"
     figure, (wave_axis, prob_axis) = _figure(4.4, 2, [1.4, 1.0])
-    index, low, high = waveform_envelope(audio.samples, columns=WAVEFORM_COLUMNS)
-    block_s = (len(audio.samples) // max(len(index), 1)) / audio.sample_rate
-    times = index * block_s
+    starts, low, high = waveform_envelope(audio.samples, columns=WAVEFORM_COLUMNS)
+    times = starts / audio.sample_rate
     wave_axis.fill_between(times, low, high, color="#8a1c2b", linewidth=0.4)
     wave_axis.set_ylabel("amplitude\n(normalised)")
     peak = float(np.max(np.abs(audio.samples))) or 1.0
