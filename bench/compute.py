@@ -75,6 +75,12 @@ def _naive_worker(bundle: str, paths: list[str], results: Any) -> None:
 
 def _naive_one(model: Any, config: Any, path: str, frames: int, librosa: Any) -> Any:
     samples, rate = librosa.load(path, sr=config.sample_rate)
+    if config.kind == "cycles":  # beat measures per file, then one model.predict call per file
+        from ml import cycles
+
+        measures = cycles.beat_measures(samples, sample_rate=rate)
+        beats, _ = cycles.beat_windows(measures, beats_per_window=frames, hop=config.frames_per_hop)
+        return model.predict(beats.astype(np.float32), verbose=0).mean(axis=0)
     mel = librosa.feature.melspectrogram(
         y=samples, sr=rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
         fmin=config.band_low_hz, fmax=config.band_high_hz,
