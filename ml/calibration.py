@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ml.scoring import best_threshold
+
 UNCERTAIN = "uncertain"
+# How an out-of-distribution reason begins; a site's rule keeps reasons that start so.
+UNLIKE_TRAINING = "unlike the training recordings"
 EPSILON = 1e-6
 DEFAULT_MARGIN = 0.1
 OOD_PERCENTILE = 99.0
@@ -79,15 +83,10 @@ def per_source_macc(truth: np.ndarray, predicted: np.ndarray, sources: np.ndarra
     return result
 
 
-def choose_threshold(
-    probabilities: np.ndarray, truth: np.ndarray, sources: np.ndarray, *, low: float = 0.2, high: float = 0.8
-) -> float:
-    """Threshold in [low, high] maximising the mean over sources of MAcc, then the worst source.
-
-    The default span suits calibrated probabilities; a site's raw scores may need all of (0, 1).
-    """
+def choose_threshold(probabilities: np.ndarray, truth: np.ndarray, sources: np.ndarray) -> float:
+    """Threshold in [0.2, 0.8] maximising the mean over sources of MAcc, then the worst source."""
     best, best_key = 0.5, (-1.0, -1.0)
-    for candidate in np.linspace(low, high, round((high - low) * 100) + 1):
+    for candidate in np.linspace(0.2, 0.8, 61):
         scores = per_source_macc(truth, probabilities >= candidate, sources)
         values = list(scores.values()) or [0.0]
         key = (round(float(np.mean(values)), 3), float(np.min(values)))
@@ -180,6 +179,11 @@ class Calibration:
         return None if not self.out_of_distribution else OutOfDistribution.from_dict(self.out_of_distribution)
 
 
+def manifest_calibration(values: dict[str, Any], *, decision_threshold: float) -> Calibration:
+    """A bundle's calibration from its manifest; bundles made without one use their threshold."""
+    return Calibration.from_dict(values) if values else Calibration(threshold=decision_threshold)
+
+
 @dataclass(frozen=True)
 class Decision:
     """One recording's outcome: a class or ``uncertain``, with the reasons for uncertainty."""
@@ -211,7 +215,7 @@ def decide_one(
         reasons.append("poor quality: " + "; ".join(quality_reasons))
     limit = (calibration.out_of_distribution or {}).get("limit")
     if distance is not None and limit and distance > limit:
-        reasons.append(f"unlike the training recordings (distance {distance:.1f}, limit {limit:.1f})")
+        reasons.append(f"{UNLIKE_TRAINING} (distance {distance:.1f}, limit {limit:.1f})")
     if abs(probability - calibration.threshold) < calibration.margin:
         reasons.append(
             f"p({positive_class}) {probability:.2f} is within {calibration.margin:.2f} "
@@ -344,9 +348,8 @@ def site_sample_simulation(
             rest = np.setdiff1d(members, chosen)
             if truth[chosen].all() or not truth[chosen].any():
                 continue
-            threshold = choose_threshold(
-                scores[chosen], truth[chosen], np.full(sample, "site"), low=0.01, high=0.99
-            )
+            # One site's raw scores: any threshold in (0, 1), among the sample's own scores.
+            threshold = best_threshold(truth[chosen], scores[chosen], low=0.01, high=0.99)
             predicted, t = scores[rest] >= threshold, truth[rest]
             sens.append(float(np.mean(predicted[t])))
             specs.append(float(np.mean(~predicted[~t])))

@@ -113,10 +113,8 @@ class Engine:
         self.feature_config = manifest.features
         self.feature_fingerprint = manifest.feature_fingerprint
         self._predict_windows = predict_windows
-        self.calibration = (
-            calibration.Calibration.from_dict(manifest.calibration)
-            if manifest.calibration
-            else calibration.Calibration(threshold=manifest.decision_threshold)
+        self.calibration = calibration.manifest_calibration(
+            manifest.calibration, decision_threshold=manifest.decision_threshold
         )
         self._ood = self.calibration.ood()
 
@@ -165,10 +163,12 @@ class Engine:
         silence = np.zeros(int(config.window_s * config.sample_rate), dtype=np.float32)
         batch = batch_windows([silence], config=config)
         self.predict_windows(np.repeat(batch.windows, WARMUP_WINDOWS, axis=0))
-        # Compiles the segmenter's decoder (numba) now rather than in the first request.
-        self._beats(
-            [Audio(silence + 1e-3, config.sample_rate, config.sample_rate, 1, config.window_s, "PCM_16")]
-        )
+        if batch.beats is None:
+            # Compiles the segmenter's decoder (numba) now rather than in the first request
+            # (a bundle that reads beats did so while building the batch above).
+            self._beats(
+                [Audio(silence + 1e-3, config.sample_rate, config.sample_rate, 1, config.window_s, "PCM_16")]
+            )
 
     def decode(self, source: AudioSource) -> Audio:
         """Decode a recording the way this bundle expects (rate, band, minimum duration)."""

@@ -92,7 +92,8 @@ def envelope(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
     return decimated / peak if peak > 0 else decimated
 
 
-def _autocorrelation(values: np.ndarray) -> np.ndarray:
+def autocorrelation(values: np.ndarray) -> np.ndarray:
+    """Autocorrelation of a zero-mean sequence, normalised to 1 at lag 0 (lags in samples)."""
     spectrum = np.fft.rfft(values, n=2 * len(values))
     correlation = np.fft.irfft(np.abs(spectrum) ** 2)[: len(values)]
     return correlation / correlation[0] if correlation[0] > 0 else correlation
@@ -105,7 +106,7 @@ def _rate_peak(samples: np.ndarray, *, sample_rate: int) -> tuple[float | None, 
     hi = int(ENVELOPE_RATE_HZ * 60.0 / MIN_BPM)
     if len(env) <= hi + 1:
         return None, 0.0
-    correlation = _autocorrelation(env)
+    correlation = autocorrelation(env)
     lag = lo + int(np.argmax(correlation[lo : hi + 1]))
     height = float(correlation[lag])
     if height <= 0.0:

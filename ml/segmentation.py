@@ -26,6 +26,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sp_fft
 from scipy import signal
 
+from ml import quality
+
 FRAME_RATE_HZ = 50
 STATES = ("S1", "systole", "S2", "diastole")
 S1, SYSTOLE, S2, DIASTOLE = range(4)
@@ -227,17 +229,10 @@ def load_classifier(path: Path = DEFAULT_SEGMENTER) -> FrameClassifier:
 # Heart rate and durations
 
 
-def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
-    values = envelope - envelope.mean()
-    spectrum = np.fft.rfft(values, n=2 * len(values))
-    correlation = np.fft.irfft(np.abs(spectrum) ** 2)[: len(values)]
-    return correlation / correlation[0] if correlation[0] > 0 else correlation
-
-
-def period_candidates(envelope: np.ndarray) -> list[float]:
-    """Beat periods (s) worth decoding: the strongest autocorrelation peak in the heart-rate
-    range and, when it is a multiple of a shorter one nearly as strong, that shorter one."""
-    correlation = _autocorrelation(envelope)
+def period_candidates(correlation: np.ndarray) -> list[float]:
+    """Beat periods (s) worth decoding: the strongest peak of the envelope's
+    :func:`ml.quality.autocorrelation` in the heart-rate range and, when it is a multiple of a
+    shorter one nearly as strong, that shorter one."""
     lo = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
     hi = min(len(correlation) - 2, int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM)))
     if hi <= lo:
@@ -250,9 +245,9 @@ def period_candidates(envelope: np.ndarray) -> list[float]:
     return [strongest / FRAME_RATE_HZ] + ([shortest / FRAME_RATE_HZ] if shortest < strongest else [])
 
 
-def systolic_gap(envelope: np.ndarray, period_s: float) -> float:
-    """The shorter gap between heart sounds (s): the autocorrelation peak below half the period."""
-    correlation = _autocorrelation(envelope)
+def systolic_gap(correlation: np.ndarray, period_s: float) -> float:
+    """The shorter gap between heart sounds (s): the envelope autocorrelation's peak below
+    half the period."""
     sys_lo = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
     sys_hi = min(len(correlation) - 1, max(sys_lo + 1, int(period_s * FRAME_RATE_HZ * 0.5)))
     if sys_hi <= sys_lo:
@@ -370,9 +365,11 @@ def segment(
     # The autocorrelation finds the shorter of the two gaps between heart sounds; at
     # fast rates the systole is the longer one, so both readings are decoded, and so
     # is a shorter period when the strongest peak may be two or three beats long.
+    envelope = features[:, -1]
+    correlation = quality.autocorrelation(envelope - envelope.mean())
     timings = []
-    for period in period_candidates(features[:, -1]):
-        gap = systolic_gap(features[:, -1], period)
+    for period in period_candidates(correlation):
+        gap = systolic_gap(correlation, period)
         timings += [(period, gap), (period, period - gap)]
     candidates = [decode_states(emissions, period_s=period, systolic_s=gap) for period, gap in timings]
     best = int(np.argmax([score for _, score in candidates]))

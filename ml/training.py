@@ -219,10 +219,17 @@ def train(
             if stale >= settings.patience:
                 break
     model.set_weights(best_weights)
-    probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
-    threshold = _pick_threshold(probabilities, validation_truth, **scoring)
-    validation = screening_metrics(validation_truth, probabilities, threshold=threshold, **scoring)
+    threshold, validation = _validated(model, validation_batch, validation_truth, scoring)
     return TrainResult(model, threshold, validation, history, time.perf_counter() - started)
+
+
+def _validated(
+    model: Any, batch: Any, truth: np.ndarray, scoring: dict[str, Any]
+) -> tuple[float, dict[str, object]]:
+    """(threshold chosen on the validation recordings, their metrics at it)."""
+    probabilities = _recording_probabilities(model, batch, len(truth))
+    threshold = _pick_threshold(probabilities, truth, **scoring)
+    return threshold, screening_metrics(truth, probabilities, threshold=threshold, **scoring)
 
 
 def ensemble(
@@ -244,10 +251,8 @@ def ensemble(
     class_of = {name: index for index, name in enumerate(classes)}
     truth = np.array([class_of[label] for label in validation_set.labels])
     batch = batch_windows(list(validation_set.samples), config=feature_config)
-    probabilities = _recording_probabilities(model, batch, len(truth))
     scoring: dict[str, Any] = {"classes": classes, "positive_class": positive_class}
-    threshold = _pick_threshold(probabilities, truth, **scoring)
-    validation = screening_metrics(truth, probabilities, threshold=threshold, **scoring)
+    threshold, validation = _validated(model, batch, truth, scoring)
     seconds = sum(member.seconds for member in results)
     return TrainResult(model, threshold, validation, results[0].history, seconds)
 

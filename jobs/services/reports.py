@@ -176,9 +176,9 @@ def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
 
 def version_calibration(manifest: dict[str, Any]) -> calibration.Calibration:
     """The bundle's calibration; bundles made without one use their decision threshold."""
-    if manifest.get("calibration"):
-        return calibration.Calibration.from_dict(manifest["calibration"])
-    return calibration.Calibration(threshold=float(manifest.get("decision_threshold", 0.5)))
+    return calibration.manifest_calibration(
+        manifest.get("calibration") or {}, decision_threshold=float(manifest.get("decision_threshold", 0.5))
+    )
 
 
 def _write_rows(

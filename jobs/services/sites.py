@@ -29,8 +29,6 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 2016
 ROC_MAX_POINTS = 200
 FITTED_STATUSES = (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
-# ml.calibration.decide_one's wording for a recording unlike every training source.
-UNLIKE_TRAINING = "unlike the training recordings"
 Target = SiteCalibration.Target
 
 
@@ -449,9 +447,8 @@ def site_decision(
     )
     # The worker keeps only the bundle's verdict on the distance from the training
     # recordings, not the distance; that verdict is about the recording, so it stands.
-    unlike = [
-        str(reason) for reason in prediction.decision_reasons or [] if str(reason).startswith(UNLIKE_TRAINING)
-    ]
+    reasons = [str(reason) for reason in prediction.decision_reasons or []]
+    unlike = [reason for reason in reasons if reason.startswith(calibration.UNLIKE_TRAINING)]
     if not unlike:
         return found
     return calibration.Decision(calibration.UNCERTAIN, found.probability, [*found.reasons, *unlike])
