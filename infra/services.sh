@@ -8,8 +8,15 @@
 #   infra/services.sh down    stop only what this script started
 #   infra/services.sh status  show what runs where
 #
+# Ports and passwords are chosen on the first start and kept in the state
+# folder: after down and up the services come back where the running app
+# expects them. A kept port that another process has taken meanwhile is
+# replaced, and the change is printed.
+#
 # Services given by DATABASE_URL, REDIS_URL or S3_ENDPOINT_URL in the
-# environment are used as they are and never started or stopped here.
+# environment are used as they are and never started or stopped here, unless
+# the value is one this script wrote itself (a shell that sourced
+# .services/env).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,8 +28,25 @@ mkdir -p "$STATE"
 say() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+netcheck() { python3 "$ROOT/infra/netcheck.py" "$@"; }
+
+# Ports kept for the services and app processes of this state folder but FILE's:
+# a new port must not be one of them, even while its owner is stopped.
+other_ports() {
+  local file
+  for file in "$STATE/pg/port" "$STATE/redis/port" "$STATE/s3/port"; do
+    [ "$file" = "$1" ] || cat "$file" 2>/dev/null || true
+  done
+  sed -n 's/^LUBDUB_[A-Z]*_PORT=//p' "$STATE/app.env" 2>/dev/null || true
+}
+
+# The port kept in FILE while it is free; else a new one, said and kept.
+kept_port() {
+  local label=$1 file=$2 port
+  port=$(netcheck pick --label "[services] $label" --avoid "$(other_ports "$file" | paste -sd, -)" \
+    $(cat "$file" 2>/dev/null || true))
+  printf '%s\n' "$port" > "$file"
+  echo "$port"
 }
 
 random_secret() {
@@ -39,22 +63,39 @@ secret_file() { (umask 077; cat > "$1"); chmod 600 "$1"; }
 protect_secrets() {
   local file
   for file in "$STATE/pg/password" "$STATE/postgres.env" "$STATE/redis.env" "$STATE/s3.env" \
-    "$STATE/secrets.env" "$STATE/redis/redis.conf" "$ENV_FILE"; do
+    "$STATE/secrets.env" "$STATE/redis/redis.conf" "$STATE/s3/secret" "$OWN" "$ENV_FILE"; do
     if [ -f "$file" ]; then chmod 600 "$file"; fi
   done
 }
 
-# A URL this script wrote itself (e.g. from a shell that sourced .services/env)
-# is ours, not an outside service: forget it so "up" keeps managing it.
-forget_own() {
-  local var=$1 file=$2 pidfile=$3 value
-  [ -n "${!var:-}" ] && [ -f "$STATE/$file" ] && alive "$pidfile" || return 0
-  value=$(sed -n "s/^$var=//p" "$STATE/$file" | head -n1)
-  if [ "$value" = "${!var}" ]; then unset "$var"; fi
+# Every URL this script wrote for a service of its own, one VAR=value a line.
+# A shell that sourced .services/env exports them; they must not read as
+# outside services, whether ours are running or stopped.
+OWN="$STATE/own-urls"
+own() {
+  local line="$1=$2"
+  grep -qsFx -- "$line" "$OWN" || printf '%s\n' "$line" | (umask 077; cat >> "$OWN")
 }
-forget_own DATABASE_URL postgres.env "$STATE/pg/data/postmaster.pid"
-forget_own REDIS_URL redis.env "$STATE/redis/redis.pid"
-forget_own S3_ENDPOINT_URL s3.env "$STATE/s3/s3.pid"
+# State folders from before own-urls existed: a running service's URL is ours.
+adopt_running() {
+  local var=$1 file=$2 pidfile=$3 value
+  [ -f "$STATE/$file" ] && alive "$pidfile" || return 0
+  value=$(sed -n "s/^$var=//p" "$STATE/$file" | head -n1)
+  [ -z "$value" ] || own "$var" "$value"
+}
+forget_own() {
+  local var=$1
+  [ -n "${!var:-}" ] && grep -qsFx -- "$var=${!var}" "$OWN" || return 0
+  unset "$var"
+}
+if [ ! -f "$OWN" ]; then
+  adopt_running DATABASE_URL postgres.env "$STATE/pg/data/postmaster.pid"
+  adopt_running REDIS_URL redis.env "$STATE/redis/redis.pid"
+  adopt_running S3_ENDPOINT_URL s3.env "$STATE/s3/s3.pid"
+fi
+forget_own DATABASE_URL
+forget_own REDIS_URL
+forget_own S3_ENDPOINT_URL
 
 apt_install() {
   # Install Debian packages when we may; otherwise say exactly what is missing.
@@ -96,8 +137,11 @@ postgres_up() {
     say "PostgreSQL: using DATABASE_URL from the environment"
     echo "DATABASE_URL=$DATABASE_URL" | secret_file "$STATE/postgres.env"; return
   fi
-  local data="$STATE/pg/data" pidfile="$STATE/pg/data/postmaster.pid"
-  if alive "$pidfile" && [ -f "$STATE/postgres.env" ]; then
+  local data="$STATE/pg/data" pidfile="$STATE/pg/data/postmaster.pid" port password
+  if alive "$pidfile" && [ -f "$STATE/pg/password" ]; then
+    # Line 4 of postmaster.pid is the port it listens on.
+    port=$(sed -n 4p "$pidfile"); echo "$port" > "$STATE/pg/port"
+    postgres_env "$port"
     say "PostgreSQL: already running"; return
   fi
   local bin; bin=$(pg_bindir) || true
@@ -108,7 +152,6 @@ postgres_up() {
   if ! as_pg "$user" test -w "$STATE/pg"; then
     die "user $user cannot write $STATE/pg: make every parent folder of the checkout traversable (chmod o+x)"
   fi
-  local password
   if [ ! -f "$data/PG_VERSION" ]; then
     password=$(random_secret 24)
     printf '%s\n' "$password" | secret_file "$STATE/pg/password"
@@ -118,15 +161,23 @@ postgres_up() {
       || { cat "$STATE/pg/initdb.log" >&2; die "initdb failed"; }
   fi
   password=$(cat "$STATE/pg/password")
-  local port; port=$(free_port)
+  port=$(kept_port PostgreSQL "$STATE/pg/port")
   as_pg "$user" "$bin/pg_ctl" -D "$data" -l "$STATE/pg/server.log" -w -t 60 start \
     -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200" \
     >/dev/null || { tail -n 20 "$STATE/pg/server.log" >&2; die "PostgreSQL did not start"; }
+  netcheck wait --label "[services] PostgreSQL" --pidfile "$pidfile" --port "$port" --timeout 30 \
+    || die "PostgreSQL is not the process answering on port $port"
   PGPASSWORD="$password" "$bin/psql" -h 127.0.0.1 -p "$port" -U lubdub -d postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='lubdub'" | grep -q 1 \
     || PGPASSWORD="$password" "$bin/createdb" -h 127.0.0.1 -p "$port" -U lubdub lubdub
-  echo "DATABASE_URL=postgres://lubdub:$password@127.0.0.1:$port/lubdub" | secret_file "$STATE/postgres.env"
+  postgres_env "$port"
   say "PostgreSQL: 127.0.0.1:$port (data in $data)"
+}
+
+postgres_env() {
+  local url; url="postgres://lubdub:$(cat "$STATE/pg/password")@127.0.0.1:$1/lubdub"
+  echo "DATABASE_URL=$url" | secret_file "$STATE/postgres.env"
+  own DATABASE_URL "$url"
 }
 
 postgres_down() {
@@ -144,22 +195,50 @@ redis_up() {
     say "Redis: using REDIS_URL from the environment"
     echo "REDIS_URL=$REDIS_URL" | secret_file "$STATE/redis.env"; return
   fi
-  if alive "$STATE/redis/redis.pid" && [ -f "$STATE/redis.env" ]; then say "Redis: already running"; return; fi
+  local port password
+  # The password is kept in a private config file: on the command line every
+  # process list would show it.
+  password=$(sed -n 's/^requirepass //p' "$STATE/redis/redis.conf" 2>/dev/null | head -n1 || true)
+  if alive "$STATE/redis/redis.pid" && [ -n "$password" ]; then
+    port=$(redis_port)
+    [ -n "$port" ] || die "Redis runs (pid $(cat "$STATE/redis/redis.pid")) on a port not recorded here: stop it"
+    redis_env "$port" "$password"
+    say "Redis: already running"; return
+  fi
   command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p "$STATE/redis"
-  local port password; port=$(free_port); password=$(random_secret 24)
-  # The password goes in a private config file: on the command line every
-  # process list would show it.
-  echo "requirepass $password" | secret_file "$STATE/redis/redis.conf"
+  if [ -z "$password" ]; then
+    password=$(random_secret 24)
+    echo "requirepass $password" | secret_file "$STATE/redis/redis.conf"
+  fi
+  port=$(kept_port Redis "$STATE/redis/port")
+  rm -f "$STATE/redis/redis.pid"
   redis-server "$STATE/redis/redis.conf" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$STATE/redis" \
     --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/redis.log" \
     --save "" --appendonly no >/dev/null
+  netcheck wait --label "[services] Redis" --pidfile "$STATE/redis/redis.pid" --port "$port" --timeout 30 \
+    || { tail -n 5 "$STATE/redis/redis.log" >&2; die "Redis did not start on port $port"; }
   for _ in $(seq 50); do
     REDISCLI_AUTH="$password" redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
     sleep 0.1
   done
-  echo "REDIS_URL=redis://:$password@127.0.0.1:$port/0" | secret_file "$STATE/redis.env"
+  redis_env "$port" "$password"
   say "Redis: 127.0.0.1:$port"
+}
+
+# The port of the running Redis; state folders from before redis/port existed
+# have it in the redis.env of that run.
+redis_port() {
+  if [ ! -s "$STATE/redis/port" ]; then
+    sed -n 's#^REDIS_URL=.*:\([0-9]*\)/[0-9]*$#\1#p' "$STATE/redis.env" 2>/dev/null > "$STATE/redis/port" || true
+  fi
+  cat "$STATE/redis/port"
+}
+
+redis_env() {
+  local url="redis://:$2@127.0.0.1:$1/0"
+  echo "REDIS_URL=$url" | secret_file "$STATE/redis.env"
+  own REDIS_URL "$url"
 }
 
 redis_down() {
@@ -181,24 +260,39 @@ s3_up() {
       [ -z "${AWS_SECRET_ACCESS_KEY:-}" ] || echo "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
     } | secret_file "$STATE/s3.env"; return
   fi
-  if alive "$STATE/s3/s3.pid" && [ -f "$STATE/s3.env" ]; then say "S3: already running"; return; fi
-  [ -x "$VENV/bin/moto_server" ] || die "the S3-API server is installed with the project: run 'make install' first"
+  local port
   mkdir -p "$STATE/s3"
-  local port; port=$(free_port)
+  # State folders from before s3/port and s3/secret existed: the running
+  # server's settings are in the s3.env of that run.
+  if alive "$STATE/s3/s3.pid" && [ -f "$STATE/s3.env" ]; then
+    [ -s "$STATE/s3/port" ] || sed -n 's#^S3_ENDPOINT_URL=.*:\([0-9]*\)$#\1#p' "$STATE/s3.env" > "$STATE/s3/port"
+    [ -s "$STATE/s3/secret" ] || sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' "$STATE/s3.env" | secret_file "$STATE/s3/secret"
+  fi
+  [ -s "$STATE/s3/secret" ] || random_secret 24 | secret_file "$STATE/s3/secret"
+  if alive "$STATE/s3/s3.pid" && [ -s "$STATE/s3/port" ]; then
+    s3_env "$(cat "$STATE/s3/port")"
+    say "S3: already running"; return
+  fi
+  [ -x "$VENV/bin/moto_server" ] || die "the S3-API server is installed with the project: run 'make install' first"
+  port=$(kept_port S3 "$STATE/s3/port")
   nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE/s3/s3.log" 2>&1 &
   echo $! > "$STATE/s3/s3.pid"
-  for _ in $(seq 100); do
-    python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null && break
-    sleep 0.1
-  done
+  netcheck wait --label "[services] S3" --pid "$(cat "$STATE/s3/s3.pid")" --port "$port" \
+    --url "http://127.0.0.1:$port/moto-api/" --timeout 60 \
+    || { tail -n 5 "$STATE/s3/s3.log" >&2; die "the S3-API server did not start on port $port"; }
+  s3_env "$port"
+  say "S3: http://127.0.0.1:$port (moto server, in memory)"
+}
+
+s3_env() {
   {
-    echo "S3_ENDPOINT_URL=http://127.0.0.1:$port"
+    echo "S3_ENDPOINT_URL=http://127.0.0.1:$1"
     echo "S3_BUCKET=lubdub"
     echo "S3_CREATE_BUCKET=1"
     echo "AWS_ACCESS_KEY_ID=lubdub-local"
-    echo "AWS_SECRET_ACCESS_KEY=$(random_secret 24)"
+    echo "AWS_SECRET_ACCESS_KEY=$(cat "$STATE/s3/secret")"
   } | secret_file "$STATE/s3.env"
-  say "S3: http://127.0.0.1:$port (moto server, in memory)"
+  own S3_ENDPOINT_URL "http://127.0.0.1:$1"
 }
 
 s3_down() {
