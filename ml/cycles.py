@@ -157,7 +157,7 @@ def gap_fill(energies: np.ndarray) -> np.ndarray:
     """
     if len(energies) == 0:
         return np.zeros(2 * BANDS, dtype=np.float32)
-    low, median, loud = np.percentile(energies[:, :BANDS], [10, 50, LOUD_PERCENTILE], axis=0)
+    low, median, loud = segmentation.column_percentiles(energies[:, :BANDS], [10.0, 50.0, LOUD_PERCENTILE])
     return np.clip(np.concatenate([median - loud, low - loud]), -MAX_LOG_RATIO, 0).astype(np.float32)
 
 
@@ -181,7 +181,7 @@ def beat_windows(measures: BeatMeasures, *, beats_per_window: int, hop: int) -> 
 def recording_statistics(measures: BeatMeasures) -> np.ndarray:
     """Median and inter-quartile spread of every beat measure, then the beat-length spread."""
     values = measures.values
-    q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
+    q25, median, q75 = segmentation.column_percentiles(values, [25.0, 50.0, 75.0])
     lengths = measures.end_s - measures.start_s
     spread = float(np.std(lengths) / np.mean(lengths)) if len(lengths) > 1 and np.mean(lengths) > 0 else 0.0
     return np.concatenate([median, q75 - q25, [spread], measures.gap_fill]).astype(np.float32)

@@ -130,3 +130,30 @@ def test_the_classifier_round_trips_through_json() -> None:
     again = segmentation.FrameClassifier.from_json(model.to_json())
     features = np.random.default_rng(0).standard_normal((40, len(segmentation.SEGMENT_BANDS_HZ) + 1))
     np.testing.assert_allclose(model.log_emissions(features), again.log_emissions(features), rtol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 500])
+def test_column_percentiles_match_numpy(rows: int) -> None:
+    values = np.random.default_rng(rows).normal(size=(rows, 5)).astype(np.float32)
+    wanted = [10.0, 50.0, 90.0, 95.0]
+    np.testing.assert_allclose(
+        segmentation.column_percentiles(values, wanted), np.percentile(values, wanted, axis=0), atol=1e-6
+    )
+
+
+def test_standardise_matches_the_percentile_definition() -> None:
+    energies = np.random.default_rng(3).normal(size=(400, 5)).astype(np.float32) * 3
+    energies[:50, 0] = -60.0  # gated silence, raised to the floor
+    floored = np.maximum(energies, np.percentile(energies, 95, axis=0) - segmentation.FLOOR_NEPERS)
+    low, centre, high = np.percentile(floored, [10, 50, 90], axis=0)
+    expected = (floored - centre) / (high - low)
+    np.testing.assert_allclose(segmentation.standardise(energies), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [7, 8, 60, 1000])
+def test_homomorphic_envelope_is_scipys_zero_phase_lowpass(frames: int) -> None:
+    from scipy import signal
+
+    power = np.exp(np.random.default_rng(frames).normal(size=frames)).astype(np.float32)
+    expected = signal.sosfiltfilt(segmentation._lowpass(), np.log(power + 1e-8))
+    np.testing.assert_allclose(segmentation.homomorphic_envelope(power), expected, atol=1e-5)
