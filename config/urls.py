@@ -9,3 +9,9 @@ urlpatterns = [
     path("api/", include("jobs.api.urls")),
     path("", include("jobs.urls")),
 ]
+
+# JSON under /api/, Django's pages elsewhere.
+handler400 = "jobs.api.errors.bad_request"
+handler403 = "jobs.api.errors.permission_denied"
+handler404 = "jobs.api.errors.page_not_found"
+handler500 = "jobs.api.errors.server_error"

@@ -153,9 +153,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error body is {"detail", "code"}, as the schema says (jobs.api.errors).
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"user": env_str("LUBDUB_API_RATE", "600/min")},
 }
 SPECTACULAR_SETTINGS = {
@@ -163,6 +165,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Batch screening of heart-sound recordings.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request components: uploads are binary files there, not the URL strings
+    # of the response side, and required text fields say they may not be empty.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.api.schema.add_common_errors",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------

@@ -11,40 +11,35 @@ from typing import Any
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.api.errors import ERROR, error_response, invalid_response
 from jobs.api.serializers import ModelVersionSerializer
 from jobs.models import ModelVersion
 from jobs.services import access, comparison, drift, registry
 
-ERROR = inline_serializer(
-    "RegistryError", {"detail": serializers.CharField(), "code": serializers.CharField()}
-)
-
-
-def _error(code: str, message: str, http_status: int) -> Response:
-    return Response({"detail": message, "code": code}, status=http_status)
-
 
 def _refused(exc: registry.RegistrationRefused) -> Response:
-    return _error(exc.code, exc.message, exc.status)
+    return error_response(exc.code, exc.message, exc.status)
 
 
 def _forbidden() -> Response:
-    return _error("forbidden", "Only researchers and staff can change the model registry.", 403)
+    return error_response("forbidden", "Only researchers and staff can change the model registry.", 403)
 
 
 def _staff_only() -> Response:
-    return _error("staff_only", registry.GOVERNANCE_REFUSED, 403)
+    return error_response("staff_only", registry.GOVERNANCE_REFUSED, 403)
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
-    registered_by = serializers.CharField(source="registered_by.username", default=None, read_only=True)
+    registered_by = serializers.CharField(
+        source="registered_by.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta(ModelVersionSerializer.Meta):
         fields = [
@@ -66,15 +61,31 @@ def _version(pk: int) -> ModelVersion:
         raise Http404("No such model version") from exc
 
 
-@extend_schema(parameters=[OpenApiParameter("all", bool, description="include checking, rejected, retired")])
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() not in FLAGS:
+        raise serializers.ValidationError({name: [f"Must be true or false, not {raw!r}."]})
+    return FLAGS[raw.lower()]
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[OpenApiParameter("all", bool, description="include checking, rejected, retired")],
+        responses={200: ModelVersionDetailSerializer(many=True), 400: ERROR},
+    )
+)
 class ModelVersionListCreate(generics.ListAPIView):
     serializer_class = ModelVersionDetailSerializer
     pagination_class = None
     parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> Any:
-        include_all = self.request.query_params.get("all") in ("1", "true", "yes")
-        return registry.listed_models(include_all=include_all)
+        return registry.listed_models(include_all=_flag(self.request, "all"))
 
     @extend_schema(
         request={"multipart/form-data": RegisterSerializer},
@@ -86,7 +97,7 @@ class ModelVersionListCreate(generics.ListAPIView):
             return _forbidden()
         form = RegisterSerializer(data=request.data)
         if not form.is_valid():
-            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+            return invalid_response(form.errors)
         if form.validated_data["default"] and not registry.can_govern_models(request.user):
             return _staff_only()
         try:
@@ -131,6 +142,11 @@ class ModelVersionRetire(APIView):
         return Response(ModelVersionDetailSerializer(version).data)
 
 
+THRESHOLD = {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMinimum": True, "exclusiveMaximum": True}
+# An empty reference names no version: the schema says so, so that clients do not send one.
+VERSION_REFERENCE = {"type": "string", "minLength": 1}
+
+
 def _any_version(reference: str) -> ModelVersion:
     statuses = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
     try:
@@ -141,25 +157,25 @@ def _any_version(reference: str) -> ModelVersion:
 
 @extend_schema(
     parameters=[
-        OpenApiParameter("a", str, required=True, description="version: id, slug or version"),
-        OpenApiParameter("b", str, required=True),
-        OpenApiParameter("batch", str, description="only recordings of this batch"),
+        OpenApiParameter("a", VERSION_REFERENCE, required=True, description="version: id, slug or version"),
+        OpenApiParameter("b", VERSION_REFERENCE, required=True),
+        OpenApiParameter("batch", OpenApiTypes.UUID, description="only recordings of this batch"),
     ],
-    responses={200: OpenApiTypes.OBJECT, 400: ERROR},
+    responses={200: OpenApiTypes.OBJECT, 400: ERROR, 404: ERROR},
     summary="Diff two versions over the recordings both have read",
 )
 class ModelDiff(APIView):
     def get(self, request: Request) -> Response:
         params = request.query_params
         if not params.get("a") or not params.get("b"):
-            return _error("invalid", "Name two versions with 'a' and 'b'.", 400)
+            return error_response("invalid", "Name two versions with 'a' and 'b'.", 400)
         scope = comparison.visible_scope(request.user, params.get("batch"))
         diff = comparison.compare_versions(_any_version(params["a"]), _any_version(params["b"]), scope)
         return Response(diff.to_dict())
 
 
 @extend_schema(
-    parameters=[OpenApiParameter("threshold", float, description=f"default {drift.CLASS_THRESHOLD}")],
+    parameters=[OpenApiParameter("threshold", THRESHOLD, description=f"default {drift.CLASS_THRESHOLD}")],
     responses={200: OpenApiTypes.OBJECT, 400: ERROR},
     summary="Weekly distributions of a version's readings against its baseline",
 )
@@ -168,9 +184,9 @@ class ModelDrift(APIView):
         try:
             threshold = float(request.query_params.get("threshold", drift.CLASS_THRESHOLD))
         except ValueError:
-            return _error("invalid", "'threshold' must be a number between 0 and 1.", 400)
+            return error_response("invalid", "'threshold' must be a number between 0 and 1.", 400)
         if not 0 < threshold < 1:
-            return _error("invalid", "'threshold' must be a number between 0 and 1.", 400)
+            return error_response("invalid", "'threshold' must be a number between 0 and 1.", 400)
         found = drift.version_drift(
             _version(pk), access.visible_recordings(request.user), threshold=threshold
         )

@@ -13,13 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs import services
+from jobs.api.errors import ERROR, error_response, invalid_response
 from jobs.api.serializers import BatchSerializer
+from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ModelVersion
 from jobs.services import reanalysis, registry
-
-ERROR = inline_serializer(
-    "ReanalysisError", {"detail": serializers.CharField(), "code": serializers.CharField()}
-)
 
 
 class ReanalysisSerializer(BatchSerializer):
@@ -30,7 +28,7 @@ class ReanalysisSerializer(BatchSerializer):
         fields = [*BatchSerializer.Meta.fields, "selection", "scheduled_for"]
 
 
-class ReanalysisRequestSerializer(serializers.Serializer):
+class ReanalysisRequestSerializer(StrictJsonSerializer):
     batches = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
     since = serializers.DateField(required=False, allow_null=True, help_text="uploaded on or after")
     until = serializers.DateField(required=False, allow_null=True, help_text="uploaded on or before")
@@ -41,10 +39,6 @@ class ReanalysisRequestSerializer(serializers.Serializer):
     run_at = serializers.DateTimeField(required=False, allow_null=True)
     organisation = serializers.SlugField(required=False, allow_blank=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-
-
-def _error(code: str, message: str, http_status: int) -> Response:
-    return Response({"detail": message, "code": code}, status=http_status)
 
 
 def _resolve(reference: str | None, *, statuses: tuple[str, ...]) -> ModelVersion:
@@ -59,8 +53,10 @@ class ReanalysisListCreate(generics.ListAPIView):
         batches = services.visible_batches(self.request.user).filter(kind=Batch.Kind.REANALYSIS)
         return batches.select_related("model_version", "organisation")
 
+    # Documented as JSON only: form encodings, still parsed, cannot send null and drop
+    # empty fields, so the schema would promise what they cannot carry.
     @extend_schema(
-        request=ReanalysisRequestSerializer,
+        request={"application/json": ReanalysisRequestSerializer},
         responses={
             201: inline_serializer("Reanalyses", {"batches": ReanalysisSerializer(many=True)}),
             400: ERROR,
@@ -72,7 +68,7 @@ class ReanalysisListCreate(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         form = ReanalysisRequestSerializer(data=request.data)
         if not form.is_valid():
-            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+            return invalid_response(form.errors)
         values = form.validated_data
         try:
             batches = reanalysis.request_reanalysis(
@@ -85,9 +81,9 @@ class ReanalysisListCreate(generics.ListAPIView):
                 name=values.get("name", ""),
             )
         except registry.UnknownModel as exc:
-            return _error("unknown_model", str(exc), status.HTTP_400_BAD_REQUEST)
+            return error_response("unknown_model", str(exc), status.HTTP_400_BAD_REQUEST)
         except reanalysis.ReanalysisRefused as exc:
-            return _error(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status)
         data = ReanalysisSerializer(batches, many=True, context={"request": request}).data
         return Response({"batches": data}, status=status.HTTP_201_CREATED)
 

@@ -6,6 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ModelVersion, Prediction, Recording, Report, Site, SiteCalibration
 from jobs.services import batch_progress
 
@@ -241,7 +242,7 @@ class SiteSerializer(serializers.ModelSerializer):
         return _absolute(self.context, reverse("api:site-detail", args=[site.pk]))
 
 
-class SiteCreateSerializer(serializers.Serializer):
+class SiteCreateSerializer(StrictJsonSerializer):
     name = serializers.CharField(max_length=200)
     stethoscope = serializers.CharField(required=False, allow_blank=True, max_length=200)
     notes = serializers.CharField(required=False, allow_blank=True)
@@ -249,7 +250,7 @@ class SiteCreateSerializer(serializers.Serializer):
     organisation = serializers.SlugField(required=False, help_text="Needed when you belong to several.")
 
 
-class CalibrationRequestSerializer(serializers.Serializer):
+class CalibrationRequestSerializer(StrictJsonSerializer):
     batch = serializers.UUIDField(help_text="A finished batch of this site's organisation with labels.")
     target = serializers.ChoiceField(choices=SiteCalibration.Target.choices)
     value = serializers.FloatField(

@@ -6,21 +6,19 @@ Sites of organisations the caller is not a member of answer 404, like batches.
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs.api import serializers as api
+from jobs.api.errors import ERROR, error_response, invalid_response
 from jobs.models import SiteCalibration
 from jobs.services import access, sites
 
-ERROR = inline_serializer("SiteError", {"detail": serializers.CharField(), "code": serializers.CharField()})
-
-
-def _error(code: str, message: str, http_status: int) -> Response:
-    return Response({"detail": message, "code": code}, status=http_status)
+# JSON_ONLY: request bodies are documented as JSON. Form encodings are still parsed,
+# but cannot send null and drop empty fields, so the schema would promise what they cannot carry.
 
 
 class SiteListCreate(generics.ListAPIView):
@@ -31,14 +29,14 @@ class SiteListCreate(generics.ListAPIView):
         return access.visible_sites(self.request.user).select_related("organisation").order_by("name", "id")
 
     @extend_schema(
-        request=api.SiteCreateSerializer,
+        request={"application/json": api.SiteCreateSerializer},  # see JSON_ONLY
         responses={201: api.SiteSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
         summary="Create a site (researchers and administrators)",
     )
     def post(self, request: Request) -> Response:
         form = api.SiteCreateSerializer(data=request.data)
         if not form.is_valid():
-            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+            return invalid_response(form.errors)
         values = form.validated_data
         try:
             organisation = access.upload_organisation(request.user, values.get("organisation"))
@@ -51,9 +49,9 @@ class SiteListCreate(generics.ListAPIView):
                 is_default=values.get("is_default", False),
             )
         except sites.SiteRefused as exc:
-            return _error(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status)
         except ValueError as exc:
-            return _error("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+            return error_response("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
         return Response(api.SiteSerializer(site, context={"request": request}).data, status=201)
 
 
@@ -73,7 +71,7 @@ class SiteCalibrations(generics.ListAPIView):
         return SiteCalibration.objects.filter(site=site).select_related("model_version", "created_by")
 
     @extend_schema(
-        request=api.CalibrationRequestSerializer,
+        request={"application/json": api.CalibrationRequestSerializer},  # see JSON_ONLY
         responses={201: api.SiteCalibrationSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR},
         summary="Fit the site's calibration on a finished, labelled batch; it becomes active",
     )
@@ -81,7 +79,7 @@ class SiteCalibrations(generics.ListAPIView):
         site = access.get_site(request.user, pk)
         form = api.CalibrationRequestSerializer(data=request.data)
         if not form.is_valid():
-            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+            return invalid_response(form.errors)
         values = form.validated_data
         try:
             batch = access.get_batch(request.user, values["batch"])
@@ -89,7 +87,9 @@ class SiteCalibrations(generics.ListAPIView):
                 batch, site, target=values["target"], min_sensitivity=values.get("value"), user=request.user
             )
         except Http404:
-            return _error("unknown_batch", f"No such batch: {values['batch']}", status.HTTP_404_NOT_FOUND)
+            return error_response(
+                "unknown_batch", f"No such batch: {values['batch']}", status.HTTP_404_NOT_FOUND
+            )
         except sites.SiteRefused as exc:
-            return _error(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status)
         return Response(api.SiteCalibrationSerializer(profile).data, status=status.HTTP_201_CREATED)

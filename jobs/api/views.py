@@ -21,16 +21,12 @@ from rest_framework.views import APIView
 
 from jobs import services
 from jobs.api import serializers as api
+from jobs.api.errors import ERROR, error_response, invalid_response
 from jobs.models import Batch, ModelVersion, Recording, Report
 from jobs.services import access, downloads, lifecycle, results, uploads
 from jobs.services.reports import CONTENT_TYPES
 
 LINK = inline_serializer("Link", {"url": serializers.URLField(), "expires_in": serializers.IntegerField()})
-ERROR = inline_serializer("Error", {"detail": serializers.CharField(), "code": serializers.CharField()})
-
-
-def _error(code: str, message: str, http_status: int) -> Response:
-    return Response({"detail": message, "code": code}, status=http_status)
 
 
 def _link_response(request: Request, key: str, *, filename: str, content_type: str) -> Any:
@@ -67,6 +63,7 @@ class BatchListCreate(generics.ListAPIView):
             200: api.BatchSerializer,
             201: api.BatchSerializer,
             400: ERROR,
+            404: ERROR,
             411: ERROR,
             413: ERROR,
             415: ERROR,
@@ -83,13 +80,13 @@ class BatchListCreate(generics.ListAPIView):
             )
             key = uploads.idempotency_key(request.headers.get("Idempotency-Key"))
         except uploads.UploadRejected as exc:
-            return _error(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status)
         earlier = uploads.retried_batch(request.user, key)
         if earlier is not None:
             return self._answer(request, earlier, status.HTTP_200_OK)
         form = api.UploadSerializer(data=request.data)
         if not form.is_valid():
-            return Response({**form.errors, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+            return invalid_response(form.errors)
         values = form.validated_data
         try:
             organisation = access.upload_organisation(request.user, values.get("organisation"))
@@ -106,9 +103,9 @@ class BatchListCreate(generics.ListAPIView):
                 idempotency_key=key,
             )
         except uploads.UploadRejected as exc:
-            return _error(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status)
         except ValueError as exc:
-            return _error("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+            return error_response("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
         return self._answer(request, batch, status.HTTP_201_CREATED)
 
     def _answer(self, request: Request, batch: Batch, http_status: int) -> Response:
@@ -133,7 +130,7 @@ class BatchCancel(APIView):
         try:
             batch = lifecycle.cancel_batch(batch, user=request.user)
         except lifecycle.BatchFinished as exc:
-            return _error("finished", str(exc), status.HTTP_409_CONFLICT)
+            return error_response("finished", str(exc), status.HTTP_409_CONFLICT)
         return Response(api.BatchSerializer(batch, context={"request": request}).data)
 
 
@@ -142,7 +139,8 @@ class BatchCancel(APIView):
         OpenApiParameter("status", str, enum=list(results.FILE_STATUSES)),
         OpenApiParameter("label", str, description="Predicted class"),
         OpenApiParameter("quality", str),
-    ]
+    ],
+    responses={200: api.FileRowSerializer, 400: ERROR},
 )
 class BatchRecordings(generics.ListAPIView):
     serializer_class = api.FileRowSerializer
@@ -150,6 +148,10 @@ class BatchRecordings(generics.ListAPIView):
     def get_queryset(self) -> Any:
         batch = services.get_batch(self.request.user, self.kwargs["pk"])
         params = self.request.query_params
+        # A misspelt status would otherwise answer an empty list, as if no file had it.
+        if "status" in params and params["status"] not in results.FILE_STATUSES:
+            choices = ", ".join(results.FILE_STATUSES)
+            raise serializers.ValidationError({"status": [f"Must be one of {choices}."]})
         return results.filter_rows(
             results.batch_recordings(batch),
             status=params.get("status", ""),

@@ -7,6 +7,7 @@ ids of other programs' batches do not leak.
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -32,7 +33,7 @@ def get_batch(user: Any, batch_id: UUID | str) -> Batch:
     batches = visible_batches(user).select_related("model_version", "organisation", "created_by", "site")
     try:
         return batches.get(pk=batch_id)
-    except (Batch.DoesNotExist, ValueError) as exc:
+    except (Batch.DoesNotExist, ValueError, ValidationError) as exc:  # ValidationError: not a UUID
         raise Http404("No such batch") from exc
 
 

@@ -1,8 +1,11 @@
 """Every batch, recording, report and audio URL is scoped to the caller's organisations."""
 
+import time
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core import signing
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -79,6 +82,8 @@ def test_it_serves_members_their_batch_and_short_lived_links(owned: dict[str, An
 
     assert detail.status_code == 200 and detail.json()["id"] == str(batch.pk)
     assert report.status_code == 302
+    # The lifetime the app signs; the local S3-API server does not enforce it (see the README),
+    # test_storage checks the signature and the filesystem links' expiry is tested below.
     assert "X-Amz-Signature=" in report["Location"] and "X-Amz-Expires=300" in report["Location"]
     assert audio.status_code == 200 and "X-Amz-Signature=" in audio.json()["url"]
 
@@ -97,3 +102,27 @@ def test_it_signs_filesystem_links_and_refuses_tampered_ones(
     assert fetched.status_code == 200
     assert b"".join(fetched.streaming_content) == b"RIFF-audio-bytes"
     assert tampered.status_code == 404
+
+
+def test_it_refuses_a_filesystem_link_older_than_its_lifetime(
+    owned: dict[str, Any], filesystem_storage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = _client(owned["user"])
+    recording = owned["recording"]
+    storage.put_bytes(recording.storage_key, b"RIFF-audio-bytes")
+
+    def link_made_ago(seconds: int) -> str:
+        # The token carries the time it was signed; back-date that, and the real clock judges it.
+        signed_at = int(time.time()) - seconds
+        with monkeypatch.context() as patch:
+            patch.setattr(signing.TimestampSigner, "timestamp", lambda self: signing.b62_encode(signed_at))
+            return member.get(f"/api/v1/recordings/{recording.pk}/audio/", {"redirect": "0"}).json()["url"]
+
+    lifetime = settings.SIGNED_URL_SECONDS
+    almost_expired = APIClient().get(link_made_ago(lifetime - 10))
+    expired = APIClient().get(link_made_ago(lifetime + 10))
+
+    assert almost_expired.status_code == 200
+    assert b"".join(almost_expired.streaming_content) == b"RIFF-audio-bytes"
+    assert expired.status_code == 404
+    assert expired.json() == {"detail": "This link is invalid or has expired.", "code": "not_found"}
