@@ -85,17 +85,20 @@ def _beats_vector(energies: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     # Ratios do not depend on the offset; it keeps exp() in range.
     power = np.exp(bands - bands.max(axis=0, keepdims=True))
     cumulative = np.concatenate([np.zeros((1, BANDS)), np.cumsum(power, axis=0)])
-    level = [_run_means(cumulative, bounds[:, k], bounds[:, k + 1]) for k in range(4)]
-    envelope = energies[: bounds[-1, 4], BANDS]
-    peaks = np.maximum.reduceat(envelope, bounds[:, :4].ravel()).reshape(-1, 4)
-    thirds = []
+    # Every run whose mean is needed, as (lo, hi) frame pairs: the four states, then
+    # the thirds of systole and of diastole; one pass over all of them.
+    los, his = [bounds[:, k] for k in range(4)], [bounds[:, k + 1] for k in range(4)]
     for state in (SYSTOLE, DIASTOLE):
         lo, hi = bounds[:, state], bounds[:, state + 1]
         length = hi - lo
         for index in range(len(THIRDS)):
-            start = lo + (length * index) // len(THIRDS)
-            end = lo + (length * (index + 1)) // len(THIRDS)
-            thirds.append(_run_means(cumulative, start, end))
+            los.append(lo + (length * index) // len(THIRDS))
+            his.append(lo + (length * (index + 1)) // len(THIRDS))
+    means = _run_means(cumulative, np.concatenate(los), np.concatenate(his))
+    runs = means.reshape(len(los), len(bounds), BANDS)
+    level, thirds = list(runs[:4]), list(runs[4:])
+    envelope = energies[: bounds[-1, 4], BANDS]
+    peaks = np.maximum.reduceat(envelope, bounds[:, :4].ravel()).reshape(-1, 4)
     cycle = (bounds[:, 4] - bounds[:, 0]).astype(np.float64)
     extra = [(bounds[:, 2] - bounds[:, 1]) / cycle, np.log(cycle / np.median(cycle))]
     return _vector(level, [peaks[:, k] for k in range(4)], thirds, extra)
