@@ -75,11 +75,15 @@ class Segmentation:
         """JSON-able times for storage and drawing: onsets, cycle count, rate and its variability."""
         lengths = np.diff(self.cycles[:, [0, 4]], axis=1).ravel() / FRAME_RATE_HZ
         rate = 60.0 / float(np.median(lengths)) if len(lengths) else self.heart_rate_bpm
+        # Rounded as arrays: a recording has a few hundred runs, and per-value
+        # round() was a visible share of a prediction's cost.
+        bounds = np.round(np.array([(start, end) for _, start, end in self.segments]).reshape(-1, 2), 3)
         return {
-            "s1_s": [round(float(t), 3) for t in self.onsets_s(S1)],
-            "s2_s": [round(float(t), 3) for t in self.onsets_s(S2)],
+            "s1_s": np.round(self.onsets_s(S1), 3).tolist(),
+            "s2_s": np.round(self.onsets_s(S2), 3).tolist(),
             "segments": [
-                [STATES[kind], round(start, 3), round(end, 3)] for kind, start, end in self.segments
+                [STATES[kind], start, end]
+                for (kind, _, _), (start, end) in zip(self.segments, bounds.tolist(), strict=True)
             ],
             "cycles": int(len(self.cycles)),
             "heart_rate_bpm": None if rate is None else round(float(rate), 1),
