@@ -274,6 +274,10 @@ def _status_line(batch: dict[str, Any]) -> str:
     )
     if batch.get("error_message"):
         line += f" ({batch['error_message']})"
+    if batch.get("requeued_count"):
+        line += f"; a worker stopped, {batch['requeued_count']} re-queued"
+    if batch.get("report_error"):
+        line += f"; reports not written: {batch['report_error']}"
     return line
 
 

@@ -140,6 +140,8 @@ class Batch(models.Model):
         Status.FAILED,
         Status.CANCELLED,
     )
+    # Statuses whose batch gets reports.
+    REPORTED = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="batches")
@@ -175,6 +177,19 @@ class Batch(models.Model):
     error_message = models.TextField(blank=True)
     # Set when the report is written: the batch's scores are unlike the model's validation sources.
     shift_warning = models.TextField(blank=True)
+    report_error_code = models.CharField(
+        max_length=50, blank=True, help_text="Why the reports could not be written, as a code; blank if none."
+    )
+    report_error = models.TextField(
+        blank=True, help_text="Why the reports could not be written; blank if none."
+    )
+    report_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the reports are tried again after a failure."
+    )
+    requeued_count = models.IntegerField(
+        default=0, help_text="Recordings re-queued because the worker analysing them stopped (each time)."
+    )
+    requeued_at = models.DateTimeField(null=True, blank=True, help_text="When that last happened.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

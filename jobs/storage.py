@@ -11,8 +11,8 @@ import functools
 import io
 import os
 import re
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
@@ -22,10 +22,18 @@ from django.core.files.storage import default_storage
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 READ_BLOCK = 1024 * 1024
 SINGLE_PUT_BYTES = 8 * 1024 * 1024  # boto3's own multipart threshold
+T = TypeVar("T")
 
 
 class StorageUnavailable(ConnectionError):
     """Storage could not be reached; transient, worth a retry."""
+
+
+class BucketMissing(Exception):
+    """The bucket does not exist and S3_CREATE_BUCKET does not allow creating it.
+
+    Not transient: retrying in seconds will not bring it back, an operator will.
+    """
 
 
 def upload_key(batch_id: UUID, filename: str) -> str:
@@ -109,6 +117,8 @@ def _translate(exc: Exception) -> Exception:
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            return _bucket_missing()
         if code in {"NoSuchKey", "404", "NotFound"}:
             return FileNotFoundError(str(exc))
         if code in {"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"}:
@@ -119,17 +129,78 @@ def _translate(exc: Exception) -> Exception:
     return exc
 
 
+def _bucket_missing() -> BucketMissing:
+    advice = (
+        "."
+        if settings.S3_CREATE_BUCKET
+        else " and S3_CREATE_BUCKET is off: create it, or run manage.py prepare_storage"
+        " with S3_CREATE_BUCKET=1."
+    )
+    return BucketMissing(f'The storage bucket "{_bucket()}" does not exist{advice}')
+
+
 def ensure_bucket() -> None:
     """Create the bucket when asked to (development); otherwise it must exist."""
-    if not uses_s3():
-        return
-    client = _s3_client()
+    if uses_s3():
+        _ready(_s3_client())
+
+
+def _ready(client: Any) -> None:
+    """Raise unless the bucket answers; a missing one is created where S3_CREATE_BUCKET allows.
+
+    Storage that lost its bucket (an in-memory server restarted, a bucket
+    deleted by mistake) then recovers by itself instead of waiting for
+    `prepare_storage` to be run by hand.
+    """
+    from botocore.exceptions import ClientError
+
     try:
         client.head_bucket(Bucket=_bucket())
-    except Exception as exc:
-        if not settings.S3_CREATE_BUCKET:
+    except ClientError as exc:
+        # HEAD answers carry no body: a missing bucket is a bare 404.
+        if exc.response.get("Error", {}).get("Code", "") not in {"404", "NoSuchBucket", "NotFound"}:
             raise _translate(exc) from exc
-        client.create_bucket(Bucket=_bucket())
+        if not settings.S3_CREATE_BUCKET:
+            raise _bucket_missing() from exc
+        _create_bucket(client)
+    except Exception as exc:
+        raise _translate(exc) from exc
+
+
+def _create_bucket(client: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    region = settings.STORAGES["default"]["OPTIONS"].get("region_name")  # type: ignore[index]
+    location = {} if region in (None, "", "us-east-1") else {"LocationConstraint": region}
+    try:
+        if location:
+            client.create_bucket(Bucket=_bucket(), CreateBucketConfiguration=location)
+        else:
+            client.create_bucket(Bucket=_bucket())
+    except ClientError as exc:
+        # Another process got there first: the bucket is what was wanted.
+        if exc.response.get("Error", {}).get("Code", "") not in {
+            "BucketAlreadyOwnedByYou",
+            "BucketAlreadyExists",
+        }:
+            raise _translate(exc) from exc
+    except Exception as exc:
+        raise _translate(exc) from exc
+
+
+def _call(request: Callable[[], T]) -> T:
+    """One S3 request; if the bucket has gone and may be created, create it and try once more."""
+    try:
+        return request()
+    except Exception as exc:
+        translated = _translate(exc)
+        if not (isinstance(translated, BucketMissing) and settings.S3_CREATE_BUCKET):
+            raise translated from exc
+    _create_bucket(_s3_client())
+    try:
+        return request()
+    except Exception as exc:
+        raise _translate(exc) from exc
 
 
 def put(key: str, content: IO[bytes]) -> int:
@@ -138,15 +209,17 @@ def put(key: str, content: IO[bytes]) -> int:
     size = content.tell()
     content.seek(0)
     if uses_s3():
-        try:
+
+        def send() -> None:
+            content.seek(0)  # again from the start when the bucket had to be created first
             if size <= SINGLE_PUT_BYTES:
                 # One request; boto3's upload_fileobj would start a transfer
                 # manager and its threads for every recording.
                 _s3_client().put_object(Bucket=_bucket(), Key=key, Body=content, ContentLength=size)
             else:
                 _put_in_parts(key, content)
-        except Exception as exc:
-            raise _translate(exc) from exc
+
+        _call(send)
     else:
         default_storage.save(key, File(content))
     return size
@@ -194,23 +267,16 @@ def exists(key: str) -> bool:
     if not uses_s3():
         return bool(default_storage.exists(key))
     try:
-        _s3_client().head_object(Bucket=_bucket(), Key=key)
-    except Exception as exc:
-        translated = _translate(exc)
-        if isinstance(translated, FileNotFoundError):
-            return False
-        raise translated from exc
+        _call(lambda: _s3_client().head_object(Bucket=_bucket(), Key=key))
+    except FileNotFoundError:
+        return False
     return True
 
 
 def read_bytes(key: str) -> bytes:
     """Whole object in memory: for recordings and reports, never archives."""
     if uses_s3():
-        try:
-            body = _s3_client().get_object(Bucket=_bucket(), Key=key)["Body"]
-            return bytes(body.read())
-        except Exception as exc:
-            raise _translate(exc) from exc
+        return _call(lambda: bytes(_s3_client().get_object(Bucket=_bucket(), Key=key)["Body"].read()))
     with default_storage.open(key, "rb") as handle:
         return bytes(handle.read())
 
@@ -230,19 +296,13 @@ def iter_chunks(key: str) -> Iterator[bytes]:
 
 def size(key: str) -> int:
     if uses_s3():
-        try:
-            return int(_s3_client().head_object(Bucket=_bucket(), Key=key)["ContentLength"])
-        except Exception as exc:
-            raise _translate(exc) from exc
+        return int(_call(lambda: _s3_client().head_object(Bucket=_bucket(), Key=key))["ContentLength"])
     return int(default_storage.size(key))
 
 
 def delete(key: str) -> None:
     if uses_s3():
-        try:
-            _s3_client().delete_object(Bucket=_bucket(), Key=key)
-        except Exception as exc:
-            raise _translate(exc) from exc
+        _call(lambda: _s3_client().delete_object(Bucket=_bucket(), Key=key))
         return
     default_storage.delete(key)
 
@@ -269,17 +329,14 @@ def signed_url(key: str, *, filename: str, content_type: str, seconds: int | Non
 
 
 def check(*, timeout: float | None = None) -> None:
-    """Raise if storage cannot be used (for the health endpoint).
+    """Raise if storage cannot be used (for the health endpoint); a lost bucket is
+    created again where S3_CREATE_BUCKET allows (see `_ready`).
 
-    ``timeout`` bounds the S3 request (one attempt) instead of the usual
+    ``timeout`` bounds the S3 requests (one attempt each) instead of the usual
     timeouts and retries.
     """
     if uses_s3():
-        client = _s3_client() if timeout is None else _probe_client(timeout)
-        try:
-            client.head_bucket(Bucket=_bucket())
-        except Exception as exc:
-            raise _translate(exc) from exc
+        _ready(_s3_client() if timeout is None else _probe_client(timeout))
         return
     root = settings.MEDIA_ROOT
     root.mkdir(parents=True, exist_ok=True)
@@ -313,13 +370,10 @@ class _RangedS3Reader(io.RawIOBase):
         if self._position >= self._length:
             return 0
         end = min(self._position + len(buffer), self._length) - 1
-        try:
-            body = _s3_client().get_object(
-                Bucket=_bucket(), Key=self._key, Range=f"bytes={self._position}-{end}"
-            )["Body"]
-            data = body.read()
-        except Exception as exc:
-            raise _translate(exc) from exc
+        ranged = f"bytes={self._position}-{end}"
+        data = _call(
+            lambda: _s3_client().get_object(Bucket=_bucket(), Key=self._key, Range=ranged)["Body"].read()
+        )
         buffer[: len(data)] = data
         self._position += len(data)
         return len(data)

@@ -8,7 +8,7 @@ import logging
 import socket
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
@@ -68,7 +68,17 @@ def analyze_chunk(batch_id: str, analysis_ids: list[int]) -> int:
     return summary.claimed
 
 
-@shared_task(name="lubdub.write_reports", **RETRY)
+class ReportTask(Task):
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # Retries are spent or the error is not transient: the batch says why,
+        # and the sweeper queues the reports again at its report_retry_at.
+        try:
+            reports.record_failure(args[0], exc)
+        except TRANSIENT:
+            logger.warning("batch %s: could not record the report failure", args[0], exc_info=True)
+
+
+@shared_task(name="lubdub.write_reports", base=ReportTask, **RETRY)
 def write_reports(batch_id: str) -> int:
     return len(reports.write_reports(batch_id))
 

@@ -143,7 +143,16 @@ LUBDUB_MAX_UNCOMPRESSED_BYTES = env_int("LUBDUB_MAX_UNCOMPRESSED_BYTES", 8 * 102
 LUBDUB_MAX_MEMBER_BYTES = env_int("LUBDUB_MAX_MEMBER_BYTES", 200 * 1024**2)
 LUBDUB_MAX_COMPRESSION_RATIO = env_int("LUBDUB_MAX_COMPRESSION_RATIO", 100)
 LUBDUB_ANALYSIS_CHUNK = env_int("LUBDUB_ANALYSIS_CHUNK", 64)
+# Pending work with no activity for this long (a lost message, an ingest that never
+# ran, reports never written) is queued again by the sweeper.
 LUBDUB_CLAIM_TIMEOUT_SECONDS = env_int("LUBDUB_CLAIM_TIMEOUT_SECONDS", 600)
+# A chunk being analysed renews its claims every heartbeat. Claims not renewed for
+# three beats belong to a worker that stopped: the sweeper re-queues them then,
+# instead of after the claim timeout, while a slow chunk on a live worker keeps them.
+LUBDUB_CLAIM_HEARTBEAT_SECONDS = env_seconds("LUBDUB_CLAIM_HEARTBEAT_SECONDS", 10.0)
+LUBDUB_CLAIM_LEASE_SECONDS = 3 * LUBDUB_CLAIM_HEARTBEAT_SECONDS
+# Reports that could not be written are tried again by the sweeper this long after.
+LUBDUB_REPORT_RETRY_SECONDS = env_int("LUBDUB_REPORT_RETRY_SECONDS", 300, minimum=1)
 LUBDUB_MODEL_CACHE = Path(env_str("LUBDUB_MODEL_CACHE", str(BASE_DIR / "var" / "models")))
 
 # --- REST API -------------------------------------------------------------
@@ -197,7 +206,9 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES_NAMES = ("interactive", "ingest", "analyze", "reports", "default")
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_BEAT_SWEEP_SECONDS = env_int("LUBDUB_SWEEP_SECONDS", 60)
+# Often enough that a stopped worker's claims are back in the queue within about
+# a minute (lease + one sweep); each sweep is a handful of indexed queries.
+CELERY_BEAT_SWEEP_SECONDS = env_int("LUBDUB_SWEEP_SECONDS", 20, minimum=1)
 
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH", "")
 

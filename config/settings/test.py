@@ -5,7 +5,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import BASE_DIR, REDIS_URL, STORAGES, USE_S3
-from config.settings.env import env_int
+from config.settings.env import env_bool, env_int
 
 
 def _redis_database(url: str, number: int) -> str:
@@ -19,7 +19,8 @@ REDIS_URL = _redis_database(REDIS_URL, env_int("LUBDUB_TEST_REDIS_DB", 15))
 CELERY_BROKER_URL = REDIS_URL
 MEDIA_ROOT = BASE_DIR / "var" / "test-media"
 S3_BUCKET = "lubdub-test"
-S3_CREATE_BUCKET = True
+# Tests make their own bucket; a worker started for a lost-bucket test is told not to.
+S3_CREATE_BUCKET = env_bool("LUBDUB_TEST_S3_CREATE_BUCKET", default=True)
 LUBDUB_MODEL_CACHE = BASE_DIR / "var" / "test-models"
 if USE_S3:
     STORAGES = {

@@ -77,7 +77,8 @@ class BatchSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "organisation", "kind", "status", "priority", "model_version", "site",
             "upload_name", "upload_size", "progress", "error_code", "error_message",
-            "shift_warning", "created_at", "started_at", "finished_at", "urls",
+            "shift_warning", "report_error_code", "report_error", "report_retry_at",
+            "requeued_count", "requeued_at", "created_at", "started_at", "finished_at", "urls",
         ]  # fmt: skip
 
     @extend_schema_field(ProgressSerializer)

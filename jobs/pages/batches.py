@@ -82,7 +82,11 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
             (report.get_format_display(), reverse("batch-report", args=[batch.pk, report.format]))
             for report in reports
         ],
-        "awaiting_reports": progress.finished and batch.status in summaries.REPORTED_STATUSES and not reports,
+        "awaiting_reports": progress.finished
+        and batch.status in summaries.REPORTED_STATUSES
+        and not reports
+        and not batch.report_error,
+        "report_failed": bool(batch.report_error) and not reports,
         "form": form,
         "page": page,
         "recordings": page.object_list,
@@ -120,7 +124,20 @@ def progress_payload(progress: services.Progress) -> dict[str, object]:
         "eta_text": eta_text(progress),
         "counts_text": counts,
         "finished": progress.finished,
+        "requeued": progress.requeued,
+        "requeued_text": requeued_text(progress),
+        "report_error": progress.report_error,
     }
+
+
+def requeued_text(progress: services.Progress) -> str:
+    """What the page says once the sweeper re-queued a stopped worker's recordings ("" if never)."""
+    if not progress.requeued:
+        return ""
+    recordings = f"{progress.requeued} recording{'s' if progress.requeued != 1 else ''}"
+    if progress.finished:
+        return f"A worker stopped during this batch; {recordings} were re-queued."
+    return f"A worker stopped; {recordings} re-queued."
 
 
 def eta_text(progress: services.Progress) -> str:

@@ -5,14 +5,17 @@ decoding); everything here is database and storage work, done in bulk.
 """
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 
 from jobs import storage
@@ -81,19 +84,20 @@ def analyse_chunk(batch_id: UUID | str, analysis_ids: Sequence[int], *, classify
     claims = claim_pending(batch.pk, analysis_ids)
     if not claims:
         return ChunkSummary()
-    try:
-        results, to_fetch = _already_predicted(batch, claims)
-        for fetched, missing in fetch_in_groups(to_fetch):
-            results += missing
-            results += classify(batch.model_version, fetched) if fetched else []
-    except storage.StorageUnavailable:
-        release(claims)  # transient: the task retries with backoff
-        raise
-    except Exception as exc:
-        # A bug or a broken model must not leave the batch hanging forever.
-        _fail_all(batch, claims, code="analysis_error", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return record_results(batch, results)
+    with renewing(claims, every=settings.LUBDUB_CLAIM_HEARTBEAT_SECONDS):
+        try:
+            results, to_fetch = _already_predicted(batch, claims)
+            for fetched, missing in fetch_in_groups(to_fetch):
+                results += missing
+                results += classify(batch.model_version, fetched) if fetched else []
+        except storage.StorageUnavailable:
+            release(claims)  # transient: the task retries with backoff
+            raise
+        except Exception as exc:
+            # A bug or a broken model must not leave the batch hanging forever.
+            _fail_all(batch, claims, code="analysis_error", message=f"{type(exc).__name__}: {exc}")
+            raise
+        return record_results(batch, results)
 
 
 def claim_pending(batch_id: UUID | str, analysis_ids: Sequence[int]) -> list[Claim]:
@@ -109,6 +113,65 @@ def claim_pending(batch_id: UUID | str, analysis_ids: Sequence[int]) -> list[Cla
         cursor.execute(sql, [Status.RUNNING, list(analysis_ids), batch_id, Status.PENDING])
         rows = cursor.fetchall()
     return sorted((Claim(*row) for row in rows), key=lambda claim: claim.analysis_id)
+
+
+def renew(claims: Sequence[Claim]) -> int:
+    """Mark the claims as still held (now); returns how many were renewed.
+
+    Rows locked by the chunk's own final write are skipped instead of waited
+    for: they are being finished, and waiting could deadlock with that write.
+    A claim taken over by another delivery (attempts moved on) is not ours.
+    """
+    sql = f"""
+        UPDATE {Analysis._meta.db_table} SET claimed_at = now()
+        WHERE id IN (
+            SELECT a.id FROM {Analysis._meta.db_table} AS a
+            JOIN unnest(%s::bigint[], %s::integer[]) AS v(id, attempts)
+                ON a.id = v.id AND a.attempts = v.attempts
+            WHERE a.status = %s
+            FOR UPDATE OF a SKIP LOCKED
+        )
+    """  # noqa: S608 - table name only
+    ids = [claim.analysis_id for claim in claims]
+    attempts = [claim.attempts for claim in claims]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ids, attempts, Status.RUNNING])
+        return int(cursor.rowcount)
+
+
+@contextmanager
+def renewing(claims: Sequence[Claim], *, every: float) -> Iterator[None]:
+    """Renew the claims every `every` seconds while the block runs: the heartbeat of
+    the worker holding them.
+
+    The sweeper re-queues claims not renewed for LUBDUB_CLAIM_LEASE_SECONDS, so a
+    killed worker's recordings go back to the queue within about a minute, while
+    a slow chunk on a live worker keeps its claims however long it takes.
+    """
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_renew_until, args=(claims, every, stop), name="claim-heartbeat", daemon=True
+    )
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+
+
+def _renew_until(claims: Sequence[Claim], every: float, stop: threading.Event) -> None:
+    try:
+        while not stop.wait(every):
+            try:
+                renew(claims)
+            except (OperationalError, InterfaceError):
+                # The database is away: the chunk's own writes will fail too and
+                # retry; try again on the next beat with a new connection.
+                logger.warning("could not renew %d claims", len(claims), exc_info=True)
+                connection.close()
+    finally:
+        connection.close()  # this thread's own connection; nothing else would close it
 
 
 def release(claims: Sequence[Claim]) -> int:

@@ -23,6 +23,10 @@ class Progress:
     percent: int
     eta_seconds: float | None
     finished: bool
+    # Recordings re-queued because the worker analysing them stopped.
+    requeued: int = 0
+    # Why the reports could not be written ("" when they were, or are still to come).
+    report_error: str = ""
 
     @property
     def processed(self) -> int:
@@ -52,6 +56,8 @@ def batch_progress(batch: Batch) -> Progress:
         percent=min(percent, 100),
         eta_seconds=eta,
         finished=batch.is_finished,
+        requeued=batch.requeued_count,
+        report_error=batch.report_error,
     )
 
 

@@ -68,5 +68,22 @@ def send_analysis(batch: Batch, analysis_ids: Sequence[int], *, chunk_size: int)
 
 
 def send_reports(batch_id: UUID | str, priority: str) -> None:
+    """Queue the reports after commit; without a broker the sweeper queues them later.
+
+    The batch is finished by then: failing the analysis task that finished it
+    would only run its chunk again for nothing.
+    """
     queue = INTERACTIVE_QUEUE if priority == Batch.Priority.INTERACTIVE else "reports"
-    transaction.on_commit(lambda: app.send_task(REPORTS_TASK, args=[str(batch_id)], queue=queue))
+
+    def send() -> None:
+        try:
+            app.send_task(REPORTS_TASK, args=[str(batch_id)], queue=queue)
+        except BROKER_ERRORS as exc:
+            logger.warning(
+                "batch %s: reports not queued (%s: %s); the sweeper queues them again",
+                batch_id,
+                type(exc).__name__,
+                exc,
+            )
+
+    transaction.on_commit(send)

@@ -14,9 +14,11 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import IO, Any
 from uuid import UUID
 
+from django.conf import settings
 from django.utils import timezone
 
 from jobs import storage
@@ -129,7 +131,31 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
         with _spool() as page:
             _write_html(batch, summary, rows_html, page)
             reports.append(_store(batch, "html", page, summary))
+    Batch.objects.filter(pk=batch.pk).update(report_error_code="", report_error="", report_retry_at=None)
     return reports
+
+
+def record_failure(batch_id: UUID | str, exc: BaseException) -> None:
+    """Say on the batch why its reports could not be written; the sweeper tries again later.
+
+    Called once the report task has given up (retries spent, or an error that
+    retrying at once would not cure), so a batch never sits without reports
+    and without a word.
+    """
+    code, reason = failure_reason(exc)
+    retry_at = timezone.now() + timedelta(seconds=settings.LUBDUB_REPORT_RETRY_SECONDS)
+    Batch.objects.filter(pk=batch_id).update(
+        report_error_code=code, report_error=reason[:2000], report_retry_at=retry_at
+    )
+
+
+def failure_reason(exc: BaseException) -> tuple[str, str]:
+    """A code and a sentence for the batch page and the API."""
+    if isinstance(exc, storage.BucketMissing):
+        return "storage_bucket_missing", str(exc)
+    if isinstance(exc, storage.StorageUnavailable):
+        return "storage_unavailable", f"Storage did not answer ({exc})."
+    return "report_error", f"{type(exc).__name__}: {exc}"
 
 
 def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:

@@ -133,9 +133,13 @@
       box.querySelector("[data-status]").textContent = state.status_display;
       box.querySelector("[data-counts]").textContent = state.counts_text;
       box.querySelector("[data-eta]").textContent = state.eta_text;
+      var requeued = document.querySelector("[data-requeued]");
+      requeued.textContent = state.requeued_text;
+      requeued.hidden = !state.requeued_text;
       // Once finished, the page reloads to show the results; a completed
-      // batch waits a moment more for its summary and reports.
-      var waitsForReports = /^completed/.test(state.status) && !state.reports_ready;
+      // batch waits a moment more for its summary and reports (not when they failed:
+      // the reloaded page says why).
+      var waitsForReports = /^completed/.test(state.status) && !state.reports_ready && !state.report_error;
       box.querySelector("[data-reports-wait]").hidden = !(state.finished && waitsForReports);
       if (state.finished && (!waitsForReports || ++reportPolls > 40)) {
         window.setTimeout(function () { window.location.reload(); }, 400);
