@@ -7,7 +7,8 @@ decision_reasons,error``.
 ``decision`` is the label or ``uncertain`` (poor or unusable recording, unlike the
 training data, or too close to the threshold), with ``decision_reasons`` joined by
 ``; ``. A file that cannot be read gets its error (``code: message``) and the run
-goes on.
+goes on. Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+``@``, tab, carriage return first) begin with a single quote (ml.spreadsheet).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import IO, Any
 from ml.audio import Audio
 from ml.bundle import DEFAULT_SCREENING_BUNDLE
 from ml.errors import AudioError
+from ml.spreadsheet import text_cell
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".w64", ".mp3", ".caf"})
 RECORDINGS_PER_CALL = 256
@@ -88,14 +90,14 @@ def _chunk_rows(engine: Any, chunk: list[tuple[Path, Audio | str]]) -> Iterator[
 
 def _result_row(path: Path, result: Any) -> dict[str, str]:
     row = {
-        "path": str(path),
-        "label": result.label,
-        "decision": result.decision,
+        "path": text_cell(str(path)),
+        "label": text_cell(result.label),
+        "decision": text_cell(result.decision),
         "confidence": f"{result.confidence:.{PROBABILITY_DIGITS}f}",
-        "quality": result.quality,
+        "quality": text_cell(result.quality),
         "heart_rate_bpm": "" if result.heart_rate_bpm is None else f"{result.heart_rate_bpm:.{RATE_DIGITS}f}",
         "cycles": "" if result.segments is None else str(result.segments["cycles"]),
-        "decision_reasons": "; ".join(result.decision_reasons),
+        "decision_reasons": text_cell("; ".join(result.decision_reasons)),
         "error": "",
     }
     row.update(
@@ -106,7 +108,7 @@ def _result_row(path: Path, result: Any) -> dict[str, str]:
 
 def _error_row(path: Path, error: str, classes: Sequence[str]) -> dict[str, str]:
     row = dict.fromkeys(csv_columns(classes), "")
-    row.update({"path": str(path), "error": error})
+    row.update({"path": text_cell(str(path)), "error": text_cell(error)})
     return row
 
 

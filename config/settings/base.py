@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and Redoc served as static files, so /api/docs/ needs no CDN.
+    "drf_spectacular_sidecar",
     "jobs",
     "workers",
 ]
@@ -174,6 +176,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Batch screening of heart-sound recordings.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Separate request components: uploads are binary files there, not the URL strings
     # of the response side, and required text fields say they may not be empty.
     "COMPONENT_SPLIT_REQUEST": True,

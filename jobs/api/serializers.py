@@ -8,7 +8,8 @@ from rest_framework import serializers
 
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ModelVersion, Prediction, Recording, Report, Site, SiteCalibration
-from jobs.services import batch_progress
+from jobs.services import batch_progress, verdicts
+from jobs.services.verdicts import Verdict
 
 
 def _absolute(context: dict[str, Any], path: str) -> str:
@@ -113,18 +114,89 @@ class UploadSerializer(serializers.Serializer):
     )
 
 
-class FileRowSerializer(serializers.ModelSerializer):
+class VerdictFields(serializers.Serializer):
+    """The fields a clinician acts on, as jobs.services.verdicts shows them (null without a prediction).
+
+    A recording whose quality is `unusable` gets no diagnosis: `decision` is
+    "re-record" with the quality reasons, and `label`, `confidence` and
+    `heart_rate_bpm` are null (the probabilities stay).
+    """
+
+    label = serializers.SerializerMethodField(
+        help_text="The model's class; null for a recording to re-record."
+    )
+    decision = serializers.SerializerMethodField(
+        help_text="The label, 'uncertain' or 're-record' (unusable recording); blank before decisions."
+    )
+    decision_reasons = serializers.SerializerMethodField(
+        help_text="Why it is uncertain, or the quality reasons to re-record."
+    )
+    decision_text = serializers.SerializerMethodField(
+        help_text="How it was decided, e.g. 'p(abnormal) 0.42, threshold 0.39 → abnormal'."
+    )
+    threshold = serializers.SerializerMethodField(
+        help_text="The threshold the decision used: a site calibration's when one decided, else the model's."
+    )
+    confidence = serializers.SerializerMethodField(help_text="Probability of `label`.")
+    heart_rate_bpm = serializers.SerializerMethodField()
+    heart_rate_flag = serializers.SerializerMethodField(
+        help_text="'' when plausible, else 'out_of_range' (outside 30-220 bpm), 'doubled' or 'halved' "
+        "(against the segmented beat intervals)."
+    )
+    heart_rate_note = serializers.SerializerMethodField(help_text="Why the heart rate is flagged.")
+
+    _verdict: Verdict | None = None
+
+    def verdict_of(self, instance: Any) -> Verdict | None:
+        raise NotImplementedError
+
+    def to_representation(self, instance: Any) -> Any:
+        self._verdict = self.verdict_of(instance)
+        return super().to_representation(instance)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_label(self, instance: Any) -> str | None:
+        return self._verdict.label if self._verdict else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_decision(self, instance: Any) -> str | None:
+        return self._verdict.decision if self._verdict else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
+    def get_decision_reasons(self, instance: Any) -> list[str] | None:
+        return self._verdict.reasons if self._verdict else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_decision_text(self, instance: Any) -> str | None:
+        return self._verdict.text if self._verdict else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_threshold(self, instance: Any) -> float | None:
+        return self._verdict.threshold if self._verdict else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_confidence(self, instance: Any) -> float | None:
+        return self._verdict.confidence if self._verdict else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_heart_rate_bpm(self, instance: Any) -> float | None:
+        return self._verdict.heart_rate.bpm if self._verdict else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_heart_rate_flag(self, instance: Any) -> str | None:
+        return self._verdict.heart_rate.flag if self._verdict else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_heart_rate_note(self, instance: Any) -> str | None:
+        return self._verdict.heart_rate.note if self._verdict else None
+
+
+class FileRowSerializer(VerdictFields, serializers.ModelSerializer):
     """A recording as a row of its batch (annotations from services.results)."""
 
     status = serializers.CharField(source="file_status", allow_null=True)
-    label = serializers.CharField(source="predicted_label", allow_null=True)
-    decision = serializers.CharField(
-        allow_null=True, help_text="The label, or 'uncertain'; blank before decisions."
-    )
-    confidence = serializers.FloatField(allow_null=True)
     probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
     quality = serializers.CharField(allow_null=True)
-    heart_rate_bpm = serializers.FloatField(allow_null=True)
     site_probability = serializers.FloatField(
         allow_null=True, help_text="The site calibration's probability; null when the model's rule decided."
     )
@@ -137,30 +209,41 @@ class FileRowSerializer(serializers.ModelSerializer):
     class Meta:
         model = Recording
         fields = [
-            "id", "path", "status", "label", "decision", "confidence", "probabilities", "quality",
-            "heart_rate_bpm", "site_probability", "site_calibration", "duration_s", "sample_rate",
+            "id", "path", "status", "label", "decision", "decision_reasons", "decision_text", "threshold",
+            "confidence", "probabilities", "quality", "heart_rate_bpm", "heart_rate_flag",
+            "heart_rate_note", "site_probability", "site_calibration", "duration_s", "sample_rate",
             "channels", "sha256", "truth", "error_code", "error", "url",
         ]  # fmt: skip
+
+    def verdict_of(self, instance: Any) -> Verdict | None:
+        return verdicts.for_row(instance)
 
     def get_url(self, recording: Recording) -> str:
         return _absolute(self.context, reverse("api:recording-detail", args=[recording.pk]))
 
 
-class PredictionSerializer(serializers.ModelSerializer):
+class PredictionSerializer(VerdictFields, serializers.ModelSerializer):
     """`decision` and `site_probability` are the site calibration's when `site_calibration` is set;
-    `label` and `probabilities` are always the model bundle's."""
+    `model_label` and `probabilities` are always the model bundle's."""
 
     model_version = serializers.CharField(source="model_version.slug")
+    model_label = serializers.CharField(
+        source="label", help_text="The model's class, also for a recording to re-record."
+    )
     site_calibration = SiteCalibrationBriefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Prediction
         fields = [
-            "model_version", "label", "decision", "decision_reasons", "confidence", "probabilities",
-            "raw_probability", "site_calibration", "site_probability", "quality", "quality_reasons",
-            "heart_rate_bpm", "segments", "timeline", "timings", "input_sha256", "feature_fingerprint",
+            "model_version", "label", "model_label", "decision", "decision_reasons", "decision_text",
+            "threshold", "confidence", "probabilities", "raw_probability", "site_calibration",
+            "site_probability", "quality", "quality_reasons", "heart_rate_bpm", "heart_rate_flag",
+            "heart_rate_note", "segments", "timeline", "timings", "input_sha256", "feature_fingerprint",
             "batch", "created_at",
         ]  # fmt: skip
+
+    def verdict_of(self, instance: Any) -> Verdict | None:
+        return verdicts.for_prediction(instance)
 
 
 class RecordingSerializer(serializers.ModelSerializer):

@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 
 from jobs import services, storage
 from jobs.models import Batch, ModelVersion, Prediction, Recording
-from jobs.services import plots
+from jobs.services import plots, verdicts
 
 PLOT_NAMES = ("overview", "spectrogram")
 PLOT_CACHE_SECONDS = 3600
@@ -48,22 +48,25 @@ def _chosen_prediction(
 
 @dataclass(frozen=True)
 class HeartRate:
-    """The heart rate shown, and its beat-to-beat spread when the cycles were segmented."""
+    """The heart rate shown (none for a recording to re-record), its plausibility flag, and its
+    beat-to-beat spread when the cycles were segmented."""
 
     bpm: float | None
+    flag: str = ""
+    note: str = ""
     sd_bpm: float | None = None
     cycles: int | None = None
 
 
-def _heart_rate(prediction: Prediction | None) -> HeartRate:
-    if prediction is None:
+def _heart_rate(prediction: Prediction | None, verdict: verdicts.Verdict | None) -> HeartRate:
+    if prediction is None or verdict is None:
         return HeartRate(bpm=None)
-    segments = prediction.segments or {}
-    if not segments:
-        return HeartRate(bpm=prediction.heart_rate_bpm)  # predictions made before segmentation
-    bpm = segments.get("heart_rate_bpm")
+    shown = verdict.heart_rate
+    segments = prediction.segments or {}  # empty for predictions made before segmentation
     return HeartRate(
-        bpm=prediction.heart_rate_bpm if bpm is None else float(bpm),
+        bpm=shown.bpm,
+        flag=shown.flag,
+        note=shown.note,
         sd_bpm=segments.get("heart_rate_sd_bpm"),
         cycles=segments.get("cycles"),
     )
@@ -87,6 +90,7 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
         )
     )
     prediction = _chosen_prediction(request, predictions, batch)
+    verdict = verdicts.for_prediction(prediction) if prediction else None
     model_version = prediction.model_version if prediction else batch.model_version
     state = plots.plot_state(recording, model_version)
     analysis = recording.analyses.filter(batch=batch).first()
@@ -96,13 +100,14 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
         "batch": batch,
         "predictions": predictions,
         "prediction": prediction,
+        "verdict": verdict,
         "model_version": model_version,
         "probabilities": _probabilities(prediction),
         "reasons": [str(reason) for reason in prediction.quality_reasons or []] if prediction else [],
         "decision_reasons": [str(reason) for reason in prediction.decision_reasons or []]
         if prediction
         else [],
-        "heart": _heart_rate(prediction),
+        "heart": _heart_rate(prediction, verdict),
         "analysis": analysis,
         "problem": recording.error_message or (analysis.error_message if analysis else ""),
         "plots": state,

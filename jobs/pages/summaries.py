@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.models import Batch, Report
+from jobs.services.verdicts import RE_RECORD
 from ml.calibration import UNCERTAIN
 
 REPORT_ORDER = [Report.Format.HTML, Report.Format.CSV, Report.Format.JSON]
@@ -22,6 +23,7 @@ class SummaryView:
     class_counts: list[tuple[str, int, float]]  # (label, count, share of predictions)
     decision_counts: list[tuple[str, int]]  # empty for reports written before decisions
     uncertain: int
+    re_record: int  # unusable recordings, given no class
     quality_counts: list[tuple[str, int]]
     metrics: list[tuple[str, float | None]]
     labelled: int
@@ -55,6 +57,7 @@ def summary_view(summary: dict[str, Any], *, classes: list[str]) -> SummaryView:
         decision_counts=[(name, by_decision[name]) for name in ordered if name in by_decision]
         + sorted((name, count) for name, count in by_decision.items() if name not in by_class),
         uncertain=by_decision.get(UNCERTAIN, 0),
+        re_record=by_decision.get(RE_RECORD, 0),
         quality_counts=sorted((str(k), int(v)) for k, v in (counts.get("by_quality") or {}).items()),
         metrics=[(label, metrics.get(key)) for key, label in METRIC_NAMES if key in metrics],
         labelled=int(metrics.get("labelled") or 0),

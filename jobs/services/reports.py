@@ -23,16 +23,24 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Prediction, Report
+from jobs.services import verdicts
 from jobs.services.results import batch_recordings
+from jobs.services.verdicts import Verdict
 from ml import calibration
+from ml.spreadsheet import text_cell
 
 HISTOGRAM_BINS = 10
+# A row without a prediction: every cell of the verdict is empty.
+NO_VERDICT = Verdict(
+    decision="", label=None, confidence=None, reasons=[], probability=None, threshold=None, positive=None
+)
 SPOOL_BYTES = 8 * 1024 * 1024
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html; charset=utf-8"}
 ROW_FIELDS = (
     "path", "file_status", "predicted_label", "decision", "decision_reasons", "confidence",
     "probabilities", "quality", "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
     "site_probability", "site_calibration_id", "site_calibration_version", "site_name",
+    "quality_reasons", "s1_onsets", "site_threshold", "positive_class", "model_threshold",
 )  # fmt: skip
 
 
@@ -42,6 +50,7 @@ def csv_columns(classes: list[str]) -> list[str]:
         "path", "status", "label", "decision", "confidence", *probability_columns,
         "quality", "heart_rate_bpm", "duration_s", "model_version", "error",
         "site", "site_calibration", "site_probability",
+        "threshold", "decision_reasons", "heart_rate_flag",
     ]  # fmt: skip
 
 
@@ -64,16 +73,14 @@ class Tally:
     # Predictions decided by each site calibration: (calibration id, site, version) -> count.
     site_rules: Counter[tuple[int, str, int]] = field(default_factory=Counter)
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: dict[str, Any], verdict: Verdict | None) -> None:
         self.statuses[row["file_status"] or "pending"] += 1
         if row["error_code_value"]:
             self.errors[row["error_code_value"]] += 1
-        predicted = row["predicted_label"]
-        if not predicted:
+        if verdict is None:
             return
-        self.labels[predicted] += 1
-        if row["decision"]:
-            self.decisions[row["decision"]] += 1
+        if verdict.decision:
+            self.decisions[verdict.decision] += 1
         if row["site_calibration_id"] is not None:
             self.site_rules[
                 (row["site_calibration_id"], row["site_name"], row["site_calibration_version"])
@@ -83,7 +90,11 @@ class Tally:
             self.positive_scores.append(float(score))
         self.qualities[row["quality"] or "unknown"] += 1
         self.audio_seconds += row["duration_s"] or 0.0
-        bin_index = min(int((row["confidence"] or 0.0) * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)
+        predicted = verdict.label
+        if predicted is None:
+            return  # to be re-recorded: no class to count, to grade, or to be sure of
+        self.labels[predicted] += 1
+        bin_index = min(int((verdict.confidence or 0.0) * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)
         self.histogram[bin_index] += 1
         truth = row["label"]
         if truth in self.classes:
@@ -118,12 +129,19 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
     version = batch.model_version
     classes = list(version.classes)
     tally = Tally(classes=classes, positive=_positive_class(version.manifest, classes))
-    with _spool() as csv_file, _spool() as rows_html, _spool() as uncertain, _spool() as json_file:
-        _write_rows(batch, tally, csv_file, rows_html, uncertain)
+    with (
+        _spool() as csv_file,
+        _spool() as rows_html,
+        _spool() as uncertain,
+        _spool() as re_record,
+        _spool() as json_file,
+    ):
+        unsure = Unsure(uncertain=uncertain, re_record=re_record)
+        _write_rows(batch, tally, csv_file, rows_html, unsure)
         batch.shift_warning = shift_warning(version, tally.positive_scores)
         Batch.objects.filter(pk=batch.pk).update(shift_warning=batch.shift_warning)
         summary = summarise(batch, tally)
-        _write_json(summary, uncertain, json_file)
+        _write_json(summary, unsure, json_file)
         reports = [
             _store(batch, "csv", csv_file, summary),
             _store(batch, "json", json_file, summary),
@@ -172,6 +190,8 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
             {"id": pk, "site": name, "version": version, "predictions": count}
             for (pk, name, version), count in sorted(tally.site_rules.items())
         ],
+        # The model's own threshold; site calibrations above name theirs on each prediction.
+        "threshold": verdicts.model_rule(batch.model_version).threshold,
         "created_at": batch.created_at.isoformat(),
         "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
         "counts": {
@@ -195,69 +215,84 @@ def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
     if positive not in version.classes:
         return ""  # not a screening model: there is no positive class to compare
     found = calibration.batch_shift_warning(
-        positive_scores, calibration=version_calibration(manifest), positive_class=str(positive)
+        positive_scores, calibration=verdicts.version_calibration(manifest), positive_class=str(positive)
     )
     return found or ""
 
 
-def version_calibration(manifest: dict[str, Any]) -> calibration.Calibration:
-    """The bundle's calibration; bundles made without one use their decision threshold."""
-    return calibration.manifest_calibration(
-        manifest.get("calibration") or {}, decision_threshold=float(manifest.get("decision_threshold", 0.5))
-    )
+@dataclass(frozen=True)
+class Unsure:
+    """Spools of the recordings given no class, one JSON line each: uncertain, and to re-record."""
+
+    uncertain: IO[bytes]
+    re_record: IO[bytes]
 
 
 def _write_rows(
-    batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[bytes], uncertain: IO[bytes]
+    batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[bytes], unsure: Unsure
 ) -> None:
     text = io.TextIOWrapper(csv_file, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(csv_columns(tally.classes))
     for row in _rows(batch):
-        tally.add(row)
-        writer.writerow(_csv_row(row, tally.classes, batch))
-        rows_html.write(_html_row(row).encode())
-        if row["decision"] == calibration.UNCERTAIN:
-            entry = {"path": row["path"], "reasons": row["decision_reasons"] or []}
-            uncertain.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+        verdict = verdicts.for_row(row)
+        tally.add(row, verdict)
+        writer.writerow(_csv_row(row, verdict, tally.classes, batch))
+        rows_html.write(_html_row(row, verdict).encode())
+        if verdict is not None and verdict.decision in (calibration.UNCERTAIN, verdicts.RE_RECORD):
+            entry = {"path": row["path"], "reasons": verdict.reasons}
+            spool = unsure.re_record if verdict.re_record else unsure.uncertain
+            spool.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
     text.detach()
 
 
-def _write_json(summary: dict[str, Any], uncertain: IO[bytes], out: IO[bytes]) -> None:
-    """The summary with every uncertain recording and its reasons, streamed from the spool.
+def _write_json(summary: dict[str, Any], unsure: Unsure, out: IO[bytes]) -> None:
+    """The summary with every uncertain recording and every one to re-record, with their
+    reasons, streamed from the spools.
 
-    Only the summary is kept in the Report rows; the list can be as long as the batch.
+    Only the summary is kept in the Report rows; the lists can be as long as the batch.
     """
     out.write(json.dumps(summary, indent=2, sort_keys=True).removesuffix("\n}").encode())
-    out.write(b',\n  "uncertain_recordings": [')
-    uncertain.seek(0)
-    for index, line in enumerate(uncertain):
-        out.write((b"," if index else b"") + b"\n    " + line.rstrip(b"\n"))
-    out.write(b"\n  ]\n}\n")
+    for name, spool in (
+        ("re_record_recordings", unsure.re_record),
+        ("uncertain_recordings", unsure.uncertain),
+    ):
+        out.write(f',\n  "{name}": ['.encode())
+        spool.seek(0)
+        for index, line in enumerate(spool):
+            out.write((b"," if index else b"") + b"\n    " + line.rstrip(b"\n"))
+        out.write(b"\n  ]")
+    out.write(b"\n}\n")
 
 
 def _rows(batch: Batch) -> Iterator[dict[str, Any]]:
     yield from batch_recordings(batch).values(*ROW_FIELDS).iterator(chunk_size=2000)
 
 
-def _csv_row(row: dict[str, Any], classes: list[str], batch: Batch) -> list[Any]:
+def _csv_row(row: dict[str, Any], verdict: Verdict | None, classes: list[str], batch: Batch) -> list[str]:
+    """One file's cells; text passes through text_cell (file names and reasons come from uploaders)."""
     probabilities = row["probabilities"] or {}
     site = row["site_name"] or (batch.site.name if batch.site else "")
+    shown = verdict or NO_VERDICT
     return [
-        row["path"],
-        row["file_status"] or "pending",
-        row["predicted_label"] or "",
-        row["decision"] or "",
-        _number(row["confidence"]),
+        text_cell(row["path"]),
+        text_cell(row["file_status"] or "pending"),
+        text_cell(shown.label or ""),
+        text_cell(shown.decision),
+        _number(shown.confidence),
+        # The model's probabilities stay, also for recordings to re-record.
         *[_number(probabilities.get(name)) for name in classes],
-        row["quality"] or "",
-        _number(row["heart_rate_bpm"], digits=1),
+        text_cell(row["quality"] or ""),
+        _number(shown.heart_rate.bpm, digits=1),
         _number(row["duration_s"], digits=2),
-        batch.model_version.slug if row["predicted_label"] else "",
-        row["error"] or "",
-        site,
+        text_cell(batch.model_version.slug) if verdict else "",
+        text_cell(row["error"] or ""),
+        text_cell(site),
         f"v{row['site_calibration_version']}" if row["site_calibration_version"] else "",
         _number(row["site_probability"]),
+        _number(shown.threshold),
+        text_cell("; ".join(shown.reasons)),
+        text_cell(shown.heart_rate.flag),
     ]
 
 
@@ -319,8 +354,15 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}.cards{display:flex;gap:
 .card{border:1px solid #d5dbe1;border-radius:6px;padding:.6rem 1rem;min-width:9rem}
 .card b{display:block;font-size:1.5rem}.failed,.rejected{color:#a1260d}
 .warning{border:1px solid #f0d49a;background:#fdf6e3;color:#7a4a00;border-radius:6px;padding:.6rem 1rem}
-.reasons{color:#55606b;font-size:.85em}
+.reasons{color:#55606b;font-size:.85em}.flag{color:#7a4a00;font-size:.85em}
 """
+
+
+_DECISIONS_NOTE = (
+    "<p class=meta><em>re-record</em>: the recording is unusable, so it gets no result (its class, "
+    "confidence and heart rate are not counted); <em>uncertain</em>: re-record or have a clinician "
+    "review it. Each file's decision below shows the probability and the threshold it was made with.</p>"
+)
 
 
 def _write_html(batch: Batch, summary: dict[str, Any], rows_html: IO[bytes], page: IO[bytes]) -> None:
@@ -358,40 +400,47 @@ def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
         f"status {e(batch.get_status_display())} · batch {e(str(batch.pk))}</p>"
         f"<p>A screening aid, not a diagnosis: an <em>abnormal</em> result means the recording "
         f"should be reviewed by a clinician.</p>{shift}{site_rules}<div class=cards>{cards}</div>"
-        f"{decided and '<h2>Decisions (uncertain: re-record or review)</h2>' + decided}"
+        f"{decided and '<h2>Decisions</h2>' + _DECISIONS_NOTE + decided}"
         f"<h2>Files by status</h2>{statuses}{errors and '<h2>Why files were not analysed</h2>' + errors}"
         f"<h2>Confidence of the predicted class</h2>{histogram}"
         f"{_metrics_html(summary['metrics'])}"
         "<h2>Every file</h2><table><thead><tr><th>file</th><th>status</th><th>result</th>"
-        "<th>decision</th><th>confidence</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th>"
+        "<th>decision</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th>"
         "<th>reason</th>"
         "</tr></thead><tbody>"
     )
 
 
-def _html_row(row: dict[str, Any]) -> str:
+def _html_row(row: dict[str, Any], verdict: Verdict | None) -> str:
     e = html.escape
     status = row["file_status"] or "pending"
     cells = [
         e(row["path"]),
         f'<span class="{e(status)}">{e(status)}</span>',
-        e(row["predicted_label"] or ""),
-        _decision_html(row),
-        _number(row["confidence"], digits=2),
+        e(verdict.label or "") if verdict else "",
+        _decision_html(verdict) if verdict else "",
         e(row["quality"] or ""),
-        _number(row["heart_rate_bpm"], digits=0),
+        _heart_rate_html(verdict) if verdict else "",
         e(row["label"] or ""),
         e(row["error"] or ""),
     ]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
 
 
-def _decision_html(row: dict[str, Any]) -> str:
+def _decision_html(verdict: Verdict) -> str:
+    """The outcome, then how it was made ('p(abnormal) 0.42, threshold 0.39') and any reasons."""
     e = html.escape
-    reasons = row["decision_reasons"] or []
-    if not reasons:
-        return e(row["decision"] or "")
-    return f'{e(row["decision"])}<br><span class="reasons">{e("; ".join(map(str, reasons)))}</span>'
+    notes = [note for note in (verdict.rule_text, "; ".join(verdict.reasons)) if note]
+    lines = "".join(f'<br><span class="reasons">{e(note)}</span>' for note in notes)
+    return f"{e(verdict.outcome)}{lines}"
+
+
+def _heart_rate_html(verdict: Verdict) -> str:
+    rate = verdict.heart_rate
+    if rate.bpm is None:
+        return ""
+    flag = f'<br><span class="flag">check: {html.escape(rate.note)}</span>' if rate.flag else ""
+    return f"{rate.bpm:.0f}{flag}"
 
 
 def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:

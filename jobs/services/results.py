@@ -1,9 +1,22 @@
 """Per-file results of a batch: one row per recording, shared by API, pages and reports."""
 
-from django.db.models import Case, CharField, F, FilteredRelation, Q, QuerySet, TextField, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    F,
+    FilteredRelation,
+    FloatField,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce, NullIf
 
 from jobs.models import Batch, Recording
+from jobs.services import verdicts
 
 FILE_STATUSES = ("rejected", "pending", "running", "done", "failed", "skipped", "cancelled")
 
@@ -12,11 +25,16 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
     """Recordings of the batch with its analysis state and its model's prediction.
 
     Annotations: file_status, analysis_error_code, error (message), predicted_label,
-    decision, decision_reasons, confidence, probabilities, quality, heart_rate_bpm,
-    prediction_id, raw_probability, and the site's share of the decision: site_probability,
-    site_calibration_id, site_calibration_version, site_name (null when the
-    bundle's rule decided).
+    decision, decision_reasons, confidence, probabilities, quality, quality_reasons,
+    heart_rate_bpm, s1_onsets (the segmentation's S1 onsets), prediction_id,
+    raw_probability, and the site's share of the decision: site_probability,
+    site_calibration_id, site_calibration_version, site_name, site_threshold (null
+    when the bundle's rule decided); with the model's positive_class and
+    model_threshold on every row, verdicts.for_row needs nothing else. These are
+    the stored facts: what is shown of them (no diagnosis for an unusable
+    recording) is verdicts.for_row's.
     """
+    rule = verdicts.model_rule(batch.model_version)
     return (
         Recording.objects.annotate(
             this_analysis=FilteredRelation("analyses", condition=Q(analyses__batch=batch.pk)),
@@ -45,13 +63,18 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
             confidence=F("this_prediction__confidence"),
             probabilities=F("this_prediction__probabilities"),
             quality=F("this_prediction__quality"),
+            quality_reasons=F("this_prediction__quality_reasons"),
             heart_rate_bpm=F("this_prediction__heart_rate_bpm"),
+            s1_onsets=KeyTransform("s1_s", "this_prediction__segments"),
             prediction_id=F("this_prediction__id"),
             raw_probability=F("this_prediction__raw_probability"),
             site_probability=F("this_prediction__site_probability"),
             site_calibration_id=F("this_prediction__site_calibration_id"),
             site_calibration_version=F("this_prediction__site_calibration__version"),
             site_name=F("this_prediction__site_calibration__site__name"),
+            site_threshold=F("this_prediction__site_calibration__threshold"),
+            positive_class=Value(rule.positive, output_field=CharField()),
+            model_threshold=Value(rule.threshold, output_field=FloatField()),
         )
         .order_by("path", "id")
     )
@@ -60,7 +83,12 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
 def filter_rows(
     rows: QuerySet[Recording], *, status: str = "", label: str = "", quality: str = ""
 ) -> QuerySet[Recording]:
-    """Narrow the rows of batch_recordings by file status, predicted label and quality."""
+    """Narrow the rows of batch_recordings by file status, predicted label and quality.
+
+    A label names the recordings given that class: unusable ones, to be
+    re-recorded, are given none, whatever the model read in them.
+    """
     wanted = {"file_status": status, "predicted_label": label, "quality": quality}
     # Annotation names, which the type checker cannot see as fields.
-    return rows.filter(**{name: value for name, value in wanted.items() if value})
+    rows = rows.filter(**{name: value for name, value in wanted.items() if value})
+    return rows.exclude(**{"quality": verdicts.UNUSABLE}) if label else rows

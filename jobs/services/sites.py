@@ -19,8 +19,8 @@ from django.db.models import Count, Max
 
 from jobs.models import Batch, ModelVersion, Organisation, Prediction, Recording, Site, SiteCalibration
 from jobs.services import access
-from jobs.services.reports import version_calibration
 from jobs.services.results import batch_recordings
+from jobs.services.verdicts import positive_class, version_calibration
 from ml import calibration
 
 MIN_PER_CLASS = 10
@@ -125,13 +125,6 @@ def rules_used(batch: Batch) -> list[RuleUse]:
         RuleUse(row["site_calibration_id"], row["site_name"], row["site_calibration_version"], row["count"])
         for row in rows
     ]
-
-
-def positive_class(version: ModelVersion) -> str | None:
-    """The screening model's positive class; None for models without a two-class threshold."""
-    positive = (version.manifest or {}).get("positive_class")
-    classes = list(version.classes)
-    return str(positive) if positive in classes and len(classes) == 2 else None
 
 
 # --- fitting ----------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Template helpers for the pages: the organisation switcher and number formats."""
+"""Template helpers for the pages: the organisation switcher, number formats and verdicts."""
 
 from typing import Any
 
 from django import template
 
+from jobs.models import Prediction
 from jobs.pages.organisations import current_organisation, organisations_for
+from jobs.services import verdicts
 
 register = template.Library()
 
@@ -46,3 +48,11 @@ def seconds(value: float | None) -> str:
 @register.filter
 def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
     return (mapping or {}).get(key)
+
+
+@register.filter
+def verdict(item: Any) -> verdicts.Verdict | None:
+    """What to show of a prediction, or of a row of services.batch_recordings (None without one)."""
+    if isinstance(item, Prediction):
+        return verdicts.for_prediction(item)
+    return verdicts.for_row(item)

@@ -94,11 +94,13 @@ def test_it_puts_decisions_and_reasons_in_the_json_and_html_reports(organisation
     report = json.loads(storage.read_bytes(Report.objects.get(batch=batch, format="json").storage_key))
     assert report["counts"]["by_decision"] == {"uncertain": 1, decided.label: 1}
     assert report["uncertain_recordings"] == [{"path": uncertain.recording.path, "reasons": [REASON]}]
+    assert report["re_record_recordings"] == []
     assert report["shift_warning"] is None
     assert "uncertain_recordings" not in Report.objects.get(batch=batch, format="json").summary
     page = storage.read_bytes(Report.objects.get(batch=batch, format="html").storage_key).decode()
     assert "<th>decision</th>" in page
-    assert f'<td>uncertain<br><span class="reasons">{REASON}</span></td>' in page
+    rule = '<span class="reasons">p(abnormal) 0.82, threshold 0.50</span>'
+    assert f'<td>uncertain<br>{rule}<br><span class="reasons">{REASON}</span></td>' in page
 
 
 def test_it_shows_the_shift_warning_on_the_batch_page(member_client: Client, organisation: Any) -> None:
