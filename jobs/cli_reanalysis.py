@@ -4,6 +4,9 @@ and see what changed between two versions.
     lubdub reanalyze --batch ID [--batch ID...] | --since DATE [--until DATE] | --analysed-by V | --all
                      [--model V] [--at TIME | --on-new-default] [--org SLUG] [--name N] [--wait]
     lubdub diff A B [--batch ID] [--json]
+
+Versions may be of different kinds (a binary screening model against a
+multi-class one): a figure only one of them has is shown as n/a for the other.
 """
 
 from __future__ import annotations
@@ -75,8 +78,10 @@ def format_diff(found: dict[str, Any]) -> str:
     if metrics["a"].get("count"):
         lines.append(f"against ground truth ({metrics['a']['count']} recordings):")
         for name in ("accuracy", "sensitivity", "specificity"):
-            if metrics["a"].get(name) is not None:
-                lines.append(f"  {name}: {metrics['a'][name]:.1%} -> {metrics['b'][name]:.1%}")
+            # A binary and a multi-class version: only the binary one has sensitivity and specificity.
+            a, b = metrics["a"].get(name), metrics["b"].get(name)
+            if a is not None or b is not None:
+                lines.append(f"  {name}: {_percent(a)} -> {_percent(b)}")
     for change in found["changes"][:DIFF_ROWS]:
         lines.append(
             f"  {change['path']}: {change['label_a']} ({_top(change['probabilities_a'], change['label_a'])})"
@@ -87,14 +92,28 @@ def format_diff(found: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _top(probabilities: dict[str, float], label: str) -> str:
-    value = probabilities.get(label)
+def _percent(value: float | None) -> str:
+    return f"{value:.1%}" if value is not None else "n/a"
+
+
+def _top(probabilities: dict[str, float] | None, label: str | None) -> str:
+    value = (probabilities or {}).get(label) if label is not None else None
     return f"{value:.2f}" if value is not None else "?"
 
 
 def add_commands(commands: Any) -> None:
     """Add the subcommands to the `lubdub` parser's subparsers."""
-    p = commands.add_parser("reanalyze", help="re-read stored recordings with a model version")
+    p = cli.add_command(
+        commands,
+        "reanalyze",
+        help="re-read stored recordings with a model version",
+        examples=[
+            "lubdub reanalyze --batch <batch> --model screening-3.0.0 --wait",
+            "lubdub reanalyze --since 2026-01-01 --until 2026-03-31",
+            "lubdub reanalyze --analysed-by screening-2.0.0 --on-new-default",
+            "lubdub reanalyze --all --at 2026-12-01T02:00:00+00:00",
+        ],
+    )
     p.add_argument("--batch", action="append", metavar="ID", help="a batch to re-read (repeatable)")
     p.add_argument("--since", metavar="DATE", help="recordings uploaded on or after (YYYY-MM-DD)")
     p.add_argument("--until", metavar="DATE", help="recordings uploaded on or before (YYYY-MM-DD)")
@@ -111,7 +130,12 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--wait", action="store_true", help="wait until the re-analysis is finished")
     p.set_defaults(run=reanalyze)
 
-    p = commands.add_parser("diff", help="what changed between two model versions")
+    p = cli.add_command(
+        commands,
+        "diff",
+        help="what changed between two model versions",
+        examples=["lubdub diff screening-2.0.0 screening-3.0.0", "lubdub diff 3 4 --batch <batch> --json"],
+    )
     p.add_argument("a", help="version A (id, name-version or version)")
     p.add_argument("b", help="version B")
     p.add_argument("--batch", help="only recordings of this batch")

@@ -57,6 +57,11 @@ def test_it_submits_a_folder_waits_and_downloads_results_matching_the_api(
     report = _lubdub(live_server.url, token, "report", batch_id, "-o", str(tmp_path / "report.html"))
 
     assert submitted.returncode == 0, submitted.stderr
+    *_, status_line, decisions, web = submitted.stderr.splitlines()
+    assert status_line.startswith(f"{batch_id} completed: 3 files, 3 done")
+    counted = dict(part.rsplit(" ", 1) for part in decisions.removeprefix("decisions: ").split(", "))
+    assert "uncertain" in counted and sum(map(int, counted.values())) == 3
+    assert web == f"web: {live_server.url}/batches/{batch_id}/"
     batch = Batch.objects.get(pk=batch_id)
     assert (batch.name, batch.status, batch.done_count) == ("ward round", Batch.Status.COMPLETED, 3)
     api_rows = api.get(f"/api/v1/batches/{batch_id}/recordings/").json()["results"]

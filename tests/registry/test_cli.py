@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from rest_framework.authtoken.models import Token
 
-from jobs import cli
+from jobs import cli, cli_reanalysis
 from jobs.models import Batch
 from tests import factories
 from tests.registry.conftest import predict
@@ -64,3 +64,44 @@ def test_it_explains_a_refused_reanalysis_in_one_line(
 
     assert status == 1
     assert "Only researchers and staff can request a re-analysis." in capsys.readouterr().err
+
+
+def test_it_prints_the_diff_of_a_binary_and_a_multi_class_version(
+    live_server: Any, token: str, north: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = factories.ModelVersionFactory(
+        name="screening", classes=["normal", "abnormal"], manifest={"positive_class": "abnormal"}
+    )
+    multi = factories.ModelVersionFactory(name="pascal", classes=["normal", "murmur", "extrahls"])
+    batch = factories.BatchFactory(organisation=north, model_version=binary)
+    for index, (truth, label_a, label_b) in enumerate(
+        [("abnormal", "abnormal", "murmur"), ("normal", "normal", "normal")]
+    ):
+        recording = factories.RecordingFactory(batch=batch, path=f"r{index}.wav", label=truth)
+        predict(recording, binary, label_a)
+        predict(recording, multi, label_b)
+
+    status = cli.main(["--url", live_server.url, "--token", token, "diff", binary.slug, multi.slug])
+
+    captured = capsys.readouterr()
+    assert (status, captured.err) == (0, "")
+    assert "against ground truth (2 recordings):" in captured.out
+    assert "  sensitivity: 100.0% -> n/a" in captured.out
+    assert "  specificity: 100.0% -> n/a" in captured.out
+
+
+def test_it_formats_a_diff_whose_versions_share_no_figure() -> None:
+    found = {
+        "version_a": "pascal-1.0.0", "version_b": "screening-3.0.0", "compared": 1, "agreed": 0, "changed": 1,
+        "agreement_rate": 0.0, "flips": [{"from": "murmur", "to": "abnormal", "count": 1}],
+        "metrics": {"a": {"count": 1, "accuracy": 0.0},
+                    "b": {"count": 1, "accuracy": 1.0, "sensitivity": 1.0}},
+        "changes": [{"path": "r.wav", "label_a": "murmur", "label_b": "abnormal", "probabilities_a": {},
+                     "probabilities_b": None}],
+    }  # fmt: skip
+
+    lines = cli_reanalysis.format_diff(found).splitlines()
+
+    assert "  accuracy: 0.0% -> 100.0%" in lines
+    assert "  sensitivity: n/a -> 100.0%" in lines
+    assert "  r.wav: murmur (?) -> abnormal (?)" in lines

@@ -2,12 +2,14 @@
 
 Creates a demo organisation, user and token, zips samples/physionet/*.wav with
 its labels.csv on the fly, submits it through the real API (as the lubdub CLI
-does), waits, and prints the per-file table, the metrics and where to look.
+does), waits, and prints the per-file table, the metrics, where to look and,
+last, the line that points the lubdub CLI at this server as the demo user.
 """
 
 import json
 import os
 import secrets
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(9)
         user.set_password(password)
         user.save(update_fields=["password"])
-        client = cli.Client(url, api_token(user))
+        token = api_token(user)
+        client = cli.Client(url, token)
         try:
             batch = self._submit(client)
             batch = cli.wait(client, batch["id"], quiet=False)
@@ -47,6 +50,7 @@ class Command(BaseCommand):
         self._print_table(rows)
         self._print_summary(batch, summary)
         self._print_urls(url, batch, password)
+        self._print_cli_setup(url, token)
 
     def _submit(self, client: cli.Client) -> dict[str, Any]:
         files = sorted(SAMPLES.glob("*.wav")) + [SAMPLES / "labels.csv"]
@@ -133,10 +137,15 @@ class Command(BaseCommand):
         lines = [
             ("web", f"{url}/batches/{batch['id']}/  (log in as {USERNAME} / {password})"),
             ("report", f"{url}/batches/{batch['id']}/reports/html"),
-            ("API", f"{url}/api/v1/batches/{batch['id']}/  (token: manage.py create_api_token {USERNAME})"),
+            ("API", f"{url}/api/v1/batches/{batch['id']}/  (token: LUBDUB_TOKEN below)"),
             ("API docs", f"{url}/api/docs/"),
             ("Flower", f"{flower}  (user and password: FLOWER_BASIC_AUTH in .services/env)"),
         ]
         self.stdout.write("")
         for name, value in lines:
             self.stdout.write(f"{name + ':':<10} {value}")
+
+    def _print_cli_setup(self, url: str, token: str) -> None:
+        # The one place the token is shown: the terminal of whoever ran make demo, ready to paste.
+        self.stdout.write("\nTo use the lubdub client (.venv/bin/lubdub) as the demo user, paste:")
+        self.stdout.write(f"export LUBDUB_URL={shlex.quote(url)} LUBDUB_TOKEN={shlex.quote(token)}")

@@ -1,0 +1,184 @@
+"""`lubdub list`, `cancel`, `delete` and `models`: the batches and model versions a user can see.
+
+lubdub list [-n N]
+lubdub cancel BATCH
+lubdub delete BATCH [--yes]
+lubdub models [--all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jobs import cli
+
+DEFAULT_LIMIT = 20
+BATCH_COLUMNS = ["ID", "STATUS", "FILES", "DONE", "FAILED", "REJECTED", "PENDING", "CREATED", "NAME"]
+MODEL_COLUMNS = ["VERSION", "ARCHITECTURE", "CLASSES", "VALIDATION", "STATUS"]
+# Counts read best aligned on their last digit.
+NUMERIC = {"FILES", "DONE", "FAILED", "REJECTED", "PENDING"}
+
+
+def list_batches(client: cli.Client, args: argparse.Namespace) -> int:
+    batches = recent_batches(client, args.limit)
+    if not batches:
+        print("no batches yet (lubdub submit uploads one)", file=sys.stderr)
+        return 0
+    print(format_table(BATCH_COLUMNS, [_batch_row(batch) for batch in batches]))
+    return 0
+
+
+def recent_batches(client: cli.Client, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` batches the user can see, newest first (the API's order)."""
+    found: list[dict[str, Any]] = []
+    page: str | None = "/api/v1/batches/"
+    while page and len(found) < limit:
+        data = client.json("GET", page)
+        found += data["results"]
+        page = data["next"]
+    return found[:limit]
+
+
+def _batch_row(batch: dict[str, Any]) -> list[str]:
+    p = batch["progress"]
+    counts = [p["total"], p["done"], p["failed"], p["rejected"], p["pending"]]
+    name = batch["name"] or batch.get("upload_name") or ""
+    return [batch["id"], batch["status"], *map(str, counts), _when(batch["created_at"]), name]
+
+
+def _when(stamp: str) -> str:
+    """An API timestamp in the local time zone, to the minute."""
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp
+
+
+def cancel(client: cli.Client, args: argparse.Namespace) -> int:
+    batch = client.json("POST", f"/api/v1/batches/{args.batch}/cancel/")
+    print(cli._status_line(batch))
+    return 0
+
+
+def delete(client: cli.Client, args: argparse.Namespace) -> int:
+    # Read first: a wrong id fails before the question, and the question names what goes.
+    batch = client.json("GET", f"/api/v1/batches/{args.batch}/")
+    name = batch["name"] or batch.get("upload_name") or "unnamed"
+    if not args.yes:
+        _confirm(
+            f"Delete batch {batch['id']} ({name}, {batch['progress']['total']} files) "
+            "with its results, reports and stored audio?"
+        )
+    client.request("DELETE", f"/api/v1/batches/{args.batch}/")
+    print(f"deleted {batch['id']} ({name})")
+    return 0
+
+
+def _confirm(question: str) -> None:
+    """CliError unless the person at the terminal answers yes."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise cli.CliError("not deleted: no terminal to ask; pass --yes to delete without asking")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise cli.CliError("not deleted")
+
+
+def models(client: cli.Client, args: argparse.Namespace) -> int:
+    versions = client.json("GET", "/api/v1/models/", params={"all": "true"} if args.all else None)
+    if not versions:
+        print("no model versions registered (manage.py register_model BUNDLE --default)", file=sys.stderr)
+        return 0
+    print(format_table(MODEL_COLUMNS, [_model_row(version) for version in versions]))
+    return 0
+
+
+def _model_row(version: dict[str, Any]) -> list[str]:
+    state = f"{version['status']}, default" if version["is_default"] else version["status"]
+    classes = ", ".join(version["classes"])
+    return [version["slug"], version["architecture"], classes, _validation(version["metrics"]), state]
+
+
+def _validation(metrics: dict[str, Any] | None) -> str:
+    """The bundle's validation figures, named as on the Models page."""
+    found = (metrics or {}).get("validation") or {}
+    names = [("macc", "MAcc"), ("sensitivity", "sensitivity"), ("specificity", "specificity")]
+    figures = [f"{label} {found[key]:.2f}" for key, label in names if isinstance(found.get(key), int | float)]
+    if not figures and isinstance(found.get("accuracy"), int | float):
+        figures = [f"accuracy {found['accuracy']:.2f}"]
+    return ", ".join(figures)
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; counts aligned right, the last column left ragged."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            str(cell).rjust(width) if name in NUMERIC else str(cell).ljust(width)
+            for name, cell, width in zip(columns, cells, widths, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join(line(cells) for cells in [columns, *rows])
+
+
+def add_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n",
+        "--limit",
+        type=_positive,
+        default=DEFAULT_LIMIT,
+        help=f"how many batches (default {DEFAULT_LIMIT})",
+    )
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
+    return int(text)
+
+
+def add_list_command(commands: Any) -> None:
+    p = cli.add_command(
+        commands,
+        "list",
+        help="recent batches, newest first: id, status, counts, created",
+        examples=["lubdub list", "lubdub list -n 100"],
+    )
+    add_limit(p)
+    p.set_defaults(run=list_batches)
+
+
+def add_commands(commands: Any) -> None:
+    """Add cancel, delete and models to the `lubdub` parser's subparsers."""
+    p = cli.add_command(
+        commands,
+        "cancel",
+        help="stop a running batch; finished recordings keep their results",
+        examples=["lubdub cancel 3f2b0c9e-7d1a-4c55-9a57-0d6f1e2b8a41"],
+    )
+    p.add_argument("batch", type=cli.batch_id)
+    p.set_defaults(run=cancel)
+
+    p = cli.add_command(
+        commands,
+        "delete",
+        help="delete a batch with its results, reports and stored audio, after asking",
+        examples=["lubdub delete <batch>", "lubdub delete <batch> --yes   # in a script: no question"],
+    )
+    p.add_argument("batch", type=cli.batch_id)
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(run=delete)
+
+    p = cli.add_command(
+        commands,
+        "models",
+        help="the registered model versions, the default marked",
+        examples=["lubdub models", "lubdub models --all   # also checking, rejected and retired versions"],
+    )
+    p.add_argument("--all", action="store_true", help="also versions that are checking, rejected or retired")
+    p.set_defaults(run=models)
