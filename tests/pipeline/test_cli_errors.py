@@ -3,8 +3,10 @@
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +23,13 @@ MISSING_BATCH = "00000000-0000-0000-0000-000000000000"
 TOKEN = "not-a-token"  # noqa: S105 (no server accepts it)
 
 
-def _lubdub(*args: str, url: str = "", token: str = TOKEN, cwd: Path | None = None) -> Any:
+def _lubdub(
+    *args: str, url: str = "", token: str = TOKEN, cwd: Path | None = None, user: list[str] | None = None
+) -> Any:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LUBDUB_")}
     env.update({"LUBDUB_URL": url, "LUBDUB_TOKEN": token})
     return subprocess.run(
-        [str(LUBDUB), "-q", *args],
+        [*(user or []), str(LUBDUB), "-q", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -97,15 +101,22 @@ def test_it_says_an_empty_folder_has_nothing_to_upload(tmp_path: Path) -> None:
     assert _one_error_line(result) == "nothing to upload: the folders are empty"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_it_names_an_unreadable_file_to_upload(tmp_path: Path) -> None:
-    recording = tmp_path / "a0001.wav"
-    recording.write_bytes(b"RIFF")
-    recording.chmod(0)
+def test_it_names_an_unreadable_file_to_upload() -> None:
+    # Root reads every file, so as root the client runs as nobody; the folder is
+    # world-traversable so that only the file itself is unreadable.
+    user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else None
+    folder = Path(tempfile.mkdtemp(prefix="lubdub-unreadable-"))
+    try:
+        folder.chmod(0o755)
+        recording = folder / "a0001.wav"
+        recording.write_bytes(b"RIFF")
+        recording.chmod(0)
 
-    result = _lubdub("submit", str(recording), url="http://127.0.0.1:9")
+        result = _lubdub("submit", str(recording), url="http://127.0.0.1:9", user=user)
 
-    assert _one_error_line(result) == f"{recording}: Permission denied"
+        assert _one_error_line(result) == f"{recording}: Permission denied"
+    finally:
+        shutil.rmtree(folder)
 
 
 class _Stub(http.server.BaseHTTPRequestHandler):
