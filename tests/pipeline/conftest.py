@@ -1,5 +1,6 @@
 """Fixtures for the batch pipeline: real workers, the real default model, archives."""
 
+import contextlib
 import io
 import os
 import signal
@@ -41,6 +42,24 @@ def kill_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> 
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@contextlib.contextmanager
+def only_own_consumers(*queues: str, purge: bool = True) -> Iterator[None]:
+    """Every running worker stops consuming ``queues`` until the block ends, so the
+    workers a test launches inside it are the only ones that take its tasks;
+    ``purge`` first drops what earlier tests left queued."""
+    from config.celery_app import app
+
+    if purge:
+        app.control.purge()
+    for queue in queues:
+        app.control.cancel_consumer(queue, destination=None)
+    try:
+        yield
+    finally:
+        for queue in queues:
+            app.control.add_consumer(queue, destination=None)
 
 
 @pytest.fixture(scope="session")

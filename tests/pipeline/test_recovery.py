@@ -22,6 +22,7 @@ from tests.faults import assert_batch_ended_well
 from tests.pipeline.conftest import (
     kill_worker,
     launch_worker,
+    only_own_consumers,
     sample_archive,
     upload,
     wait_for,
@@ -131,11 +132,8 @@ def test_it_requeues_claims_no_worker_renews_and_the_batch_page_says_so(
 def test_it_requeues_a_killed_workers_claims_within_a_minute(
     tmp_path: Path, default_model: Any, api: Any, member: Any, settings: Any
 ) -> None:
-    app.control.purge()
     # This test's own workers are the only consumers of the analysis.
-    for name in ("ingest", "analyze"):
-        app.control.cancel_consumer(name, destination=None)
-    try:
+    with only_own_consumers("ingest", "analyze"):
         first = launch_worker(
             tmp_path / "first.log", queues="ingest,analyze", env={"LUBDUB_ANALYSIS_CHUNK": "24"}
         )
@@ -159,9 +157,6 @@ def test_it_requeues_a_killed_workers_claims_within_a_minute(
             batch = wait_for_batch(created["id"], timeout=120)
         finally:
             kill_worker(second)
-    finally:
-        for name in ("ingest", "analyze"):
-            app.control.add_consumer(name, destination=None)
 
     client = Client()
     client.force_login(member)

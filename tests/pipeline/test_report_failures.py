@@ -24,6 +24,7 @@ from tests.faults import assert_batch_ended_well, lose_everything
 from tests.pipeline.conftest import (
     kill_worker,
     launch_worker,
+    only_own_consumers,
     sample_archive,
     upload,
     wait_for,
@@ -149,39 +150,35 @@ def own_s3(private_s3: subprocess.Popen[bytes], settings: Any) -> str:
 def test_it_says_when_reports_cannot_be_written_and_a_later_sweep_writes_them(
     tmp_path: Path, own_s3: str, default_model: Any, api: Any, member: Any, settings: Any
 ) -> None:
-    app.control.purge()
     # This test's worker is the only consumer; it reads reports only once storage is lost.
-    for queue in ("ingest", "analyze", "reports"):
-        app.control.cancel_consumer(queue, destination=None)
-    name = f"reports-{tmp_path.name}@{socket.gethostname()}"
-    worker = launch_worker(
-        tmp_path / "worker.log",
-        queues="ingest,analyze",
-        name=name,
-        env={"S3_ENDPOINT_URL": own_s3, "LUBDUB_TEST_S3_CREATE_BUCKET": "0"},
-    )
-    try:
-        created = upload(api, sample_archive(NAMES), "reports.zip")
-        batch = wait_for_batch(created["id"], timeout=120)
-        lose_everything(settings)  # the in-memory store restarted: bucket and objects gone
-        app.control.add_consumer("reports", destination=[name], reply=True, timeout=5)
-        wait_for(lambda: Batch.objects.get(pk=batch.pk).report_error != "", timeout=60)
+    with only_own_consumers("ingest", "analyze", "reports"):
+        name = f"reports-{tmp_path.name}@{socket.gethostname()}"
+        worker = launch_worker(
+            tmp_path / "worker.log",
+            queues="ingest,analyze",
+            name=name,
+            env={"S3_ENDPOINT_URL": own_s3, "LUBDUB_TEST_S3_CREATE_BUCKET": "0"},
+        )
+        try:
+            created = upload(api, sample_archive(NAMES), "reports.zip")
+            batch = wait_for_batch(created["id"], timeout=120)
+            lose_everything(settings)  # the in-memory store restarted: bucket and objects gone
+            app.control.add_consumer("reports", destination=[name], reply=True, timeout=5)
+            wait_for(lambda: Batch.objects.get(pk=batch.pk).report_error != "", timeout=60)
 
-        batch.refresh_from_db()
-        client = Client()
-        client.force_login(member)
-        page = html.unescape(client.get(reverse("batch-detail", args=[batch.pk])).content.decode())
-        shown = api.get(f"/api/v1/batches/{batch.pk}/").json()
+            batch.refresh_from_db()
+            client = Client()
+            client.force_login(member)
+            page = html.unescape(client.get(reverse("batch-detail", args=[batch.pk])).content.decode())
+            shown = api.get(f"/api/v1/batches/{batch.pk}/").json()
 
-        storage.ensure_bucket()  # storage is back (as `manage.py prepare_storage` does)
-        Batch.objects.filter(pk=batch.pk).update(report_retry_at=timezone.now())
-        swept = sweeper.sweep()
-        wait_for(lambda: Report.objects.filter(batch=batch).count() == 3, timeout=60)
-        again = sweeper.sweep()
-    finally:
-        kill_worker(worker)
-        for queue in ("ingest", "analyze", "reports"):
-            app.control.add_consumer(queue, destination=None)
+            storage.ensure_bucket()  # storage is back (as `manage.py prepare_storage` does)
+            Batch.objects.filter(pk=batch.pk).update(report_retry_at=timezone.now())
+            swept = sweeper.sweep()
+            wait_for(lambda: Report.objects.filter(batch=batch).count() == 3, timeout=60)
+            again = sweeper.sweep()
+        finally:
+            kill_worker(worker)
 
     assert batch.status == Batch.Status.COMPLETED
     assert batch.report_error_code == "storage_bucket_missing"

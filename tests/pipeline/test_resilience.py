@@ -18,6 +18,7 @@ from jobs.services.queue import ANALYSE_TASK, INGEST_TASK
 from tests.pipeline.conftest import (
     kill_worker,
     launch_worker,
+    only_own_consumers,
     sample_archive,
     upload,
     wait_for,
@@ -39,11 +40,8 @@ def _assert_one_prediction_each(batch: Batch) -> None:
 def test_it_completes_a_batch_after_its_worker_is_killed(
     tmp_path: Path, default_model: Any, api: Any, shared_worker: Any
 ) -> None:
-    app.control.purge()
     # The shared worker must not help: this test's own worker is the only consumer.
-    for queue in ("ingest", "analyze"):
-        app.control.cancel_consumer(queue, destination=None)
-    try:
+    with only_own_consumers("ingest", "analyze"):
         first = launch_worker(
             tmp_path / "first.log", queues="ingest,analyze", env={"LUBDUB_ANALYSIS_CHUNK": "4"}
         )
@@ -61,9 +59,6 @@ def test_it_completes_a_batch_after_its_worker_is_killed(
             batch = wait_for_batch(created["id"], timeout=120)
         finally:
             kill_worker(second)
-    finally:
-        for queue in ("ingest", "analyze"):
-            app.control.add_consumer(queue, destination=None)
 
     assert recovered.requeued > 0
     assert batch.status == Batch.Status.COMPLETED
@@ -172,25 +167,22 @@ def test_it_retries_while_storage_is_unavailable_then_completes(
 
     endpoint = urlsplit(settings.S3_ENDPOINT_URL)
     proxy = _FlakyProxy((endpoint.hostname or "127.0.0.1", endpoint.port or 80))
-    app.control.cancel_consumer("ingest", destination=None)
-    app.control.cancel_consumer("analyze", destination=None)
-    try:
-        worker = launch_worker(
-            tmp_path / "flaky.log",
-            queues="ingest,analyze",
-            env={"S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"},
-        )
+    with only_own_consumers("ingest", "analyze", purge=False):
         try:
-            created = upload(api, sample_archive(["a0033.wav", "a0035.wav"]), "outage.zip")
-            wait_for(lambda: "retry: Retry in" in (tmp_path / "flaky.log").read_text(), timeout=60)
-            proxy.open()
-            batch = wait_for_batch(created["id"], timeout=90)
+            worker = launch_worker(
+                tmp_path / "flaky.log",
+                queues="ingest,analyze",
+                env={"S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"},
+            )
+            try:
+                created = upload(api, sample_archive(["a0033.wav", "a0035.wav"]), "outage.zip")
+                wait_for(lambda: "retry: Retry in" in (tmp_path / "flaky.log").read_text(), timeout=60)
+                proxy.open()
+                batch = wait_for_batch(created["id"], timeout=90)
+            finally:
+                kill_worker(worker)
         finally:
-            kill_worker(worker)
-    finally:
-        proxy.close()
-        app.control.add_consumer("ingest", destination=None)
-        app.control.add_consumer("analyze", destination=None)
+            proxy.close()
 
     assert batch.status == Batch.Status.COMPLETED
     assert "StorageUnavailable" in (tmp_path / "flaky.log").read_text()
