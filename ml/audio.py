@@ -9,7 +9,6 @@ band-pass and each recording is scaled to unit RMS. Bad input raises
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 import os
@@ -19,9 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
-from ml import errors
+from ml import errors, filters
 from ml.errors import AudioError
 
 DEFAULT_RATE_HZ = 2000
@@ -127,6 +125,8 @@ def resample(samples: np.ndarray, *, source_rate: int, target_rate: int) -> np.n
         return samples
     divisor = math.gcd(source_rate, target_rate)
     up, down = target_rate // divisor, source_rate // divisor
+    from scipy import signal  # slow to import; most recordings need no rate conversion
+
     if max(up, down) <= MAX_POLYPHASE_FACTOR:
         return np.asarray(signal.resample_poly(samples, up, down))
     out_length = max(1, round(len(samples) * target_rate / source_rate))
@@ -139,16 +139,10 @@ def bandpass(
     """Zero-phase Butterworth band-pass of ``samples`` between ``band_hz`` (Hz).
 
     Same result as ``scipy.signal.sosfiltfilt`` (odd extension at the edges), with
-    the filter's initial state computed once per band instead of per recording.
+    the filter designed once per band (``ml.filters``).
     """
-    sos, initial = _bandpass_design(sample_rate, band_hz[0], min(band_hz[1], 0.45 * sample_rate))
-    pad = min(3 * (2 * len(sos) + 1), len(samples) - 1)
-    head = 2 * samples[0] - samples[pad:0:-1]
-    tail = 2 * samples[-1] - samples[-2 : -pad - 2 : -1]
-    extended = np.concatenate([head, samples, tail])
-    forward, _ = signal.sosfilt(sos, extended, zi=initial * extended[0])
-    backward, _ = signal.sosfilt(sos, forward[::-1], zi=initial * forward[-1])
-    return np.asarray(backward[::-1][pad : pad + len(samples)])
+    design = filters.butterworth(BANDPASS_ORDER, band_hz[0], min(band_hz[1], 0.45 * sample_rate), sample_rate)
+    return filters.filtfilt(samples, design)
 
 
 def normalise(samples: np.ndarray) -> np.ndarray:
@@ -157,12 +151,6 @@ def normalise(samples: np.ndarray) -> np.ndarray:
     if rms <= 0.0:
         return np.zeros(len(samples), dtype=np.float32)
     return (samples / rms).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=32)
-def _bandpass_design(sample_rate: int, low_hz: float, high_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    sos = signal.butter(BANDPASS_ORDER, [low_hz, high_hz], btype="bandpass", fs=sample_rate, output="sos")
-    return np.asarray(sos), np.asarray(signal.sosfilt_zi(sos))
 
 
 def _check_rate(source_rate: int) -> None:
@@ -182,7 +170,13 @@ def _read_payload(source: AudioSource) -> bytes:
     return source.read()
 
 
-def _decode_payload(payload: bytes) -> tuple[np.ndarray, int, sf._SoundFileInfo]:
+@dataclass(frozen=True)
+class _Format:
+    format: str  # libsndfile's major format name, e.g. WAV, FLAC
+    subtype: str  # its sample encoding, e.g. PCM_16
+
+
+def _decode_payload(payload: bytes) -> tuple[np.ndarray, int, _Format]:
     if not payload:
         raise AudioError(errors.EMPTY, "the file is empty (0 bytes)")
     looks_like_audio = payload.startswith(AUDIO_MAGICS) or _is_mpeg_frame(payload)
@@ -190,14 +184,52 @@ def _decode_payload(payload: bytes) -> tuple[np.ndarray, int, sf._SoundFileInfo]
         raise AudioError(errors.NOT_AUDIO, "the file is not a recognised audio format")
     if payload.startswith((b"RIFF", b"RIFX")):
         _check_wav_chunks(payload)
+        plain = _plain_pcm16_wav(payload)
+        if plain is not None:
+            return plain
     try:
-        info = sf.info(io.BytesIO(payload))
-        raw, source_rate = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(payload)) as handle:
+            info = _Format(handle.format, handle.subtype)
+            raw = handle.read(dtype="float32", always_2d=True)
+            source_rate = handle.samplerate
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(errors.UNDECODABLE, f"the audio could not be decoded ({exc})") from exc
     if raw.shape[0] == 0:
         raise AudioError(errors.EMPTY, "the recording contains no samples")
     return raw, int(source_rate), info
+
+
+def _plain_pcm16_wav(payload: bytes) -> tuple[np.ndarray, int, _Format] | None:
+    """The samples of a little-endian 16-bit PCM WAV read straight from its data chunk.
+
+    Most recordings are such files, and libsndfile's set-up costs more than their
+    samples; the values are libsndfile's (sample / 32768). Anything else (other
+    encodings, extensible headers, a data chunk that is not whole frames) returns
+    None and goes through libsndfile.
+    """
+    if not payload.startswith(b"RIFF"):
+        return None
+    offset, fmt = 12, None
+    while offset + 8 <= len(payload):
+        chunk_id = payload[offset : offset + 4]
+        (size,) = struct.unpack("<I", payload[offset + 4 : offset + 8])
+        body = offset + 8
+        if chunk_id == b"fmt " and size >= 16:
+            fmt = struct.unpack("<HHIIHH", payload[body : body + 16])
+        elif chunk_id == b"data":
+            if fmt is None:
+                return None
+            tag, channels, rate, _, block_align, bits = fmt
+            whole = size > 0 and size != 0xFFFFFFFF and size <= len(payload) - body
+            if tag != 1 or bits != 16 or not 1 <= channels <= 8 or block_align != 2 * channels:
+                return None
+            if not whole or size % block_align:
+                return None
+            samples = np.frombuffer(payload, dtype="<i2", count=size // 2, offset=body)
+            raw = samples.reshape(-1, channels).astype(np.float32) * np.float32(1.0 / 32768.0)
+            return raw, rate, _Format("WAV", "PCM_16")
+        offset = body + size + (size % 2)
+    return None
 
 
 def _is_mpeg_frame(payload: bytes) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ml.audio import Audio
 
@@ -69,8 +69,16 @@ def silence_fraction(samples: np.ndarray, *, sample_rate: int) -> float:
     if loud <= 0.0:
         return 1.0
     span = max(1, round(SILENCE_SPAN_S / SILENCE_FRAME_S))
-    neighbourhood = ndimage.maximum_filter1d(rms, size=span, mode="nearest")
+    neighbourhood = running_max(rms, span)
     return float(np.mean(neighbourhood < SILENCE_LEVEL * loud))
+
+
+def running_max(values: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter1d(values, size, mode="nearest")``: the largest value in
+    each centred window of ``size``, edges repeated (without scipy.ndimage's import time)."""
+    left = size // 2
+    padded = np.pad(values, (left, size - 1 - left), mode="edge")
+    return np.asarray(sliding_window_view(padded, size).max(axis=1))
 
 
 def clipping_fraction(samples: np.ndarray, *, level: float = 0.999) -> float:

@@ -24,10 +24,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import fft as sp_fft
-from scipy import signal
 
-from ml import quality
+from ml import filters, quality
 
 FRAME_RATE_HZ = 50
 STATES = ("S1", "systole", "S2", "diastole")
@@ -110,7 +108,7 @@ def band_energies(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
         return np.zeros((max(count, 0), len(SEGMENT_BANDS_HZ) + 1), dtype=np.float32)
     padded = np.pad(np.asarray(samples, dtype=np.float32), (n_fft // 2, n_fft), mode="reflect")
     frames = sliding_window_view(padded, n_fft)[::hop][:count]
-    spectrum = sp_fft.rfft(frames * _hann(n_fft), axis=1)
+    spectrum = np.fft.rfft(frames * _hann(n_fft), axis=1)
     power = np.square(spectrum.real) + np.square(spectrum.imag)
     columns = [power[:, bins].sum(axis=1) for bins in _band_bins(sample_rate, n_fft)]
     bands = np.log(np.stack(columns, axis=1) + 1e-8)
@@ -176,11 +174,6 @@ def _hann(n_fft: int) -> np.ndarray:
     return np.hanning(n_fft + 1)[:-1].astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def _lowpass() -> np.ndarray:
-    return signal.butter(1, HOMOMORPHIC_CUTOFF_HZ, btype="low", fs=FRAME_RATE_HZ, output="sos")
-
-
 def homomorphic_envelope(band_power: np.ndarray) -> np.ndarray:
     """Log envelope: the log of a frame's power in the heart-sound band, low-passed at 8 Hz.
 
@@ -188,48 +181,10 @@ def homomorphic_envelope(band_power: np.ndarray) -> np.ndarray:
     than on every sample (the same shape at a fraction of the cost).
     """
     log_power = np.log(band_power + 1e-8)
-    if len(log_power) <= LOWPASS_PAD:
+    design = filters.butterworth(1, None, HOMOMORPHIC_CUTOFF_HZ, FRAME_RATE_HZ)
+    if len(log_power) <= filters.pad_length(design[0]):
         return log_power
-    sos = _lowpass()
-    return _filtfilt_section(log_power.astype(np.float64), sos[0], _lowpass_state())
-
-
-# scipy's sosfiltfilt pads a first-order section by 3 * (2 * 1 + 1 - 1) samples.
-LOWPASS_PAD = 6
-
-
-@functools.lru_cache(maxsize=1)
-def _lowpass_state() -> np.ndarray:
-    return np.asarray(signal.sosfilt_zi(_lowpass())[0], dtype=np.float64)
-
-
-@njit(cache=True)
-def _filtfilt_section(x, section, state):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    # scipy.signal.sosfiltfilt for one second-order section (odd extension,
-    # steady-state initial conditions), without its per-call set-up, which costs
-    # more than filtering a recording's few hundred frames.
-    pad = LOWPASS_PAD
-    n = x.shape[0]
-    extended = np.empty(n + 2 * pad)
-    for i in range(pad):
-        extended[i] = 2.0 * x[0] - x[pad - i]
-        extended[n + pad + i] = 2.0 * x[n - 1] - x[n - 2 - i]
-    extended[pad : pad + n] = x
-    b0, b1, b2, a1, a2 = section[0], section[1], section[2], section[4], section[5]
-    out = np.empty_like(extended)
-    for direction in range(2):
-        source = extended if direction == 0 else out[::-1].copy()
-        z0 = state[0] * source[0]
-        z1 = state[1] * source[0]
-        filtered = np.empty_like(source)
-        for i in range(source.shape[0]):
-            value = source[i]
-            y = b0 * value + z0
-            z0 = b1 * value - a1 * y + z1
-            z1 = b2 * value - a2 * y
-            filtered[i] = y
-        out = filtered
-    return out[::-1][pad : pad + n].copy()
+    return filters.filtfilt(log_power, design)
 
 
 def context_windows(features: np.ndarray) -> np.ndarray:

@@ -130,3 +130,80 @@ def test_it_band_passes_exactly_like_sosfiltfilt() -> None:
     noise = np.random.default_rng(0).standard_normal(5000)
     sos = signal.butter(4, [25.0, 400.0], btype="bandpass", fs=2000, output="sos")
     assert np.allclose(bandpass(noise, sample_rate=2000), signal.sosfiltfilt(sos, noise), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("order", "low_hz", "high_hz", "sample_rate"),
+    [(4, 25.0, 400.0, 2000), (1, None, 8.0, 50), (4, 25.0, 800.0, 2000), (2, 30.0, 200.0, 1000)],
+)
+def test_stored_and_computed_filter_designs_are_scipys(
+    order: int, low_hz: float | None, high_hz: float, sample_rate: int
+) -> None:
+    from scipy import signal
+
+    from ml import filters
+
+    if low_hz is None:
+        sos = signal.butter(order, high_hz, btype="lowpass", fs=sample_rate, output="sos")
+    else:
+        sos = signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=sample_rate, output="sos")
+    design = filters.butterworth(order, low_hz, high_hz, sample_rate)
+    np.testing.assert_array_equal(design[0], sos)
+    np.testing.assert_array_equal(design[1], signal.sosfilt_zi(sos))
+    noise = np.random.default_rng(order).standard_normal(3000)
+    np.testing.assert_allclose(filters.filtfilt(noise, design), signal.sosfiltfilt(sos, noise), atol=1e-12)
+
+
+def test_decoding_a_recording_at_the_bundle_rate_does_not_import_slow_scipy_modules() -> None:
+    import subprocess
+    import sys
+
+    # scipy.signal costs about a second at start-up, more than predict spends on
+    # a thousand recordings; only rate conversion and training need it.
+    code = (
+        "import sys, numpy as np, ml.audio, ml.quality, ml.segmentation;"
+        "wave = np.sin(np.arange(8000) / 3.0) * np.hanning(8000);"
+        "audio = ml.audio.prepare_samples(wave, source_rate=2000);"
+        "ml.quality.assess(audio); ml.segmentation.homomorphic_envelope(np.exp(wave[:500]));"
+        "print(any(name in sys.modules for name in ('scipy.signal', 'scipy.ndimage')))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "False"
+
+
+def _with_list_chunk(wav: bytes, text: bytes) -> bytes:
+    # A LIST chunk of odd length (padded to even) between fmt and data, as recorders write them.
+    fmt_end = 12 + 8 + int.from_bytes(wav[16:20], "little")
+    chunk = b"LIST" + len(text).to_bytes(4, "little") + text + b"\0" * (len(text) % 2)
+    body = wav[12:fmt_end] + chunk + wav[fmt_end:]
+    return b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WAVE" + body
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("list_chunk", [b"", b"INFOsoftware"])
+def test_plain_pcm16_wavs_read_directly_give_libsndfiles_samples(channels: int, list_chunk: bytes) -> None:
+    import io
+
+    import soundfile as sf
+
+    from ml import audio
+
+    wave = np.random.default_rng(channels).uniform(-1, 1, size=(3001, channels))
+    wav = encode(wave if channels > 1 else wave[:, 0], sample_rate=4000, subtype="PCM_16")
+    if list_chunk:
+        wav = _with_list_chunk(wav, list_chunk)
+    direct = audio._plain_pcm16_wav(wav)
+    assert direct is not None
+    expected, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(direct[0], expected)
+    assert (direct[1], direct[2].format, direct[2].subtype) == (rate, "WAV", "PCM_16")
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT", "PCM_U8"])
+def test_other_wav_encodings_go_through_libsndfile(subtype: str) -> None:
+    from ml import audio
+
+    wav = encode(np.sin(np.arange(4000) / 7.0) * 0.5, sample_rate=2000, subtype=subtype)
+    assert audio._plain_pcm16_wav(wav) is None
+    decoded = decode_audio(wav)
+    assert decoded.subtype == subtype and decoded.duration_s == pytest.approx(2.0)

@@ -64,3 +64,14 @@ def test_it_calls_short_recordings_poor() -> None:
 
 def test_it_counts_clipped_samples() -> None:
     assert quality.clipping_fraction(np.array([0.0, 1.0, -1.0, 0.5])) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 15, 16, 200])
+def test_running_max_is_scipys_maximum_filter(size: int) -> None:
+    from scipy import ndimage
+
+    from ml.quality import running_max
+
+    values = np.random.default_rng(size).random(101)
+    expected = ndimage.maximum_filter1d(values, size=size, mode="nearest")
+    np.testing.assert_array_equal(running_max(values, size), expected)
