@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import fft as sp_fft
 
 # Bump when feature code changes its output for the same configuration; bundles
 # trained with another version are refused.
@@ -213,7 +214,7 @@ def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int 
     half = config.n_fft // 2
     padded = np.pad(np.asarray(samples, dtype=np.float32), half, mode="reflect")
     frames = sliding_window_view(padded, config.n_fft)[:: config.hop_length]
-    spectrum = np.fft.rfft(frames * _analysis_window(config.n_fft), axis=1)[:, :num_bins]
+    spectrum = sp_fft.rfft(frames * _analysis_window(config.n_fft), axis=1)[:, :num_bins]
     return np.square(spectrum.real) + np.square(spectrum.imag)
 
 
@@ -226,8 +227,6 @@ def log_mel(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 def mfcc(log_mel_frames: np.ndarray, *, n_mfcc: int) -> np.ndarray:
     """MFCCs ``(frames, n_mfcc)``: orthonormal DCT-II of log-mel frames (as librosa)."""
-    from scipy import fft as sp_fft  # only MFCC configurations need the DCT
-
     return sp_fft.dct(log_mel_frames, type=2, norm="ortho", axis=1)[:, :n_mfcc]
 
 
