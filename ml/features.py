@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import fft as sp_fft
 
 # Bump when feature code changes its output for the same configuration; bundles
 # trained with another version are refused.
@@ -214,6 +213,8 @@ def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int 
     half = config.n_fft // 2
     padded = np.pad(np.asarray(samples, dtype=np.float32), half, mode="reflect")
     frames = sliding_window_view(padded, config.n_fft)[:: config.hop_length]
+    from scipy import fft as sp_fft  # imported on first use: beat bundles never need it
+
     spectrum = sp_fft.rfft(frames * _analysis_window(config.n_fft), axis=1)[:, :num_bins]
     return np.square(spectrum.real) + np.square(spectrum.imag)
 
@@ -227,6 +228,8 @@ def log_mel(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 def mfcc(log_mel_frames: np.ndarray, *, n_mfcc: int) -> np.ndarray:
     """MFCCs ``(frames, n_mfcc)``: orthonormal DCT-II of log-mel frames (as librosa)."""
+    from scipy import fft as sp_fft
+
     return sp_fft.dct(log_mel_frames, type=2, norm="ortho", axis=1)[:, :n_mfcc]
 
 
