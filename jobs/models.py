@@ -427,3 +427,21 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class MediaFolder(models.Model):
+    """The folder the web keeps filesystem storage in, as it last marked it (one row).
+
+    A marker file with the same id lies in that folder. A worker on filesystem
+    storage compares the marker in its own LUBDUB_MEDIA_ROOT with this row and
+    refuses to start when they differ: on another host, or with another folder,
+    it would not see the web's uploads.
+    """
+
+    marker = models.UUIDField()
+    path = models.CharField(max_length=1024)
+    hostname = models.CharField(max_length=255)
+    marked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.path} on {self.hostname}"
