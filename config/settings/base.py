@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.env import env_bool, env_int, env_list, env_seconds, env_str
 
@@ -216,6 +217,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SWEEP_SECONDS = env_int("LUBDUB_SWEEP_SECONDS", 20, minimum=1)
 
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH", "")
+# Bearer token a scraper sends to /metrics; without one the endpoint is off (404), never open.
+LUBDUB_METRICS_TOKEN = env_str("LUBDUB_METRICS_TOKEN", "")
+if LUBDUB_METRICS_TOKEN and len(LUBDUB_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("LUBDUB_METRICS_TOKEN must be 16+ characters, or empty to turn /metrics off.")
 
 # Everything goes to stderr: gunicorn's --capture-output puts it in its error
 # log (var/log/web.log under `make up`), compose in the container's log.
