@@ -14,6 +14,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from jobs.models import Batch
+from lubdub_client.errors import CliError
+from lubdub_client.main import build_parser
+from lubdub_client.server import MAX_ATTEMPTS, Client
+from lubdub_client.submit import submit
 from tests.conftest import SAMPLES
 from tests.pipeline.conftest import LABELS
 
@@ -92,8 +96,6 @@ def test_it_reports_a_bad_token_as_one_line(live_server: Any, transactional_db: 
 
 
 def test_it_sends_the_site_named_with_site_in_the_upload(tmp_path: Path) -> None:
-    from jobs import cli
-
     sent: dict[str, Any] = {}
 
     class Recorder:
@@ -103,9 +105,9 @@ def test_it_sends_the_site_named_with_site_in_the_upload(tmp_path: Path) -> None
 
     recording = tmp_path / "a0033.wav"
     shutil.copy(SAMPLES / "a0033.wav", recording)
-    args = cli.build_parser().parse_args(["-q", "submit", str(recording), "--site", "Ward 3"])
+    args = build_parser().parse_args(["-q", "submit", str(recording), "--site", "Ward 3"])
 
-    assert cli.submit(Recorder(), args) == 0  # type: ignore[arg-type]
+    assert submit(Recorder(), args) == 0  # type: ignore[arg-type]
     assert (sent["method"], sent["path"]) == ("POST", "/api/v1/batches/")
     assert b'name="site"\r\n\r\nWard 3\r\n' in sent["body"]
 
@@ -127,8 +129,6 @@ def _recording(tmp_path: Path) -> Path:
 
 
 def test_it_retries_an_upload_answered_503_with_the_same_idempotency_key(tmp_path: Path) -> None:
-    from jobs import cli
-
     answers = [
         _answer(
             503,
@@ -144,11 +144,11 @@ def test_it_retries_an_upload_answered_503_with_the_same_idempotency_key(tmp_pat
         sent.append((headers["Idempotency-Key"], b"".join(data)))
         return answers.pop(0)
 
-    client = cli.Client("http://lubdub.test", "token", sleep=waits.append)
+    client = Client("http://lubdub.test", "token", sleep=waits.append)
     client.session.request = request  # type: ignore[method-assign]
-    args = cli.build_parser().parse_args(["-q", "submit", str(_recording(tmp_path))])
+    args = build_parser().parse_args(["-q", "submit", str(_recording(tmp_path))])
 
-    assert cli.submit(client, args) == 0
+    assert submit(client, args) == 0
     assert waits == [7.0]
     [(first_key, first_body), (retry_key, retry_body)] = sent
     assert first_key == retry_key and len(first_key) >= 32
@@ -156,8 +156,6 @@ def test_it_retries_an_upload_answered_503_with_the_same_idempotency_key(tmp_pat
 
 
 def test_it_gives_up_after_a_bounded_number_of_503s_with_growing_waits(tmp_path: Path) -> None:
-    from jobs import cli
-
     calls: list[str] = []
     waits: list[float] = []
 
@@ -165,29 +163,27 @@ def test_it_gives_up_after_a_bounded_number_of_503s_with_growing_waits(tmp_path:
         calls.append(method)
         return _answer(503, {"detail": "The broker is unavailable", "code": "broker_unavailable"})
 
-    client = cli.Client("http://lubdub.test", "token", sleep=waits.append)
+    client = Client("http://lubdub.test", "token", sleep=waits.append)
     client.session.request = request  # type: ignore[method-assign]
 
-    with pytest.raises(cli.CliError, match="server said 503: The broker is unavailable"):
+    with pytest.raises(CliError, match="server said 503: The broker is unavailable"):
         client.json("GET", "/api/v1/batches/x/")
 
-    assert len(calls) == cli.MAX_ATTEMPTS
+    assert len(calls) == MAX_ATTEMPTS
     assert waits == [1.0, 2.0, 4.0, 8.0]
 
 
 def test_it_never_repeats_a_post_without_an_idempotency_key() -> None:
-    from jobs import cli
-
     calls: list[str] = []
 
     def request(method: str, url: str, **_: Any) -> Any:
         calls.append(method)
         return _answer(503, {"detail": "down"})
 
-    client = cli.Client("http://lubdub.test", "token", sleep=lambda seconds: None)
+    client = Client("http://lubdub.test", "token", sleep=lambda seconds: None)
     client.session.request = request  # type: ignore[method-assign]
 
-    with pytest.raises(cli.CliError):
+    with pytest.raises(CliError):
         client.json("POST", "/api/v1/reanalyses/", json={})
 
     assert calls == ["POST"]

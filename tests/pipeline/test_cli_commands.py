@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from jobs import cli
 from jobs.models import Batch, ModelVersion
 from jobs.services.reports import write_reports
+from lubdub_client.batches import decision_counts, decisions_line
+from lubdub_client.main import main
+from lubdub_client.server import Client
 from tests import factories
 from tests.conftest import SAMPLES
 from tests.web import builders
@@ -149,7 +152,7 @@ def test_it_deletes_only_after_a_yes_at_the_terminal(
     batch = _batch(organisation, age_minutes=1, name="week 3", status=Batch.Status.COMPLETED, total_count=7)
     monkeypatch.setattr(sys, "stdin", _Terminal(answer))
 
-    status = cli.main(["--url", live_server.url, "--token", token, "delete", str(batch.pk)])
+    status = main(["--url", live_server.url, "--token", token, "delete", str(batch.pk)])
 
     err = capsys.readouterr().err
     assert err.startswith(
@@ -235,11 +238,11 @@ def test_it_counts_the_decisions_uncertain_included(live_server: Any, token: str
         recording = factories.RecordingFactory(batch=batch)
         factories.PredictionFactory(recording=recording, decision=decision)
 
-    client = cli.Client(live_server.url, token)
-    counts = cli.decision_counts(client, str(batch.pk))
+    client = Client(live_server.url, token)
+    counts = decision_counts(client, str(batch.pk))
 
-    assert cli._decisions_line(counts) == "abnormal 1, normal 2, uncertain 1"
-    assert cli._decisions_line(cli.Counter({"normal": 3})) == "normal 3, uncertain 0"
+    assert decisions_line(counts) == "abnormal 1, normal 2, uncertain 1"
+    assert decisions_line(Counter({"normal": 3})) == "normal 3, uncertain 0"
     assert client.web_link(str(batch.pk)) == f"{live_server.url}/batches/{batch.pk}/"
 
 

@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.celery_app import app
-from jobs.cli import _status_line
 from jobs.models import Analysis, Batch
 from jobs.services import analysis, ingest, queue, sweeper
+from lubdub_client.batches import status_line
 from tests.factories import BatchFactory, MembershipFactory, RecordingFactory
 from tests.faults import assert_batch_ended_well
 from tests.pipeline.conftest import (
@@ -125,7 +125,7 @@ def test_it_requeues_claims_no_worker_renews_and_the_batch_page_says_so(
     assert "A worker stopped; 2 recordings re-queued." in page
     assert live["requeued_text"] == "A worker stopped; 2 recordings re-queued."
     assert (shown["requeued_count"], shown["requeued_at"] is not None) == (2, True)
-    assert "a worker stopped, 2 re-queued" in _status_line(shown)
+    assert "a worker stopped, 2 re-queued" in status_line(shown)
 
 
 @pytest.mark.slow

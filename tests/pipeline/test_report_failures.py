@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from config.celery_app import app
 from jobs import storage
-from jobs.cli import _status_line
 from jobs.models import Batch, Report
 from jobs.services import sweeper
+from lubdub_client.batches import status_line
 from tests.factories import BatchFactory, MembershipFactory
 from tests.faults import assert_batch_ended_well, lose_everything
 from tests.pipeline.conftest import (
@@ -186,7 +186,7 @@ def test_it_says_when_reports_cannot_be_written_and_a_later_sweep_writes_them(
     assert "The reports could not be written." in page and 'bucket "lubdub-test" does not exist' in page
     assert re.search(r"data-reports-wait[^>]*hidden", page), "the page must not wait for reports that failed"
     assert shown["report_error_code"] == "storage_bucket_missing" and shown["report_retry_at"]
-    assert "; reports not written: The storage bucket" in _status_line(shown)
+    assert "; reports not written: The storage bucket" in status_line(shown)
     assert (swept.reports, again.reports) == (1, 0)
     batch.refresh_from_db()
     assert (batch.report_error_code, batch.report_error, batch.report_retry_at) == ("", "", None)

@@ -5,8 +5,9 @@ from typing import Any
 import pytest
 from rest_framework.authtoken.models import Token
 
-from jobs import cli, cli_reanalysis
 from jobs.models import Batch
+from lubdub_client.main import main
+from lubdub_client.reanalysis import format_diff
 from tests import factories
 from tests.registry.conftest import predict
 
@@ -26,7 +27,7 @@ def test_it_prints_the_diff_of_two_versions(
         predict(recording, a, label_a)
         predict(recording, b, label_b)
 
-    status = cli.main(["--url", live_server.url, "--token", token, "diff", a.slug, b.slug])
+    status = main(["--url", live_server.url, "--token", token, "diff", a.slug, b.slug])
 
     out = capsys.readouterr().out
     assert status == 0
@@ -44,7 +45,7 @@ def test_it_schedules_a_reanalysis_and_prints_its_batch(
     factories.RecordingFactory(batch=uploaded)
     args = ["reanalyze", "--batch", str(uploaded.pk), "--at", "2030-01-01T08:00:00+00:00"]
 
-    status = cli.main(["--url", live_server.url, "--token", token, *args])
+    status = main(["--url", live_server.url, "--token", token, *args])
 
     batch_id, organisation, model, when = capsys.readouterr().out.strip().split("\t")
     assert status == 0
@@ -60,7 +61,7 @@ def test_it_explains_a_refused_reanalysis_in_one_line(
     key = Token.objects.create(user=uploader).key
     factories.ModelVersionFactory(is_default=True)
 
-    status = cli.main(["--url", live_server.url, "--token", key, "reanalyze", "--all"])
+    status = main(["--url", live_server.url, "--token", key, "reanalyze", "--all"])
 
     assert status == 1
     assert "Only researchers and staff can request a re-analysis." in capsys.readouterr().err
@@ -81,7 +82,7 @@ def test_it_prints_the_diff_of_a_binary_and_a_multi_class_version(
         predict(recording, binary, label_a)
         predict(recording, multi, label_b)
 
-    status = cli.main(["--url", live_server.url, "--token", token, "diff", binary.slug, multi.slug])
+    status = main(["--url", live_server.url, "--token", token, "diff", binary.slug, multi.slug])
 
     captured = capsys.readouterr()
     assert (status, captured.err) == (0, "")
@@ -100,7 +101,7 @@ def test_it_formats_a_diff_whose_versions_share_no_figure() -> None:
                      "probabilities_b": None}],
     }  # fmt: skip
 
-    lines = cli_reanalysis.format_diff(found).splitlines()
+    lines = format_diff(found).splitlines()
 
     assert "  accuracy: 0.0% -> 100.0%" in lines
     assert "  sensitivity: n/a -> 100.0%" in lines

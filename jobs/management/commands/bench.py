@@ -23,9 +23,12 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import cli
 from jobs.services.accounts import api_token, ensure_member
 from jobs.services.registry import default_model, local_bundle_dir
+from lubdub_client.batches import wait
+from lubdub_client.errors import CliError
+from lubdub_client.server import Client
+from lubdub_client.upload import zip_body
 
 SHARED_DATA = Path(settings.BASE_DIR).parent / "shared" / "data" / "physionet2016"
 SAMPLES = Path(settings.BASE_DIR) / "samples" / "physionet"
@@ -54,7 +57,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = ensure_member("bench", "Benchmark")
-        client = cli.Client(options["url"], api_token(user))
+        client = Client(options["url"], api_token(user))
         removed = forget_earlier_runs(user)
         paths, source = recordings(options["recordings"])
         load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
@@ -72,7 +75,7 @@ class Command(BaseCommand):
             small = self._run(client, paths[: options["small"]], probes=0)
             large = self._run(client, paths, probes=0)
             loaded = self._run(client, paths[: options["limit"]], probes=options["probes"])
-        except cli.CliError as exc:
+        except CliError as exc:
             raise CommandError(f"{exc} (is the app running? 'make up')") from exc
         from bench.compute import compute_limit, naive_loop
 
@@ -82,14 +85,13 @@ class Command(BaseCommand):
         naive = naive_loop(bundle, paths[: options["naive"]])
         self._print(small, large, loaded, limit, naive, options["processes"])
 
-    def _run(self, client: cli.Client, paths: list[Path], *, probes: int) -> dict[str, Any]:
+    def _run(self, client: Client, paths: list[Path], *, probes: int) -> dict[str, Any]:
         pids = process_groups()
         reset_peaks(pids)
         cpu_before = cpu_by_process()
         entries = [(f"{index:05d}-{path.name}", path) for index, path in enumerate(paths)]
-        size = sum(len(block) for block in cli.zip_stream(entries))
-        body = cli.MultipartBody({"name": f"bench {len(paths)}"}, "bench.zip", "application/zip",
-                                 lambda: cli.zip_stream(entries), size)  # fmt: skip
+        body = zip_body({"name": f"bench {len(paths)}"}, "bench.zip", entries)
+        size = body.file_size
         began = datetime.now(UTC)
         batch = client.json(
             "POST", "/api/v1/batches/", data=body, headers={"Content-Type": body.content_type}
@@ -97,7 +99,7 @@ class Command(BaseCommand):
         prober = Prober(client, batch["id"], probes)
         prober.start()
         # Poll a few times a second: the CLI's once a second would hold the next run back.
-        batch = cli.wait(client, batch["id"], quiet=True, poll=POLL_S)
+        batch = wait(client, batch["id"], quiet=True, poll=POLL_S)
         while len(reports := client.json("GET", f"/api/v1/batches/{batch['id']}/reports/")) < 3:
             time.sleep(POLL_S)
         # Timed to the last report's own timestamp (same clock): neither the
@@ -229,7 +231,7 @@ def recordings(count: int) -> tuple[list[Path], str]:
 class Prober(threading.Thread):
     """Single-file uploads, one after another, timed from upload to result."""
 
-    def __init__(self, client: cli.Client, bulk_id: str, count: int) -> None:
+    def __init__(self, client: Client, bulk_id: str, count: int) -> None:
         super().__init__(daemon=True)
         self.client, self.bulk_id, self.count = client, bulk_id, count
         self.latencies: list[float] = []

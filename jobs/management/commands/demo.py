@@ -18,8 +18,11 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import cli
 from jobs.services.accounts import api_token, ensure_member
+from lubdub_client.batches import recording_rows, wait
+from lubdub_client.errors import CliError
+from lubdub_client.server import Client
+from lubdub_client.upload import zip_body
 
 SAMPLES = Path(settings.BASE_DIR) / "samples" / "physionet"
 ORGANISATION = "Demo screening program"
@@ -39,44 +42,32 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save(update_fields=["password"])
         token = api_token(user)
-        client = cli.Client(url, token)
+        client = Client(url, token)
         try:
             batch = self._submit(client)
-            batch = cli.wait(client, batch["id"], quiet=False)
+            batch = wait(client, batch["id"], quiet=False)
             rows = self._rows(client, batch["id"])
             summary = self._summary(client, batch["id"])
-        except cli.CliError as exc:
+        except CliError as exc:
             raise CommandError(f"{exc} (is the app running? 'make up')") from exc
         self._print_table(rows)
         self._print_summary(batch, summary)
         self._print_urls(url, batch, password)
         self._print_cli_setup(url, token)
 
-    def _submit(self, client: cli.Client) -> dict[str, Any]:
+    def _submit(self, client: Client) -> dict[str, Any]:
         files = sorted(SAMPLES.glob("*.wav")) + [SAMPLES / "labels.csv"]
         entries = [(path.name, path) for path in files]
-        size = sum(len(block) for block in cli.zip_stream(entries))
-        body = cli.MultipartBody(
-            {"name": "PhysioNet 2016 sample"},
-            "physionet-sample.zip",
-            "application/zip",
-            lambda: cli.zip_stream(entries),
-            size,
-        )
+        body = zip_body({"name": "PhysioNet 2016 sample"}, "physionet-sample.zip", entries)
         headers = {"Content-Type": body.content_type}
         batch: dict[str, Any] = client.json("POST", "/api/v1/batches/", data=body, headers=headers)
         self.stdout.write(f"submitted {len(entries) - 1} recordings as batch {batch['id']}")
         return batch
 
-    def _rows(self, client: cli.Client, batch_id: str) -> list[dict[str, Any]]:
-        rows, page = [], f"/api/v1/batches/{batch_id}/recordings/"
-        while page:
-            data = client.json("GET", page)
-            rows += data["results"]
-            page = data["next"]
-        return rows
+    def _rows(self, client: Client, batch_id: str) -> list[dict[str, Any]]:
+        return list(recording_rows(client, batch_id))
 
-    def _summary(self, client: cli.Client, batch_id: str) -> dict[str, Any]:
+    def _summary(self, client: Client, batch_id: str) -> dict[str, Any]:
         for _ in range(60):
             reports = client.json("GET", f"/api/v1/batches/{batch_id}/reports/")
             if any(report["format"] == "json" for report in reports):

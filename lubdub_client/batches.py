@@ -1,21 +1,30 @@
-"""`lubdub list`, `cancel`, `delete` and `models`: the batches and model versions a user can see.
+"""A user's batches: progress, waiting, the per-file rows, and the commands
+`status`, `list`, `cancel`, `delete` and `models`.
 
-lubdub list [-n N]
-lubdub cancel BATCH
-lubdub delete BATCH [--yes]
-lubdub models [--all]
+    lubdub status [BATCH]
+    lubdub list [-n N]
+    lubdub cancel BATCH
+    lubdub delete BATCH [--yes]
+    lubdub models [--all]
 """
-
-from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from jobs import cli
+from tqdm import tqdm
 
+from lubdub_client.args import add_command, batch_id, positive
+from lubdub_client.errors import CliError
+from lubdub_client.server import Client
+
+POLL_SECONDS = 1.0
+# Statuses whose batches get reports (cancelled and failed ones never do).
+REPORTED_STATUSES = ("completed", "completed_with_errors")
 DEFAULT_LIMIT = 20
 BATCH_COLUMNS = ["ID", "STATUS", "FILES", "DONE", "FAILED", "REJECTED", "PENDING", "CREATED", "NAME"]
 MODEL_COLUMNS = ["VERSION", "ARCHITECTURE", "CLASSES", "VALIDATION", "STATUS"]
@@ -23,7 +32,80 @@ MODEL_COLUMNS = ["VERSION", "ARCHITECTURE", "CLASSES", "VALIDATION", "STATUS"]
 NUMERIC = {"FILES", "DONE", "FAILED", "REJECTED", "PENDING"}
 
 
-def list_batches(client: cli.Client, args: argparse.Namespace) -> int:
+# --- one batch -------------------------------------------------------------------
+
+
+def wait(client: Client, batch_id: str, *, quiet: bool, poll: float = POLL_SECONDS) -> dict[str, Any]:
+    """The batch once it is finished, with a progress bar (on a terminal) meanwhile."""
+    with tqdm(total=None, unit="file", desc="analyse", disable=bars_off(quiet)) as bar:
+        while True:
+            batch: dict[str, Any] = client.json("GET", f"/api/v1/batches/{batch_id}/")
+            progress = batch["progress"]
+            bar.total = max(progress["total"] - progress["rejected"], 0)
+            bar.n = progress["done"] + progress["failed"] + progress["skipped"]
+            bar.refresh()
+            if progress["finished"]:
+                return batch
+            time.sleep(poll)
+
+
+def bars_off(quiet: bool) -> bool | None:
+    # None: tqdm draws bars only on a terminal, so logs and scripts get the result lines alone.
+    return True if quiet else None
+
+
+def status_line(batch: dict[str, Any]) -> str:
+    """A batch's state and counts in one line, with why anything is missing."""
+    p = batch["progress"]
+    line = (
+        f"{batch['id']} {batch['status']}: {p['total']} files, {p['done']} done, {p['failed']} failed, "
+        f"{p['rejected']} rejected, {p['pending']} pending"
+    )
+    if batch.get("error_message"):
+        line += f" ({batch['error_message']})"
+    if batch.get("requeued_count"):
+        line += f"; a worker stopped, {batch['requeued_count']} re-queued"
+    if batch.get("report_error"):
+        line += f"; reports not written: {batch['report_error']}"
+    return line
+
+
+def recording_rows(client: Client, batch_id: str) -> Iterator[dict[str, Any]]:
+    """The batch's per-file rows, page after page."""
+    page: str | None = f"/api/v1/batches/{batch_id}/recordings/"
+    while page:
+        data = client.json("GET", page)
+        yield from data["results"]
+        page = data["next"]
+
+
+def decision_counts(client: Client, batch_id: str) -> Counter[str]:
+    """How many recordings got each decision: a class, `uncertain` or `re-record`."""
+    # Predictions made before decisions existed have only their label.
+    decided = (row.get("decision") or row.get("label") for row in recording_rows(client, batch_id))
+    return Counter(decision for decision in decided if decision)
+
+
+def decisions_line(counts: Counter[str]) -> str:
+    if not counts:
+        return "none (no recording was analysed)"
+    # Uncertain is always said, 0 included: it is what a reader looks for first.
+    special = ["uncertain", *(["re-record"] if counts["re-record"] else [])]
+    classes = sorted(name for name in counts if name not in special)
+    return ", ".join(f"{name} {counts[name]}" for name in [*classes, *special])
+
+
+# --- commands --------------------------------------------------------------------
+
+
+def status(client: Client, args: argparse.Namespace) -> int:
+    if args.batch is None:
+        return list_batches(client, args)
+    print(status_line(client.json("GET", f"/api/v1/batches/{args.batch}/")))
+    return 0
+
+
+def list_batches(client: Client, args: argparse.Namespace) -> int:
     batches = recent_batches(client, args.limit)
     if not batches:
         print("no batches yet (lubdub submit uploads one)", file=sys.stderr)
@@ -32,7 +114,7 @@ def list_batches(client: cli.Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def recent_batches(client: cli.Client, limit: int) -> list[dict[str, Any]]:
+def recent_batches(client: Client, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` batches the user can see, newest first (the API's order)."""
     found: list[dict[str, Any]] = []
     page: str | None = "/api/v1/batches/"
@@ -58,13 +140,12 @@ def _when(stamp: str) -> str:
         return stamp
 
 
-def cancel(client: cli.Client, args: argparse.Namespace) -> int:
-    batch = client.json("POST", f"/api/v1/batches/{args.batch}/cancel/")
-    print(cli._status_line(batch))
+def cancel(client: Client, args: argparse.Namespace) -> int:
+    print(status_line(client.json("POST", f"/api/v1/batches/{args.batch}/cancel/")))
     return 0
 
 
-def delete(client: cli.Client, args: argparse.Namespace) -> int:
+def delete(client: Client, args: argparse.Namespace) -> int:
     # Read first: a wrong id fails before the question, and the question names what goes.
     batch = client.json("GET", f"/api/v1/batches/{args.batch}/")
     name = batch["name"] or batch.get("upload_name") or "unnamed"
@@ -81,13 +162,13 @@ def delete(client: cli.Client, args: argparse.Namespace) -> int:
 def _confirm(question: str) -> None:
     """CliError unless the person at the terminal answers yes."""
     if sys.stdin is None or not sys.stdin.isatty():
-        raise cli.CliError("not deleted: no terminal to ask; pass --yes to delete without asking")
+        raise CliError("not deleted: no terminal to ask; pass --yes to delete without asking")
     print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise cli.CliError("not deleted")
+        raise CliError("not deleted")
 
 
-def models(client: cli.Client, args: argparse.Namespace) -> int:
+def models(client: Client, args: argparse.Namespace) -> int:
     versions = client.json("GET", "/api/v1/models/", params={"all": "true"} if args.all else None)
     if not versions:
         print("no model versions registered (manage.py register_model BUNDLE --default)", file=sys.stderr)
@@ -126,24 +207,32 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line(cells) for cells in [columns, *rows])
 
 
+# --- the parser --------------------------------------------------------------------
+
+
 def add_limit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limit",
-        type=_positive,
+        type=positive,
         default=DEFAULT_LIMIT,
         help=f"how many batches (default {DEFAULT_LIMIT})",
     )
 
 
-def _positive(text: str) -> int:
-    if not (text.isascii() and text.isdigit() and int(text) >= 1):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
-    return int(text)
+def add_status_commands(commands: Any) -> None:
+    """Add status and list to the `lubdub` parser's subparsers."""
+    p = add_command(
+        commands,
+        "status",
+        help="a batch's progress; without a batch, the recent batches (as lubdub list)",
+        examples=["lubdub status 3f2b0c9e-7d1a-4c55-9a57-0d6f1e2b8a41", "lubdub status"],
+    )
+    p.add_argument("batch", nargs="?", type=batch_id)
+    add_limit(p)
+    p.set_defaults(run=status)
 
-
-def add_list_command(commands: Any) -> None:
-    p = cli.add_command(
+    p = add_command(
         commands,
         "list",
         help="recent batches, newest first: id, status, counts, created",
@@ -155,26 +244,26 @@ def add_list_command(commands: Any) -> None:
 
 def add_commands(commands: Any) -> None:
     """Add cancel, delete and models to the `lubdub` parser's subparsers."""
-    p = cli.add_command(
+    p = add_command(
         commands,
         "cancel",
         help="stop a running batch; finished recordings keep their results",
         examples=["lubdub cancel 3f2b0c9e-7d1a-4c55-9a57-0d6f1e2b8a41"],
     )
-    p.add_argument("batch", type=cli.batch_id)
+    p.add_argument("batch", type=batch_id)
     p.set_defaults(run=cancel)
 
-    p = cli.add_command(
+    p = add_command(
         commands,
         "delete",
         help="delete a batch with its results, reports and stored audio, after asking",
         examples=["lubdub delete <batch>", "lubdub delete <batch> --yes   # in a script: no question"],
     )
-    p.add_argument("batch", type=cli.batch_id)
+    p.add_argument("batch", type=batch_id)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(run=delete)
 
-    p = cli.add_command(
+    p = add_command(
         commands,
         "models",
         help="the registered model versions, the default marked",

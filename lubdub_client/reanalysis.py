@@ -9,19 +9,20 @@ Versions may be of different kinds (a binary screening model against a
 multi-class one): a figure only one of them has is shown as n/a for the other.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import sys
 from typing import Any
 
-from jobs import cli
+from lubdub_client.args import add_command
+from lubdub_client.batches import REPORTED_STATUSES, status_line, wait
+from lubdub_client.errors import CliError
+from lubdub_client.server import Client
 
 DIFF_ROWS = 20
 
 
-def reanalyze(client: cli.Client, args: argparse.Namespace) -> int:
+def reanalyze(client: Client, args: argparse.Namespace) -> int:
     body = _request_body(args)
     created = client.json("POST", "/api/v1/reanalyses/", json=body)["batches"]
     for batch in created:
@@ -29,17 +30,17 @@ def reanalyze(client: cli.Client, args: argparse.Namespace) -> int:
         print(f"{batch['id']}\t{batch['organisation']}\t{batch['model_version']}\t{when}")
     if not args.wait:
         return 0
-    results = [cli.wait(client, batch["id"], quiet=args.quiet) for batch in created]
+    results = [wait(client, batch["id"], quiet=args.quiet) for batch in created]
     for batch in results:
-        print(cli._status_line(batch), file=sys.stderr)
-    return 0 if all(batch["status"] in ("completed", "completed_with_errors") for batch in results) else 1
+        print(status_line(batch), file=sys.stderr)
+    return 0 if all(batch["status"] in REPORTED_STATUSES for batch in results) else 1
 
 
 def _request_body(args: argparse.Namespace) -> dict[str, Any]:
     if not (args.batch or args.since or args.until or args.analysed_by or args.all):
-        raise cli.CliError("say which recordings: --batch, --since/--until, --analysed-by or --all")
+        raise CliError("say which recordings: --batch, --since/--until, --analysed-by or --all")
     if args.wait and (args.at or args.on_new_default):
-        raise cli.CliError("--wait only works for a re-analysis that starts now")
+        raise CliError("--wait only works for a re-analysis that starts now")
     when = "new_default" if args.on_new_default else "at" if args.at else "now"
     body: dict[str, Any] = {"batches": args.batch or [], "all": args.all, "when": when}
     optional = {
@@ -55,7 +56,7 @@ def _request_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def diff(client: cli.Client, args: argparse.Namespace) -> int:
+def diff(client: Client, args: argparse.Namespace) -> int:
     params = {"a": args.a, "b": args.b, **({"batch": args.batch} if args.batch else {})}
     found = client.json("GET", "/api/v1/models/diff/", params=params)
     if args.json:
@@ -103,7 +104,7 @@ def _top(probabilities: dict[str, float] | None, label: str | None) -> str:
 
 def add_commands(commands: Any) -> None:
     """Add the subcommands to the `lubdub` parser's subparsers."""
-    p = cli.add_command(
+    p = add_command(
         commands,
         "reanalyze",
         help="re-read stored recordings with a model version",
@@ -130,7 +131,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--wait", action="store_true", help="wait until the re-analysis is finished")
     p.set_defaults(run=reanalyze)
 
-    p = cli.add_command(
+    p = add_command(
         commands,
         "diff",
         help="what changed between two model versions",
