@@ -11,4 +11,6 @@ imports nothing of the server (Django, the `jobs` app, `ml`, TensorFlow).
     batches    `status`, `list`, `cancel`, `delete`, `models`, and waiting for a batch
     reports    `results` and `report`
     reanalysis `reanalyze` and `diff`
+    args       argparse with one-line usage errors and examples in --help; argument types
+    errors     CliError, the one kind of failure the client reports
 """
