@@ -131,3 +131,26 @@ def test_it_forbids_an_uploader_to_reanalyse_from_the_page(client: Any, uploader
     assert "Re-analyse stored recordings" not in page
     assert response.status_code == 403
     assert not Batch.objects.filter(kind=Batch.Kind.REANALYSIS).exists()
+
+
+def test_it_renders_the_model_card_as_sanitised_html_and_names_the_metrics(
+    client: Any, researcher: Any
+) -> None:
+    card = (
+        "# Screening 9\n\nUse **only** as a screening aid.\n\n"
+        "| source | MAcc |\n|---|---|\n| circor2022 | 0.77 |\n\n"
+        "<script>alert('card')</script>\n\n[home](javascript:alert(1)) <img src=x onerror=alert(2)>\n"
+    )
+    version = factories.ModelVersionFactory(
+        model_card=card, metrics={"validation": {"macc": 0.7821, "count": 652, "roc_auc": 0.841}}
+    )
+    client.force_login(researcher)
+
+    page = client.get(f"/models/{version.pk}/").content.decode()
+
+    assert "<h1>Screening 9</h1>" in page and "<strong>only</strong>" in page
+    assert '<div class="table-wrap"><table>' in page and "<td>circor2022</td>" in page
+    assert "<script>alert('card')" not in page
+    assert "javascript:alert" not in page and "onerror" not in page
+    assert "MAcc (mean of sensitivity and specificity)" in page and "0.782" in page
+    assert '<td class="num">652</td>' in page  # a count, not 652.000
