@@ -1,0 +1,36 @@
+"""Printed batch and recording pages: results and the disclaimer, no navigation or controls."""
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.web import builders
+from tests.web.conftest import log_in
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+LABELS = dict(line.split(",") for line in (SAMPLES / "labels.csv").read_text().split()[1:])
+
+
+def test_a_printed_batch_page_keeps_the_results_and_drops_the_controls(
+    live_server: Any, page: Any, member: Any, organisation: Any
+) -> None:
+    batch = builders.finished_batch(
+        organisation, member, files=sorted(SAMPLES.glob("*.wav"))[:4], labels=LABELS
+    )
+    recording = batch.recordings.filter(status="stored").first()
+    log_in(page, live_server.url, member.username)
+    page.goto(f"{live_server.url}/batches/{batch.pk}/")
+    assert page.locator(".site-header").is_visible()
+    assert page.locator("form.filters").first.is_visible()
+
+    page.emulate_media(media="print")
+
+    assert not page.locator(".site-header").is_visible()
+    assert not page.locator("form.filters").first.is_visible()
+    assert not page.locator(".page-head .actions").first.is_visible()
+    assert page.locator("h1").first.is_visible()
+    assert page.get_by_role("link", name=recording.path).is_visible()  # the table of results stays
+    assert "never replace" in page.locator(".site-footer").inner_text()
+    assert len(page.pdf()) > 10_000  # Chromium lays the printed page out as a PDF
