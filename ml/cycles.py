@@ -35,6 +35,24 @@ CYCLE_FEATURE_NAMES = (
     *(f"diastole_{third}_vs_s2_{b}" for third in THIRDS for b in range(BANDS)),
 )
 NUM_CYCLE_FEATURES = len(CYCLE_FEATURE_NAMES)
+# Optional measures of how a gap's energy moves within the beat (FeatureConfig.beat_spreads):
+# the spread of the log envelope and of the two upper bands inside systole and diastole,
+# and the share of each gap's frames within NEAR_SOUND nats of the loudest frame of the
+# heart sound before it. A murmur fills its gap evenly (a small spread, many frames
+# near the sound), an empty gap decays and rises; in log energy neither depends on the
+# stethoscope's gain, and the response enters each band's spread only through its slope
+# over the band.
+SPREAD_BANDS = (2, 3)
+SPREAD_FEATURE_NAMES = (
+    "systole_envelope_spread",
+    "diastole_envelope_spread",
+    *(f"systole_spread_{b}" for b in SPREAD_BANDS),
+    *(f"diastole_spread_{b}" for b in SPREAD_BANDS),
+    "systole_near_s1",
+    "diastole_near_s2",
+)
+NUM_SPREAD_FEATURES = len(SPREAD_FEATURE_NAMES)
+NEAR_SOUND = 3.0
 LOUD_PERCENTILE = 90.0
 # Log-energy differences are clipped here (about 87 dB): beyond it a state is silent,
 # and the exact depth of the silence is the recorder's noise floor, not the heart.
@@ -79,7 +97,7 @@ def _run_means(cumulative: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     return np.log((cumulative[hi] - cumulative[lo]) / (hi - lo)[:, np.newaxis] + 1e-12)
 
 
-def _beats_vector(energies: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+def _beats_vector(energies: np.ndarray, bounds: np.ndarray, *, spreads: bool = False) -> np.ndarray:
     """Measures of complete beats with frame ``bounds`` ``(beats, 5)`` (state starts, then the end)."""
     bands = energies[:, :BANDS].astype(np.float64)
     # Ratios do not depend on the offset; it keeps exp() in range.
@@ -101,7 +119,70 @@ def _beats_vector(energies: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     peaks = np.maximum.reduceat(envelope, bounds[:, :4].ravel()).reshape(-1, 4)
     cycle = (bounds[:, 4] - bounds[:, 0]).astype(np.float64)
     extra = [(bounds[:, 2] - bounds[:, 1]) / cycle, np.log(cycle / np.median(cycle))]
-    return _vector(level, [peaks[:, k] for k in range(4)], thirds, extra)
+    values = _vector(level, [peaks[:, k] for k in range(4)], thirds, extra)
+    if not spreads:
+        return values
+    return np.concatenate([values, _beat_spreads(energies, bounds, peaks)], axis=1)
+
+
+def _run_spreads(signal: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Standard deviation of ``signal`` ``(frames, k)`` over frames ``[lo, hi)`` of each beat.
+
+    0 for a single frame.
+    """
+    hi = np.maximum(hi, lo + 1)
+    centred = signal - signal.mean(axis=0)
+    first = np.concatenate([np.zeros((1, signal.shape[1])), np.cumsum(centred, axis=0)])
+    second = np.concatenate([np.zeros((1, signal.shape[1])), np.cumsum(centred**2, axis=0)])
+    count = (hi - lo)[:, np.newaxis]
+    mean = (first[hi] - first[lo]) / count
+    return np.sqrt(np.maximum((second[hi] - second[lo]) / count - mean**2, 0.0))
+
+
+def _share_above(envelope: np.ndarray, lo: np.ndarray, hi: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Share of the frames ``[lo, hi)`` of each beat whose envelope exceeds that beat's threshold."""
+    lengths = np.maximum(hi - lo, 0)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(len(lo))
+    owner = np.repeat(np.arange(len(lo)), lengths)
+    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    above = envelope[np.repeat(lo, lengths) + offsets] > threshold[owner]
+    return np.bincount(owner, weights=above, minlength=len(lo)) / np.maximum(lengths, 1)
+
+
+def _beat_spreads(energies: np.ndarray, bounds: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """The ``SPREAD_FEATURE_NAMES`` of each complete beat."""
+    signal = energies[:, [BANDS, *SPREAD_BANDS]].astype(np.float64)
+    envelope = signal[:, 0]
+    sys_lo, sys_hi = bounds[:, SYSTOLE], bounds[:, SYSTOLE + 1]
+    dia_lo, dia_hi = bounds[:, DIASTOLE], bounds[:, DIASTOLE + 1]
+    systole = _run_spreads(signal, sys_lo, sys_hi)
+    diastole = _run_spreads(signal, dia_lo, dia_hi)
+    near = [
+        _share_above(envelope, sys_lo, sys_hi, peaks[:, S1] - NEAR_SOUND),
+        _share_above(envelope, dia_lo, dia_hi, peaks[:, S2] - NEAR_SOUND),
+    ]
+    return np.column_stack([systole[:, 0], diastole[:, 0], systole[:, 1:], diastole[:, 1:], *near])
+
+
+def _whole_spreads(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """The ``SPREAD_FEATURE_NAMES`` of a recording without a complete beat, each state's frames pooled."""
+    signal = energies[:, [BANDS, *SPREAD_BANDS]].astype(np.float64)
+    envelope = signal[:, 0]
+
+    def spread(state: int) -> np.ndarray:
+        frames = signal[states == state]
+        return frames.std(axis=0) if len(frames) > 1 else np.zeros(signal.shape[1])
+
+    def near(state: int, sound: int) -> float:
+        gap, loud = envelope[states == state], envelope[states == sound]
+        return float(np.mean(gap > loud.max() - NEAR_SOUND)) if len(gap) and len(loud) else 0.0
+
+    systole, diastole = spread(SYSTOLE), spread(DIASTOLE)
+    return np.concatenate(
+        [systole[:1], diastole[:1], systole[1:], diastole[1:], [near(SYSTOLE, S1), near(DIASTOLE, S2)]]
+    )[np.newaxis]
 
 
 def _pooled_level(frames: np.ndarray) -> np.ndarray:
@@ -131,19 +212,30 @@ def _whole_vector(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
 
 
 def beat_measures(
-    samples: np.ndarray, *, sample_rate: int, classifier: segmentation.FrameClassifier | None = None
+    samples: np.ndarray,
+    *,
+    sample_rate: int,
+    classifier: segmentation.FrameClassifier | None = None,
+    spreads: bool = False,
 ) -> BeatMeasures:
-    """Segment a band-passed recording and measure each of its complete beats."""
+    """Segment a band-passed recording and measure each of its complete beats.
+
+    With ``spreads`` every beat also carries the ``SPREAD_FEATURE_NAMES`` after the
+    ``CYCLE_FEATURE_NAMES``.
+    """
     energies = segmentation.band_energies(samples, sample_rate=sample_rate)
     found = segmentation.segment(samples, sample_rate=sample_rate, classifier=classifier, energies=energies)
     cycles = found.cycles
     fill = gap_fill(energies)
     if len(cycles) == 0:
         duration = len(samples) / sample_rate
-        values = _whole_vector(energies, found.states).astype(np.float32)
+        values = _whole_vector(energies, found.states)
+        if spreads:
+            values = np.concatenate([values, _whole_spreads(energies, found.states)], axis=1)
+        values = values.astype(np.float32)
         return BeatMeasures(values, np.zeros(1), np.array([duration]), found, whole=True, gap_fill=fill)
     return BeatMeasures(
-        values=_beats_vector(energies, cycles).astype(np.float32),
+        values=_beats_vector(energies, cycles, spreads=spreads).astype(np.float32),
         start_s=cycles[:, 0] / FRAME_RATE_HZ,
         end_s=cycles[:, 4] / FRAME_RATE_HZ,
         segmentation=found,

@@ -43,7 +43,13 @@ DELTA_HALF_WIDTH = 2  # frames each side in the regression delta (HTK formula)
 # Kept in step with ml.cycles.NUM_CYCLE_FEATURES (a test checks); not imported from
 # there because ml.cycles needs numba, and this module is imported by the web process.
 NUM_CYCLE_FEATURES = 44
-LATER_FIELDS: dict[str, Any] = {"norm_reference": "mean", "beats_per_window": 8, "beats_hop": 4}
+NUM_SPREAD_FEATURES = 8
+LATER_FIELDS: dict[str, Any] = {
+    "norm_reference": "mean",
+    "beats_per_window": 8,
+    "beats_hop": 4,
+    "beat_spreads": False,
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class FeatureConfig:
     norm_reference: str = "mean"
     beats_per_window: int = 8
     beats_hop: int = 4
+    # ``cycles`` only: also the within-gap spreads of ml.cycles.SPREAD_FEATURE_NAMES.
+    beat_spreads: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -101,7 +109,7 @@ class FeatureConfig:
     def num_features(self) -> int:
         """Values per feature frame."""
         if self.kind == "cycles":
-            return NUM_CYCLE_FEATURES
+            return NUM_CYCLE_FEATURES + (NUM_SPREAD_FEATURES if self.beat_spreads else 0)
         base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
         return base * (3 if self.deltas else 1)
 
@@ -330,7 +338,7 @@ def beat_batch(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> Wi
 
     parts, owners, starts_s, ends_s, beats = [], [], [], [], []
     for index, samples in enumerate(recordings):
-        measures = cycles.beat_measures(samples, sample_rate=config.sample_rate)
+        measures = cycles.beat_measures(samples, sample_rate=config.sample_rate, spreads=config.beat_spreads)
         windows, starts = cycles.beat_windows(
             measures, beats_per_window=config.beats_per_window, hop=config.beats_hop
         )

@@ -93,6 +93,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="cycles: beats per window",
     )
     parser.add_argument(
+        "--beat-spreads",
+        action="store_true",
+        help="cycles: also how each gap's energy moves within the beat (ml.cycles.SPREAD_FEATURE_NAMES)",
+    )
+    parser.add_argument(
         "--normalize-inputs",
         action="store_true",
         help="scale features by the training set's mean and variance",
@@ -206,6 +211,7 @@ def features_from(args: argparse.Namespace) -> FeatureConfig:
         band_high_hz=args.band_high,
         beats_per_window=args.beats_per_window,
         beats_hop=max(1, args.beats_per_window // 2),
+        beat_spreads=args.beat_spreads,
     )
 
 
@@ -521,7 +527,9 @@ def calibration_for(crossval: dict[str, Any], dataset: Dataset, config: FeatureC
 
         statistics = np.stack(
             [
-                cycles.recording_statistics(cycles.beat_measures(wave, sample_rate=config.sample_rate))
+                cycles.recording_statistics(
+                    cycles.beat_measures(wave, sample_rate=config.sample_rate, spreads=config.beat_spreads)
+                )
                 for wave in dataset.samples
             ]
         )

@@ -89,6 +89,49 @@ def test_beat_windows_repeat_a_short_sequence_and_cover_the_last_beats() -> None
     np.testing.assert_array_equal(windows[0, 3:6], measures.values[:3])
 
 
+def _spreads(samples: np.ndarray) -> np.ndarray:
+    audio = prepare_samples(samples, source_rate=RATE)
+    values = cycles.beat_measures(audio.samples, sample_rate=RATE, spreads=True).values
+    return values
+
+
+def _spread_median(samples: np.ndarray, name: str) -> float:
+    index = cycles.NUM_CYCLE_FEATURES + cycles.SPREAD_FEATURE_NAMES.index(name)
+    return float(np.median(_spreads(samples)[:, index]))
+
+
+def test_spreads_follow_the_beat_measures_and_their_count_matches_the_config() -> None:
+    samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=8)
+    plain, spread = _measures(samples).values, _spreads(samples)
+    assert spread.shape == (len(plain), cycles.NUM_CYCLE_FEATURES + cycles.NUM_SPREAD_FEATURES)
+    np.testing.assert_array_equal(spread[:, : cycles.NUM_CYCLE_FEATURES], plain)
+    assert cycles.NUM_SPREAD_FEATURES == features.NUM_SPREAD_FEATURES
+    config = features.FeatureConfig(kind="cycles", beat_spreads=True)
+    assert config.window_shape == (config.beats_per_window, spread.shape[1])
+    # Bundles made before the option keep their fingerprints.
+    assert "beat_spreads" not in features.FeatureConfig(kind="cycles").to_dict()
+
+
+def test_a_murmur_fills_systole_close_to_s1() -> None:
+    clean, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, seed=9)
+    murmur, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, murmur=0.25, seed=9)
+    assert _spread_median(murmur, "systole_near_s1") > _spread_median(clean, "systole_near_s1") + 0.2
+    # Diastole stays silent in both: its measures do not follow the systolic murmur.
+    assert abs(_spread_median(murmur, "diastole_near_s2") - _spread_median(clean, "diastole_near_s2")) < 0.2
+
+
+def test_spreads_do_not_move_with_the_device_gain() -> None:
+    samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=10)
+    np.testing.assert_allclose(_spreads(samples), _spreads(samples * 50.0), atol=1e-3)
+
+
+def test_spreads_of_a_recording_without_a_complete_beat_are_finite() -> None:
+    samples, _, _ = heart_sounds(bpm=100.0, duration_s=1.2, snr_db=20.0, seed=5)
+    values = _spreads(samples)
+    assert values.shape == (1, cycles.NUM_CYCLE_FEATURES + cycles.NUM_SPREAD_FEATURES)
+    assert np.all(np.isfinite(values))
+
+
 def test_recording_statistics_have_their_names() -> None:
     samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=7)
     statistics = cycles.recording_statistics(_measures(samples))
