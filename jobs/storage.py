@@ -119,7 +119,8 @@ def _translate(exc: Exception) -> Exception:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchBucket":
             return _bucket_missing()
-        if code in {"NoSuchKey", "404", "NotFound"}:
+        if code in {"NoSuchKey", "404", "NotFound", "InvalidRange"}:
+            # InvalidRange: the object is shorter than the range asked for.
             return FileNotFoundError(str(exc))
         if code in {"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"}:
             return StorageUnavailable(str(exc))
@@ -279,6 +280,28 @@ def read_bytes(key: str) -> bytes:
         return _call(lambda: bytes(_s3_client().get_object(Bucket=_bucket(), Key=key)["Body"].read()))
     with default_storage.open(key, "rb") as handle:
         return bytes(handle.read())
+
+
+def read_range(key: str, start: int, length: int) -> bytes:
+    """`length` bytes of the object from `start`: one ranged GET on S3.
+
+    A short answer (the object is smaller than the row says) raises
+    FileNotFoundError: the bytes the caller wants are not there.
+    """
+    if length <= 0:
+        return b""
+    if uses_s3():
+        ranged = f"bytes={start}-{start + length - 1}"
+        data = _call(
+            lambda: bytes(_s3_client().get_object(Bucket=_bucket(), Key=key, Range=ranged)["Body"].read())
+        )
+    else:
+        with default_storage.open(key, "rb") as handle:
+            handle.seek(start)
+            data = bytes(handle.read(length))
+    if len(data) != length:
+        raise FileNotFoundError(f"{key} holds {len(data)} of the {length} bytes at {start}")
+    return data
 
 
 def open_stream(key: str, *, buffer_size: int = READ_BLOCK) -> IO[bytes]:

@@ -8,15 +8,23 @@ declared size, which zipfile enforces.
 import csv
 import io
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import IO
 
 from django.conf import settings
 
 LABELS_FILE = "labels.csv"
 MAX_LABELS_BYTES = 8 * 1024 * 1024
 BOMB_MIN_BYTES = 1024 * 1024  # tiny members compress absurdly well and are harmless
+# A member's local header: signature, versions, flags, method, time, date, CRC,
+# sizes, then the lengths of the name and of the extra field that precede the data.
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+# Compression methods a worker inflates from a ranged read of the archive itself.
+READABLE_IN_PLACE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 class ArchiveRefused(ValueError):
@@ -154,6 +162,34 @@ def _unsafe_name(name: str) -> bool:
 
 def _display_path(name: str, root: str) -> str:
     return name[len(root) :] if root and name.startswith(root) else name
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a member's bytes lie in the archive, as they are stored (compressed or not)."""
+
+    offset: int
+    length: int
+    compression: int
+
+
+def member_location(archive: IO[bytes], info: zipfile.ZipInfo) -> Location:
+    """The member's data offset (after its local header), stored length and method.
+
+    The central directory gives the header's offset; the local header's own
+    name and extra lengths (which may differ from the central copy) give where
+    the data starts. Raises zipfile.BadZipFile on a header that is not one.
+    """
+    archive.seek(info.header_offset)
+    header = archive.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size:
+        raise zipfile.BadZipFile(f"truncated local header for {info.filename!r}")
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != _LOCAL_SIGNATURE:
+        raise zipfile.BadZipFile(f"bad local header signature for {info.filename!r}")
+    name_length, extra_length = fields[10], fields[11]
+    offset = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    return Location(offset=offset, length=info.compress_size, compression=info.compress_type)
 
 
 def parse_labels(data: bytes) -> dict[str, str]:

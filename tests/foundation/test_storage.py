@@ -164,3 +164,52 @@ def test_it_gives_up_on_a_hung_store_within_the_configured_timeouts(
             os.kill(private_s3.pid, signal.SIGCONT)
 
     assert seconds < 4  # two attempts of 0.5 s, and botocore's backoff between them
+
+
+def test_it_reads_a_range_of_an_s3_object_with_one_request() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, distinct bytes at every offset mod 256
+    storage.put_bytes("tests/ranged.bin", payload)
+    sent: list[tuple[str, bytes]] = []
+    events = storage._s3_client().meta.events
+    events.register(
+        "before-send.s3",
+        lambda request, **_: sent.append((request.method, request.headers.get("Range"))),
+        "count-ranged",
+    )
+    try:
+        middle = storage.read_range("tests/ranged.bin", 300_001, 70_000)
+        first = storage.read_range("tests/ranged.bin", 0, 1)
+        last = storage.read_range("tests/ranged.bin", len(payload) - 3, 3)
+    finally:
+        events.unregister("before-send.s3", unique_id="count-ranged")
+
+    assert middle == payload[300_001:370_001]
+    assert (first, last) == (payload[:1], payload[-3:])
+    assert sent == [("GET", b"bytes=300001-370000"), ("GET", b"bytes=0-0"), ("GET", b"bytes=1048573-1048575")]
+    storage.delete("tests/ranged.bin")
+
+
+@pytest.mark.parametrize(("start", "length"), [(95, 10), (100, 1), (5_000, 20)])
+def test_it_reports_a_range_the_s3_object_does_not_hold(start: int, length: int) -> None:
+    storage.put_bytes("tests/short.bin", bytes(100))
+
+    with pytest.raises(FileNotFoundError):
+        storage.read_range("tests/short.bin", start, length)
+    storage.delete("tests/short.bin")
+
+
+def test_it_reports_a_range_of_a_missing_s3_object() -> None:
+    with pytest.raises(FileNotFoundError):
+        storage.read_range("tests/never-stored.bin", 0, 10)
+
+
+def test_it_reads_ranges_on_the_filesystem(filesystem_storage: Path) -> None:
+    payload = b"0123456789" * 1000
+    storage.put_bytes("tests/fs-ranged.bin", payload)
+
+    assert storage.read_range("tests/fs-ranged.bin", 4321, 1234) == payload[4321:5555]
+    assert storage.read_range("tests/fs-ranged.bin", 0, 0) == b""
+    with pytest.raises(FileNotFoundError):
+        storage.read_range("tests/fs-ranged.bin", 9_995, 10)
+    with pytest.raises(FileNotFoundError):
+        storage.read_range("tests/fs-missing.bin", 0, 10)
