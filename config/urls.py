@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from jobs import health
+from jobs import health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include("jobs.api.urls")),
     path("", include("jobs.urls")),
