@@ -9,13 +9,13 @@ import socket
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_init
-from django.db import InterfaceError, OperationalError, close_old_connections
+from celery.signals import celeryd_after_setup, worker_process_init
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
-from jobs.services import analysis, ingest, reports, sweeper
+from jobs.services import analysis, ingest, media_folder, reports, sweeper
 from workers import engine
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,27 @@ RETRY = {
     "retry_jitter": True,
     "max_retries": 8,
 }
+
+
+@celeryd_after_setup.connect
+def _check_media_folder(**_: Any) -> None:
+    """Refuse to start on filesystem storage whose folder is not the web's (see media_folder).
+
+    Sent once the worker's log is open and before its pool forks or it consumes.
+    SystemExit, since Celery logs and ignores any Exception a signal handler raises.
+    """
+    try:
+        media_folder.check()
+    except media_folder.MediaFolderMismatch as exc:
+        logger.critical("refusing to start: %s", exc)
+        raise SystemExit(f"lubdub worker: refusing to start: {exc}") from exc
+    except (DatabaseError, InterfaceError) as exc:
+        # The database is down, or not migrated yet: the worker could not work anyway.
+        logger.critical("refusing to start: the media folder could not be checked: %s", exc)
+        raise SystemExit(f"lubdub worker: the media folder could not be checked: {exc}") from exc
+    finally:
+        # In the parent, before the pool forks: no child may inherit its socket.
+        connections.close_all()
 
 
 @worker_process_init.connect
