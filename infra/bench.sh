@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make bench: the model benchmark, then the platform end to end twice:
+# make bench: the model benchmark, then the platform end to end twice, each pass
+# followed by the storage-layout benchmark (bench/storage_layouts.py, docs/storage.md):
 #   1. as `make up` runs it, with the S3-API server of .services (moto, a Python
 #      program on the same two cores as everything else);
 #   2. on filesystem storage (the embedded default), with a database of its own
@@ -16,6 +17,7 @@ with_app_env() { (set -a; . .services/env; . .services/app.env; [ -z "${1:-}" ] 
 
 with_app_env "" "$PY" -m ml bench
 with_app_env "" "$PY" manage.py bench --label "S3-API server (moto)"
+with_app_env "" "$PY" -m bench.storage_layouts --recordings 600
 
 mkdir -p "$ROOT/var/bench"
 rm -rf "$ROOT/var/bench/media"
@@ -48,3 +50,4 @@ trap restore EXIT
 infra/processes.sh down >/dev/null
 LUBDUB_ENV_FILE="$FS_ENV" infra/processes.sh up >/dev/null
 with_app_env "$FS_ENV" "$PY" manage.py bench --label "filesystem storage (the embedded default)"
+with_app_env "$FS_ENV" "$PY" -m bench.storage_layouts --recordings 600
