@@ -45,6 +45,11 @@ def recording_key(sha256: str) -> str:
     return f"recordings/{sha256}"
 
 
+def pack_key(pack_id: UUID) -> str:
+    """The audio of several recordings in one object (jobs.services.packs)."""
+    return f"packs/{pack_id}"
+
+
 def report_key(batch_id: UUID, model_slug: str, fmt: str) -> str:
     return f"reports/{batch_id}/{_UNSAFE.sub('_', model_slug)}.{fmt}"
 
