@@ -8,6 +8,8 @@ from django.db.models.expressions import OrderBy
 
 from jobs.models import Batch, ModelVersion, Organisation, Site, SiteCalibration
 from jobs.services.results import filter_rows
+from jobs.services.reviews import CONFIRM, NOTE_MAX_LENGTH, REVIEW_FILTERS, filter_reviews
+from ml.calibration import UNCERTAIN
 
 
 class BatchFilterForm(forms.Form):
@@ -108,10 +110,15 @@ class RecordingFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=RECORDING_STATUSES)
     label = forms.ChoiceField(required=False, label="Predicted label")
     quality = forms.ChoiceField(required=False, choices=QUALITIES)
+    review = forms.ChoiceField(required=False, label="Review", choices=[("", "Any"), *REVIEW_FILTERS.items()])
     sort = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args: object, classes: list[str], **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, classes: list[str], positive: str | None = None, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.classes = classes
+        self.positive = positive
         field = self.fields["label"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = [("", "Any label"), *[(name, name) for name in classes]]
@@ -125,7 +132,14 @@ class RecordingFilterForm(forms.Form):
         )
         if data["path"]:
             recordings = recordings.filter(path__icontains=data["path"])
+        recordings = filter_reviews(recordings, data["review"], classes=self.classes, positive=self.positive)
         return recordings.order_by(*self.ordering())
+
+    def query(self) -> dict[str, str]:
+        """The filter and sort as given, to carry to the recording pages and back."""
+        if not self.is_bound:
+            return {}
+        return {name: str(self.data[name]) for name in self.fields if self.data.get(name)}
 
     def ordering(self) -> list[OrderBy | str]:
         sort = (self.cleaned_data.get("sort") if self.is_valid() else "") or "path"
@@ -230,3 +244,25 @@ class SiteCalibrationForm(forms.Form):
         if data.get("target") == SiteCalibration.Target.SENSITIVITY and data.get("value") is None:
             self.add_error("value", "Give the sensitivity to reach, for example 0.90.")
         return data
+
+
+class ReviewForm(forms.Form):
+    """A clinician's review on the recording page: confirm the model's outcome, or choose a class."""
+
+    verdict = forms.ChoiceField(widget=forms.RadioSelect, label="Your reading")
+    note = forms.CharField(
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        label="Note",
+        help_text="Kept with the review, and shown in the reports.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def __init__(self, *args: Any, outcome: str, classes: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        word = "Override with" if outcome in classes else "Label as"
+        choices = [] if outcome == UNCERTAIN else [(CONFIRM, f"Confirm the model's result: {outcome}")]
+        choices += [(name, f"{word} {name}") for name in classes if name != outcome]
+        field = self.fields["verdict"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices

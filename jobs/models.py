@@ -445,3 +445,47 @@ class MediaFolder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path} on {self.hostname}"
+
+
+class Review(models.Model):
+    """A clinician's reading of a recording: the model's outcome confirmed, or another label given.
+
+    Every review action is a new row and no row is ever changed (a database
+    trigger refuses updates): the latest is the recording's review, the earlier
+    ones its history. The prediction reviewed keeps its own label; the review
+    notes what the model said then (``model_version``, ``model_decision``).
+    """
+
+    class Action(models.TextChoices):
+        CONFIRMED = "confirmed", "Confirmed"
+        OVERRIDDEN = "overridden", "Overridden"
+        # The model gave no class to confirm or override (uncertain, re-record).
+        LABELLED = "labelled", "Labelled"
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="reviews")
+    # PROTECT rather than SET_NULL: nulling would be an update, and versions are retired, not deleted.
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="reviews")
+    model_decision = models.CharField(
+        max_length=50, help_text="The model's outcome when reviewed: a class, 'uncertain' or 're-record'."
+    )
+    label = models.CharField(
+        max_length=50, help_text="The clinician's label: a class of the model, or the outcome confirmed."
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    note = models.TextField(blank=True)
+    # An audit trail names its reviewers: a user who reviewed is deactivated, not deleted.
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    reviewed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["recording", "-reviewed_at", "-id"], name="review_latest")]
+        ordering = ["-reviewed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.recording_id}: {self.label} ({self.action}) by {self.reviewed_by_id}"
+
+    @property
+    def overridden(self) -> bool:
+        return self.action == self.Action.OVERRIDDEN

@@ -18,6 +18,7 @@ urlpatterns = [
     path("batches/<uuid:batch_id>/reports/<str:fmt>", batches.batch_report, name="batch-report"),
     path("recordings/<int:recording_id>/", recordings.recording_detail, name="recording-detail"),
     path("recordings/<int:recording_id>/plots", recordings.recording_plots, name="recording-plots"),
+    path("recordings/<int:recording_id>/review", recordings.recording_review, name="recording-review"),
     path(
         "recordings/<int:recording_id>/plots/<str:name>.png", recordings.recording_plot, name="recording-plot"
     ),

@@ -7,8 +7,17 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.api.strict import StrictJsonSerializer
-from jobs.models import Batch, ModelVersion, Prediction, Recording, Report, Site, SiteCalibration
-from jobs.services import batch_progress, verdicts
+from jobs.models import (
+    Batch,
+    ModelVersion,
+    Prediction,
+    Recording,
+    Report,
+    Review,
+    Site,
+    SiteCalibration,
+)
+from jobs.services import batch_progress, reviews, verdicts
 from jobs.services.verdicts import Verdict
 
 
@@ -191,6 +200,54 @@ class VerdictFields(serializers.Serializer):
         return self._verdict.heart_rate.note if self._verdict else None
 
 
+class ReviewBriefSerializer(serializers.Serializer):
+    """A recording's latest review, as listed with its batch's rows."""
+
+    label = serializers.CharField(help_text="The clinician's label: a class, or 're-record' confirmed.")
+    action = serializers.ChoiceField(choices=Review.Action.choices)
+    model_decision = serializers.CharField(help_text="What the model said when it was reviewed.")
+    note = serializers.CharField()
+    reviewed_by = serializers.CharField()
+    reviewed_at = serializers.DateTimeField()
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    """One review action; the model's prediction is never changed by it."""
+
+    model_version = serializers.CharField(source="model_version.slug")
+    reviewed_by = serializers.CharField(source="reviewed_by.get_username")
+    recording = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Review
+        fields = [
+            "id", "recording", "label", "action", "model_version", "model_decision", "note",
+            "reviewed_by", "reviewed_at",
+        ]  # fmt: skip
+        extra_kwargs = {
+            "action": {
+                "help_text": "confirmed: the model's outcome; overridden: another class than the "
+                "model's; labelled: a class where the model gave none (uncertain, re-record)"
+            }
+        }
+
+
+class ReviewRequestSerializer(StrictJsonSerializer):
+    label = serializers.CharField(
+        required=False, max_length=50, help_text="One of the model's classes; or send confirm."
+    )
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Take the model's result ('re-record' included) as the label.",
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=reviews.NOTE_MAX_LENGTH)
+    batch = serializers.UUIDField(
+        required=False,
+        help_text="The batch whose model's reading is reviewed (a re-analysis); else the recording's own.",
+    )
+
+
 class FileRowSerializer(VerdictFields, serializers.ModelSerializer):
     """A recording as a row of its batch (annotations from services.results)."""
 
@@ -204,6 +261,7 @@ class FileRowSerializer(VerdictFields, serializers.ModelSerializer):
     error_code = serializers.CharField(source="error_code_value", allow_null=True)
     error = serializers.CharField(allow_null=True)
     truth = serializers.CharField(source="label")
+    review = serializers.SerializerMethodField(help_text="The latest clinician's review; null if none.")
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -212,11 +270,16 @@ class FileRowSerializer(VerdictFields, serializers.ModelSerializer):
             "id", "path", "status", "label", "decision", "decision_reasons", "decision_text", "threshold",
             "confidence", "probabilities", "quality", "heart_rate_bpm", "heart_rate_flag",
             "heart_rate_note", "site_probability", "site_calibration", "duration_s", "sample_rate",
-            "channels", "sha256", "truth", "error_code", "error", "url",
+            "channels", "sha256", "truth", "error_code", "error", "review", "url",
         ]  # fmt: skip
 
     def verdict_of(self, instance: Any) -> Verdict | None:
         return verdicts.for_row(instance)
+
+    @extend_schema_field(ReviewBriefSerializer(allow_null=True))
+    def get_review(self, recording: Recording) -> dict[str, Any] | None:
+        found = reviews.row_review(recording)
+        return ReviewBriefSerializer(found).data if found else None
 
     def get_url(self, recording: Recording) -> str:
         return _absolute(self.context, reverse("api:recording-detail", args=[recording.pk]))
@@ -249,6 +312,8 @@ class PredictionSerializer(VerdictFields, serializers.ModelSerializer):
 class RecordingSerializer(serializers.ModelSerializer):
     predictions = PredictionSerializer(many=True, read_only=True)
     analyses = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField(help_text="The latest clinician's review; null if none.")
+    reviews = serializers.SerializerMethodField(help_text="Every review, newest first (the audit trail).")
     audio_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -256,8 +321,17 @@ class RecordingSerializer(serializers.ModelSerializer):
         fields = [
             "id", "batch", "path", "status", "sha256", "size_bytes", "sample_rate", "channels",
             "duration_s", "label", "error_code", "error_message", "created_at", "predictions",
-            "analyses", "audio_url",
+            "analyses", "review", "reviews", "audio_url",
         ]  # fmt: skip
+
+    @extend_schema_field(ReviewSerializer(allow_null=True))
+    def get_review(self, recording: Recording) -> dict[str, Any] | None:
+        found = reviews.history(recording).first()
+        return ReviewSerializer(found).data if found else None
+
+    @extend_schema_field(ReviewSerializer(many=True))
+    def get_reviews(self, recording: Recording) -> list[dict[str, Any]]:
+        return list(ReviewSerializer(reviews.history(recording), many=True).data)
 
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_analyses(self, recording: Recording) -> list[dict[str, Any]]:

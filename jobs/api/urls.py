@@ -1,7 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from jobs.api import views
+from jobs.api import reviews_api, views
 
 app_name = "api"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("v1/batches/<uuid:pk>/reports/<str:fmt>/", views.BatchReport.as_view(), name="batch-report"),
     path("v1/recordings/<int:pk>/", views.RecordingDetail.as_view(), name="recording-detail"),
     path("v1/recordings/<int:pk>/audio/", views.RecordingAudio.as_view(), name="recording-audio"),
+    path("v1/recordings/<int:pk>/reviews/", reviews_api.RecordingReviews.as_view(), name="recording-reviews"),
     path("v1/", include("jobs.api.registry_urls")),
     path("v1/files/<str:token>/", views.SignedFile.as_view(), name="signed-file"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -23,7 +23,7 @@ from jobs import services
 from jobs.api import serializers as api
 from jobs.api.errors import ERROR, error_response, invalid_response
 from jobs.models import Batch, ModelVersion, Recording, Report
-from jobs.services import access, downloads, lifecycle, results, uploads
+from jobs.services import access, downloads, lifecycle, results, reviews, uploads, verdicts
 from jobs.services.reports import CONTENT_TYPES
 
 LINK = inline_serializer("Link", {"url": serializers.URLField(), "expires_in": serializers.IntegerField()})
@@ -139,6 +139,13 @@ class BatchCancel(APIView):
         OpenApiParameter("status", str, enum=list(results.FILE_STATUSES)),
         OpenApiParameter("label", str, description="Predicted class"),
         OpenApiParameter("quality", str),
+        OpenApiParameter(
+            "review",
+            str,
+            enum=list(reviews.REVIEW_FILTERS),
+            description="needs_review: abnormal or uncertain and not reviewed, or unusable; "
+            "disagrees: the model's class differs from the ground truth; overridden; reviewed",
+        ),
     ],
     responses={200: api.FileRowSerializer, 400: ERROR},
 )
@@ -152,12 +159,18 @@ class BatchRecordings(generics.ListAPIView):
         if "status" in params and params["status"] not in results.FILE_STATUSES:
             choices = ", ".join(results.FILE_STATUSES)
             raise serializers.ValidationError({"status": [f"Must be one of {choices}."]})
-        return results.filter_rows(
+        if "review" in params and params["review"] not in reviews.REVIEW_FILTERS:
+            choices = ", ".join(reviews.REVIEW_FILTERS)
+            raise serializers.ValidationError({"review": [f"Must be one of {choices}."]})
+        rows = results.filter_rows(
             results.batch_recordings(batch),
             status=params.get("status", ""),
             label=params.get("label", ""),
             quality=params.get("quality", ""),
         )
+        classes = list(batch.model_version.classes)
+        positive = verdicts.model_rule(batch.model_version).positive
+        return reviews.filter_reviews(rows, params.get("review", ""), classes=classes, positive=positive)
 
 
 class BatchReports(generics.ListAPIView):

@@ -1,5 +1,6 @@
 """Batch pages: list, upload, detail with live progress, cancel and delete."""
 
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, Up
 from jobs.models import Batch, Organisation, Report
 from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
-from jobs.services import sites, uploads
+from jobs.services import reviews, sites, uploads, verdicts
 from jobs.services.lifecycle import BatchFinished
 from jobs.templatetags.lubdub import seconds
 
@@ -62,8 +63,10 @@ def _sort_links(request: HttpRequest) -> dict[str, dict[str, str]]:
 def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     batch = services.get_batch(request.user, batch_id)
     classes = list(batch.model_version.classes)
-    form = RecordingFilterForm(request.GET or None, classes=classes)
-    recordings = form.filter(services.batch_recordings(batch))
+    positive = verdicts.model_rule(batch.model_version).positive
+    form = RecordingFilterForm(request.GET or None, classes=classes, positive=positive)
+    rows = services.batch_recordings(batch)
+    recordings = form.filter(rows)
     page = Paginator(recordings, RECORDINGS_PER_PAGE).get_page(request.GET.get("page"))
     reports = summaries.current_reports(batch)
     summary = next((report.summary for report in reports if report.summary), None)
@@ -92,6 +95,14 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         "recordings": page.object_list,
         "sort_links": _sort_links(request),
         "filtered": form.is_bound and form.has_changed(),
+        # Carried to each recording page, for its previous and next links in this order and filter.
+        "nav_query": urlencode({"batch": batch.pk, **form.query()}),
+        "review_counts": {
+            **reviews.review_counts(rows),
+            "needs_review": reviews.filter_reviews(
+                rows, "needs_review", classes=classes, positive=positive
+            ).count(),
+        },
     }
     return render(request, "jobs/batch_detail.html", context)
 

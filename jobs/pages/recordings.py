@@ -1,7 +1,10 @@
-"""The recording page: audio, plots, class probabilities, quality and every prediction."""
+"""The recording page: audio, plots, class probabilities, quality, every prediction and
+the clinicians' reviews, with the previous and next recording of the batch."""
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import (
@@ -13,13 +16,15 @@ from django.http import (
     JsonResponse,
 )
 from django.http.response import HttpResponseBase
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from jobs import services, storage
+from jobs.forms import RecordingFilterForm, ReviewForm
 from jobs.models import Batch, ModelVersion, Prediction, Recording
-from jobs.services import plots, verdicts
+from jobs.services import plots, reviews, verdicts
 
 PLOT_NAMES = ("overview", "spectrogram")
 PLOT_CACHE_SECONDS = 3600
@@ -83,6 +88,12 @@ def _probabilities(prediction: Prediction | None) -> list[tuple[str, float]]:
 @login_required
 def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
     recording = services.get_recording(request.user, recording_id)
+    return _render_detail(request, recording)
+
+
+def _render_detail(
+    request: HttpRequest, recording: Recording, *, review_form: ReviewForm | None = None, status: int = 200
+) -> HttpResponse:
     batch = _context_batch(request, recording)
     predictions = list(
         recording.predictions.select_related("model_version", "batch", "site_calibration__site").order_by(
@@ -116,8 +127,90 @@ def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
         },
         "plots_status_url": reverse("recording-plots", args=[recording.pk]) + query,
         "audio_url": reverse("recording-audio", args=[recording.pk]),
+        **_review_context(request, recording, batch, review_form),
     }
-    return render(request, "jobs/recording_detail.html", context)
+    return render(request, "jobs/recording_detail.html", context, status=status)
+
+
+def _filter_form(request: HttpRequest, batch: Batch) -> RecordingFilterForm:
+    """The batch page's filter and sort the reader came with (they travel in the query)."""
+    positive = verdicts.model_rule(batch.model_version).positive
+    return RecordingFilterForm(request.GET, classes=list(batch.model_version.classes), positive=positive)
+
+
+def _navigation(request: HttpRequest, recording: Recording, batch: Batch) -> dict[str, object]:
+    """The previous and next recording of the batch, in the batch page's filter and order."""
+    form = _filter_form(request, batch)
+    rows = services.batch_recordings(batch)
+    previous, following = reviews.neighbours(
+        rows, form.filter(rows), recording_id=recording.pk, ordering=form.ordering()
+    )
+    query = urlencode({"batch": batch.pk, **form.query()})
+    chosen = form.cleaned_data.get("review") if form.is_valid() else ""
+    return {
+        "nav_query": query,
+        "previous_url": reverse("recording-detail", args=[previous]) + f"?{query}" if previous else "",
+        "next_url": reverse("recording-detail", args=[following]) + f"?{query}" if following else "",
+        "nav_filter": reviews.REVIEW_FILTERS.get(chosen or "", ""),
+        "batch_url": reverse("batch-detail", args=[batch.pk]) + "?" + urlencode(form.query()),
+    }
+
+
+def _review_context(
+    request: HttpRequest, recording: Recording, batch: Batch, review_form: ReviewForm | None
+) -> dict[str, object]:
+    reviewed = reviews.reviewed_prediction(recording, batch)
+    may_review = reviewed is not None and reviews.can_review(request.user, recording.organisation_id)
+    if may_review and review_form is None and reviewed is not None:
+        review_form = _review_form(reviewed)
+    history = list(reviews.history(recording))
+    return {
+        "review": history[0] if history else None,
+        "earlier_reviews": history[1:],
+        "review_form": review_form if may_review else None,
+        "reviewed_prediction": reviewed,
+        **_navigation(request, recording, batch),
+    }
+
+
+def _review_form(prediction: Prediction, data: object = None) -> ReviewForm:
+    return ReviewForm(
+        data, outcome=reviews.outcome_of(prediction), classes=list(prediction.model_version.classes)
+    )
+
+
+@require_POST
+@login_required
+def recording_review(request: HttpRequest, recording_id: int) -> HttpResponse:
+    """Record a review from the recording page; back to it, or on to the next recording."""
+    recording = services.get_recording(request.user, recording_id)
+    batch = _context_batch(request, recording)
+    prediction = reviews.reviewed_prediction(recording, batch)
+    if prediction is None:
+        raise Http404("Nothing to review: the model has not read this recording")
+    form = _review_form(prediction, request.POST)
+    if not form.is_valid():
+        return _render_detail(request, recording, review_form=form, status=400)
+    verdict = form.cleaned_data["verdict"]
+    try:
+        review = reviews.review_recording(
+            request.user,
+            recording,
+            batch=batch,
+            label="" if verdict == reviews.CONFIRM else verdict,
+            confirm=verdict == reviews.CONFIRM,
+            note=form.cleaned_data["note"],
+        )
+    except reviews.ReviewRefused as exc:
+        form.add_error(None, exc.message)
+        return _render_detail(request, recording, review_form=form, status=exc.status)
+    messages.success(
+        request, f"Reviewed {recording.path}: {review.label} ({review.get_action_display().lower()})."
+    )
+    navigation = _navigation(request, recording, batch)
+    if request.POST.get("then") == "next" and navigation["next_url"]:
+        return redirect(str(navigation["next_url"]))
+    return redirect(reverse("recording-detail", args=[recording.pk]) + f"?{navigation['nav_query']}")
 
 
 def _model_version(request: HttpRequest, recording: Recording) -> ModelVersion:

@@ -4,6 +4,9 @@ Rows are streamed from Postgres into a temporary file and then to storage, so a
 report of fifty thousand files needs no more memory than one of ten (bar one
 float per file for the batch-shift check). Writing the reports is also where a
 finished batch gets its batch-shift warning: every prediction is written by then.
+Clinicians' reviews appear beside the model's results (the latest per recording)
+and are counted, but change none of the model's figures; a review writes the
+reports again.
 """
 
 import csv
@@ -23,7 +26,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Prediction, Report
-from jobs.services import verdicts
+from jobs.services import reviews, verdicts
 from jobs.services.results import batch_recordings
 from jobs.services.verdicts import Verdict
 from ml import calibration
@@ -40,8 +43,9 @@ ROW_FIELDS = (
     "path", "file_status", "predicted_label", "decision", "decision_reasons", "confidence",
     "probabilities", "quality", "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
     "site_probability", "site_calibration_id", "site_calibration_version", "site_name",
-    "quality_reasons", "s1_onsets", "site_threshold", "positive_class", "model_threshold",
+    "quality_reasons", "s1_onsets", "site_threshold", "positive_class", "model_threshold", "review",
 )  # fmt: skip
+REVIEW_COLUMNS = ["reviewed_label", "review_action", "reviewed_by", "reviewed_at", "review_note"]
 
 
 def csv_columns(classes: list[str]) -> list[str]:
@@ -50,7 +54,7 @@ def csv_columns(classes: list[str]) -> list[str]:
         "path", "status", "label", "decision", "confidence", *probability_columns,
         "quality", "heart_rate_bpm", "duration_s", "model_version", "error",
         "site", "site_calibration", "site_probability",
-        "threshold", "decision_reasons", "heart_rate_flag",
+        "threshold", "decision_reasons", "heart_rate_flag", *REVIEW_COLUMNS,
     ]  # fmt: skip
 
 
@@ -72,9 +76,16 @@ class Tally:
     positive_scores: list[float] = field(default_factory=list)
     # Predictions decided by each site calibration: (calibration id, site, version) -> count.
     site_rules: Counter[tuple[int, str, int]] = field(default_factory=Counter)
+    # Clinicians' latest reviews: how many recordings, and how many gave another class than the model.
+    reviewed: int = 0
+    overridden: int = 0
 
     def add(self, row: dict[str, Any], verdict: Verdict | None) -> None:
         self.statuses[row["file_status"] or "pending"] += 1
+        review = reviews.row_review(row)
+        if review is not None:
+            self.reviewed += 1
+            self.overridden += int(review.overridden)
         if row["error_code_value"]:
             self.errors[row["error_code_value"]] += 1
         if verdict is None:
@@ -134,9 +145,10 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
         _spool() as rows_html,
         _spool() as uncertain,
         _spool() as re_record,
+        _spool() as reviewed,
         _spool() as json_file,
     ):
-        unsure = Unsure(uncertain=uncertain, re_record=re_record)
+        unsure = Unsure(uncertain=uncertain, re_record=re_record, reviewed=reviewed)
         _write_rows(batch, tally, csv_file, rows_html, unsure)
         batch.shift_warning = shift_warning(version, tally.positive_scores)
         Batch.objects.filter(pk=batch.pk).update(shift_warning=batch.shift_warning)
@@ -205,6 +217,8 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
         "confidence_histogram": {"bins": HISTOGRAM_BINS, "counts": tally.histogram},
         "timings": _timings(batch, tally),
         "metrics": tally.metrics(),
+        # The model's figures above are the model's; reviews are counted apart.
+        "reviews": {"reviewed": tally.reviewed, "overridden": tally.overridden},
     }
 
 
@@ -222,10 +236,12 @@ def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
 
 @dataclass(frozen=True)
 class Unsure:
-    """Spools of the recordings given no class, one JSON line each: uncertain, and to re-record."""
+    """Spools for the JSON report, one line per recording: given no class (uncertain, to re-record),
+    and reviewed by a clinician."""
 
     uncertain: IO[bytes]
     re_record: IO[bytes]
+    reviewed: IO[bytes]
 
 
 def _write_rows(
@@ -243,12 +259,27 @@ def _write_rows(
             entry = {"path": row["path"], "reasons": verdict.reasons}
             spool = unsure.re_record if verdict.re_record else unsure.uncertain
             spool.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+        review = reviews.row_review(row)
+        if review is not None:
+            entry = {"path": row["path"], **_review_entry(review)}
+            unsure.reviewed.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
     text.detach()
+
+
+def _review_entry(review: reviews.LatestReview) -> dict[str, str]:
+    return {
+        "reviewed_label": review.label,
+        "review_action": review.action,
+        "model_decision": review.model_decision,
+        "reviewed_by": review.reviewed_by,
+        "reviewed_at": review.reviewed_at.isoformat() if review.reviewed_at else "",
+        "review_note": review.note,
+    }
 
 
 def _write_json(summary: dict[str, Any], unsure: Unsure, out: IO[bytes]) -> None:
     """The summary with every uncertain recording and every one to re-record, with their
-    reasons, streamed from the spools.
+    reasons, and every reviewed one with its latest review, streamed from the spools.
 
     Only the summary is kept in the Report rows; the lists can be as long as the batch.
     """
@@ -256,6 +287,7 @@ def _write_json(summary: dict[str, Any], unsure: Unsure, out: IO[bytes]) -> None
     for name, spool in (
         ("re_record_recordings", unsure.re_record),
         ("uncertain_recordings", unsure.uncertain),
+        ("reviewed_recordings", unsure.reviewed),
     ):
         out.write(f',\n  "{name}": ['.encode())
         spool.seek(0)
@@ -274,6 +306,8 @@ def _csv_row(row: dict[str, Any], verdict: Verdict | None, classes: list[str], b
     probabilities = row["probabilities"] or {}
     site = row["site_name"] or (batch.site.name if batch.site else "")
     shown = verdict or NO_VERDICT
+    review = reviews.row_review(row)
+    reviewed = _review_entry(review) if review else dict.fromkeys(REVIEW_COLUMNS, "")
     return [
         text_cell(row["path"]),
         text_cell(row["file_status"] or "pending"),
@@ -293,6 +327,8 @@ def _csv_row(row: dict[str, Any], verdict: Verdict | None, classes: list[str], b
         _number(shown.threshold),
         text_cell("; ".join(shown.reasons)),
         text_cell(shown.heart_rate.flag),
+        # The note is free text from a person: neutralised like every other text cell.
+        *[text_cell(reviewed[column]) for column in REVIEW_COLUMNS],
     ]
 
 
@@ -388,6 +424,14 @@ def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
     warning = summary.get("shift_warning")
     shift = f'<p class="warning" role="alert"><b>Batch shift.</b> {e(warning)}</p>' if warning else ""
     site = f" · site {e(summary['site']['name'])}" if summary.get("site") else ""
+    counted = summary.get("reviews") or {}
+    reviewed = (
+        f"<p data-reviews>{counted['reviewed']} recording(s) reviewed by a clinician, "
+        f"{counted['overridden']} overridden (given another class than the model's). The figures "
+        "here are the model's; reviews change none of them.</p>"
+        if counted.get("reviewed")
+        else "<p data-reviews>No recording has been reviewed by a clinician yet.</p>"
+    )
     site_rules = "".join(
         f"<p>Decisions of {rule['predictions']} file(s) were made with the calibration of site "
         f"{e(rule['site'])} (v{rule['version']}) instead of the model's own threshold.</p>"
@@ -399,14 +443,14 @@ def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
         f'<p class="meta">{e(summary["organisation"])} · model {e(summary["model_version"])}{site} · '
         f"status {e(batch.get_status_display())} · batch {e(str(batch.pk))}</p>"
         f"<p>A screening aid, not a diagnosis: an <em>abnormal</em> result means the recording "
-        f"should be reviewed by a clinician.</p>{shift}{site_rules}<div class=cards>{cards}</div>"
+        f"should be reviewed by a clinician.</p>{shift}{site_rules}{reviewed}<div class=cards>{cards}</div>"
         f"{decided and '<h2>Decisions</h2>' + _DECISIONS_NOTE + decided}"
         f"<h2>Files by status</h2>{statuses}{errors and '<h2>Why files were not analysed</h2>' + errors}"
         f"<h2>Confidence of the predicted class</h2>{histogram}"
         f"{_metrics_html(summary['metrics'])}"
         "<h2>Every file</h2><table><thead><tr><th>file</th><th>status</th><th>result</th>"
         "<th>decision</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th>"
-        "<th>reason</th>"
+        "<th>reason</th><th>clinician's review</th>"
         "</tr></thead><tbody>"
     )
 
@@ -423,8 +467,19 @@ def _html_row(row: dict[str, Any], verdict: Verdict | None) -> str:
         _heart_rate_html(verdict) if verdict else "",
         e(row["label"] or ""),
         e(row["error"] or ""),
+        _review_html(reviews.row_review(row)),
     ]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+
+
+def _review_html(review: reviews.LatestReview | None) -> str:
+    """'normal (overridden) by alice, 2026-03-02 10:15' and the note, or nothing."""
+    if review is None:
+        return ""
+    e = html.escape
+    when = f", {review.reviewed_at:%Y-%m-%d %H:%M}" if review.reviewed_at else ""
+    note = f'<br><span class="reasons">{e(review.note)}</span>' if review.note else ""
+    return f"{e(review.label)} ({e(review.action)}) by {e(review.reviewed_by)}{when}{note}"
 
 
 def _decision_html(verdict: Verdict) -> str:

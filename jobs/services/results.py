@@ -16,7 +16,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce, NullIf
 
 from jobs.models import Batch, Recording
-from jobs.services import verdicts
+from jobs.services import reviews, verdicts
 
 FILE_STATUSES = ("rejected", "pending", "running", "done", "failed", "skipped", "cancelled")
 
@@ -30,7 +30,8 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
     raw_probability, and the site's share of the decision: site_probability,
     site_calibration_id, site_calibration_version, site_name, site_threshold (null
     when the bundle's rule decided); with the model's positive_class and
-    model_threshold on every row, verdicts.for_row needs nothing else. These are
+    model_threshold on every row, verdicts.for_row needs nothing else; and review,
+    the recording's latest review as JSON (reviews.row_review reads it). These are
     the stored facts: what is shown of them (no diagnosis for an unusable
     recording) is verdicts.for_row's.
     """
@@ -75,6 +76,7 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
             site_threshold=F("this_prediction__site_calibration__threshold"),
             positive_class=Value(rule.positive, output_field=CharField()),
             model_threshold=Value(rule.threshold, output_field=FloatField()),
+            review=reviews.latest_review_column(),
         )
         .order_by("path", "id")
     )

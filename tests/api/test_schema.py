@@ -54,6 +54,10 @@ EXAMPLE_QUERY = {
 # say, so for these a refusal of a well-formed request (400, 413, 415) is no failure.
 UPLOAD_STATUSES = ["2xx", "3xx", "400", "401", "403", "404", "409", "413", "415", "429", "5xx"]
 UPLOADS = ("/api/v1/batches/", "/api/v1/models/")
+# Nor can it say which labels are the recording's model's classes, or that a review
+# confirms or labels (not both, not neither): a refusal (400, 409) is no failure either.
+REVIEW_STATUSES = ["2xx", "400", "401", "403", "404", "409"]
+REVIEWS = "/api/v1/recordings/{id}/reviews/"
 
 
 def _with_examples(raw: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +89,13 @@ def _load_schema() -> Any:
                     "checks": {"positive_data_acceptance": {"expected-statuses": UPLOAD_STATUSES}},
                 }
                 for path in UPLOADS
+            ]
+            + [
+                {
+                    "include-method": "POST",
+                    "include-path": REVIEWS,
+                    "checks": {"positive_data_acceptance": {"expected-statuses": REVIEW_STATUSES}},
+                }
             ],
         }
     )
