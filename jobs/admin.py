@@ -5,7 +5,7 @@ from jobs import models
 
 @admin.register(models.Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "created_at")
+    list_display = ("name", "slug", "default_model", "created_at")
     prepopulated_fields = {"slug": ("name",)}
 
 
@@ -17,8 +17,10 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(models.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "version", "architecture", "is_default", "status", "created_at")
-    list_filter = ("status", "is_default")
+    list_display = (
+        "name", "version", "architecture", "is_default", "status", "published", "organisation", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "is_default", "published")
 
 
 @admin.register(models.Batch)

@@ -7,6 +7,7 @@ from django.db.models import F, QuerySet
 from django.db.models.expressions import OrderBy
 
 from jobs.models import Batch, ModelVersion, Organisation, Site, SiteCalibration
+from jobs.services import access, defaults
 from jobs.services.results import filter_rows
 from jobs.services.reviews import CONFIRM, NOTE_MAX_LENGTH, REVIEW_FILTERS, filter_reviews
 from ml.calibration import UNCERTAIN
@@ -57,7 +58,9 @@ class UploadForm(forms.Form):
         help_text="Where the recordings were made: its calibration, if any, makes the decisions.",
     )
 
-    def __init__(self, *args: object, organisation: Organisation | None = None, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, user: Any, organisation: Organisation | None = None, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         site_field = self.fields["site"]
         assert isinstance(site_field, forms.ModelChoiceField)
@@ -67,18 +70,23 @@ class UploadForm(forms.Form):
             # A default site is chosen whenever none is named, so "no site" is not offered.
             site_field.initial = default_site.pk
             site_field.empty_label = None
-        versions = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by(
-            "-is_default", "-created_at"
-        )
+        # Another organisation's unpublished versions are neither offered nor accepted.
+        versions = access.visible_models(user).filter(status=ModelVersion.Status.ACTIVE)
+        if organisation is not None:
+            versions = versions & access.usable_models(organisation)
+        versions = versions.order_by("-is_default", "-created_at")
+        default = defaults.default_for(organisation)
+        default_pk = default.pk if default is not None else None
         field = self.fields["model"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = versions
         field.label_from_instance = lambda version: (  # type: ignore[method-assign,assignment]
-            f"{version.slug} ({version.architecture})" + (" · default" if version.is_default else "")
+            f"{version.slug} ({version.architecture})" + (" · default" if version.pk == default_pk else "")
         )
-        default = versions.filter(is_default=True).first() or versions.first()
-        if default is not None:
-            field.initial = default.pk
+        initial = default if default is not None and versions.filter(pk=default.pk).exists() else None
+        initial = initial or versions.first()
+        if initial is not None:
+            field.initial = initial.pk
 
 
 RECORDING_STATUSES = [
@@ -175,12 +183,14 @@ class ReanalysisForm(forms.Form):
     )
     name = forms.CharField(required=False, max_length=200, label="Batch name")
 
-    def __init__(self, *args: Any, version: ModelVersion, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, version: ModelVersion, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["analysed_by"]
         assert isinstance(field, forms.ModelChoiceField)
-        field.queryset = ModelVersion.objects.exclude(pk=version.pk).filter(
-            status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
+        field.queryset = (
+            access.visible_models(user)
+            .exclude(pk=version.pk)
+            .filter(status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED])
         )
 
     def clean(self) -> dict[str, Any]:

@@ -20,6 +20,17 @@ class Organisation(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="organisations"
     )
+    # New batches that name no version are read with this one (while active), else
+    # the global default. PROTECT: deleting it would silently move the
+    # organisation's uploads to another model.
+    default_model = models.ForeignKey(
+        "ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="default_for",
+        help_text="The version its new batches use when none is named; empty: the global default.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -70,6 +81,20 @@ class ModelVersion(models.Model):
     smoke_test = models.JSONField(default=dict, blank=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # A researcher's registration belongs to their organisation and is seen by
+    # other organisations only once staff publish it; staff and the platform's
+    # commands register published versions with no organisation.
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="registered_models",
+        help_text="The organisation of the researcher who registered it; empty: staff or the platform.",
+    )
+    published = models.BooleanField(
+        default=True, help_text="Visible to every organisation; otherwise only to its own and to staff."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

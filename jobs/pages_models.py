@@ -1,6 +1,12 @@
-"""Model pages: the registry with drift flags, one version's metrics, card and drift, and diffs."""
+"""Model pages: the registry with drift flags, one version's metrics, card and drift, and diffs.
+
+A version of another organisation that staff have not published answers 404,
+as in the API. Staff change the global default, publish and retire; an
+organisation's researchers and administrators choose its own default.
+"""
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,14 +17,14 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from jobs.forms import ReanalysisForm
-from jobs.models import Batch, ModelVersion
-from jobs.services import access, comparison, drift, reanalysis, registry
+from jobs.models import Batch, ModelVersion, Organisation
+from jobs.services import access, comparison, defaults, drift, reanalysis, registry
 
 
 @login_required
 def model_list(request: HttpRequest) -> HttpResponse:
     recordings = access.visible_recordings(request.user)
-    versions = list(registry.listed_models(include_all=True))
+    versions = list(registry.listed_models(request.user, include_all=True))
     flagged = {
         version.pk: drift.version_drift(version, recordings).flagged
         for version in versions
@@ -32,8 +38,8 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
-    version = _version(version_id)
-    return _render_detail(request, version, ReanalysisForm(version=version))
+    version = _version(version_id, request.user)
+    return _render_detail(request, version, ReanalysisForm(version=version, user=request.user))
 
 
 @login_required
@@ -42,8 +48,8 @@ def model_reanalyse(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start (or schedule) a re-analysis of stored recordings with this version."""
     if not registry.can_manage_models(request.user):
         raise PermissionDenied("Only researchers and staff can request a re-analysis.")
-    version = _version(version_id)
-    form = ReanalysisForm(request.POST, version=version)
+    version = _version(version_id, request.user)
+    form = ReanalysisForm(request.POST, version=version, user=request.user)
     if not form.is_valid():
         return _render_detail(request, version, form, status=400)
     data = form.cleaned_data
@@ -82,29 +88,47 @@ def _render_detail(
         .select_related("model_version", "created_by")[:20]
     )
     validation = (version.metrics or {}).get("validation") or {}
+    others = access.visible_models(request.user).exclude(pk=version.pk)
     context = {
         "version": version,
         "validation": {key: value for key, value in validation.items() if isinstance(value, int | float)},
         "drift": found,
         "batches": reanalyses,
-        "others": ModelVersion.objects.exclude(pk=version.pk).exclude(status=ModelVersion.Status.REJECTED),
+        "others": others.exclude(status=ModelVersion.Status.REJECTED),
         "can_manage": registry.can_manage_models(request.user),
         "can_govern": registry.can_govern_models(request.user),
+        "default_for": access.organisations_for(request.user).filter(default_model=version),
+        "choosable": _choosable(request.user, version),
         "reanalysis_form": form,
     }
     return render(request, "jobs/models_detail.html", context, status=status)
 
 
+def _choosable(user: Any, version: ModelVersion) -> list[tuple[Organisation, bool]]:
+    """The user's organisations (as researcher or admin) that may take this version as their
+    default, each with whether it already is; staff choose for others through the API."""
+    if version.status != ModelVersion.Status.ACTIVE:
+        return []
+    own = Organisation.objects.filter(membership__user=user, membership__role__in=access.MANAGING_ROLES)
+    return [
+        (organisation, organisation.default_model_id == version.pk)
+        for organisation in own.order_by("name")
+        if access.can_use_model(version, organisation)
+    ]
+
+
 @login_required
 def model_compare(request: HttpRequest) -> HttpResponse:
-    versions = ModelVersion.objects.filter(
+    versions = access.visible_models(request.user).filter(
         status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
     )
     chosen_a, chosen_b = request.GET.get("a", ""), request.GET.get("b", "")
     diff = None
     if chosen_a and chosen_b:
         scope = comparison.visible_scope(request.user, request.GET.get("batch") or None)
-        diff = comparison.compare_versions(_version(chosen_a), _version(chosen_b), scope)
+        diff = comparison.compare_versions(
+            _version(chosen_a, request.user), _version(chosen_b, request.user), scope
+        )
     context = {"versions": versions, "chosen_a": chosen_a, "chosen_b": chosen_b, "diff": diff}
     return render(request, "jobs/models_compare.html", context)
 
@@ -121,12 +145,49 @@ def model_retire(request: HttpRequest, version_id: int) -> HttpResponse:
     return _change(request, version_id, registry.retire, "is retired: kept for the record, no longer offered")
 
 
+@login_required
+@require_POST
+def model_publish(request: HttpRequest, version_id: int) -> HttpResponse:
+    if not registry.can_govern_models(request.user):
+        raise PermissionDenied(registry.PUBLISH_REFUSED)
+    return _change(request, version_id, registry.publish, "is published: every organisation can use it")
+
+
+@login_required
+@require_POST
+def model_organisation_default(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Make this version the default of one organisation, or (`clear`) stop that."""
+    slug = request.POST.get("organisation", "")
+    chosen = access.organisations_for(request.user).filter(slug=slug).first()
+    if chosen is None:
+        raise Http404("No such organisation")
+    if not access.can_choose_models(request.user, chosen):
+        raise PermissionDenied(
+            f"Only researchers and administrators of {chosen.name} can choose its default."
+        )
+    version = _version(version_id, request.user)
+    try:
+        if request.POST.get("clear"):
+            registry.clear_organisation_default(version, chosen)
+            done = f"{chosen.name} no longer uses {version.slug} as its default"
+            fallback = defaults.default_for(chosen)
+            done += f": new uploads use {fallback.slug}." if fallback else "."
+        else:
+            registry.set_organisation_default(version, chosen)
+            done = f"{version.slug} is now the default model of {chosen.name}."
+    except registry.RegistrationRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("model-detail", version_id=version.pk)
+
+
 def _change(
     request: HttpRequest, version_id: int, change: Callable[[ModelVersion], ModelVersion], done: str
 ) -> HttpResponse:
     if not registry.can_govern_models(request.user):
         raise PermissionDenied(registry.GOVERNANCE_REFUSED)
-    version = _version(version_id)
+    version = _version(version_id, request.user)
     try:
         change(version)
     except registry.RegistrationRefused as exc:
@@ -136,9 +197,10 @@ def _change(
     return redirect("model-detail", version_id=version.pk)
 
 
-def _version(version_id: int | str) -> ModelVersion:
+def _version(version_id: int | str, user: Any) -> ModelVersion:
+    versions = access.visible_models(user).select_related("registered_by", "organisation")
     try:
-        return ModelVersion.objects.select_related("registered_by").get(pk=int(version_id))
+        return versions.get(pk=int(version_id))
     except (ModelVersion.DoesNotExist, ValueError) as exc:
         raise Http404("No such model version") from exc
 
@@ -149,5 +211,11 @@ urlpatterns = [
     path("<int:version_id>/", model_detail, name="model-detail"),
     path("<int:version_id>/default", model_make_default, name="model-make-default"),
     path("<int:version_id>/retire", model_retire, name="model-retire"),
+    path("<int:version_id>/publish", model_publish, name="model-publish"),
+    path(
+        "<int:version_id>/organisation-default",
+        model_organisation_default,
+        name="model-organisation-default",
+    ),
     path("<int:version_id>/reanalyse", model_reanalyse, name="model-reanalyse"),
 ]

@@ -17,7 +17,7 @@ from jobs.api.errors import ERROR, error_response, invalid_response
 from jobs.api.serializers import BatchSerializer
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ModelVersion
-from jobs.services import reanalysis, registry
+from jobs.services import access, reanalysis, registry
 
 
 class ReanalysisSerializer(BatchSerializer):
@@ -34,15 +34,18 @@ class ReanalysisRequestSerializer(StrictJsonSerializer):
     until = serializers.DateField(required=False, allow_null=True, help_text="uploaded on or before")
     analysed_by = serializers.CharField(required=False, allow_blank=True, help_text="read by this version")
     all = serializers.BooleanField(required=False, default=False, help_text="every recording in scope")
-    model = serializers.CharField(required=False, allow_blank=True, help_text="version; default if empty")
+    model = serializers.CharField(
+        required=False, allow_blank=True, help_text="version; if empty, each organisation's default"
+    )
     when = serializers.ChoiceField(choices=reanalysis.WHEN_CHOICES, required=False, default=reanalysis.NOW)
     run_at = serializers.DateTimeField(required=False, allow_null=True)
     organisation = serializers.SlugField(required=False, allow_blank=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
-def _resolve(reference: str | None, *, statuses: tuple[str, ...]) -> ModelVersion:
-    return registry.resolve_model(reference, statuses=statuses)
+def _resolve(user: Any, reference: str, *, statuses: tuple[str, ...]) -> ModelVersion:
+    """A version the user may see; another organisation's unpublished one is unknown."""
+    return registry.resolve_model(reference, statuses=statuses, among=access.visible_models(user))
 
 
 class ReanalysisListCreate(generics.ListAPIView):
@@ -73,8 +76,8 @@ class ReanalysisListCreate(generics.ListAPIView):
         try:
             batches = reanalysis.request_reanalysis(
                 request.user,
-                selection=_selection(values),
-                model_version=_model(values),
+                selection=_selection(request.user, values),
+                model_version=_model(request.user, values),
                 when=values["when"],
                 run_at=values.get("run_at"),
                 organisation=values.get("organisation") or None,
@@ -88,19 +91,21 @@ class ReanalysisListCreate(generics.ListAPIView):
         return Response({"batches": data}, status=status.HTTP_201_CREATED)
 
 
-def _selection(values: dict[str, Any]) -> reanalysis.Selection:
+def _selection(user: Any, values: dict[str, Any]) -> reanalysis.Selection:
     analysed_by = values.get("analysed_by")
     statuses = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
     return reanalysis.Selection(
         batches=tuple(values.get("batches") or ()),
         since=values.get("since"),
         until=values.get("until"),
-        analysed_by=_resolve(analysed_by, statuses=statuses).pk if analysed_by else None,
+        analysed_by=_resolve(user, analysed_by, statuses=statuses).pk if analysed_by else None,
         everything=values.get("all", False),
     )
 
 
-def _model(values: dict[str, Any]) -> ModelVersion | None:
-    if values["when"] == reanalysis.NEW_DEFAULT:
+def _model(user: Any, values: dict[str, Any]) -> ModelVersion | None:
+    """The version named, or None: each organisation's default (and for `new_default`, its next one)."""
+    reference = values.get("model")
+    if values["when"] == reanalysis.NEW_DEFAULT or not reference:
         return None
-    return _resolve(values.get("model") or None, statuses=(ModelVersion.Status.ACTIVE,))
+    return _resolve(user, reference, statuses=(ModelVersion.Status.ACTIVE,))

@@ -9,6 +9,7 @@ urlpatterns = [
     path("models/diff/", models_api.ModelDiff.as_view(), name="model-diff"),
     path("models/<int:pk>/", models_api.ModelVersionDetail.as_view(), name="model-detail"),
     path("models/<int:pk>/default/", models_api.ModelVersionDefault.as_view(), name="model-default"),
+    path("models/<int:pk>/publish/", models_api.ModelVersionPublish.as_view(), name="model-publish"),
     path("models/<int:pk>/retire/", models_api.ModelVersionRetire.as_view(), name="model-retire"),
     path("models/<int:pk>/drift/", models_api.ModelDrift.as_view(), name="model-drift"),
     path("reanalyses/", reanalysis_api.ReanalysisListCreate.as_view(), name="reanalysis-list"),

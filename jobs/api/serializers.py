@@ -28,6 +28,12 @@ def _absolute(context: dict[str, Any], path: str) -> str:
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     slug = serializers.CharField(read_only=True)
+    organisation = serializers.SlugRelatedField(
+        slug_field="slug",
+        read_only=True,
+        allow_null=True,
+        help_text="the registering researcher's organisation; null: registered by staff or the platform",
+    )
 
     class Meta:
         model = ModelVersion
@@ -41,7 +47,13 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "metrics",
             "is_default",
             "status",
+            "published",
+            "organisation",
         ]
+        extra_kwargs = {
+            "is_default": {"help_text": "the global default: organisations without one of their own use it"},
+            "published": {"help_text": "visible to every organisation; otherwise to its own and staff"},
+        }
 
 
 class ProgressSerializer(serializers.Serializer):

@@ -169,7 +169,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     if organisation is None:
         raise PermissionDenied("not a member of any organisation")
     if request.method != "POST":
-        return _upload_page(request, UploadForm(organisation=organisation), organisation)
+        return _upload_page(request, UploadForm(user=request.user, organisation=organisation), organisation)
     try:
         # Checked before the body is read: a too-large upload never reaches the disk.
         uploads.check_declared_size(
@@ -178,9 +178,13 @@ def upload(request: HttpRequest) -> HttpResponse:
         )
     except services.UploadRejected as exc:
         return _upload_refused(
-            request, UploadForm(organisation=organisation), organisation, status=exc.status, error=exc.message
+            request,
+            UploadForm(user=request.user, organisation=organisation),
+            organisation,
+            status=exc.status,
+            error=exc.message,
         )
-    form = UploadForm(request.POST, request.FILES, organisation=organisation)
+    form = UploadForm(request.POST, request.FILES, user=request.user, organisation=organisation)
     status = 400
     if form.is_valid():
         upload = form.cleaned_data["file"]

@@ -9,15 +9,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from jobs.models import Organisation
+from jobs.services import access
 
 SESSION_KEY = "lubdub_organisation"
 
 
 def organisations_for(user: Any) -> QuerySet[Organisation]:
     """Organisations a user may work in: their memberships, or all for staff."""
-    if getattr(user, "is_staff", False):
-        return Organisation.objects.order_by("name")
-    return Organisation.objects.filter(membership__user=user).order_by("name")
+    return access.organisations_for(user)
 
 
 def current_organisation(request: HttpRequest) -> Organisation | None:

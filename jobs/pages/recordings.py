@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from jobs import services, storage
 from jobs.forms import RecordingFilterForm, ReviewForm
 from jobs.models import Batch, ModelVersion, Prediction, Recording
-from jobs.services import plots, reviews, verdicts
+from jobs.services import access, plots, reviews, verdicts
 
 PLOT_NAMES = ("overview", "spectrogram")
 PLOT_CACHE_SECONDS = 3600
@@ -215,7 +215,7 @@ def recording_review(request: HttpRequest, recording_id: int) -> HttpResponse:
 
 def _model_version(request: HttpRequest, recording: Recording) -> ModelVersion:
     try:
-        return ModelVersion.objects.get(pk=int(request.GET.get("model", "")))
+        return access.visible_models(request.user).get(pk=int(request.GET.get("model", "")))
     except (ValueError, ModelVersion.DoesNotExist):
         return recording.batch.model_version
 

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from jobs.forms import SiteCalibrationForm, SiteForm
 from jobs.models import ModelVersion, Site, SiteCalibration
 from jobs.pages.organisations import current_organisation
-from jobs.services import access, plots, sites
+from jobs.services import access, defaults, plots, sites
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def site_roc(request: HttpRequest, site_id: int, calibration_id: int) -> HttpRes
 def _render_detail(
     request: HttpRequest, site: Site, form: SiteCalibrationForm, *, status: int = 200
 ) -> HttpResponse:
-    default = ModelVersion.objects.filter(is_default=True).first()
+    # The version the site's new batches are read with: the organisation's default.
+    default = defaults.default_for(site.organisation)
     history = list(site.calibrations.select_related("model_version", "created_by", "source_batch"))
     context = {
         "site": site,

@@ -2,11 +2,11 @@
 
 A request becomes one batch of kind `reanalysis` per organisation it touches,
 so each program sees its own progress and reports. The batch waits in
-`scheduled` until it is due (now, at a time, or when the next default model is
-registered); starting it creates Analysis rows that point at the existing
-recordings, so no audio is uploaded or copied, and queues them through the same
-analyse path as an upload. Recordings the model has already read are recorded
-as skipped and never queued.
+`scheduled` until it is due (now, at a time, or when the organisation's next
+default model is chosen: its own, or the global one if it has none); starting
+it creates Analysis rows that point at the existing recordings, so no audio is
+uploaded or copied, and queues them through the same analyse path as an upload.
+Recordings the model has already read are recorded as skipped and never queued.
 """
 
 import datetime as dt
@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from config.celery_app import app
 from jobs.models import Analysis, Batch, Membership, ModelVersion, Organisation, Prediction, Recording
-from jobs.services import progress, queue
+from jobs.services import access, defaults, progress, queue
 
 logger = logging.getLogger(__name__)
 
@@ -133,23 +133,27 @@ def request_reanalysis(
     organisation: str | None = None,
     name: str = "",
 ) -> list[Batch]:
-    """Create the scheduled re-analysis batches of a request; those due now start at once."""
+    """Create the scheduled re-analysis batches of a request; those due now start at once.
+
+    No `model_version` means each organisation's default (its own, else the global one).
+    """
     if selection.is_empty():
         raise ReanalysisRefused("empty_selection", "Say which recordings: batches, dates, a version or all.")
     due_at = _due_at(when, run_at)
-    model_version = _model_for(when, model_version)
+    _check_model(model_version)
     organisations = target_organisations(user, selection, organisation)
     if not organisations:
         raise ReanalysisRefused("nothing_selected", "No stored recordings match this selection.")
+    models = {target.pk: _model_for(when, model_version, target) for target in organisations}
     with transaction.atomic():
         batches = [
             Batch.objects.create(
                 organisation=target,
                 created_by=user,
-                name=name or _default_name(when, model_version),
+                name=name or _default_name(when, models[target.pk]),
                 kind=Batch.Kind.REANALYSIS,
                 status=Batch.Status.SCHEDULED,
-                model_version=model_version,
+                model_version=models[target.pk],
                 selection={**selection.to_json(), "when": when},
                 scheduled_for=due_at,
             )
@@ -179,18 +183,26 @@ def _due_at(when: str, run_at: dt.datetime | None) -> dt.datetime | None:
     return timezone.now() if when == NOW else None
 
 
-def _model_for(when: str, model_version: ModelVersion | None) -> ModelVersion:
-    if when == NEW_DEFAULT:
-        # Replaced by the new default when it arrives; the batch needs a version until then.
-        current = ModelVersion.objects.filter(is_default=True).first()
+def _check_model(model_version: ModelVersion | None) -> None:
+    if model_version is not None and model_version.status != ModelVersion.Status.ACTIVE:
+        raise ReanalysisRefused(
+            "model_not_active", f"{model_version.slug} is {model_version.status}; choose an active version."
+        )
+
+
+def _model_for(when: str, model_version: ModelVersion | None, organisation: Organisation) -> ModelVersion:
+    """The version one organisation's batch is read with: the one asked for, or its default."""
+    if when == NEW_DEFAULT or model_version is None:
+        # For NEW_DEFAULT, replaced by the new default when it arrives; the batch needs a version until then.
+        current = defaults.default_for(organisation)
         if current is None:
             raise ReanalysisRefused("no_default", "No default model is registered yet.")
         return current
-    if model_version is None:
-        raise ReanalysisRefused("model_required", "Say which model version should read the recordings.")
-    if model_version.status != ModelVersion.Status.ACTIVE:
+    if not access.can_use_model(model_version, organisation):
         raise ReanalysisRefused(
-            "model_not_active", f"{model_version.slug} is {model_version.status}; choose an active version."
+            "model_not_published",
+            f"{model_version.slug} is not published: it can read only its own organisation's recordings "
+            "until staff publish it. Name that organisation with 'organisation'.",
         )
     return model_version
 
@@ -271,14 +283,24 @@ def start_due_reanalyses(now: dt.datetime | None = None) -> list[str]:
     return started
 
 
-def start_waiting_for_default(model_version: ModelVersion) -> int:
-    """Re-analyses waiting for a new default take it and become due now."""
+def start_waiting_for_default(
+    model_version: ModelVersion, *, organisation: Organisation | None = None
+) -> int:
+    """Re-analyses waiting for a new default take it and become due now.
+
+    With an organisation, its own new default: its waiting re-analyses. Without,
+    the new global default: those of organisations with no active default of their own.
+    """
     waiting = Batch.objects.filter(
         kind=Batch.Kind.REANALYSIS,
         status=Batch.Status.SCHEDULED,
         scheduled_for__isnull=True,
         selection__when=NEW_DEFAULT,
     )
+    if organisation is not None:
+        waiting = waiting.filter(organisation=organisation)
+    else:
+        waiting = waiting.exclude(organisation__default_model__status=ModelVersion.Status.ACTIVE)
     ids = list(waiting.values_list("pk", flat=True))
     if not ids:
         return 0

@@ -1,4 +1,4 @@
-"""Model versions: registering bundles, the default, retiring, and local copies of bundles.
+"""Model versions: registering bundles, the defaults, publishing, retiring, and local copies of bundles.
 
 A bundle lives in storage as a zip; a worker unpacks it once into the model
 cache, keyed by the zip's checksum, and loads it from there.
@@ -9,6 +9,11 @@ bundle arrives, the web process included. The smoke prediction on a committed
 sample needs TensorFlow, so it runs only where a model may be loaded: in the
 `register_model` command's own process, or in a worker for bundles uploaded
 through the API, which wait in status `checking` until it passes.
+
+Who sees a version: staff's and the platform's registrations are published to
+every organisation; a researcher's belongs to their organisation until staff
+publish it (access.visible_models). Each organisation may choose its own
+default among the versions it can use; the global default serves the rest.
 """
 
 import hashlib
@@ -26,8 +31,8 @@ from django.db.models import QuerySet
 
 from config.celery_app import app
 from jobs import storage
-from jobs.models import Membership, ModelVersion
-from jobs.services import reanalysis
+from jobs.models import Membership, ModelVersion, Organisation
+from jobs.services import access, defaults, reanalysis
 from ml.bundle import DEFAULT_SCREENING_BUNDLE, Manifest, pack_bundle, unpack_bundle, verify_bundle
 from ml.errors import AudioError, BundleError
 
@@ -75,32 +80,49 @@ def can_govern_models(user: Any) -> bool:
 GOVERNANCE_REFUSED = (
     "Only staff can change the default model or retire a version: they apply to every organisation."
 )
+GLOBAL_DEFAULT_REFUSED = (
+    "Only staff can change the default model of every organisation. To choose your organisation's "
+    'default, send {"organisation": "<slug>"}.'
+)
+PUBLISH_REFUSED = "Only staff can publish a version to every organisation."
 
 
 # --- looking versions up ----------------------------------------------------------
 
 
-def default_model() -> ModelVersion:
-    found = ModelVersion.objects.filter(is_default=True, status=Status.ACTIVE).first()
+def default_model(organisation: Organisation | None = None) -> ModelVersion:
+    """The organisation's own default while it is active, else the global default."""
+    found = defaults.default_for(organisation)
     if found is None:
         raise UnknownModel("No default model is registered: run 'manage.py ensure_default_model'")
     return found
 
 
-def resolve_model(reference: str | None, *, statuses: tuple[str, ...] = (Status.ACTIVE,)) -> ModelVersion:
-    """The default model, or the one named `name-version`, `version` or by id."""
+def resolve_model(
+    reference: str | None,
+    *,
+    statuses: tuple[str, ...] = (Status.ACTIVE,),
+    among: QuerySet[ModelVersion] | None = None,
+    organisation: Organisation | None = None,
+) -> ModelVersion:
+    """The default model (the organisation's), or the one named `name-version`, `version` or by id.
+
+    `among` limits the names to the versions a user may see (access.visible_models);
+    one outside it is answered like one that does not exist.
+    """
     if not reference:
-        return default_model()
-    for candidate in ModelVersion.objects.filter(status__in=statuses):
+        return default_model(organisation)
+    versions = ModelVersion.objects.all() if among is None else among
+    for candidate in versions.filter(status__in=statuses):
         if reference in (candidate.slug, candidate.version, str(candidate.pk)):
             return candidate
     states = " or ".join(statuses)
     raise UnknownModel(f"No {states} model version called {reference!r}")
 
 
-def listed_models(*, include_all: bool = False) -> QuerySet[ModelVersion]:
-    """What is offered: active versions; with include_all also checking, rejected and retired."""
-    versions = ModelVersion.objects.select_related("registered_by")
+def listed_models(user: Any, *, include_all: bool = False) -> QuerySet[ModelVersion]:
+    """Versions the user may see: active ones; with include_all also checking, rejected and retired."""
+    versions = access.visible_models(user).select_related("registered_by", "organisation")
     return versions if include_all else versions.filter(status=Status.ACTIVE)
 
 
@@ -166,11 +188,14 @@ def register_bundle(
     return version
 
 
-def register_upload(upload: IO[bytes], *, user: Any, make_default: bool) -> ModelVersion:
+def register_upload(
+    upload: IO[bytes], *, user: Any, make_default: bool, organisation: Organisation | None = None
+) -> ModelVersion:
     """A packed bundle sent to the API: checked now, smoke-tested by a worker.
 
     The version waits in `checking` (not offered, not usable) until the worker
-    marks it active, and then, if asked, the default.
+    marks it active, and then, if asked, the default. A registration by
+    someone other than staff belongs to `organisation` and stays unpublished.
     """
     with tempfile.TemporaryDirectory(prefix="bundle-") as scratch:
         bundle_dir = Path(scratch) / "bundle"
@@ -183,7 +208,19 @@ def register_upload(upload: IO[bytes], *, user: Any, make_default: bool) -> Mode
             raise RegistrationRefused(
                 "already_registered", f"{manifest.name} {manifest.version} is already registered", status=409
             )
-        version = _store(bundle_dir, manifest, status=Status.CHECKING, user=user, smoke_result={})
+        published = bool(getattr(user, "is_staff", False))
+        if not published and organisation is None:
+            message = "Name the organisation the version belongs to."
+            raise RegistrationRefused("organisation_required", message)
+        version = _store(
+            bundle_dir,
+            manifest,
+            status=Status.CHECKING,
+            user=user,
+            smoke_result={},
+            organisation=organisation,
+            published=published,
+        )
     version_id = version.pk
     transaction.on_commit(lambda: app.send_task(SMOKE_TEST_TASK, args=[version_id, make_default]))
     return version
@@ -260,7 +297,14 @@ def _upload_packed(bundle_dir: Path, manifest: Manifest) -> tuple[str, str]:
 
 
 def _store(
-    bundle_dir: Path, manifest: Manifest, *, status: str, user: Any, smoke_result: dict[str, Any]
+    bundle_dir: Path,
+    manifest: Manifest,
+    *,
+    status: str,
+    user: Any,
+    smoke_result: dict[str, Any],
+    organisation: Organisation | None = None,
+    published: bool = True,
 ) -> ModelVersion:
     key, digest = _upload_packed(bundle_dir, manifest)
     card_path = Path(bundle_dir) / manifest.card
@@ -278,6 +322,8 @@ def _store(
         status=status,
         smoke_test=smoke_result,
         registered_by=user if getattr(user, "is_authenticated", False) else None,
+        organisation=organisation,
+        published=published,
     )
     try:
         with transaction.atomic():
@@ -292,10 +338,20 @@ def _store(
 
 
 def set_default(version: ModelVersion) -> ModelVersion:
-    """Make an active version the default; waiting re-analyses start with it."""
+    """Make an active version the global default; waiting re-analyses start with it.
+
+    Organisations with a default of their own keep it, and so do their waiting re-analyses.
+    """
     if version.status != Status.ACTIVE:
         raise RegistrationRefused(
             "not_active", f"{version.slug} is {version.status}; only an active version can be the default"
+        )
+    if not version.published:
+        # The global default reads every organisation's uploads, so every organisation must see it.
+        raise RegistrationRefused(
+            "not_published",
+            f"{version.slug} is not published: publish it before making it the default",
+            status=409,
         )
     try:
         with transaction.atomic():
@@ -312,11 +368,72 @@ def set_default(version: ModelVersion) -> ModelVersion:
     return version
 
 
+def set_organisation_default(version: ModelVersion, organisation: Organisation) -> ModelVersion:
+    """Make an active version the organisation's default; its waiting re-analyses start with it.
+
+    Only a version the organisation may use (published, or its own) can be chosen.
+    """
+    if version.status != Status.ACTIVE:
+        raise RegistrationRefused(
+            "not_active",
+            f"{version.slug} is {version.status}; only an active version can be a default",
+            status=409,
+        )
+    if not access.can_use_model(version, organisation):
+        raise RegistrationRefused(
+            "not_published",
+            f"{version.slug} is not published: until staff publish it, only its own organisation can use it",
+            status=409,
+        )
+    with transaction.atomic():
+        changed = (
+            Organisation.objects.filter(pk=organisation.pk)
+            .exclude(default_model=version)
+            .update(default_model=version)
+        )
+        if changed:
+            reanalysis.start_waiting_for_default(version, organisation=organisation)
+    organisation.refresh_from_db()
+    return version
+
+
+def clear_organisation_default(version: ModelVersion, organisation: Organisation) -> ModelVersion:
+    """The organisation stops using this version as its default: new batches take the global one."""
+    theirs = Organisation.objects.filter(pk=organisation.pk, default_model=version)
+    cleared = theirs.update(default_model=None)
+    if not cleared:
+        raise RegistrationRefused(
+            "not_the_default", f"{version.slug} is not the default of {organisation.name}", status=409
+        )
+    organisation.refresh_from_db()
+    return version
+
+
+def publish(version: ModelVersion) -> ModelVersion:
+    """Let every organisation see and use a researcher's version (staff decide)."""
+    if version.status == Status.REJECTED:
+        raise RegistrationRefused(
+            "not_active", f"{version.slug} was rejected; a rejected version cannot be published", status=409
+        )
+    ModelVersion.objects.filter(pk=version.pk).update(published=True)
+    version.refresh_from_db()
+    return version
+
+
 def retire(version: ModelVersion) -> ModelVersion:
     """Stop offering a version; its predictions and reports stay for the record."""
     if version.is_default:
         raise RegistrationRefused(
             "is_default", f"{version.slug} is the default: make another version the default first", status=409
+        )
+    users = defaults.organisations_using(version)
+    if users:
+        names = ", ".join(organisation.name for organisation in users)
+        raise RegistrationRefused(
+            "is_organisation_default",
+            f"{version.slug} is the default of {names}: they (or staff) must choose another default "
+            "or clear theirs first",
+            status=409,
         )
     ModelVersion.objects.filter(pk=version.pk).update(status=Status.RETIRED)
     version.refresh_from_db()

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Organisation, Site
-from jobs.services import queue, sites, sniff
+from jobs.services import access, queue, sites, sniff
 from jobs.services.registry import UnknownModel, resolve_model
 
 
@@ -99,6 +99,9 @@ def create_batch_from_upload(
 ) -> Batch:
     """Store the uploaded file and create its batch; ingest starts after commit.
 
+    ``model`` is a version reference the user may see, or none for the organisation's
+    default model (its own, else the global one); a version of another
+    organisation that staff have not published is answered like an unknown one.
     ``site`` is a site id or name of the organisation; none named means its default site.
     With an ``idempotency_key`` the caller already used (see `retried_batch`), the
     earlier batch is returned and nothing new is kept.
@@ -114,10 +117,7 @@ def create_batch_from_upload(
     kind_priority = upload_kind(head, filename)
     if priority and priority not in Batch.Priority.values:
         raise UploadRejected("bad_priority", f"priority must be one of {', '.join(Batch.Priority.values)}")
-    try:
-        model_version = model if isinstance(model, ModelVersion) else resolve_model(model)
-    except UnknownModel as exc:
-        raise UploadRejected("unknown_model", str(exc)) from exc
+    model_version = _model_for(user, organisation, model)
     try:
         batch_site = sites.resolve_site(organisation, site)
     except sites.SiteRefused as exc:
@@ -150,6 +150,18 @@ def create_batch_from_upload(
             storage.delete(batch.upload_key)
         return earlier
     return batch
+
+
+def _model_for(user: Any, organisation: Organisation, model: str | ModelVersion | None) -> ModelVersion:
+    usable = access.visible_models(user) & access.usable_models(organisation)
+    try:
+        if isinstance(model, ModelVersion):
+            if not usable.filter(pk=model.pk).exists():
+                raise UnknownModel(f"No active model version called {model.slug!r}")
+            return model
+        return resolve_model(model, among=usable, organisation=organisation)
+    except UnknownModel as exc:
+        raise UploadRejected("unknown_model", str(exc)) from exc
 
 
 def _size_of(upload: IO[bytes]) -> int:
