@@ -7,11 +7,13 @@ S3 so nothing holds a whole archive in memory.
 """
 
 import contextlib
+import datetime
 import functools
 import io
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 from uuid import UUID
 
@@ -326,6 +328,62 @@ def size(key: str) -> int:
     if uses_s3():
         return int(_call(lambda: _s3_client().head_object(Bucket=_bucket(), Key=key))["ContentLength"])
     return int(default_storage.size(key))
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime.datetime  # aware, UTC
+
+
+def list_objects(prefix: str, *, page_size: int = 1000) -> Iterator[StoredObject]:
+    """Every object whose key starts with `prefix` (a folder, ending in "/"), in key order.
+
+    On S3 one LIST request per `page_size` objects; for sweeps that compare
+    what is stored with what the database refers to.
+    """
+    if not prefix.endswith("/"):
+        raise ValueError(
+            f"list a folder, ending in '/', not {prefix!r}"
+        )  # the backends agree on folders only
+    if not uses_s3():
+        yield from _list_files(prefix)
+        return
+    continuation: dict[str, str] = {}
+    while True:
+        answer = _list_page(prefix, page_size, continuation)
+        for entry in answer.get("Contents", []):
+            modified = entry["LastModified"].astimezone(datetime.UTC)
+            yield StoredObject(entry["Key"], int(entry["Size"]), modified)
+        if not answer.get("IsTruncated"):
+            return
+        continuation = {"ContinuationToken": answer["NextContinuationToken"]}
+
+
+def _list_page(prefix: str, page_size: int, continuation: dict[str, str]) -> Any:
+    return _call(
+        lambda: _s3_client().list_objects_v2(
+            Bucket=_bucket(), Prefix=prefix, MaxKeys=page_size, **continuation
+        )
+    )
+
+
+def _list_files(prefix: str) -> Iterator[StoredObject]:
+    root = default_storage.path("")
+    folder = default_storage.path(prefix)
+    found = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue  # deleted while listing
+            key = os.path.relpath(path, root).replace(os.sep, "/")
+            modified = datetime.datetime.fromtimestamp(stat.st_mtime, tz=datetime.UTC)
+            found.append(StoredObject(key, stat.st_size, modified))
+    yield from sorted(found, key=lambda stored: stored.key)
 
 
 def delete(key: str) -> None:

@@ -213,3 +213,43 @@ def test_it_reads_ranges_on_the_filesystem(filesystem_storage: Path) -> None:
         storage.read_range("tests/fs-ranged.bin", 9_995, 10)
     with pytest.raises(FileNotFoundError):
         storage.read_range("tests/fs-missing.bin", 0, 10)
+
+
+def _exercise_listing(prefix: str) -> None:
+    sizes = {f"{prefix}a/{index}.bin": 10 + index for index in range(5)}
+    for key, length in sizes.items():
+        storage.put_bytes(key, bytes(length))
+    storage.put_bytes(f"{prefix.rstrip('/')}-other/x.bin", b"not in the folder")
+    try:
+        started = datetime.datetime.now(datetime.UTC)
+        listed = list(storage.list_objects(prefix, page_size=2))
+
+        assert [(found.key, found.size) for found in listed] == sorted(sizes.items())
+        assert all(abs((found.modified - started).total_seconds()) < 60 for found in listed)
+        assert list(storage.list_objects(f"{prefix}never/")) == []
+        with pytest.raises(ValueError, match="folder"):
+            list(storage.list_objects(prefix.rstrip("/")))
+    finally:
+        for key in [*sizes, f"{prefix.rstrip('/')}-other/x.bin"]:
+            storage.delete(key)
+
+
+def test_it_lists_a_folder_of_s3_objects_a_page_per_request() -> None:
+    sent: list[str] = []
+    events = storage._s3_client().meta.events
+    events.register(
+        "before-send.s3",
+        lambda request, **_: sent.append(request.method + " " + request.url.split("?", 1)[-1]),
+        "count-list",
+    )
+    try:
+        _exercise_listing("tests/listing/")
+    finally:
+        events.unregister("before-send.s3", unique_id="count-list")
+
+    pages = [request for request in sent if request.startswith("GET list-type=2")]
+    assert len(pages) == 3 + 1  # five objects two at a time, and one empty folder
+
+
+def test_it_lists_a_folder_on_the_filesystem(filesystem_storage: Path) -> None:
+    _exercise_listing("tests/listing/")
