@@ -244,9 +244,11 @@ class Batch(models.Model):
 class Recording(models.Model):
     """One member of an uploaded batch: the file's facts and where its audio is.
 
-    Audio lives once per content under `recordings/<sha256>`; several recordings
-    (in one archive or several) may share it. A member rejected at ingest keeps
-    its row, with no audio, so the batch can say why.
+    Audio is stored once per content and lies at (storage_key, storage_offset,
+    size_bytes): an object of its own under `recordings/<sha256>` (offset 0), or
+    a span of a pack object holding several recordings (jobs.services.packs).
+    Several recordings (in one archive or several) may share it. A member
+    rejected at ingest keeps its row, with no audio, so the batch can say why.
     """
 
     class Status(models.TextChoices):
@@ -258,6 +260,9 @@ class Recording(models.Model):
     path = models.CharField(max_length=1024)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.STORED)
     storage_key = models.CharField(max_length=200, blank=True)
+    storage_offset = models.BigIntegerField(
+        default=0, help_text="Where the audio starts in the object; it is size_bytes long."
+    )
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     size_bytes = models.BigIntegerField(default=0)
     sample_rate = models.IntegerField(null=True, blank=True)

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +20,7 @@ from django.db.models import F
 
 from jobs import storage
 from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording
-from jobs.services import progress, sites
+from jobs.services import packs, progress, sites
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ class Claim:
     attempts: int
     storage_key: str
     sha256: str
+    storage_offset: int = 0
+    size_bytes: int = 0
+
+    @property
+    def span(self) -> packs.Span:
+        return packs.span_of(self.storage_key, self.storage_offset, self.size_bytes)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Fetched:
 
 
 Classifier = Callable[[ModelVersion, list[Fetched]], list[Result]]
+RunReader = Callable[[packs.Run, Sequence[packs.Span]], dict[int, bytes | None]]
 
 
 @dataclass
@@ -107,7 +114,7 @@ def claim_pending(batch_id: UUID | str, analysis_ids: Sequence[int]) -> list[Cla
         SET status = %s, claimed_at = now(), attempts = a.attempts + 1
         FROM {Recording._meta.db_table} AS r
         WHERE a.id = ANY(%s) AND a.batch_id = %s AND a.status = %s AND r.id = a.recording_id
-        RETURNING a.id, a.recording_id, a.attempts, r.storage_key, r.sha256
+        RETURNING a.id, a.recording_id, a.attempts, r.storage_key, r.sha256, r.storage_offset, r.size_bytes
     """  # noqa: S608 - table names only, values are parameters
     with connection.cursor() as cursor:
         cursor.execute(sql, [Status.RUNNING, list(analysis_ids), batch_id, Status.PENDING])
@@ -180,26 +187,36 @@ def release(claims: Sequence[Claim]) -> int:
 
 
 def fetch_in_groups(
-    claims: Sequence[Claim], *, group: int = CLASSIFY_GROUP, read: Callable[[str], bytes] = storage.read_bytes
+    claims: Sequence[Claim], *, group: int = CLASSIFY_GROUP, read_run: RunReader = packs.read_run
 ) -> Iterator[tuple[list[Fetched], list[Result]]]:
     """The chunk's audio, read concurrently and handed over a group at a time, in order.
 
-    Every read starts at once; while the caller classifies one group, the
-    storage reads of the next ones go on in the background, so waiting for
-    storage and computing overlap instead of taking turns.
+    Recordings that lie near each other in one object (a pack) are read with
+    one ranged GET (packs.runs). Every read starts at once; while the caller
+    classifies one group, the reads of the next ones go on in the background,
+    so waiting for storage and computing overlap instead of taking turns.
     """
+    spans = [claim.span for claim in claims]
     pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch")
     try:
-        futures = [(claim, pool.submit(read, claim.storage_key)) for claim in claims]
-        for start in range(0, len(futures), group):
+        reading: dict[int, Future[dict[int, bytes | None]]] = {}
+        for run in packs.runs(spans):
+            future = pool.submit(read_run, run, spans)
+            reading.update(dict.fromkeys(run.members, future))
+        for start in range(0, len(claims), group):
             fetched, missing = [], []
-            for claim, future in futures[start : start + group]:
-                try:
-                    fetched.append(Fetched(claim, future.result()))
-                except FileNotFoundError:
+            for index in range(start, min(start + group, len(claims))):
+                audio = reading[index].result()[index]
+                if audio is None:
                     missing.append(
-                        Result(claim, error_code="missing_audio", error_message="The stored audio is gone.")
+                        Result(
+                            claims[index],
+                            error_code="missing_audio",
+                            error_message="The stored audio is gone.",
+                        )
                     )
+                else:
+                    fetched.append(Fetched(claims[index], audio))
             yield fetched, missing
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

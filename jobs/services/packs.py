@@ -27,15 +27,21 @@ READ_THREADS = 8
 
 @dataclass(frozen=True)
 class Span:
-    """Where one recording's audio lies."""
+    """Where one recording's audio lies; length None: the whole object, from offset 0."""
 
     key: str
     offset: int
-    length: int
+    length: int | None
 
     @property
     def end(self) -> int:
-        return self.offset + self.length
+        return self.offset + (self.length or 0)
+
+
+def span_of(key: str, offset: int, size_bytes: int) -> Span:
+    """A recording row's span. A stored recording is never empty, so a size of 0
+    is a row that does not know it (an object of its own): read it whole."""
+    return Span(key, offset, size_bytes if size_bytes > 0 else None)
 
 
 class Pack:
@@ -65,7 +71,7 @@ class Pack:
 
 @dataclass(frozen=True)
 class Run:
-    """One ranged read: bytes [start, end) of one object, holding the spans at `members`."""
+    """One read: bytes [start, end) of one object (end -1: all of it), holding the spans at `members`."""
 
     key: str
     start: int
@@ -76,9 +82,12 @@ class Run:
 def runs(spans: Sequence[Span], *, max_gap: int = MAX_GAP_BYTES) -> list[Run]:
     """The reads that fetch `spans`: nearby spans of one object share one; `members` index `spans`."""
     by_key: dict[str, list[int]] = {}
-    for index, span in enumerate(spans):
-        by_key.setdefault(span.key, []).append(index)
     found = []
+    for index, span in enumerate(spans):
+        if span.length is None:
+            found.append(Run(span.key, 0, -1, (index,)))  # the whole object, on its own
+        else:
+            by_key.setdefault(span.key, []).append(index)
     for key, indexes in by_key.items():
         indexes.sort(key=lambda index: spans[index].offset)
         current = [indexes[0]]
@@ -99,6 +108,8 @@ def read_run(run: Run, spans: Sequence[Span]) -> dict[int, bytes | None]:
     When the whole run cannot be read (an object lost or shorter than its rows
     say), each recording is read on its own, so only the missing ones are lost.
     """
+    if run.end < 0:
+        return {run.members[0]: _read_alone(spans[run.members[0]])}
     try:
         data = storage.read_range(run.key, run.start, run.end - run.start)
     except FileNotFoundError:
@@ -110,9 +121,16 @@ def read_run(run: Run, spans: Sequence[Span]) -> dict[int, bytes | None]:
     }
 
 
+def read_one(span: Span) -> bytes:
+    """One recording's audio; FileNotFoundError when it is not stored."""
+    if span.length is None:
+        return storage.read_bytes(span.key)
+    return storage.read_range(span.key, span.offset, span.length)
+
+
 def _read_alone(span: Span) -> bytes | None:
     try:
-        return storage.read_range(span.key, span.offset, span.length)
+        return read_one(span)
     except FileNotFoundError:
         return None
 

@@ -17,6 +17,7 @@ from django.core.cache import cache
 
 from jobs import storage
 from jobs.models import ModelVersion, Prediction, Recording
+from jobs.services import packs
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ def render_recording_plots(recording_id: int, model_version_id: int | None) -> l
     recording = Recording.objects.get(pk=recording_id)
     model_version = ModelVersion.objects.filter(pk=model_version_id).first() if model_version_id else None
     plots = plot_set(recording, model_version)
-    payload = storage.read_bytes(recording.storage_key)
+    payload = packs.read_one(
+        packs.span_of(recording.storage_key, recording.storage_offset, recording.size_bytes)
+    )
     try:
         audio = _decode(payload, model_version)
         listening = listening_copy(payload)

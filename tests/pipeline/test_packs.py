@@ -133,6 +133,21 @@ def test_it_reads_what_is_left_when_a_pack_is_lost_or_cut_short() -> None:
     _delete({cut})
 
 
+def test_it_reads_an_object_of_its_own_whole_when_its_row_does_not_know_the_size(
+    requests_sent: list[tuple[str, str]],
+) -> None:
+    storage.put_bytes("tests/whole.bin", b"sized by nobody")
+    requests_sent.clear()
+
+    span = packs.span_of("tests/whole.bin", 0, 0)
+    assert packs.read_spans([span, span]) == [b"sized by nobody", b"sized by nobody"]
+    assert packs.read_one(span) == b"sized by nobody"
+    assert requests_sent == [("GET", "tests/whole.bin")] * 3
+    storage.delete("tests/whole.bin")
+    with pytest.raises(FileNotFoundError):
+        packs.read_one(span)
+
+
 def test_it_writes_and_reads_packs_on_the_filesystem(filesystem_storage: Path) -> None:
     audio = _recordings(40)
     spans, written = _packed(audio)
