@@ -52,6 +52,10 @@ def pack_key(pack_id: UUID) -> str:
     return f"packs/{pack_id}"
 
 
+def is_pack_key(key: str) -> bool:
+    return key.startswith("packs/")
+
+
 def report_key(batch_id: UUID, model_slug: str, fmt: str) -> str:
     return f"reports/{batch_id}/{_UNSAFE.sub('_', model_slug)}.{fmt}"
 

@@ -29,11 +29,11 @@ from jobs.services.reports import CONTENT_TYPES
 LINK = inline_serializer("Link", {"url": serializers.URLField(), "expires_in": serializers.IntegerField()})
 
 
-def _link_response(request: Request, key: str, *, filename: str, content_type: str) -> Any:
+def _link_response(request: Request, key: str, *, filename: str, content_type: str, **span: Any) -> Any:
     from django.conf import settings
 
     url = request.build_absolute_uri(
-        downloads.download_link(key, filename=filename, content_type=content_type)
+        downloads.download_link(key, filename=filename, content_type=content_type, **span)
     )
     if request.query_params.get("redirect") == "0":
         return Response({"url": url, "expires_in": settings.SIGNED_URL_SECONDS})
@@ -208,7 +208,11 @@ class RecordingAudio(APIView):
             raise Http404("This file was rejected; no audio was stored.")
         name = recording.path.rsplit("/", 1)[-1] or "recording"
         return _link_response(
-            request, recording.storage_key, filename=name, content_type="application/octet-stream"
+            request,
+            recording.storage_key,
+            filename=name,
+            content_type="application/octet-stream",
+            **downloads.audio_span(recording),
         )
 
 

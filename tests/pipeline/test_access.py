@@ -126,3 +126,47 @@ def test_it_refuses_a_filesystem_link_older_than_its_lifetime(
     assert b"".join(almost_expired.streaming_content) == b"RIFF-audio-bytes"
     assert expired.status_code == 404
     assert expired.json() == {"detail": "This link is invalid or has expired.", "code": "not_found"}
+
+
+def _packed_recording(owned: dict[str, Any]) -> tuple[Any, bytes]:
+    """The owned recording moved into the middle of a pack of three."""
+    from jobs.services import packs
+
+    pack, audio = packs.Pack(), b"RIFF-the-recording-itself"
+    pack.add(b"RIFF-someone-before")
+    span = pack.add(audio)
+    pack.add(b"RIFF-someone-after")
+    pack.write()
+    recording = owned["recording"]
+    recording.storage_key, recording.storage_offset, recording.size_bytes = span.key, span.offset, span.length
+    recording.save()
+    return recording, audio
+
+
+def test_it_serves_only_a_packed_recordings_own_bytes_through_a_signed_app_link(
+    owned: dict[str, Any],
+) -> None:
+    member = _client(owned["user"])
+    recording, audio = _packed_recording(owned)
+
+    link = member.get(f"/api/v1/recordings/{recording.pk}/audio/", {"redirect": "0"}).json()["url"]
+    fetched = APIClient().get(link)
+    tampered = APIClient().get(link.replace("/files/", "/files/x"))
+
+    # Not a presigned link to the pack: that would hand over its other recordings.
+    assert "/api/v1/files/" in link and "X-Amz-Signature" not in link
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content) == audio
+    assert tampered.status_code == 404
+    storage.delete(recording.storage_key)
+
+
+def test_it_serves_a_packed_recordings_own_bytes_on_the_filesystem(
+    owned: dict[str, Any], filesystem_storage: Any
+) -> None:
+    member = _client(owned["user"])
+    recording, audio = _packed_recording(owned)
+
+    link = member.get(f"/api/v1/recordings/{recording.pk}/audio/", {"redirect": "0"}).json()["url"]
+
+    assert b"".join(APIClient().get(link).streaming_content) == audio
