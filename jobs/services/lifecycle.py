@@ -1,6 +1,9 @@
-"""Cancelling and deleting batches."""
+"""Cancelling and deleting batches, and sweeping audio objects no row refers to."""
 
+import contextlib
+import datetime
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -11,6 +14,12 @@ from jobs import storage
 from jobs.models import Analysis, Batch, Recording
 
 logger = logging.getLogger(__name__)
+
+AUDIO_FOLDERS = ("packs/", "recordings/")
+# Ingest writes audio before the rows that name it commit: an object younger
+# than this may be about to be referred to.
+ORPHAN_GRACE = datetime.timedelta(hours=6)
+SWEEP_PAGE = 500
 
 
 class BatchFinished(ValueError):
@@ -49,7 +58,7 @@ def delete_batch(batch: Batch, *, user: Any = None) -> int:
     removed = 0
     # Slow deletions happen after the rows are gone, outside the transaction.
     for key in keys:
-        if key.startswith("recordings/") and Recording.objects.filter(storage_key=key).exists():
+        if key.startswith(AUDIO_FOLDERS) and Recording.objects.filter(storage_key=key).exists():
             continue  # uploaded again meanwhile
         try:
             storage.delete(key)
@@ -71,3 +80,38 @@ def _owned_keys(batch: Batch) -> list[str]:
     reports = list(batch.reports.values_list("storage_key", flat=True))
     upload = [batch.upload_key] if batch.upload_key else []
     return upload + reports + sorted(audio - shared)
+
+
+def sweep_orphans(*, grace: datetime.timedelta = ORPHAN_GRACE) -> int:
+    """Delete the audio objects (packs, per-recording objects) no recording row refers to.
+
+    A crash between a batch's row delete and its object delete, or an ingest
+    that stopped between writing audio and committing its rows, leaves such
+    objects; objects younger than `grace` are left alone. Returns how many were
+    deleted.
+    """
+    cutoff = timezone.now() - grace
+    removed = 0
+    for folder in AUDIO_FOLDERS:
+        page: list[str] = []
+        for found in storage.list_objects(folder):
+            if found.modified < cutoff:
+                page.append(found.key)
+            if len(page) >= SWEEP_PAGE:
+                removed += _delete_unreferenced(page)
+                page = []
+        removed += _delete_unreferenced(page)
+    return removed
+
+
+def _delete_unreferenced(keys: Sequence[str]) -> int:
+    referenced = set(Recording.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True))
+    removed = 0
+    for key in keys:
+        if key in referenced:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            storage.delete(key)
+            removed += 1
+            logger.info("swept audio object %s: no recording refers to it", key)
+    return removed

@@ -1,0 +1,95 @@
+"""Deleting batches whose recordings lie in packs, and sweeping audio objects no row refers to.
+
+On a private S3-API server: the sweep lists whole folders, and the shared test
+bucket holds other tests' objects.
+"""
+
+import datetime
+import subprocess
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from jobs import storage
+from jobs.models import Batch
+from jobs.services import lifecycle, packs
+from tests.factories import BatchFactory, RecordingFactory
+
+
+def _packed_batch(audio: list[bytes], **fields: Any) -> tuple[Batch, list[packs.Span]]:
+    pack = packs.Pack()
+    spans = [pack.add(data) for data in audio]
+    pack.write()
+    batch = BatchFactory(**fields)
+    for index, span in enumerate(spans):
+        RecordingFactory(
+            batch=batch,
+            path=f"r{index}.wav",
+            storage_key=span.key,
+            storage_offset=span.offset,
+            size_bytes=span.length,
+        )
+    return batch, spans
+
+
+def _refer(batch: Batch, span: packs.Span) -> None:
+    """Another batch's recording of the same audio: referenced, not stored again."""
+    RecordingFactory(
+        batch=batch, path="same.wav", storage_key=span.key, storage_offset=span.offset, size_bytes=span.length
+    )
+
+
+def test_it_deletes_a_batchs_pack_unless_another_batch_refers_to_it(
+    private_s3: subprocess.Popen[bytes], db: None
+) -> None:
+    alone, alone_spans = _packed_batch([b"RIFF-a", b"RIFF-b"])
+    shared, shared_spans = _packed_batch([b"RIFF-c", b"RIFF-d"], organisation=alone.organisation)
+    later = BatchFactory(organisation=alone.organisation)
+    _refer(later, shared_spans[1])
+
+    lifecycle.delete_batch(alone)
+    lifecycle.delete_batch(shared)
+
+    assert not storage.exists(alone_spans[0].key)
+    assert packs.read_one(shared_spans[1]) == b"RIFF-d"  # the later batch still reads its recording
+    lifecycle.delete_batch(later)
+    assert not storage.exists(shared_spans[0].key)
+
+
+def test_it_sweeps_what_a_crash_between_the_row_and_the_object_delete_left(
+    private_s3: subprocess.Popen[bytes], db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashed, crashed_spans = _packed_batch([b"RIFF-gone-1", b"RIFF-gone-2"])
+    kept, kept_spans = _packed_batch([b"RIFF-kept"], organisation=crashed.organisation)
+    legacy = RecordingFactory(batch=kept, path="legacy.wav", sha256="f" * 64)
+    storage.put_bytes(legacy.storage_key, b"RIFF-legacy")
+    storage.put_bytes(storage.recording_key("e" * 64), b"RIFF-legacy-orphan")
+
+    def crash(key: str) -> None:
+        raise storage.StorageUnavailable("the process died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "delete", crash)
+        with pytest.raises(storage.StorageUnavailable):
+            lifecycle.delete_batch(crashed)
+    assert not Batch.objects.filter(pk=crashed.pk).exists()  # rows gone, pack still there
+    assert storage.exists(crashed_spans[0].key)
+
+    assert lifecycle.sweep_orphans() == 0  # younger than the grace period: an ingest may be committing
+    assert lifecycle.sweep_orphans(grace=datetime.timedelta(0)) == 2
+
+    assert not storage.exists(crashed_spans[0].key)
+    assert not storage.exists(storage.recording_key("e" * 64))
+    assert packs.read_one(kept_spans[0]) == b"RIFF-kept"
+    assert storage.read_bytes(legacy.storage_key) == b"RIFF-legacy"
+
+
+def test_it_sweeps_from_the_command_line(private_s3: subprocess.Popen[bytes], db: None) -> None:
+    pack = packs.Pack()
+    pack.add(b"RIFF-nobody")
+    pack.write()
+
+    call_command("sweep_storage", "--grace-hours", "0")
+
+    assert not storage.exists(pack.key)
