@@ -4,6 +4,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from django.db.models import F, Max
+
 from jobs import storage
 from jobs.models import Recording
 
@@ -13,32 +15,43 @@ PAGE = 500
 
 @dataclass(frozen=True)
 class MissingAudio:
-    """A content address whose object is gone, and how many recording rows point at it."""
+    """An audio object (a pack, or one recording's own) that is gone or shorter than its rows say."""
 
-    sha256: str
     key: str
     rows: int
     example_path: str
 
 
 def missing_audio() -> Iterator[MissingAudio]:
-    """Every stored recording's object checked once per content address, a page at a time."""
-    addresses = (
-        Recording.objects.filter(status=Recording.Status.STORED).values_list("sha256", flat=True).distinct()
+    """Every object stored recordings lie in, checked once (a HEAD) against the furthest byte a row needs."""
+    objects = (
+        Recording.objects.filter(status=Recording.Status.STORED)
+        .exclude(storage_key="")
+        .values("storage_key")
+        .annotate(needed=Max(F("storage_offset") + F("size_bytes")))
+        .order_by("storage_key")
+        .values_list("storage_key", "needed")
     )
     with ThreadPoolExecutor(max_workers=CHECKS_IN_FLIGHT, thread_name_prefix="check-storage") as pool:
-        page: list[str] = []
-        for sha256 in addresses.iterator(chunk_size=PAGE):
-            page.append(sha256)
+        page: list[tuple[str, int]] = []
+        for found in objects.iterator(chunk_size=PAGE):
+            page.append(found)
             if len(page) >= PAGE:
                 yield from _check(pool, page)
                 page = []
         yield from _check(pool, page)
 
 
-def _check(pool: ThreadPoolExecutor, page: list[str]) -> Iterator[MissingAudio]:
-    keys = [storage.recording_key(sha256) for sha256 in page]
-    for sha256, key, present in zip(page, keys, pool.map(storage.exists, keys), strict=True):
-        if not present:
-            rows = Recording.objects.filter(sha256=sha256)
-            yield MissingAudio(sha256, key, rows.count(), rows.values_list("path", flat=True).first() or "")
+def _check(pool: ThreadPoolExecutor, page: list[tuple[str, int]]) -> Iterator[MissingAudio]:
+    sizes = pool.map(_size_or_none, [key for key, _ in page])
+    for (key, needed), size in zip(page, sizes, strict=True):
+        if size is None or size < needed:
+            rows = Recording.objects.filter(storage_key=key)
+            yield MissingAudio(key, rows.count(), rows.values_list("path", flat=True).first() or "")
+
+
+def _size_or_none(key: str) -> int | None:
+    try:
+        return storage.size(key)
+    except FileNotFoundError:
+        return None

@@ -93,3 +93,23 @@ def test_it_sweeps_from_the_command_line(private_s3: subprocess.Popen[bytes], db
     call_command("sweep_storage", "--grace-hours", "0")
 
     assert not storage.exists(pack.key)
+
+
+def test_it_lists_packs_that_are_gone_or_shorter_than_their_rows_say(
+    private_s3: subprocess.Popen[bytes], db: None
+) -> None:
+    from jobs.services.storage_check import missing_audio
+
+    whole, whole_spans = _packed_batch([b"RIFF-1", b"RIFF-22"])
+    cut, cut_spans = _packed_batch([b"RIFF-333", b"RIFF-4444"], organisation=whole.organisation)
+    gone, gone_spans = _packed_batch([b"RIFF-55555"], organisation=whole.organisation)
+    legacy = RecordingFactory(batch=whole, path="legacy.wav", sha256="f" * 64, size_bytes=11)
+    storage.put_bytes(legacy.storage_key, b"RIFF-legacy")
+    assert list(missing_audio()) == []
+
+    storage.put_bytes(cut_spans[0].key, packs.read_one(cut_spans[0]) + b"RIFF")  # the second cut short
+    storage.delete(gone_spans[0].key)
+
+    assert sorted((found.key, found.rows) for found in missing_audio()) == sorted(
+        [(cut_spans[0].key, 2), (gone_spans[0].key, 1)]
+    )
