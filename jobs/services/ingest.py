@@ -1,9 +1,10 @@
 """Ingest: turn an uploaded file in storage into Recording and Analysis rows.
 
 The archive is read from storage as a seekable stream (ranged GETs on S3), one
-member at a time through a small spool; each recording is stored once under its
-content address, a few uploads in flight at a time. Rows are written a group at
-a time, each group in one transaction once its audio is in storage, and its
+member at a time through a small spool; each new recording is appended to a
+pack object (jobs.services.packs: up to 128 recordings, one PUT), and audio any
+batch already stored is referred to, not stored again. Rows are written a group
+at a time, each group in one transaction once its audio is in storage, and its
 analysis is queued when that commits: workers analyse the first recordings
 while the rest of the archive is still being read.
 """
@@ -14,7 +15,6 @@ import tempfile
 import threading
 import zipfile
 import zlib
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -28,13 +28,13 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
-from jobs.services import archive, progress, queue, sniff
+from jobs.services import archive, packs, progress, queue, sniff
 
 logger = logging.getLogger(__name__)
 
 SPOOL_BYTES = 1024 * 1024
 COPY_BLOCK = 64 * 1024
-UPLOADS_IN_FLIGHT = 8
+PACKS_IN_FLIGHT = 2  # packs written while the next one fills (each at most packs.PACK_BYTES)
 CHECK_GROUP = 32  # members hashed before one "already stored?" query
 ROW_GROUP_CHUNKS = 2  # analysis chunks' worth of members written per transaction
 # Ranged GETs cost tens of milliseconds each whatever their size: read archives
@@ -53,6 +53,8 @@ class Member:
     error_code: str = ""
     error_message: str = ""
     label: str = ""
+    storage_key: str = ""
+    storage_offset: int = 0
 
     @property
     def stored(self) -> bool:
@@ -189,7 +191,7 @@ def _store(member: Member, source: IO[bytes], uploader: "_Uploader") -> None:
         spool.close()
         member.error_code, member.error_message = problem
         return
-    uploader.put_once(member.sha256, spool)
+    uploader.put_once(member, spool)
 
 
 def _spool(source: IO[bytes], spool: IO[bytes]) -> tuple[str, int, bytes]:
@@ -302,7 +304,8 @@ def _recording_row(batch: Batch, member: Member) -> Recording:
         organisation_id=batch.organisation_id,
         path=member.row_path,
         status=Recording.Status.STORED if member.stored else Recording.Status.REJECTED,
-        storage_key=storage.recording_key(member.sha256) if member.stored else "",
+        storage_key=member.storage_key if member.stored else "",
+        storage_offset=member.storage_offset if member.stored else 0,
         sha256=member.sha256,
         size_bytes=member.size_bytes,
         label=member.label,
@@ -312,7 +315,7 @@ def _recording_row(batch: Batch, member: Member) -> Recording:
 
 
 def _discard_upload(batch: Batch) -> None:
-    """The recordings are stored on their own now; the uploaded file is redundant."""
+    """The recordings are in packs now; the uploaded file is redundant."""
     try:
         storage.delete(batch.upload_key)
     except storage.StorageUnavailable:
@@ -320,17 +323,23 @@ def _discard_upload(batch: Batch) -> None:
 
 
 class _Uploader:
-    """Stores spooled files a few at a time in threads; each content is sent once.
+    """Packs new audio and writes each pack in a thread; each content is stored once.
 
     Members are checked against stored recordings in groups (one query per
-    group): audio some batch already stored is not sent again.
+    group): audio some batch already stored is referred to (its row's span)
+    while its object is there, and packed again when it is not, the rows that
+    pointed at the lost object then moved to the new copy.
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=UPLOADS_IN_FLIGHT, thread_name_prefix="ingest-put")
-        self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT * 2)
-        self._seen: set[str] = set()
-        self._group: list[tuple[str, IO[bytes]]] = []
+        self._pool = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="ingest-put")
+        self._slots = threading.BoundedSemaphore(PACKS_IN_FLIGHT)  # bounds the packs held in memory
+        self._pack = packs.Pack()
+        self._placed: dict[str, tuple[str, int]] = {}  # sha256 -> (key, offset) for this upload
+        self._group: list[tuple[Member, IO[bytes]]] = []
+        self._followers: list[Member] = []  # same content as a member still in the group
+        self._present: dict[str, bool] = {}  # object key -> it exists (asked once per ingest)
+        self._restored: list[tuple[str, str]] = []  # (sha256, lost key) to point at the new copy
         self._futures: list[Future[int]] = []
 
     def __enter__(self) -> "_Uploader":
@@ -344,53 +353,89 @@ class _Uploader:
         self._pool.shutdown(wait=True)
 
     def drain(self) -> None:
-        """Until everything handed over so far is in storage."""
+        """Until every member handed over so far has its place in storage."""
         self._flush()
+        self._send()
         futures, self._futures = self._futures, []
         for future in futures:
             future.result()  # re-raise a storage failure so the task retries
+        self._move_restored()
 
-    def put_once(self, sha256: str, spool: IO[bytes]) -> None:
-        if sha256 in self._seen:
+    def put_once(self, member: Member, spool: IO[bytes]) -> None:
+        if member.sha256 in self._placed or any(member.sha256 == m.sha256 for m, _ in self._group):
             spool.close()
+            self._followers.append(member)
+            if member.sha256 in self._placed:
+                self._place_followers()
             return
-        self._seen.add(sha256)
-        self._group.append((sha256, spool))
+        self._group.append((member, spool))
         if len(self._group) >= CHECK_GROUP:
             self._flush()
 
     def _flush(self) -> None:
         group, self._group = self._group, []
-        stored = set(
-            Recording.objects.filter(
-                sha256__in=[sha for sha, _ in group], status=Recording.Status.STORED
-            ).values_list("sha256", flat=True)
-        )
-        for sha256, spool in group:
-            self._slots.acquire()  # bounds the spools held in memory
-            # A row saying "stored" is not proof: objects can be lost (a bucket emptied,
-            # a restore from an older backup), and this upload's bytes can bring them back.
-            put = self._restore if sha256 in stored else self._put
-            self._futures.append(
-                self._pool.submit(put, storage.recording_key(sha256), spool, self._slots.release)
+        # Any one row per content will do: a lost object is noticed below and replaced.
+        spans = {
+            sha256: (key, offset)
+            for sha256, key, offset in Recording.objects.filter(
+                sha256__in=[member.sha256 for member, _ in group], status=Recording.Status.STORED
             )
+            .exclude(storage_key="")
+            .values_list("sha256", "storage_key", "storage_offset")
+        }
+        for member, spool in group:
+            found = spans.get(member.sha256)
+            if found and self._exists(found[0]):
+                spool.close()
+                self._placed[member.sha256] = found
+            else:
+                if found:
+                    # A row saying "stored" is not proof: objects can be lost (a bucket
+                    # emptied, a restore from an older backup); this upload brings them back.
+                    logger.warning("restoring lost audio object %s from a new upload", found[0])
+                    self._restored.append((member.sha256, found[0]))
+                self._add(member, spool)
+            member.storage_key, member.storage_offset = self._placed[member.sha256]
+        self._place_followers()
 
-    @classmethod
-    def _restore(cls, key: str, spool: IO[bytes], done: Callable[[], None]) -> int:
-        """Store an already-known recording only when its object is missing."""
-        if storage.exists(key):
-            spool.close()
-            done()
-            return 0
-        logger.warning("restoring lost audio object %s from a new upload", key)
-        return cls._put(key, spool, done)
+    def _exists(self, key: str) -> bool:
+        if key not in self._present:
+            self._present[key] = storage.exists(key)
+        return self._present[key]
 
-    @staticmethod
-    def _put(key: str, spool: IO[bytes], done: Callable[[], None]) -> int:
-        # No existence check first: the key names the content, so writing it
-        # again is harmless and costs one request instead of two.
+    def _add(self, member: Member, spool: IO[bytes]) -> None:
         try:
-            return storage.put(key, spool)
+            audio = spool.read()
         finally:
             spool.close()
-            done()
+        if not self._pack.fits(len(audio)):
+            self._send()
+        span = self._pack.add(audio)
+        self._placed[member.sha256] = (span.key, span.offset)
+
+    def _send(self) -> None:
+        """Write the current pack in a thread (waiting while PACKS_IN_FLIGHT are being written)."""
+        pack, self._pack = self._pack, packs.Pack()
+        if not pack.count:
+            return
+        self._slots.acquire()
+        future = self._pool.submit(pack.write)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._futures.append(future)
+
+    def _place_followers(self) -> None:
+        waiting, self._followers = self._followers, []
+        for member in waiting:
+            if member.sha256 in self._placed:
+                member.storage_key, member.storage_offset = self._placed[member.sha256]
+            else:
+                self._followers.append(member)
+
+    def _move_restored(self) -> None:
+        """Rows of other batches that pointed at a lost object now point at this upload's copy."""
+        restored, self._restored = self._restored, []
+        for sha256, lost_key in restored:
+            key, offset = self._placed[sha256]
+            Recording.objects.filter(sha256=sha256, storage_key=lost_key).update(
+                storage_key=key, storage_offset=offset
+            )
