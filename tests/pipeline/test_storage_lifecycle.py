@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from jobs import storage
-from jobs.models import Batch
+from jobs.models import Batch, Recording
 from jobs.services import lifecycle, packs
 from tests.factories import BatchFactory, RecordingFactory
 
@@ -113,3 +113,40 @@ def test_it_lists_packs_that_are_gone_or_shorter_than_their_rows_say(
     assert sorted((found.key, found.rows) for found in missing_audio()) == sorted(
         [(cut_spans[0].key, 2), (gone_spans[0].key, 1)]
     )
+
+
+def test_it_moves_legacy_recordings_into_packs_and_leaves_the_old_objects_to_the_sweep(
+    private_s3: subprocess.Popen[bytes], db: None
+) -> None:
+    import io
+
+    first = BatchFactory()
+    second = BatchFactory(organisation=first.organisation)
+    shared = [RecordingFactory(batch=batch, path="shared.wav", sha256="a" * 64) for batch in (first, second)]
+    alone = RecordingFactory(batch=first, path="alone.wav", sha256="b" * 64)
+    lost = RecordingFactory(batch=first, path="lost.wav", sha256="c" * 64)
+    storage.put_bytes(shared[0].storage_key, b"RIFF-shared")
+    storage.put_bytes(alone.storage_key, b"RIFF-alone")
+    old_keys = {shared[0].storage_key, alone.storage_key}
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("pack_recordings", stdout=out, stderr=err)
+
+    assert "3 recording row(s) moved into 1 pack(s)" in out.getvalue()
+    assert f"missing, left as it is: {lost.storage_key}" in err.getvalue()
+    rows = {row.pk: row for row in Recording.objects.filter(pk__in=[r.pk for r in [*shared, alone, lost]])}
+    moved = [rows[r.pk] for r in [*shared, alone]]
+    assert len({row.storage_key for row in moved}) == 1 and storage.is_pack_key(moved[0].storage_key)
+    assert [packs.read_one(packs.span_of(r.storage_key, r.storage_offset, r.size_bytes)) for r in moved] == [
+        b"RIFF-shared",
+        b"RIFF-shared",
+        b"RIFF-alone",
+    ]
+    assert rows[lost.pk].storage_key == lost.storage_key
+    assert all(storage.exists(key) for key in old_keys)  # until the sweep
+
+    call_command("pack_recordings", stdout=io.StringIO(), stderr=io.StringIO())  # nothing left to move
+    assert Recording.objects.get(pk=alone.pk).storage_key == moved[2].storage_key
+    assert lifecycle.sweep_orphans(grace=datetime.timedelta(0)) == 2
+    assert not any(storage.exists(key) for key in old_keys)
+    assert packs.read_one(packs.span_of(moved[2].storage_key, moved[2].storage_offset, moved[2].size_bytes))
