@@ -32,6 +32,8 @@ app.conf.beat_schedule = {
     "heartbeat": {"task": "lubdub.heartbeat", "schedule": 30.0},
     "sweep": {"task": "lubdub.sweep", "schedule": float(settings.CELERY_BEAT_SWEEP_SECONDS)},
     "start-due-reanalyses": {"task": "lubdub.start_due_reanalyses", "schedule": 60.0},
+    # Listing every audio object: cheap per hour (one LIST per 1,000 packs), not per minute.
+    "sweep-storage": {"task": "lubdub.sweep_storage", "schedule": 3600.0},
 }
 app.autodiscover_tasks(["workers"])
 app.autodiscover_tasks(["workers"], related_name="plots")

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
-from jobs.services import analysis, ingest, media_folder, reports, sweeper
+from jobs.services import analysis, ingest, lifecycle, media_folder, reports, sweeper
 from workers import engine
 
 logger = logging.getLogger(__name__)
@@ -107,3 +107,9 @@ def write_reports(batch_id: str) -> int:
 @shared_task(name="lubdub.sweep")
 def sweep() -> dict[str, int]:
     return vars(sweeper.sweep())
+
+
+@shared_task(name="lubdub.sweep_storage", **RETRY)
+def sweep_storage() -> int:
+    """Audio objects no recording refers to (an interrupted delete or ingest) are deleted."""
+    return lifecycle.sweep_orphans()

@@ -82,15 +82,15 @@ def _owned_keys(batch: Batch) -> list[str]:
     return upload + reports + sorted(audio - shared)
 
 
-def sweep_orphans(*, grace: datetime.timedelta = ORPHAN_GRACE) -> int:
+def sweep_orphans(*, grace: datetime.timedelta | None = None) -> int:
     """Delete the audio objects (packs, per-recording objects) no recording row refers to.
 
     A crash between a batch's row delete and its object delete, or an ingest
     that stopped between writing audio and committing its rows, leaves such
-    objects; objects younger than `grace` are left alone. Returns how many were
-    deleted.
+    objects; objects younger than `grace` (default ORPHAN_GRACE) are left
+    alone. Returns how many were deleted.
     """
-    cutoff = timezone.now() - grace
+    cutoff = timezone.now() - (ORPHAN_GRACE if grace is None else grace)
     removed = 0
     for folder in AUDIO_FOLDERS:
         page: list[str] = []

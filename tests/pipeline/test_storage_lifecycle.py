@@ -150,3 +150,22 @@ def test_it_moves_legacy_recordings_into_packs_and_leaves_the_old_objects_to_the
     assert lifecycle.sweep_orphans(grace=datetime.timedelta(0)) == 2
     assert not any(storage.exists(key) for key in old_keys)
     assert packs.read_one(packs.span_of(moved[2].storage_key, moved[2].storage_offset, moved[2].size_bytes))
+
+
+def test_it_sweeps_storage_every_hour_from_the_beat_schedule(
+    private_s3: subprocess.Popen[bytes], db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.celery_app import app
+    from workers import tasks
+
+    entry = app.conf.beat_schedule["sweep-storage"]
+    kept, kept_spans = _packed_batch([b"RIFF-kept"])
+    orphan = packs.Pack()
+    orphan.add(b"RIFF-nobody")
+    orphan.write()
+    assert tasks.sweep_storage() == 0  # both younger than the grace period
+    monkeypatch.setattr(lifecycle, "ORPHAN_GRACE", datetime.timedelta(0))
+
+    assert (entry["task"], entry["schedule"]) == (tasks.sweep_storage.name, 3600.0)
+    assert tasks.sweep_storage() == 1
+    assert not storage.exists(orphan.key) and packs.read_one(kept_spans[0]) == b"RIFF-kept"
