@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.signals import celeryd_after_setup, worker_process_init
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 from django.utils import timezone
 
 from jobs import storage
@@ -20,7 +20,9 @@ from workers import engine
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = (storage.StorageUnavailable, OperationalError, InterfaceError, ConnectionError)
+# Storage and database failures (analysis.TRANSIENT_DATABASE_ERRORS: connections,
+# deadlocks, serialization failures) and the broker's connections.
+TRANSIENT = (storage.StorageUnavailable, *analysis.TRANSIENT_DATABASE_ERRORS, ConnectionError)
 RETRY = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,

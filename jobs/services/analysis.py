@@ -17,6 +17,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
+from psycopg2.extensions import TransactionRollbackError
 
 from jobs import storage
 from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording
@@ -29,6 +30,11 @@ FETCH_THREADS = 8
 # small enough to overlap with storage, large enough to fill batched inference.
 CLASSIFY_GROUP = 16
 Status = Analysis.Status
+# Failures of the database, not of the recordings: a lost or reset connection,
+# a cancelled statement, a deadlock or a serialization failure (SQLSTATE class
+# 40, which Django raises as OperationalError; the driver's own class catches it
+# where it comes unwrapped). The chunk is retried, never failed.
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError, TransactionRollbackError)
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,19 @@ def analyse_chunk(batch_id: UUID | str, analysis_ids: Sequence[int], *, classify
             for fetched, missing in fetch_in_groups(to_fetch):
                 results += missing
                 results += classify(batch.model_version, fetched) if fetched else []
-        except storage.StorageUnavailable:
-            release(claims)  # transient: the task retries with backoff
+        except (storage.StorageUnavailable, *TRANSIENT_DATABASE_ERRORS):
+            release_for_retry(claims)  # transient: the task retries with backoff
             raise
         except Exception as exc:
             # A bug or a broken model must not leave the batch hanging forever.
             _fail_all(batch, claims, code="analysis_error", message=f"{type(exc).__name__}: {exc}")
             raise
-        return record_results(batch, results)
+        try:
+            return record_results(batch, results)
+        except TRANSIENT_DATABASE_ERRORS:
+            # Rolled back, nothing kept (a commit that went through leaves nothing to release).
+            release_for_retry(claims)
+            raise
 
 
 def claim_pending(batch_id: UUID | str, analysis_ids: Sequence[int]) -> list[Claim]:
@@ -184,6 +195,18 @@ def _renew_until(claims: Sequence[Claim], every: float, stop: threading.Event) -
 def release(claims: Sequence[Claim]) -> int:
     """Give claims back to the queue (a transient failure before anything was written)."""
     return _update_claimed(claims, status=Status.PENDING, code="", message="", finished=False)
+
+
+def release_for_retry(claims: Sequence[Claim]) -> None:
+    """Give the claims back before the task retries, so that the retry claims them again.
+
+    With the database away altogether this fails too; the claims are then no
+    longer renewed, and the sweeper queues them again once their lease is out.
+    """
+    try:
+        release(claims)
+    except TRANSIENT_DATABASE_ERRORS:
+        logger.warning("could not release %d claims; the sweeper will", len(claims), exc_info=True)
 
 
 def fetch_in_groups(
