@@ -6,7 +6,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings.env import env_bool, env_int, env_list, env_seconds, env_str
+from config.settings.env import env_bool, env_fraction, env_int, env_list, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -221,6 +221,23 @@ FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH", "")
 LUBDUB_METRICS_TOKEN = env_str("LUBDUB_METRICS_TOKEN", "")
 if LUBDUB_METRICS_TOKEN and len(LUBDUB_METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("LUBDUB_METRICS_TOKEN must be 16+ characters, or empty to turn /metrics off.")
+
+# --- Error reporting (optional) -------------------------------------------
+# A Sentry DSN (https://<key>@<host>/<project>): the web's request errors and
+# the workers' task failures are sent there too, without personal data. Empty: off.
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "")
+SENTRY_RELEASE = env_str("SENTRY_RELEASE", "")
+SENTRY_TRACES_SAMPLE_RATE = env_fraction("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+if SENTRY_DSN:
+    from config.sentry import init_sentry
+
+    init_sentry(
+        SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
 
 # Everything goes to stderr: gunicorn's --capture-output puts it in its error
 # log (var/log/web.log under `make up`), compose in the container's log.

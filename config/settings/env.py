@@ -59,3 +59,17 @@ def env_seconds(name: str, default: float) -> float:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_fraction(name: str, default: float) -> float:
+    """A number from 0 to 1 (a sampling rate)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if not 0 <= value <= 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be from 0 to 1.")
+    return value
