@@ -31,6 +31,13 @@ class Organisation(models.Model):
         related_name="default_for",
         help_text="The version its new batches use when none is named; empty: the global default.",
     )
+    webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Where finished batches are reported when the upload names none.",
+    )
+    # Kept in clear: the platform signs with it. Made on first use (jobs.services.webhooks).
+    webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -215,6 +222,13 @@ class Batch(models.Model):
         default=0, help_text="Recordings re-queued because the worker analysing them stopped (each time)."
     )
     requeued_at = models.DateTimeField(null=True, blank=True, help_text="When that last happened.")
+    webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Where the summary is posted when the batch finishes; blank: none.",
+    )
+    # Set by the one caller that queues the notification (a conditional UPDATE).
+    webhook_queued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -519,3 +533,30 @@ class Review(models.Model):
     @property
     def overridden(self) -> bool:
         return self.action == self.Action.OVERRIDDEN
+
+
+class WebhookDelivery(models.Model):
+    """One attempt at posting a finished batch's summary to its webhook URL."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=500)
+    attempt = models.PositiveIntegerField()
+    status_code = models.IntegerField(
+        null=True, blank=True, help_text="The receiver's answer; null: none came."
+    )
+    delivered = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    duration_ms = models.IntegerField(default=0)
+    attempted_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it is tried again; null: not."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "attempt"], name="unique_webhook_attempt"),
+        ]
+        ordering = ["batch", "attempt"]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} attempt {self.attempt}: {self.status_code or self.error}"

@@ -1,6 +1,6 @@
 """`lubdub submit`: upload files, folders or a zip as one batch.
 
-    lubdub submit PATH... [--name N] [--model V] [--org SLUG] [--site S] [--wait]
+    lubdub submit PATH... [--name N] [--model V] [--org SLUG] [--site S] [--webhook URL] [--wait]
 
 A folder or several files are zipped while they stream. The upload carries an
 Idempotency-Key, so a retry after a 503 never creates a second batch.
@@ -27,6 +27,7 @@ def submit(client: Client, args: argparse.Namespace) -> int:
         "model": args.model or "",
         "organisation": args.org or "",
         "site": args.site or "",
+        "webhook_url": args.webhook or "",
     }
     body = upload_body(paths, fields)
     bars_off = batches.bars_off(args.quiet)
@@ -56,6 +57,7 @@ def add_commands(commands: Any) -> None:
             'lubdub submit recordings/ --name "March clinic" --wait',
             'lubdub submit a0001.wav a0002.wav --site "Ward 3"',
             "lubdub submit archive.zip --model screening-3.0.0",
+            "lubdub submit archive.zip --webhook https://example.org/lubdub-hook",
         ],
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -64,6 +66,12 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--org", help="organisation slug, when you belong to several")
     p.add_argument(
         "--site", help="site name (or id) the recordings come from (default: the organisation's default site)"
+    )
+    p.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="post a signed summary to this https URL when the batch finishes "
+        "(default: the organisation's default webhook)",
     )
     p.add_argument(
         "--wait",

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
-from jobs.services import analysis, ingest, lifecycle, media_folder, reports, sweeper
+from jobs.services import analysis, ingest, lifecycle, media_folder, reports, sweeper, webhooks
 from workers import engine
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ def ingest_batch(batch_id: str) -> int:
     if interactive and analysis_ids:
         # One hop fewer: the interactive worker already holds the model.
         analysis.analyse_chunk(batch_id, analysis_ids, classify=engine.classify)
+    # A refused archive fails the batch here; completed batches are announced with their reports.
+    webhooks.notify_finished(batch_id)
     return len(analysis_ids)
 
 
@@ -97,13 +99,26 @@ class ReportTask(Task):
         # and the sweeper queues the reports again at its report_retry_at.
         try:
             reports.record_failure(args[0], exc)
+            # The batch is finished whether or not its reports are: the receiver hears of it now.
+            webhooks.notify_finished(args[0], reports_done=True)
         except TRANSIENT:
             logger.warning("batch %s: could not record the report failure", args[0], exc_info=True)
 
 
 @shared_task(name="lubdub.write_reports", base=ReportTask, **RETRY)
 def write_reports(batch_id: str) -> int:
-    return len(reports.write_reports(batch_id))
+    written = reports.write_reports(batch_id)
+    webhooks.notify_finished(batch_id, reports_done=True)
+    return len(written)
+
+
+@shared_task(name="lubdub.deliver_webhook", bind=True, **RETRY)
+def deliver_webhook(self: Task, batch_id: str) -> None:
+    """Post a finished batch's summary; a receiver that is down is tried again with backoff."""
+    wait = webhooks.attempt_delivery(batch_id)
+    if wait is not None:
+        # Attempts are counted in the delivery log, not by Celery: no cap here.
+        raise self.retry(countdown=wait, max_retries=None)
 
 
 @shared_task(name="lubdub.sweep")

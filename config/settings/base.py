@@ -158,6 +158,20 @@ LUBDUB_CLAIM_LEASE_SECONDS = 3 * LUBDUB_CLAIM_HEARTBEAT_SECONDS
 LUBDUB_REPORT_RETRY_SECONDS = env_int("LUBDUB_REPORT_RETRY_SECONDS", 300, minimum=1)
 LUBDUB_MODEL_CACHE = Path(env_str("LUBDUB_MODEL_CACHE", str(BASE_DIR / "var" / "models")))
 
+# --- Webhooks (finished batches posted to the uploader's receiver) --------------
+# Links in the posted summary start with this (e.g. https://lubdub.example.org); empty: paths only.
+LUBDUB_PUBLIC_URL = env_str("LUBDUB_PUBLIC_URL", "").rstrip("/")
+# Hosts (names or addresses) a webhook may reach over plain http and on private,
+# loopback or link-local addresses; every other host needs https and public addresses.
+LUBDUB_WEBHOOK_ALLOWED_HOSTS = [host.lower() for host in env_list("LUBDUB_WEBHOOK_ALLOWED_HOSTS")]
+# Any host may be private or http: only for a closed network where every receiver is trusted.
+LUBDUB_WEBHOOK_ALLOW_PRIVATE = env_bool("LUBDUB_WEBHOOK_ALLOW_PRIVATE", default=False)
+LUBDUB_WEBHOOK_ATTEMPTS = env_int("LUBDUB_WEBHOOK_ATTEMPTS", 6, minimum=1)
+# Attempt n waits BACKOFF * 2**(n-1) seconds after the one before, at most BACKOFF_MAX.
+LUBDUB_WEBHOOK_BACKOFF_SECONDS = env_seconds("LUBDUB_WEBHOOK_BACKOFF_SECONDS", 30.0)
+LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS = env_seconds("LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS", 900.0)
+LUBDUB_WEBHOOK_TIMEOUT_SECONDS = env_seconds("LUBDUB_WEBHOOK_TIMEOUT_SECONDS", 5.0)
+
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -206,6 +220,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 # A message not acknowledged within this window is delivered again; it must
 # exceed the longest task or a healthy task would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+if LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS >= CELERY_TASK_TIME_LIMIT * 2:
+    # A retry waiting longer than the visibility timeout would be delivered twice.
+    raise ImproperlyConfigured("LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS must be below 2 * CELERY_TASK_TIME_LIMIT.")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True

@@ -16,6 +16,7 @@ from jobs.models import (
     Review,
     Site,
     SiteCalibration,
+    WebhookDelivery,
 )
 from jobs.services import batch_progress, reviews, verdicts
 from jobs.services.verdicts import Verdict
@@ -132,6 +133,12 @@ class UploadSerializer(serializers.Serializer):
         allow_blank=True,
         max_length=200,
         help_text="Site id or name in the organisation; its default site if empty.",
+    )
+    webhook_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Posted a signed summary when the batch finishes; the organisation's default if empty.",
     )
 
 
@@ -429,4 +436,24 @@ class CalibrationRequestSerializer(StrictJsonSerializer):
         min_value=0.0,
         max_value=1.0,
         help_text="target 'sensitivity': the sensitivity to reach; 'macc': an optional least sensitivity.",
+    )
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "attempt", "url", "attempted_at", "status_code", "delivered", "error", "duration_ms",
+            "next_attempt_at",
+        ]  # fmt: skip
+
+
+class OrganisationWebhookSerializer(serializers.Serializer):
+    url = serializers.CharField(
+        allow_blank=True, max_length=500, help_text="The default webhook of new batches; blank: none."
+    )
+    secret = serializers.CharField(read_only=True, help_text="Signs every delivery (HMAC-SHA256).")
+    signature_header = serializers.CharField(read_only=True)
+    rotate_secret = serializers.BooleanField(
+        write_only=True, required=False, default=False, help_text="Replace the secret with a new one."
     )

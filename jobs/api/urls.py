@@ -1,7 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from jobs.api import reviews_api, views
+from jobs.api import reviews_api, views, webhooks_api
 
 app_name = "api"
 
@@ -12,6 +12,12 @@ urlpatterns = [
     path("v1/batches/<uuid:pk>/recordings/", views.BatchRecordings.as_view(), name="batch-recordings"),
     path("v1/batches/<uuid:pk>/reports/", views.BatchReports.as_view(), name="batch-reports"),
     path("v1/batches/<uuid:pk>/reports/<str:fmt>/", views.BatchReport.as_view(), name="batch-report"),
+    path("v1/batches/<uuid:pk>/deliveries/", webhooks_api.BatchDeliveries.as_view(), name="batch-deliveries"),
+    path(
+        "v1/organisations/<slug:slug>/webhook/",
+        webhooks_api.OrganisationWebhook.as_view(),
+        name="organisation-webhook",
+    ),
     path("v1/recordings/<int:pk>/", views.RecordingDetail.as_view(), name="recording-detail"),
     path("v1/recordings/<int:pk>/audio/", views.RecordingAudio.as_view(), name="recording-audio"),
     path("v1/recordings/<int:pk>/reviews/", reviews_api.RecordingReviews.as_view(), name="recording-reviews"),

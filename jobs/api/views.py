@@ -101,6 +101,7 @@ class BatchListCreate(generics.ListAPIView):
                 priority=values.get("priority"),
                 site=values.get("site") or None,
                 idempotency_key=key,
+                webhook_url=values.get("webhook_url", ""),
             )
         except uploads.UploadRejected as exc:
             return error_response(exc.code, exc.message, exc.status)

@@ -19,7 +19,7 @@ from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, Up
 from jobs.models import Batch, Organisation, Report
 from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
-from jobs.services import reviews, sites, uploads, verdicts
+from jobs.services import reviews, sites, uploads, verdicts, webhooks
 from jobs.services.lifecycle import BatchFinished
 from jobs.templatetags.lubdub import seconds
 
@@ -90,6 +90,9 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         and not reports
         and not batch.report_error,
         "report_failed": bool(batch.report_error) and not reports,
+        "webhook_line": webhooks.status_line(batch)
+        if webhooks.can_manage(request.user, batch.organisation)
+        else "",
         "form": form,
         "page": page,
         "recordings": page.object_list,

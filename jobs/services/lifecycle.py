@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
+from jobs.services import webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def cancel_batch(batch: Batch, *, user: Any = None) -> Batch:
             pending_count=F("pending_count") - stopped,
             finished_at=timezone.now(),
         )
+        webhooks.notify_finished(locked.pk)
     locked.refresh_from_db()
     return locked
 

@@ -10,7 +10,9 @@
 - analysing batches with nothing left are finalised;
 - finished batches without reports get their report task queued again: at
   `report_retry_at` after a failure, or after the claim timeout when the task
-  was lost.
+  was lost;
+- finished batches whose webhook was never queued (or whose task was lost) get
+  their delivery queued.
 """
 
 import logging
@@ -23,7 +25,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from jobs.models import Analysis, Batch, Report
-from jobs.services import progress, queue
+from jobs.services import progress, queue, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class SweepSummary:
     reingested: int = 0
     finalised: int = 0
     reports: int = 0
+    webhooks: int = 0
 
 
 def sweep(*, stale_after: timedelta | None = None) -> SweepSummary:
@@ -52,6 +55,7 @@ def sweep(*, stale_after: timedelta | None = None) -> SweepSummary:
     summary.reingested = _requeue_stuck_ingests(cutoff)
     summary.finalised = _finalise_missed()
     summary.reports = _requeue_missing_reports(cutoff)
+    summary.webhooks = webhooks.queue_missed(cutoff)
     if any(vars(summary).values()):
         logger.info("sweep: %s", summary)
     return summary

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Organisation, Site
-from jobs.services import access, queue, sites, sniff
+from jobs.services import access, queue, sites, sniff, webhooks
 from jobs.services.registry import UnknownModel, resolve_model
 
 
@@ -96,6 +96,7 @@ def create_batch_from_upload(
     priority: str | None = None,
     site: str | Site | None = None,
     idempotency_key: str = "",
+    webhook_url: str = "",
 ) -> Batch:
     """Store the uploaded file and create its batch; ingest starts after commit.
 
@@ -103,6 +104,8 @@ def create_batch_from_upload(
     default model (its own, else the global one); a version of another
     organisation that staff have not published is answered like an unknown one.
     ``site`` is a site id or name of the organisation; none named means its default site.
+    ``webhook_url`` is posted the summary when the batch finishes; none: the
+    organisation's default webhook, if it has one.
     With an ``idempotency_key`` the caller already used (see `retried_batch`), the
     earlier batch is returned and nothing new is kept.
     """
@@ -122,6 +125,10 @@ def create_batch_from_upload(
         batch_site = sites.resolve_site(organisation, site)
     except sites.SiteRefused as exc:
         raise UploadRejected(exc.code, exc.message) from exc
+    try:
+        batch_webhook = webhooks.batch_url(organisation, webhook_url)
+    except webhooks.WebhookRefused as exc:
+        raise UploadRejected(exc.code, exc.message) from exc
 
     batch = Batch(
         organisation=organisation,
@@ -133,6 +140,7 @@ def create_batch_from_upload(
         upload_name=filename[:255],
         upload_size=size,
         idempotency_key=idempotency_key,
+        webhook_url=batch_webhook,
     )
     batch.upload_key = storage.upload_key(batch.id, filename)
     # The slow copy happens before the transaction, never inside it.
