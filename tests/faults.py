@@ -1,13 +1,19 @@
 """What every fault test asserts, and the faults themselves."""
 
+import contextlib
+import threading
+import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 from django.db.models import Count, Q
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Prediction, Recording
+from tests.conftest import test_database_url as database_url
 
 
 def assert_batch_ended_well(batch: Batch) -> None:
@@ -47,3 +53,59 @@ def lose_everything(settings: Any) -> None:
     with pytest.raises(storage.BucketMissing):
         storage.check()
     settings.S3_CREATE_BUCKET = True
+
+
+# --- a second database session that holds locks while the code under test runs ---
+
+
+@contextlib.contextmanager
+def rival_session() -> Iterator[Any]:
+    with contextlib.closing(psycopg2.connect(database_url(), connect_timeout=5)) as rival:
+        # The chunk's session, waiting at its default deadlock_timeout (1 s),
+        # is the one that finds a deadlock and is rolled back, never this one.
+        with rival.cursor() as cursor:
+            cursor.execute("SET deadlock_timeout = '60s'")
+        rival.commit()
+        yield rival
+
+
+def blocked_by(rival: Any, timeout: float = 120) -> tuple[int, str]:
+    """The session waiting on a lock the rival holds, and its statement.
+
+    Asked from a session of its own: within the rival's transaction,
+    pg_stat_activity would answer from the snapshot of its first look.
+    """
+    rival_pid = rival.get_backend_pid()
+    deadline = time.monotonic() + timeout
+    with contextlib.closing(psycopg2.connect(database_url(), connect_timeout=5)) as monitor:
+        monitor.autocommit = True
+        with monitor.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT pid, query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    [rival_pid],
+                )
+                if row := cursor.fetchone():
+                    return int(row[0]), str(row[1])
+                time.sleep(0.05)
+    raise TimeoutError("the chunk never waited on the rival's lock")
+
+
+class InBackground(threading.Thread):
+    def __init__(self, fault: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.fault = fault
+        self.outcome: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.outcome = self.fault()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            self.error = exc
+
+    def result(self) -> Any:
+        self.join(timeout=180)
+        if self.error is not None:
+            raise self.error
+        return self.outcome

@@ -355,6 +355,7 @@ def set_default(version: ModelVersion) -> ModelVersion:
         )
     try:
         with transaction.atomic():
+            _lock_active(version)
             # The partial unique index allows one default: clear the old one first.
             ModelVersion.objects.filter(is_default=True).exclude(pk=version.pk).update(is_default=False)
             changed = ModelVersion.objects.filter(pk=version.pk, is_default=False).update(is_default=True)
@@ -386,6 +387,7 @@ def set_organisation_default(version: ModelVersion, organisation: Organisation) 
             status=409,
         )
     with transaction.atomic():
+        _lock_active(version)
         changed = (
             Organisation.objects.filter(pk=organisation.pk)
             .exclude(default_model=version)
@@ -422,6 +424,17 @@ def publish(version: ModelVersion) -> ModelVersion:
 
 def retire(version: ModelVersion) -> ModelVersion:
     """Stop offering a version; its predictions and reports stay for the record."""
+    with transaction.atomic():
+        # Under the row lock every default choice takes too (_lock_active): one made at the
+        # same moment either committed before, and is seen here, or sees the retirement.
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        _refuse_retiring_a_default(locked)
+        ModelVersion.objects.filter(pk=version.pk).update(status=Status.RETIRED)
+    version.refresh_from_db()
+    return version
+
+
+def _refuse_retiring_a_default(version: ModelVersion) -> None:
     if version.is_default:
         raise RegistrationRefused(
             "is_default", f"{version.slug} is the default: make another version the default first", status=409
@@ -435,9 +448,21 @@ def retire(version: ModelVersion) -> ModelVersion:
             "or clear theirs first",
             status=409,
         )
-    ModelVersion.objects.filter(pk=version.pk).update(status=Status.RETIRED)
-    version.refresh_from_db()
-    return version
+
+
+def _lock_active(version: ModelVersion) -> None:
+    """Lock the version's row for the rest of the transaction; refuse it if it is no longer active.
+
+    Choosing a default and retiring take this lock, so a version cannot be retired
+    while it is being made someone's default and end up a retired default.
+    """
+    status = ModelVersion.objects.select_for_update().values_list("status", flat=True).get(pk=version.pk)
+    if status != Status.ACTIVE:
+        raise RegistrationRefused(
+            "not_active",
+            f"{version.slug} was {status} at the same moment; it cannot be a default",
+            status=409,
+        )
 
 
 def ensure_default_model(bundle_dir: Path = DEFAULT_SCREENING_BUNDLE) -> tuple[ModelVersion, bool]:

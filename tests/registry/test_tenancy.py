@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
-from jobs.models import Batch, Membership, ModelVersion
+from jobs.models import Batch, Membership, ModelVersion, Organisation
 from jobs.services import reanalysis, registry
 from ml.bundle import pack_bundle
 from tests import factories
 from tests.conftest import SAMPLES
+from tests.faults import InBackground, blocked_by, rival_session
 from tests.registry.conftest import api_as, copy_bundle, member, predict
 
 
@@ -244,6 +246,68 @@ def test_it_refuses_to_retire_a_version_an_organisation_uses_as_its_default(
     assert "choose another default" in response.json()["detail"]
     chosen.refresh_from_db()
     assert chosen.status == "active"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retiring_while_a_default_is_being_chosen_waits_for_it_and_then_refuses(north: Any) -> None:
+    # A rival session does what choosing a default does (lock the version, point the
+    # organisation at it) and holds its transaction open while staff retire the version.
+    chosen = factories.ModelVersionFactory(version="2.0")
+    with rival_session() as rival:
+        with rival.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {ModelVersion._meta.db_table} WHERE id = %s FOR UPDATE",  # noqa: S608
+                [chosen.pk],
+            )
+            cursor.execute(
+                f"UPDATE {Organisation._meta.db_table} SET default_model_id = %s WHERE id = %s",  # noqa: S608
+                [chosen.pk, north.pk],
+            )
+        retiring = InBackground(lambda: _retire_in_own_connection(chosen))
+        retiring.start()
+        blocked_by(rival)
+        rival.commit()
+        with pytest.raises(registry.RegistrationRefused) as refused:
+            retiring.result()
+
+    assert refused.value.code == "is_organisation_default"
+    chosen.refresh_from_db()
+    assert chosen.status == "active"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_choosing_a_default_while_the_version_is_retired_waits_for_it_and_then_refuses(north: Any) -> None:
+    chosen = factories.ModelVersionFactory(version="2.0")
+    with rival_session() as rival:
+        with rival.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ModelVersion._meta.db_table} SET status = 'retired' WHERE id = %s",  # noqa: S608
+                [chosen.pk],
+            )
+        choosing = InBackground(lambda: _choose_in_own_connection(chosen, north))
+        choosing.start()
+        blocked_by(rival)
+        rival.commit()
+        with pytest.raises(registry.RegistrationRefused) as refused:
+            choosing.result()
+
+    assert refused.value.code == "not_active"
+    north.refresh_from_db()
+    assert north.default_model is None
+
+
+def _retire_in_own_connection(version: ModelVersion) -> ModelVersion:
+    try:
+        return registry.retire(version)
+    finally:
+        connection.close()
+
+
+def _choose_in_own_connection(version: ModelVersion, organisation: Any) -> ModelVersion:
+    try:
+        return registry.set_organisation_default(version, organisation)
+    finally:
+        connection.close()
 
 
 def test_it_lists_which_of_the_callers_organisations_use_a_version_as_default(
