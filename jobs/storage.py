@@ -2,8 +2,9 @@
 
 Two backends sit behind Django's default storage: the local filesystem (the
 embedded default) and S3-compatible storage through django-storages. Large
-objects are streamed in both directions; archives are read with ranged GETs on
-S3 so nothing holds a whole archive in memory.
+objects are streamed in both directions, so nothing holds a whole archive in
+memory: an upload is read with a few ranged GETs and one streamed GET on S3
+(read_head, read_tail, read_range, open_from), other objects with ranged GETs.
 """
 
 import contextlib
@@ -315,6 +316,56 @@ def read_range(key: str, start: int, length: int) -> bytes:
     return data
 
 
+def read_head(key: str, length: int) -> bytes:
+    """Up to `length` bytes from the start (fewer when the object is shorter): one ranged GET on S3."""
+    if uses_s3():
+        ranged = f"bytes=0-{length - 1}"
+        try:
+            return _call(
+                lambda: bytes(_s3_client().get_object(Bucket=_bucket(), Key=key, Range=ranged)["Body"].read())
+            )
+        except FileNotFoundError:
+            if size(key) == 0:  # no range of an empty object is satisfiable
+                return b""
+            raise
+    with default_storage.open(key, "rb") as handle:
+        return bytes(handle.read(length))
+
+
+def read_tail(key: str, length: int) -> tuple[bytes, int]:
+    """The last `length` bytes (all of a shorter object) and the object's size: one GET on S3."""
+    if uses_s3():
+
+        def get() -> tuple[bytes, int]:
+            answer = _s3_client().get_object(Bucket=_bucket(), Key=key, Range=f"bytes=-{length}")
+            data = bytes(answer["Body"].read())
+            # "bytes 100-199/200"; absent when the whole object came back.
+            whole = answer.get("ContentRange", "")
+            return data, int(whole.rsplit("/", 1)[1]) if "/" in whole else len(data)
+
+        return _call(get)
+    with default_storage.open(key, "rb") as handle:
+        handle.seek(0, io.SEEK_END)
+        total = handle.tell()
+        handle.seek(max(0, total - length))
+        return bytes(handle.read()), total
+
+
+def open_from(key: str, start: int, *, buffer_size: int = READ_BLOCK) -> IO[bytes]:
+    """A forward-only reader of the object from `start` to its end: one streamed GET on S3.
+
+    A failure while reading (a dropped connection, a timeout) raises
+    StorageUnavailable: worth a retry.
+    """
+    if uses_s3():
+        ranged = f"bytes={start}-"
+        body = _call(lambda: _s3_client().get_object(Bucket=_bucket(), Key=key, Range=ranged)["Body"])
+        return io.BufferedReader(_StreamedS3Reader(key, body), buffer_size=buffer_size)
+    handle = default_storage.open(key, "rb")
+    handle.seek(start)
+    return handle  # type: ignore[no-any-return]
+
+
 def open_stream(key: str, *, buffer_size: int = READ_BLOCK) -> IO[bytes]:
     """A seekable, buffered reader; on S3 every read is a ranged GET of `buffer_size` bytes."""
     if uses_s3():
@@ -467,3 +518,28 @@ class _RangedS3Reader(io.RawIOBase):
         buffer[: len(data)] = data
         self._position += len(data)
         return len(data)
+
+
+class _StreamedS3Reader(io.RawIOBase):
+    """The body of one GET, read forward; transport failures become StorageUnavailable."""
+
+    def __init__(self, key: str, body: Any) -> None:
+        self._key = key
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except Exception as exc:
+            raise StorageUnavailable(f"reading {self._key} failed: {exc}") from exc
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._body.close()
+        super().close()

@@ -1,7 +1,9 @@
 """Ingest: turn an uploaded file in storage into Recording and Analysis rows.
 
-The archive is read from storage as a seekable stream (ranged GETs on S3), one
-member at a time through a small spool; each new recording is appended to a
+An archive is read with a few requests whatever its size (jobs.services.zipstream:
+its central directory from the end of the object, then its members in the order
+they lie in it from one streamed read), one member at a time through a small
+spool; each new recording is appended to a
 pack object (jobs.services.packs: up to 128 recordings, one PUT), and audio any
 batch already stored is referred to, not stored again. Rows are written a group
 at a time, each group in one transaction once its audio is in storage, and its
@@ -28,7 +30,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
-from jobs.services import archive, packs, progress, queue, sniff
+from jobs.services import archive, packs, progress, queue, sniff, zipstream
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,6 @@ COPY_BLOCK = 64 * 1024
 PACKS_IN_FLIGHT = 2  # packs written while the next one fills (each at most packs.PACK_BYTES)
 CHECK_GROUP = 32  # members hashed before one "already stored?" query
 ROW_GROUP_CHUNKS = 2  # analysis chunks' worth of members written per transaction
-# Ranged GETs cost tens of milliseconds each whatever their size: read archives
-# in large blocks (still a constant, not the archive, in memory).
-ARCHIVE_READ_BYTES = 8 * 1024 * 1024
 TRANSIENT = (storage.StorageUnavailable, OperationalError, InterfaceError)
 
 
@@ -101,17 +100,15 @@ def ingest_batch(batch_id: UUID | str, *, queue_analysis: bool = True) -> list[i
 
 def _ingest(batch: Batch, *, queue_analysis: bool) -> list[int]:
     rows = _Rows(batch, queue_analysis=queue_analysis)
-    with storage.open_stream(batch.upload_key, buffer_size=ARCHIVE_READ_BYTES) as upload:
-        head = upload.read(sniff.HEAD_BYTES)
-        upload.seek(0)
-        try:
-            if sniff.is_zip(head):
-                _read_archive(upload, rows)
-            else:
+    try:
+        if sniff.is_zip(storage.read_head(batch.upload_key, sniff.HEAD_BYTES)):
+            _read_archive(batch.upload_key, rows)
+        else:
+            with storage.open_from(batch.upload_key, 0) as upload:
                 _read_single(batch, upload, rows)
-        except archive.ArchiveRefused as exc:
-            fail_batch(batch, exc.code, exc.message)
-            return []
+    except archive.ArchiveRefused as exc:
+        fail_batch(batch, exc.code, exc.message)
+        return []
     if not rows.stopped:
         rows.write(final=True)
     _discard_upload(batch)
@@ -133,29 +130,36 @@ def _read_single(batch: Batch, upload: IO[bytes], rows: "_Rows") -> None:
     rows.add(member)
 
 
-def _read_archive(upload: IO[bytes], rows: "_Rows") -> None:
+def _read_archive(key: str, rows: "_Rows") -> None:
     try:
-        zipped = zipfile.ZipFile(upload)
+        directory = zipstream.Directory(key)
+    except storage.StorageUnavailable:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
         raise archive.ArchiveRefused(
             "not_a_zip", f"The upload is not a readable zip archive ({exc})."
         ) from exc
-    with zipped:
-        plan = archive.plan(zipped)
+    with directory:
+        plan = archive.plan(directory.zipped)
         # Labels first: each group of rows is final when it is written.
-        labels, folder, problems = _read_labels(zipped, plan)
+        labels, folder, problems = _read_labels(directory, plan)
         for rejected in plan.rejected:
             rows.add(Member(rejected.path, error_code=rejected.code, error_message=rejected.message))
         for member in problems:
             rows.add(member)
-        with _Uploader() as uploader:
-            for info in plan.accepted:
-                member = Member(path=archive.display_path(info, plan.root))
+        # In the order the members lie in the archive, from one streamed read that
+        # starts at the first member an earlier delivery of this task did not store.
+        todo = [
+            (info, Member(path=archive.display_path(info, plan.root)))
+            for info in sorted(plan.accepted, key=lambda info: info.header_offset)
+        ]
+        with _Uploader() as uploader, zipstream.Body(key, directory.size) as body:
+            for info, member in todo:
                 if rows.written(member):
-                    continue  # an earlier delivery of this task stored it
+                    continue
                 if member.path.startswith(folder):
                     member.label = labels.get(member.path[len(folder) :], "")
-                _store_member(zipped, info, member, uploader)
+                _store_member(body, info, member, uploader)
                 rows.add(member)
                 if rows.full():
                     uploader.drain()  # every key a row names is in storage first
@@ -164,11 +168,9 @@ def _read_archive(upload: IO[bytes], rows: "_Rows") -> None:
                         return  # cancelled, failed, or finished by another delivery
 
 
-def _store_member(
-    zipped: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, uploader: "_Uploader"
-) -> None:
+def _store_member(body: zipstream.Body, info: zipfile.ZipInfo, member: Member, uploader: "_Uploader") -> None:
     try:
-        with zipped.open(info) as source:
+        with body.open(info) as source:
             _store(member, source, uploader)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         member.error_code, member.error_message = "corrupt", f"The member could not be extracted ({exc})."
@@ -219,7 +221,9 @@ def _content_problem(head: bytes, size: int) -> tuple[str, str] | None:
     return None
 
 
-def _read_labels(zipped: zipfile.ZipFile, plan: archive.Plan) -> tuple[dict[str, str], str, list[Member]]:
+def _read_labels(
+    directory: zipstream.Directory, plan: archive.Plan
+) -> tuple[dict[str, str], str, list[Member]]:
     """Ground truth by path, the folder it applies to, and a member row if it is malformed."""
     info = plan.labels_member
     if info is None:
@@ -231,7 +235,8 @@ def _read_labels(zipped: zipfile.ZipFile, plan: archive.Plan) -> tuple[dict[str,
         )
         return {}, folder, [problem]
     try:
-        return archive.parse_labels(zipped.read(info)), folder, []
+        data = directory.read(info, limit=2 * archive.MAX_LABELS_BYTES)
+        return archive.parse_labels(data), folder, []
     except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
         problem = Member(folder + archive.LABELS_FILE, error_code="malformed_labels", error_message=str(exc))
         return {}, folder, [problem]
