@@ -7,7 +7,9 @@ with the app's environment.
 Every layout starts from the same uploaded zip of real recordings (stored, as
 ``lubdub submit`` sends it, or deflated with ``--deflated``, as zip tools make it) and
 does what ingest and analysis do with storage, nothing else (no database, no
-model): ingest reads the archive through jobs.storage in 8 MiB ranged blocks
+model): ingest reads the archive as the app's ingest does (jobs.services.zipstream:
+the central directory from the end of the object, the members from one streamed
+read; ``--ranged`` reads it in 8 MiB ranged blocks instead, as ingest did before)
 and hashes every member; analysis reads the members a chunk (64) at a time,
 two chunks at once as two worker processes would, and checks each against its
 hash.
@@ -121,11 +123,22 @@ def measured(counter: Counter, run: Callable[[], Any]) -> tuple[Any, Phase]:
     )
 
 
+RANGED_READS = False  # --ranged: the reader ingest used before zipstream
+
+
 def members_of(upload_key: str) -> Iterator[tuple[zipfile.ZipInfo, bytes, Any]]:
     """Each member's info and bytes as ingest reads them, with its location in the archive."""
     from jobs import storage
-    from jobs.services import archive
+    from jobs.services import archive, zipstream
 
+    if not RANGED_READS:
+        with zipstream.Directory(upload_key) as directory, zipstream.Body(upload_key, directory.size) as body:
+            for info in sorted(directory.zipped.infolist(), key=lambda info: info.header_offset):
+                with body.open(info) as source:
+                    data = source.read()
+                # Where the data lay in the stream: after the member's local header.
+                yield info, data, archive.Location(body.data_offset, info.compress_size, info.compress_type)
+        return
     with storage.open_stream(upload_key, buffer_size=ARCHIVE_READ_BYTES) as upload:
         with zipfile.ZipFile(upload) as zipped:
             for info in zipped.infolist():
@@ -261,9 +274,16 @@ def main() -> None:
         "--deflated", action="store_true", help="upload a deflated zip instead of a stored one"
     )
     parser.add_argument(
+        "--ranged",
+        action="store_true",
+        help="read the upload in 8 MiB ranged blocks, as ingest did before",
+    )
+    parser.add_argument(
         "--layouts", default="per-file,archive,packs", help="comma-separated, from per-file, archive, packs"
     )
     options = parser.parse_args()
+    global RANGED_READS
+    RANGED_READS = options.ranged
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     import django
