@@ -35,8 +35,11 @@ def test_it_accepts_an_upload_while_the_broker_is_down_and_the_sweeper_queues_it
     from config.celery_app import app
 
     with monkeypatch.context() as broker_down:
-        # A fresh producer pool for a broker URL nothing listens on.
-        broker_down.setattr(app.conf, "broker_write_url", f"redis://127.0.0.1:{free_port()}/0")
+        # A fresh producer pool for a broker URL nothing listens on. setitem, not
+        # setattr: undoing setattr would pin broker_write_url to the URL it read
+        # (the shared broker's), and a later test that changes broker_url would
+        # still send there.
+        broker_down.setitem(app.conf, "broker_write_url", f"redis://127.0.0.1:{free_port()}/0")
         broker_down.setattr(app, "_pool", None)
         broker_down.setattr(app.amqp, "_producer_pool", None)
         with caplog.at_level("WARNING", logger="jobs.services.queue"):

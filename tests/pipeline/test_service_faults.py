@@ -153,6 +153,8 @@ def private_broker(tmp_path: Path, settings: Any) -> Iterator[PrivateRedis]:
             # Only broker_url: the read and write URLs follow it, and setting them
             # too would leave them behind when the patch is undone.
             patch.setattr(app.conf, "broker_url", server.url)
+            # A test before that pinned one of them would send this test's tasks elsewhere.
+            assert app.conf.broker_write_url == app.conf.broker_read_url == server.url
             forget_broker_connections()
             yield server
     finally:
