@@ -485,13 +485,12 @@ def check(*, timeout: float | None = None) -> None:
         raise StorageUnavailable(f"{root} is not writable")
 
 
-class _RangedS3Reader(io.RawIOBase):
-    """A seekable raw reader over one S3 object using ranged GETs."""
+class SeekableReader(io.RawIOBase):
+    """A raw reader over an object of known ``size``: position and seeking; subclasses read."""
 
-    def __init__(self, key: str) -> None:
-        self._key = key
+    def __init__(self, size: int) -> None:
+        self.size = size
         self._position = 0
-        self._length = size(key)
 
     def readable(self) -> bool:
         return True
@@ -503,14 +502,22 @@ class _RangedS3Reader(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
         self._position = max(0, base + offset)
         return self._position
 
+
+class _RangedS3Reader(SeekableReader):
+    """A seekable raw reader over one S3 object using ranged GETs."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(size(key))
+        self._key = key
+
     def readinto(self, buffer: Any) -> int:
-        if self._position >= self._length:
+        if self._position >= self.size:
             return 0
-        end = min(self._position + len(buffer), self._length) - 1
+        end = min(self._position + len(buffer), self.size) - 1
         ranged = f"bytes={self._position}-{end}"
         data = _call(
             lambda: _s3_client().get_object(Bucket=_bucket(), Key=self._key, Range=ranged)["Body"].read()

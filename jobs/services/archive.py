@@ -21,10 +21,8 @@ MAX_LABELS_BYTES = 8 * 1024 * 1024
 BOMB_MIN_BYTES = 1024 * 1024  # tiny members compress absurdly well and are harmless
 # A member's local header: signature, versions, flags, method, time, date, CRC,
 # sizes, then the lengths of the name and of the extra field that precede the data.
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-_LOCAL_SIGNATURE = b"PK\x03\x04"
-# Compression methods a worker inflates from a ranged read of the archive itself.
-READABLE_IN_PLACE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+LOCAL_SIGNATURE = b"PK\x03\x04"
 
 
 class ArchiveRefused(ValueError):
@@ -181,14 +179,14 @@ def member_location(archive: IO[bytes], info: zipfile.ZipInfo) -> Location:
     the data starts. Raises zipfile.BadZipFile on a header that is not one.
     """
     archive.seek(info.header_offset)
-    header = archive.read(_LOCAL_HEADER.size)
-    if len(header) != _LOCAL_HEADER.size:
+    header = archive.read(LOCAL_HEADER.size)
+    if len(header) != LOCAL_HEADER.size:
         raise zipfile.BadZipFile(f"truncated local header for {info.filename!r}")
-    fields = _LOCAL_HEADER.unpack(header)
-    if fields[0] != _LOCAL_SIGNATURE:
+    fields = LOCAL_HEADER.unpack(header)
+    if fields[0] != LOCAL_SIGNATURE:
         raise zipfile.BadZipFile(f"bad local header signature for {info.filename!r}")
     name_length, extra_length = fields[10], fields[11]
-    offset = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    offset = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
     return Location(offset=offset, length=info.compress_size, compression=info.compress_type)
 
 

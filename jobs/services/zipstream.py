@@ -17,25 +17,22 @@ wanted (more than SKIP_BYTES) is jumped over with a new ranged read instead of
 being read through.
 """
 
-import io
-import struct
 import zipfile
 from typing import IO, Any, cast
 
 from jobs import storage
+from jobs.services.archive import LOCAL_HEADER, LOCAL_SIGNATURE
 
 TAIL_BYTES = 1024 * 1024
 STREAM_BUFFER = 256 * 1024
 SKIP_BYTES = 8 * 1024 * 1024  # read through gaps up to this; reopen the stream past longer ones
 _FIELD_MAX = 0xFFFF  # a local header's name and extra field are each at most this long
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-_LOCAL_SIGNATURE = b"PK\x03\x04"
 _COMPRESSED_PATCH = 0x20
 _STRONG_ENCRYPTION = 0x40
 _UTF8_NAME = 0x800
 
 
-class _Sparse(io.RawIOBase):
+class _Sparse(storage.SeekableReader):
     """The object as zipfile sees it: its size and the ranges read so far.
 
     A read outside those ranges is one ranged read of what it asks for. A
@@ -44,25 +41,10 @@ class _Sparse(io.RawIOBase):
     """
 
     def __init__(self, key: str, size: int, start: int, data: bytes) -> None:
+        super().__init__(size)
         self._key = key
-        self.size = size
-        self._position = 0
         self._ranges: list[tuple[int, bytes]] = [(start, data)]
         self.failure: Exception | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
 
     def readinto(self, buffer: Any) -> int:
         wanted = min(len(buffer), self.size - self._position)
@@ -119,7 +101,7 @@ class Directory:
     def read(self, info: zipfile.ZipInfo, *, limit: int) -> bytes:
         """One small member's data (labels.csv), its local header and data fetched with one ranged read."""
         self._view.load(
-            info.header_offset, _LOCAL_HEADER.size + 2 * _FIELD_MAX + min(info.compress_size, limit)
+            info.header_offset, LOCAL_HEADER.size + 2 * _FIELD_MAX + min(info.compress_size, limit)
         )
         try:
             return self.zipped.read(info)
@@ -158,11 +140,11 @@ class Body:
         flag zipfile cannot read); the returned reader raises what zipfile's
         does (a bad CRC, a truncated member, zlib errors).
         """
-        if info.header_offset + _LOCAL_HEADER.size > self._size:
+        if info.header_offset + LOCAL_HEADER.size > self._size:
             raise zipfile.BadZipFile(f"truncated local header for {info.filename!r}")
         self._seek(info.header_offset)
-        fields = _LOCAL_HEADER.unpack(self._exactly(_LOCAL_HEADER.size, info))
-        if fields[0] != _LOCAL_SIGNATURE:
+        fields = LOCAL_HEADER.unpack(self._exactly(LOCAL_HEADER.size, info))
+        if fields[0] != LOCAL_SIGNATURE:
             raise zipfile.BadZipFile(f"bad local header signature for {info.filename!r}")
         flags, name_length, extra_length = fields[3], fields[10], fields[11]
         name = self._exactly(name_length, info)
