@@ -62,13 +62,18 @@ def get_site(user: Any, site_id: int | str) -> Site:
         raise Http404("No such site") from exc
 
 
-def can_calibrate(user: Any, organisation: Organisation) -> bool:
-    """Staff, and researchers or administrators of the organisation."""
+def has_role(user: Any, organisation: Organisation, roles: tuple[str, ...]) -> bool:
+    """Staff, and members of the organisation in one of ``roles``."""
     if getattr(user, "is_staff", False):
         return True
-    return Membership.objects.filter(
-        user=user, organisation=organisation, role__in=CALIBRATING_ROLES
-    ).exists()
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return Membership.objects.filter(user=user, organisation=organisation, role__in=roles).exists()
+
+
+def can_calibrate(user: Any, organisation: Organisation) -> bool:
+    """Staff, and researchers or administrators of the organisation."""
+    return has_role(user, organisation, CALIBRATING_ROLES)
 
 
 def upload_organisation(user: Any, slug: str | None = None) -> Organisation:
@@ -119,11 +124,7 @@ def can_use_model(version: ModelVersion, organisation: Organisation) -> bool:
 
 def can_choose_models(user: Any, organisation: Organisation) -> bool:
     """Who may set or clear an organisation's default model: staff, its researchers and admins."""
-    if getattr(user, "is_staff", False):
-        return True
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return Membership.objects.filter(user=user, organisation=organisation, role__in=MANAGING_ROLES).exists()
+    return has_role(user, organisation, MANAGING_ROLES)
 
 
 def choosing_organisations(user: Any) -> QuerySet[Organisation]:

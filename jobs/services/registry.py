@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 SMOKE_TEST_TASK = "lubdub.check_model"
 SMOKE_SAMPLE = Path(settings.BASE_DIR) / "samples" / "physionet" / "a0033.wav"
-MANAGING_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
 Status = ModelVersion.Status
 
 
@@ -65,7 +64,7 @@ def can_manage_models(user: Any) -> bool:
         return True
     if not getattr(user, "is_authenticated", False):
         return False
-    return Membership.objects.filter(user=user, role__in=MANAGING_ROLES).exists()
+    return Membership.objects.filter(user=user, role__in=access.MANAGING_ROLES).exists()
 
 
 def can_govern_models(user: Any) -> bool:

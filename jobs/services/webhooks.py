@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from config.celery_app import app
 from jobs.models import Batch, Membership, Organisation, Prediction, Report, WebhookDelivery
-from jobs.services import queue
+from jobs.services import access, queue
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,7 @@ class WebhookRefused(ValueError):
 
 def can_manage(user: Any, organisation: Organisation) -> bool:
     """Staff, and the organisation's administrators: they see secrets and delivery logs."""
-    if getattr(user, "is_staff", False):
-        return True
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return Membership.objects.filter(
-        user=user, organisation=organisation, role=Membership.Role.ADMIN
-    ).exists()
+    return access.has_role(user, organisation, (Membership.Role.ADMIN,))
 
 
 def check_url(url: str, *, resolve: bool = True) -> str:
