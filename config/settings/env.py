@@ -5,6 +5,7 @@ malformed value stops the process at start-up instead of surfacing later.
 """
 
 import os
+from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -43,18 +44,28 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
-def env_seconds(name: str, default: float) -> float:
-    """A duration in seconds: a positive number, fractions allowed."""
+def _env_float(name: str, default: float, *, what: str, valid: Callable[[float], bool], rule: str) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number of seconds.") from None
-    if not 0 < value < float("inf"):
-        raise ImproperlyConfigured(f"{name}={raw!r} must be a positive number of seconds.")
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {what}.") from None
+    if not valid(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} must be {rule}.")
     return value
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds: a positive number, fractions allowed."""
+    return _env_float(
+        name,
+        default,
+        what="a number of seconds",
+        valid=lambda value: 0 < value < float("inf"),
+        rule="a positive number of seconds",
+    )
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -63,13 +74,4 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 def env_fraction(name: str, default: float) -> float:
     """A number from 0 to 1 (a sampling rate)."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
-    if not 0 <= value <= 1:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be from 0 to 1.")
-    return value
+    return _env_float(name, default, what="a number", valid=lambda value: 0 <= value <= 1, rule="from 0 to 1")
