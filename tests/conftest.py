@@ -45,6 +45,30 @@ def wait_for_worker(log_path: Path, process: subprocess.Popen[bytes], timeout: f
     raise TimeoutError(f"worker not ready after {timeout}s:\n{log_path.read_text()}")
 
 
+def worker_command(log_path: Path, *, queues: str, concurrency: int = 1, name: str) -> list[str]:
+    """The command line of a test's Celery worker, logging to ``log_path``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "--logfile",
+        str(log_path),
+    ]
+
+
 def start_worker(
     log_path: Path,
     *,
@@ -57,26 +81,12 @@ def start_worker(
 
     It runs in a process group of its own, so a test can SIGKILL all of it."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "-n",
-            name or f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--logfile",
-            str(log_path),
-        ],
+        worker_command(
+            log_path,
+            queues=queues,
+            concurrency=concurrency,
+            name=name or f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ),
         cwd=ROOT,
         env={
             **os.environ,

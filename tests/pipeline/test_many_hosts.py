@@ -7,7 +7,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from django.core.management import call_command
 from config.celery_app import app
 from jobs.models import Analysis, Batch, MediaFolder, Prediction
 from jobs.services import ingest, media_folder, queue
-from tests.conftest import ROOT, wait_for_worker
+from tests.conftest import ROOT, wait_for_worker, worker_command
 from tests.conftest import test_database_url as database_url  # as test_*, pytest would collect it
 from tests.faults import assert_batch_ended_well
 from tests.pipeline.conftest import (
@@ -50,29 +49,6 @@ CHUNK = 8
 SUCCEEDED = re.compile(r"Task lubdub\.analyze_chunk\[[^\]]+\] succeeded in [0-9.]+s: (\d+)")
 # A queue no task is sent to: a worker started only to see whether it starts takes no work.
 IDLE_QUEUE = "media-folder-check"
-
-
-def _worker_command(log_path: Path, *, queues: str, name: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        "1",
-        "--loglevel",
-        "INFO",
-        "-n",
-        name,
-        "--without-gossip",
-        "--without-mingle",
-        "--logfile",
-        str(log_path),
-    ]
 
 
 class OtherHost:
@@ -106,7 +82,7 @@ class OtherHost:
 
     def start(self, *, queues: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            _worker_command(self.log, queues=queues, name=self.name),
+            worker_command(self.log, queues=queues, name=self.name),
             cwd=self.app,
             env=self.environment(),
             start_new_session=True,
@@ -256,7 +232,7 @@ def test_it_refuses_to_start_a_worker_on_filesystem_storage_without_the_webs_upl
     elsewhere = tmp_path / "another-host-media"
 
     refused = subprocess.run(
-        _worker_command(tmp_path / "refused.log", queues=IDLE_QUEUE, name=f"refused-{os.getpid()}@%h"),
+        worker_command(tmp_path / "refused.log", queues=IDLE_QUEUE, name=f"refused-{os.getpid()}@%h"),
         cwd=ROOT,
         env={**os.environ, **on_filesystem, "LUBDUB_TEST_MEDIA_ROOT": str(elsewhere)},
         capture_output=True,
@@ -272,7 +248,7 @@ def test_it_refuses_to_start_a_worker_on_filesystem_storage_without_the_webs_upl
 
     log = tmp_path / "accepted.log"
     accepted = subprocess.Popen(
-        _worker_command(log, queues=IDLE_QUEUE, name=f"accepted-{os.getpid()}@%h"),
+        worker_command(log, queues=IDLE_QUEUE, name=f"accepted-{os.getpid()}@%h"),
         cwd=ROOT,
         env={**os.environ, **on_filesystem, "LUBDUB_TEST_MEDIA_ROOT": str(filesystem_storage)},
         start_new_session=True,
