@@ -52,6 +52,19 @@ SPREAD_FEATURE_NAMES = (
     "diastole_near_s2",
 )
 NUM_SPREAD_FEATURES = len(SPREAD_FEATURE_NAMES)
+# Optional time profile of every beat (FeatureConfig.beat_profile): each state cut into
+# equal bins (S1, systole, S2, diastole), each bin's log band energies and envelope peak
+# against the same beat's S1. Where in the gap the energy sits and what shape it has
+# (a mid-systolic click, a crescendo, an early or late diastolic sound: S3, S4) is what
+# the thirds only hint at; against S1 of the same beat the device still cancels.
+PROFILE_BINS = (2, 6, 2, 8)
+PROFILE_FEATURE_NAMES = tuple(
+    f"{state}_{index}_{channel}"
+    for state, bins in zip(("s1", "systole", "s2", "diastole"), PROFILE_BINS, strict=True)
+    for index in range(bins)
+    for channel in (*(f"band_{b}" for b in range(BANDS)), "peak")
+)
+NUM_PROFILE_FEATURES = len(PROFILE_FEATURE_NAMES)
 NEAR_SOUND = 3.0
 LOUD_PERCENTILE = 90.0
 # Log-energy differences are clipped here (about 87 dB): beyond it a state is silent,
@@ -97,7 +110,43 @@ def _run_means(cumulative: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     return np.log((cumulative[hi] - cumulative[lo]) / (hi - lo)[:, np.newaxis] + 1e-12)
 
 
-def _beats_vector(energies: np.ndarray, bounds: np.ndarray, *, spreads: bool = False) -> np.ndarray:
+def _profile_runs(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame runs ``(lo, hi)`` of the profile bins, ``(bins, beats)`` each, bins in beat order."""
+    los, his = [], []
+    for state, bins in enumerate(PROFILE_BINS):
+        lo, hi = bounds[:, state], bounds[:, state + 1]
+        length = hi - lo
+        for index in range(bins):
+            los.append(lo + (length * index) // bins)
+            his.append(lo + (length * (index + 1)) // bins)
+    return np.stack(los), np.stack(his)
+
+
+def _beat_profile(energies: np.ndarray, bounds: np.ndarray, cumulative: np.ndarray) -> np.ndarray:
+    """The ``PROFILE_FEATURE_NAMES`` of each complete beat.
+
+    ``cumulative`` is the running sum of the band powers (any common scale, as in
+    `_beats_vector`: only ratios are kept); a bin shorter than a frame takes its first frame.
+    """
+    los, his = _profile_runs(bounds)
+    bins, beats = los.shape
+    levels = _run_means(cumulative, los.ravel(), his.ravel()).reshape(bins, beats, BANDS)
+    envelope = np.append(energies[:, BANDS].astype(np.float64), 0.0)
+    # One reduceat over (lo, hi) pairs: every even result is a bin's maximum.
+    pairs = np.stack([los.T.ravel(), np.maximum(his.T.ravel(), los.T.ravel())], axis=1).ravel()
+    peaks = np.maximum.reduceat(envelope, pairs)[::2].reshape(beats, bins)
+    s1_level = (
+        levels[0] if PROFILE_BINS[0] == 1 else np.log(np.mean(np.exp(levels[: PROFILE_BINS[0]]), axis=0))
+    )
+    s1_peak = peaks[:, : PROFILE_BINS[0]].max(axis=1, keepdims=True)
+    band_parts = np.transpose(levels - s1_level[np.newaxis], (1, 0, 2))
+    profile = np.concatenate([band_parts, (peaks - s1_peak)[:, :, np.newaxis]], axis=2).reshape(beats, -1)
+    return np.clip(np.nan_to_num(profile, nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+
+
+def _beats_vector(
+    energies: np.ndarray, bounds: np.ndarray, *, spreads: bool = False, profile: bool = False
+) -> np.ndarray:
     """Measures of complete beats with frame ``bounds`` ``(beats, 5)`` (state starts, then the end)."""
     bands = energies[:, :BANDS].astype(np.float64)
     # Ratios do not depend on the offset; it keeps exp() in range.
@@ -120,9 +169,12 @@ def _beats_vector(energies: np.ndarray, bounds: np.ndarray, *, spreads: bool = F
     cycle = (bounds[:, 4] - bounds[:, 0]).astype(np.float64)
     extra = [(bounds[:, 2] - bounds[:, 1]) / cycle, np.log(cycle / np.median(cycle))]
     values = _vector(level, [peaks[:, k] for k in range(4)], thirds, extra)
-    if not spreads:
-        return values
-    return np.concatenate([values, _beat_spreads(energies, bounds, peaks)], axis=1)
+    parts = [values]
+    if spreads:
+        parts.append(_beat_spreads(energies, bounds, peaks))
+    if profile:
+        parts.append(_beat_profile(energies, bounds, cumulative))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else values
 
 
 def _run_spreads(signal: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -211,17 +263,37 @@ def _whole_vector(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
     return _vector(levels, peaks, thirds, extra)
 
 
+def _whole_profile(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """The ``PROFILE_FEATURE_NAMES`` of a recording without a complete beat, each state's frames pooled."""
+    bands, envelope = energies[:, :BANDS].astype(np.float64), energies[:, BANDS].astype(np.float64)
+    levels, peaks = [], []
+    for state, bins in enumerate(PROFILE_BINS):
+        frames, loud = bands[states == state], envelope[states == state]
+        edges = np.linspace(0, len(frames), bins + 1).astype(int)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            hi = max(hi, lo + 1)
+            levels.append(_pooled_level(frames[lo:hi])[0])
+            peaks.append(loud[lo:hi].max() if len(loud[lo:hi]) else np.nan)
+    level, peak = np.array(levels), np.array(peaks)
+    first = PROFILE_BINS[0]
+    top = np.nanmax(level[:first], axis=0)
+    s1_level = top + np.log(np.nanmean(np.exp(level[:first] - top), axis=0))
+    profile = np.concatenate([level - s1_level, (peak - np.nanmax(peak[:first]))[:, np.newaxis]], axis=1)
+    return np.clip(np.nan_to_num(profile.reshape(1, -1), nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+
+
 def beat_measures(
     samples: np.ndarray,
     *,
     sample_rate: int,
     classifier: segmentation.FrameClassifier | None = None,
     spreads: bool = False,
+    profile: bool = False,
 ) -> BeatMeasures:
     """Segment a band-passed recording and measure each of its complete beats.
 
     With ``spreads`` every beat also carries the ``SPREAD_FEATURE_NAMES`` after the
-    ``CYCLE_FEATURE_NAMES``.
+    ``CYCLE_FEATURE_NAMES``, and with ``profile`` the ``PROFILE_FEATURE_NAMES`` after those.
     """
     energies = segmentation.band_energies(samples, sample_rate=sample_rate)
     found = segmentation.segment(samples, sample_rate=sample_rate, classifier=classifier, energies=energies)
@@ -232,10 +304,12 @@ def beat_measures(
         values = _whole_vector(energies, found.states)
         if spreads:
             values = np.concatenate([values, _whole_spreads(energies, found.states)], axis=1)
+        if profile:
+            values = np.concatenate([values, _whole_profile(energies, found.states)], axis=1)
         values = values.astype(np.float32)
         return BeatMeasures(values, np.zeros(1), np.array([duration]), found, whole=True, gap_fill=fill)
     return BeatMeasures(
-        values=_beats_vector(energies, cycles, spreads=spreads).astype(np.float32),
+        values=_beats_vector(energies, cycles, spreads=spreads, profile=profile).astype(np.float32),
         start_s=cycles[:, 0] / FRAME_RATE_HZ,
         end_s=cycles[:, 4] / FRAME_RATE_HZ,
         segmentation=found,

@@ -44,11 +44,13 @@ DELTA_HALF_WIDTH = 2  # frames each side in the regression delta (HTK formula)
 # there because ml.cycles needs numba, and this module is imported by the web process.
 NUM_CYCLE_FEATURES = 44
 NUM_SPREAD_FEATURES = 8
+NUM_PROFILE_FEATURES = 90
 LATER_FIELDS: dict[str, Any] = {
     "norm_reference": "mean",
     "beats_per_window": 8,
     "beats_hop": 4,
     "beat_spreads": False,
+    "beat_profile": False,
 }
 
 
@@ -78,6 +80,8 @@ class FeatureConfig:
     beats_hop: int = 4
     # ``cycles`` only: also the within-gap spreads of ml.cycles.SPREAD_FEATURE_NAMES.
     beat_spreads: bool = False
+    # ``cycles`` only: also each beat's time profile (ml.cycles.PROFILE_FEATURE_NAMES).
+    beat_profile: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -109,7 +113,11 @@ class FeatureConfig:
     def num_features(self) -> int:
         """Values per feature frame."""
         if self.kind == "cycles":
-            return NUM_CYCLE_FEATURES + (NUM_SPREAD_FEATURES if self.beat_spreads else 0)
+            return (
+                NUM_CYCLE_FEATURES
+                + (NUM_SPREAD_FEATURES if self.beat_spreads else 0)
+                + (NUM_PROFILE_FEATURES if self.beat_profile else 0)
+            )
         base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
         return base * (3 if self.deltas else 1)
 
@@ -338,7 +346,9 @@ def beat_batch(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> Wi
 
     parts, owners, starts_s, ends_s, beats = [], [], [], [], []
     for index, samples in enumerate(recordings):
-        measures = cycles.beat_measures(samples, sample_rate=config.sample_rate, spreads=config.beat_spreads)
+        measures = cycles.beat_measures(
+            samples, sample_rate=config.sample_rate, spreads=config.beat_spreads, profile=config.beat_profile
+        )
         windows, starts = cycles.beat_windows(
             measures, beats_per_window=config.beats_per_window, hop=config.beats_hop
         )

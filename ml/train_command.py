@@ -98,6 +98,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="cycles: also how each gap's energy moves within the beat (ml.cycles.SPREAD_FEATURE_NAMES)",
     )
     parser.add_argument(
+        "--beat-profile",
+        action="store_true",
+        help="cycles: also each beat's time profile against its S1 (ml.cycles.PROFILE_FEATURE_NAMES)",
+    )
+    parser.add_argument(
         "--normalize-inputs",
         action="store_true",
         help="scale features by the training set's mean and variance",
@@ -212,6 +217,7 @@ def features_from(args: argparse.Namespace) -> FeatureConfig:
         beats_per_window=args.beats_per_window,
         beats_hop=max(1, args.beats_per_window // 2),
         beat_spreads=args.beat_spreads,
+        beat_profile=args.beat_profile,
     )
 
 
@@ -528,7 +534,12 @@ def calibration_for(crossval: dict[str, Any], dataset: Dataset, config: FeatureC
         statistics = np.stack(
             [
                 cycles.recording_statistics(
-                    cycles.beat_measures(wave, sample_rate=config.sample_rate, spreads=config.beat_spreads)
+                    cycles.beat_measures(
+                        wave,
+                        sample_rate=config.sample_rate,
+                        spreads=config.beat_spreads,
+                        profile=config.beat_profile,
+                    )
                 )
                 for wave in dataset.samples
             ]

@@ -155,3 +155,49 @@ def _first_sample_cut(seconds: float) -> tuple[np.ndarray, int]:
 
     samples, rate = sf.read(sorted(SAMPLES.glob("*.wav"))[0])
     return samples[: int(seconds * rate)], rate
+
+
+def _profile(samples: np.ndarray) -> np.ndarray:
+    audio = prepare_samples(samples, source_rate=RATE)
+    return cycles.beat_measures(audio.samples, sample_rate=RATE, profile=True).values
+
+
+def _profile_median(samples: np.ndarray, state: str, index: int, channel: str) -> float:
+    column = cycles.NUM_CYCLE_FEATURES + cycles.PROFILE_FEATURE_NAMES.index(f"{state}_{index}_{channel}")
+    return float(np.median(_profile(samples)[:, column]))
+
+
+def test_the_profile_follows_the_beat_measures_and_its_count_matches_the_config() -> None:
+    samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=11)
+    plain, profile = _measures(samples).values, _profile(samples)
+    assert profile.shape == (len(plain), cycles.NUM_CYCLE_FEATURES + cycles.NUM_PROFILE_FEATURES)
+    np.testing.assert_array_equal(profile[:, : cycles.NUM_CYCLE_FEATURES], plain)
+    assert cycles.NUM_PROFILE_FEATURES == features.NUM_PROFILE_FEATURES
+    config = features.FeatureConfig(kind="cycles", beat_profile=True)
+    assert config.window_shape == (config.beats_per_window, profile.shape[1])
+    assert "beat_profile" not in features.FeatureConfig(kind="cycles").to_dict()
+
+
+def test_a_systolic_murmur_raises_the_middle_of_the_systole_profile_more_than_diastole() -> None:
+    clean, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, seed=12)
+    murmur, _, _ = heart_sounds(bpm=72.0, snr_db=25.0, murmur=0.25, seed=12)
+
+    def rise(state: str, index: int, channel: str) -> float:
+        return _profile_median(murmur, state, index, channel) - _profile_median(clean, state, index, channel)
+
+    for index in (2, 3):
+        assert rise("systole", index, "band_3") > 2.0
+        assert rise("systole", index, "peak") > 0.5
+    assert abs(rise("diastole", 4, "band_3")) < rise("systole", 3, "band_3") / 2
+
+
+def test_the_profile_does_not_move_with_the_device_gain() -> None:
+    samples, _, _ = heart_sounds(bpm=72.0, snr_db=20.0, seed=13)
+    np.testing.assert_allclose(_profile(samples), _profile(samples * 50.0), atol=1e-3)
+
+
+def test_the_profile_of_a_recording_without_a_complete_beat_is_finite() -> None:
+    samples, _, _ = heart_sounds(bpm=100.0, duration_s=1.2, snr_db=20.0, seed=5)
+    values = _profile(samples)
+    assert values.shape == (1, cycles.NUM_CYCLE_FEATURES + cycles.NUM_PROFILE_FEATURES)
+    assert np.all(np.isfinite(values))
