@@ -6,7 +6,9 @@ the ingest task queued after commit. No archive is ever held in memory.
 """
 
 import contextlib
+from dataclasses import dataclass
 from typing import IO, Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -110,14 +112,46 @@ def create_batch_from_upload(
     earlier batch is returned and nothing new is kept.
     """
     size = _size_of(upload)
-    if size == 0:
-        raise UploadRejected("empty", "The uploaded file is empty.")
-    if size > settings.LUBDUB_MAX_UPLOAD_BYTES:
-        limit = settings.LUBDUB_MAX_UPLOAD_BYTES
-        raise UploadRejected("too_large", f"The upload is {size} bytes; the limit is {limit}.", status=413)
     head = upload.read(sniff.HEAD_BYTES)
     upload.seek(0)
-    kind_priority = upload_kind(head, filename)
+    batch = new_batch(
+        user=user,
+        organisation=organisation,
+        filename=filename,
+        size=size,
+        head=head,
+        name=name,
+        model=model,
+        priority=priority,
+        site=site,
+        idempotency_key=idempotency_key,
+        webhook_url=webhook_url,
+    )
+    # The slow copy happens before the transaction, never inside it.
+    storage.put(batch.upload_key, upload)
+    return save_batch(batch)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What an upload asked for, checked: its model version, site, webhook URL and priority."""
+
+    model_version: ModelVersion
+    site: Site | None
+    webhook_url: str
+    priority: str | None
+
+
+def batch_options(
+    *,
+    user: Any,
+    organisation: Organisation,
+    model: str | ModelVersion | None = None,
+    priority: str | None = None,
+    site: str | Site | None = None,
+    webhook_url: str = "",
+) -> BatchOptions:
+    """The options of `create_batch_from_upload`, checked; UploadRejected names the first refused."""
     if priority and priority not in Batch.Priority.values:
         raise UploadRejected("bad_priority", f"priority must be one of {', '.join(Batch.Priority.values)}")
     model_version = _model_for(user, organisation, model)
@@ -129,29 +163,79 @@ def create_batch_from_upload(
         batch_webhook = webhooks.batch_url(organisation, webhook_url)
     except webhooks.WebhookRefused as exc:
         raise UploadRejected(exc.code, exc.message) from exc
+    return BatchOptions(model_version, batch_site, batch_webhook, priority or None)
 
+
+def check_size(size: int) -> None:
+    """Refuse an empty upload and one over LUBDUB_MAX_UPLOAD_BYTES."""
+    if size == 0:
+        raise UploadRejected("empty", "The uploaded file is empty.")
+    if size > settings.LUBDUB_MAX_UPLOAD_BYTES:
+        limit = settings.LUBDUB_MAX_UPLOAD_BYTES
+        raise UploadRejected("too_large", f"The upload is {size} bytes; the limit is {limit}.", status=413)
+
+
+def new_batch(
+    *,
+    user: Any,
+    organisation: Organisation,
+    filename: str,
+    size: int,
+    head: bytes,
+    name: str = "",
+    model: str | ModelVersion | None = None,
+    priority: str | None = None,
+    site: str | Site | None = None,
+    idempotency_key: str = "",
+    webhook_url: str = "",
+    batch_id: UUID | None = None,
+) -> Batch:
+    """The batch of an upload of ``size`` bytes starting with ``head``, checked and not yet saved.
+
+    Its `upload_key` is where the upload is to be stored (``batch_id`` chooses
+    the batch's id, and so that key, ahead: a resumable upload stores its parts
+    there before the batch exists).
+    """
+    check_size(size)
+    kind_priority = upload_kind(head, filename)
+    options = batch_options(
+        user=user,
+        organisation=organisation,
+        model=model,
+        priority=priority,
+        site=site,
+        webhook_url=webhook_url,
+    )
     batch = Batch(
         organisation=organisation,
         created_by=user if getattr(user, "is_authenticated", False) else None,
         name=name[:200] or filename[:200],
-        priority=priority or kind_priority,
-        model_version=model_version,
-        site=batch_site,
+        priority=options.priority or kind_priority,
+        model_version=options.model_version,
+        site=options.site,
         upload_name=filename[:255],
         upload_size=size,
         idempotency_key=idempotency_key,
-        webhook_url=batch_webhook,
+        webhook_url=options.webhook_url,
     )
+    if batch_id is not None:
+        batch.id = batch_id
     batch.upload_key = storage.upload_key(batch.id, filename)
-    # The slow copy happens before the transaction, never inside it.
-    storage.put(batch.upload_key, upload)
+    return batch
+
+
+def save_batch(batch: Batch) -> Batch:
+    """Save a batch whose upload is stored and queue its ingest after commit.
+
+    A retry that raced the request it repeats (same Idempotency-Key) and lost is
+    answered with the first batch, and its own upload object is deleted.
+    """
     try:
         with transaction.atomic():
             batch.save()
             queue.send_ingest(batch)
     except IntegrityError:
-        # A retry raced the request it repeats, and lost: answer with the first batch.
-        earlier = retried_batch(user, idempotency_key)
+        earlier = retried_batch(batch.created_by, batch.idempotency_key)
         if earlier is None:
             raise
         with contextlib.suppress(OSError):  # best effort: an orphan upload object only costs space
