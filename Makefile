@@ -11,6 +11,7 @@ WITH_ENV := set -a && . .services/env && set +a &&
 help:
 	@echo "make demo          services, app processes and a sample archive processed end to end"
 	@echo "make test          lint, type checks, migrations check and the whole test suite"
+	@echo "make test-fast     the same without the tests marked slow (end to end, restarts, browsers)"
 	@echo "make up / down     start / stop web, workers, beat and Flower"
 	@echo "make services      start PostgreSQL, Redis and the S3-API server (services-down stops them)"
 	@echo "make bench         throughput, latency and memory benchmarks"
@@ -44,9 +45,11 @@ demo: up
 test: install
 	infra/test.sh
 
+test-fast: install
+	infra/test.sh -m "not slow"
+
 lint: install
-	$(BIN)/ruff check .
-	$(WITH_ENV) $(BIN)/mypy
+	$(WITH_ENV) infra/lint.sh
 
 format: install
 	$(BIN)/ruff format .

@@ -235,7 +235,7 @@ def analyse(members: list[Member], read_chunk: Callable[[list[Member]], list[byt
 
 
 def zipped(paths: list[Path], compression: int) -> Path:
-    handle = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)  # noqa: SIM115 - removed by the caller
+    handle = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)  # removed by the caller
     with handle, zipfile.ZipFile(handle, "w", compression=compression) as archive:
         for index, path in enumerate(paths):
             archive.write(path, f"{index:05d}-{path.name}")

@@ -13,6 +13,7 @@ cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 FS_ENV="$ROOT/var/bench/filesystem.env"
 
+# shellcheck source=/dev/null
 with_app_env() { (set -a; . .services/env; . .services/app.env; [ -z "${1:-}" ] || . "$1"; set +a; shift; "$@"); }
 
 with_app_env "" "$PY" -m ml bench

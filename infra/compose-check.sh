@@ -15,9 +15,7 @@ else
   echo "compose client missing: sudo apt-get install docker-compose" >&2; exit 1
 fi
 
-made_env=0
 if [ ! -f .env ]; then
-  made_env=1
   trap 'rm -f .env' EXIT
   python3 - <<'PY'
 import secrets

@@ -35,8 +35,13 @@ netcheck() { python3 "$ROOT/infra/netcheck.py" "$@"; }
 
 load_env() {
   [ -f "$STATE/env" ] || die "services are not running: run 'make services' first"
-  set -a; . "$STATE/env"; [ -f "$APP_ENV" ] && . "$APP_ENV"
+  set -a
+  # shellcheck source=/dev/null
+  . "$STATE/env"
+  # shellcheck source=/dev/null
+  if [ -f "$APP_ENV" ]; then . "$APP_ENV"; fi
   # LUBDUB_ENV_FILE: settings layered on top, e.g. another database or storage.
+  # shellcheck source=/dev/null
   if [ -n "${LUBDUB_ENV_FILE:-}" ]; then . "$LUBDUB_ENV_FILE"; fi
   set +a
   export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.base}"

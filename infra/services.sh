@@ -42,9 +42,10 @@ other_ports() {
 
 # The port kept in FILE while it is free; else a new one, said and kept.
 kept_port() {
-  local label=$1 file=$2 port
+  local label=$1 file=$2 kept port
+  kept=$(cat "$file" 2>/dev/null || true)
   port=$(netcheck pick --label "[services] $label" --avoid "$(other_ports "$file" | paste -sd, -)" \
-    $(cat "$file" 2>/dev/null || true))
+    ${kept:+"$kept"})
   printf '%s\n' "$port" > "$file"
   echo "$port"
 }
@@ -114,7 +115,7 @@ apt_install() {
 # ---------------------------------------------------------------- PostgreSQL
 pg_bindir() {
   local found
-  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  found=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)
   [ -n "$found" ] && [ -x "$found/initdb" ] && echo "$found"
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole check, as CI runs it: lint, types, migrations, tests against real
-# PostgreSQL, Redis and S3-API server processes. Services this script starts
-# are stopped again at the end; services that were already up are left alone.
+# The whole check, as CI runs it: lint (infra/lint.sh), migrations, tests
+# against real PostgreSQL, Redis and S3-API server processes. Services this
+# script starts are stopped again at the end; services that were already up
+# are left alone. Arguments go to pytest (`make test-fast`: -m "not slow").
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -15,14 +16,14 @@ cleanup() { [ "$started" -eq 1 ] && infra/services.sh down || true; }
 trap cleanup EXIT
 infra/services.sh up
 
-set -a; . .services/env; set +a
+set -a
+# shellcheck source=/dev/null
+. .services/env
+set +a
 export DJANGO_SETTINGS_MODULE=config.settings.test
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
 
-echo "== ruff"
-"$BIN/ruff" check .
-echo "== mypy"
-"$BIN/mypy"
+infra/lint.sh
 echo "== migrations"
 "$BIN/python" manage.py makemigrations --check --dry-run >/dev/null \
   || { echo "models changed without a migration: run manage.py makemigrations" >&2; exit 1; }

@@ -75,7 +75,7 @@ def tflite_probabilities(flatbuffer: bytes, windows: np.ndarray) -> np.ndarray:
     except ImportError:  # TensorFlow's own copy, deprecated but still there
         import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter  # noqa: N806
+        Interpreter = tf.lite.Interpreter
     predict, _ = interpreter_predictor(Interpreter(model_content=flatbuffer))
     return predict(windows)
 

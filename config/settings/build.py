@@ -6,4 +6,4 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "build-only-not-used-at-run-time")
 os.environ.setdefault("DATABASE_URL", "postgres://build@localhost/build")
 os.environ.setdefault("REDIS_URL", "redis://localhost:6379/0")
 
-from config.settings.base import *  # noqa: E402, F403
+from config.settings.base import *  # noqa: F403

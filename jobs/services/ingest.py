@@ -180,7 +180,7 @@ def _store_member(body: zipstream.Body, info: zipfile.ZipInfo, member: Member, u
 
 def _store(member: Member, source: IO[bytes], uploader: "_Uploader") -> None:
     """Hash and sniff the file while spooling it, then upload it once."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the uploader
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # closed by the uploader
     try:
         member.sha256, member.size_bytes, head = _spool(source, spool)
     except _TooLarge:

@@ -32,7 +32,7 @@ class Receiver(ThreadingHTTPServer):
 class _EnvelopeHandler(BaseHTTPRequestHandler):
     server: Receiver
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
+    def do_POST(self) -> None:  # the http.server protocol
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         encoding = self.headers.get("Content-Encoding", "")
         if encoding == "gzip":
@@ -49,7 +49,7 @@ class _EnvelopeHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's name
         pass
 
 
@@ -107,7 +107,7 @@ def _run_web(tmp_path: Path, **env: str) -> str:
     (tmp_path / "failing_urls.py").write_text(FAILING_URLS)
     script = tmp_path / "web.py"
     script.write_text(WEB)
-    completed = subprocess.run(  # noqa: S603 - this interpreter, the test's own script
+    completed = subprocess.run(
         [sys.executable, str(script)],
         cwd=ROOT,
         env={
@@ -160,7 +160,7 @@ def test_it_starts_no_reporting_without_a_dsn(tmp_path: Path, receiver: Receiver
 
 def test_it_refuses_to_start_with_a_malformed_dsn_or_sample_rate() -> None:
     for setting, value in (("SENTRY_DSN", "not a dsn"), ("SENTRY_TRACES_SAMPLE_RATE", "2")):
-        completed = subprocess.run(  # noqa: S603 - this interpreter
+        completed = subprocess.run(
             [sys.executable, "-c", "from django.conf import settings; settings.SENTRY_DSN"],
             cwd=ROOT,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", setting: value},

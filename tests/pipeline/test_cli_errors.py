@@ -20,7 +20,7 @@ from tests import factories
 
 LUBDUB = Path(sys.executable).with_name("lubdub")
 MISSING_BATCH = "00000000-0000-0000-0000-000000000000"
-TOKEN = "not-a-token"  # noqa: S105 (no server accepts it)
+TOKEN = "not-a-token"  # no server accepts it
 
 
 def _lubdub(

@@ -162,9 +162,9 @@ def test_it_splits_a_batch_between_a_worker_here_and_one_on_another_host(
 
 @pytest.mark.django_db(transaction=True)
 def test_it_marks_the_web_media_folder_once(filesystem_storage: Path) -> None:
-    call_command("prepare_storage", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("prepare_storage", stdout=open(os.devnull, "w"))
     first = MediaFolder.objects.get()
-    call_command("prepare_storage", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("prepare_storage", stdout=open(os.devnull, "w"))
 
     again = MediaFolder.objects.get()
     marker = (filesystem_storage / media_folder.MARKER_NAME).read_text()
