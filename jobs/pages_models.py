@@ -32,7 +32,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     }
     rows = [(version, flagged.get(version.pk)) for version in versions]
     return render(
-        request, "jobs/models.html", {"rows": rows, "can_manage": registry.can_manage_models(request.user)}
+        request, "jobs/models.html", {"rows": rows, "can_manage": access.can_manage_models(request.user)}
     )
 
 
@@ -46,7 +46,7 @@ def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_POST
 def model_reanalyse(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start (or schedule) a re-analysis of stored recordings with this version."""
-    if not registry.can_manage_models(request.user):
+    if not access.can_manage_models(request.user):
         raise PermissionDenied("Only researchers and staff can request a re-analysis.")
     version = _version(version_id, request.user)
     form = ReanalysisForm(request.POST, version=version, user=request.user)
@@ -95,8 +95,8 @@ def _render_detail(
         "drift": found,
         "batches": reanalyses,
         "others": others.exclude(status=ModelVersion.Status.REJECTED),
-        "can_manage": registry.can_manage_models(request.user),
-        "can_govern": registry.can_govern_models(request.user),
+        "can_manage": access.can_manage_models(request.user),
+        "can_govern": access.can_govern_models(request.user),
         "default_for": access.organisations_for(request.user).filter(default_model=version),
         "choosable": _choosable(request.user, version),
         "reanalysis_form": form,
@@ -109,10 +109,10 @@ def _choosable(user: Any, version: ModelVersion) -> list[tuple[Organisation, boo
     default, each with whether it already is; staff choose for others through the API."""
     if version.status != ModelVersion.Status.ACTIVE:
         return []
-    own = Organisation.objects.filter(membership__user=user, membership__role__in=access.MANAGING_ROLES)
+    own = access.member_organisations(user, access.RESEARCH_ROLES)
     return [
         (organisation, organisation.default_model_id == version.pk)
-        for organisation in own.order_by("name")
+        for organisation in own
         if access.can_use_model(version, organisation)
     ]
 
@@ -148,7 +148,7 @@ def model_retire(request: HttpRequest, version_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def model_publish(request: HttpRequest, version_id: int) -> HttpResponse:
-    if not registry.can_govern_models(request.user):
+    if not access.can_govern_models(request.user):
         raise PermissionDenied(registry.PUBLISH_REFUSED)
     return _change(request, version_id, registry.publish, "is published: every organisation can use it")
 
@@ -185,7 +185,7 @@ def model_organisation_default(request: HttpRequest, version_id: int) -> HttpRes
 def _change(
     request: HttpRequest, version_id: int, change: Callable[[ModelVersion], ModelVersion], done: str
 ) -> HttpResponse:
-    if not registry.can_govern_models(request.user):
+    if not access.can_govern_models(request.user):
         raise PermissionDenied(registry.GOVERNANCE_REFUSED)
     version = _version(version_id, request.user)
     try:

@@ -163,13 +163,13 @@ class ModelVersionListCreate(generics.ListAPIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        if not registry.can_manage_models(request.user):
+        if not access.can_manage_models(request.user):
             return _forbidden()
         form = RegisterSerializer(data=request.data)
         if not form.is_valid():
             return invalid_response(form.errors)
         values = form.validated_data
-        if values["default"] and not registry.can_govern_models(request.user):
+        if values["default"] and not access.can_govern_models(request.user):
             return _staff_only()
         try:
             owner = access.registering_organisation(request.user, values.get("organisation") or None)
@@ -210,7 +210,7 @@ class ModelVersionDefault(APIView):
             return invalid_response(form.errors)
         slug = form.validated_data.get("organisation")
         if not slug:
-            if not registry.can_govern_models(request.user):
+            if not access.can_govern_models(request.user):
                 return error_response("staff_only", registry.GLOBAL_DEFAULT_REFUSED, 403)
             return self._change(request, lambda: registry.set_default(_version(pk, request.user)))
         organisation = _chosen_organisation(request.user, slug)
@@ -254,7 +254,7 @@ class ModelVersionPublish(APIView):
         summary="Publish a researcher's version to every organisation (staff only)",
     )
     def post(self, request: Request, pk: int) -> Response:
-        if not registry.can_govern_models(request.user):
+        if not access.can_govern_models(request.user):
             return error_response("staff_only", registry.PUBLISH_REFUSED, 403)
         try:
             version = registry.publish(_version(pk, request.user))
@@ -266,7 +266,7 @@ class ModelVersionPublish(APIView):
 class ModelVersionRetire(APIView):
     @extend_schema(request=None, responses={200: ModelVersionDetailSerializer, 403: ERROR, 409: ERROR})
     def post(self, request: Request, pk: int) -> Response:
-        if not registry.can_govern_models(request.user):
+        if not access.can_govern_models(request.user):
             return _staff_only()
         try:
             version = registry.retire(_version(pk, request.user))

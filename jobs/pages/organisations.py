@@ -1,9 +1,6 @@
 """Which organisation a signed-in person is working in, kept in the session."""
 
-from typing import Any
-
 from django.contrib.auth.decorators import login_required
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -14,18 +11,13 @@ from jobs.services import access
 SESSION_KEY = "lubdub_organisation"
 
 
-def organisations_for(user: Any) -> QuerySet[Organisation]:
-    """Organisations a user may work in: their memberships, or all for staff."""
-    return access.organisations_for(user)
-
-
 def current_organisation(request: HttpRequest) -> Organisation | None:
     """The organisation chosen in this session, falling back to the first one."""
     if not request.user.is_authenticated:
         return None
     if hasattr(request, "_lubdub_organisation"):
         return request._lubdub_organisation  # type: ignore[no-any-return]
-    available = organisations_for(request.user)
+    available = access.organisations_for(request.user)
     chosen = available.filter(pk=request.session.get(SESSION_KEY, 0)).first() or available.first()
     request._lubdub_organisation = chosen  # type: ignore[attr-defined]
     return chosen
@@ -34,7 +26,9 @@ def current_organisation(request: HttpRequest) -> Organisation | None:
 @login_required
 @require_POST
 def switch_organisation(request: HttpRequest) -> HttpResponse:
-    organisation = organisations_for(request.user).filter(slug=request.POST.get("organisation", "")).first()
+    organisation = (
+        access.organisations_for(request.user).filter(slug=request.POST.get("organisation", "")).first()
+    )
     if organisation is None:
         raise Http404("No such organisation")
     request.session[SESSION_KEY] = organisation.pk

@@ -1,36 +1,45 @@
-"""Who sees what: members see their organisations' batches; staff see all.
+"""Who sees what, and who may do what: the one place for roles and visibility.
 
-Everything outside a user's organisations is answered with 404, never 403, so
-ids of other programs' batches do not leak. Model versions likewise: a
-researcher's registration is seen by their own organisation (and staff) until
-staff publish it.
+Members see their organisations' batches; staff see all. Everything outside a
+user's organisations is answered with 404, never 403, so ids of other
+programs' batches do not leak. Model versions likewise: a researcher's
+registration is seen by their own organisation (and staff) until staff publish
+it. Researchers and administrators (RESEARCH_ROLES) create sites, fit their
+calibrations, register model versions, choose their organisation's default
+and request re-analyses; administrators alone manage webhooks; any member may
+review a recording; staff may everything.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
 from jobs.models import Batch, Membership, ModelVersion, Organisation, Recording, Site
 
-# Who may create sites, fit their calibrations and choose the organisation's
-# default model (staff may everywhere).
-CALIBRATING_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
-MANAGING_ROLES = CALIBRATING_ROLES
+RESEARCH_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
+ADMIN_ROLES = (Membership.Role.ADMIN,)
+
+Scoped = TypeVar("Scoped", bound=Model)
+
+
+def is_staff(user: Any) -> bool:
+    return bool(getattr(user, "is_staff", False))
+
+
+def _scoped(objects: QuerySet[Scoped], user: Any) -> QuerySet[Scoped]:
+    """All of them for staff, else those of the user's organisations."""
+    return objects if is_staff(user) else objects.filter(organisation__membership__user=user)
 
 
 def visible_batches(user: Any) -> QuerySet[Batch]:
-    if getattr(user, "is_staff", False):
-        return Batch.objects.all()
-    return Batch.objects.filter(organisation__membership__user=user)
+    return _scoped(Batch.objects.all(), user)
 
 
 def visible_recordings(user: Any) -> QuerySet[Recording]:
-    if getattr(user, "is_staff", False):
-        return Recording.objects.all()
-    return Recording.objects.filter(organisation__membership__user=user)
+    return _scoped(Recording.objects.all(), user)
 
 
 def get_batch(user: Any, batch_id: UUID | str) -> Batch:
@@ -50,9 +59,7 @@ def get_recording(user: Any, recording_id: int | str) -> Recording:
 
 
 def visible_sites(user: Any) -> QuerySet[Site]:
-    if getattr(user, "is_staff", False):
-        return Site.objects.all()
-    return Site.objects.filter(organisation__membership__user=user)
+    return _scoped(Site.objects.all(), user)
 
 
 def get_site(user: Any, site_id: int | str) -> Site:
@@ -62,41 +69,81 @@ def get_site(user: Any, site_id: int | str) -> Site:
         raise Http404("No such site") from exc
 
 
-def has_role(user: Any, organisation: Organisation, roles: tuple[str, ...]) -> bool:
+def member_organisations(user: Any, roles: tuple[str, ...] | None = None) -> QuerySet[Organisation]:
+    """The organisations the user is a member of (in one of ``roles``), staff or not."""
+    if not getattr(user, "is_authenticated", False):
+        return Organisation.objects.none()
+    # One filter() call, so that the user and the role are those of the same membership.
+    role = {} if roles is None else {"membership__role__in": roles}
+    return Organisation.objects.filter(membership__user=user, **role).order_by("name")
+
+
+def organisations_for(user: Any) -> QuerySet[Organisation]:
+    """Organisations a user works in: their memberships, or all for staff."""
+    return Organisation.objects.order_by("name") if is_staff(user) else member_organisations(user)
+
+
+def research_organisations(user: Any) -> QuerySet[Organisation]:
+    """Organisations the user is a researcher or administrator of: all for staff."""
+    return (
+        Organisation.objects.order_by("name")
+        if is_staff(user)
+        else member_organisations(user, RESEARCH_ROLES)
+    )
+
+
+def has_role(user: Any, organisation: Organisation | int, roles: tuple[str, ...]) -> bool:
     """Staff, and members of the organisation in one of ``roles``."""
-    if getattr(user, "is_staff", False):
+    if is_staff(user):
         return True
     if not getattr(user, "is_authenticated", False):
         return False
     return Membership.objects.filter(user=user, organisation=organisation, role__in=roles).exists()
 
 
+def is_member(user: Any, organisation: Organisation | int) -> bool:
+    """A member of the organisation, whatever the role; staff only where they are members."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return Membership.objects.filter(user=user, organisation=organisation).exists()
+
+
 def can_calibrate(user: Any, organisation: Organisation) -> bool:
     """Staff, and researchers or administrators of the organisation."""
-    return has_role(user, organisation, CALIBRATING_ROLES)
+    return has_role(user, organisation, RESEARCH_ROLES)
+
+
+def can_administer(user: Any, organisation: Organisation) -> bool:
+    """Staff, and the organisation's administrators (webhook secrets and delivery logs)."""
+    return has_role(user, organisation, ADMIN_ROLES)
 
 
 def upload_organisation(user: Any, slug: str | None = None) -> Organisation:
     """The organisation a new batch belongs to: the one named, or the user's only one."""
-    organisations = Organisation.objects.filter(membership__user=user).order_by("name")
+    return _the_one(
+        member_organisations(user),
+        slug,
+        unknown=f"You are not a member of an organisation called {slug!r}",
+        none="You are not a member of any organisation",
+        several="You belong to several organisations: name one with 'organisation'",
+    )
+
+
+def _the_one(
+    candidates: QuerySet[Organisation], slug: str | None, *, unknown: str, none: str, several: str
+) -> Organisation:
+    """The candidate named by ``slug``, or the only one; Http404 or ValueError with the message that fits."""
     if slug:
-        found = organisations.filter(slug=slug).first()
+        found = candidates.filter(slug=slug).first()
         if found is None:
-            raise Http404(f"You are not a member of an organisation called {slug!r}")
+            raise Http404(unknown)
         return found
-    first_two = list(organisations[:2])
+    first_two = list(candidates[:2])
     if not first_two:
-        raise Http404("You are not a member of any organisation")
+        raise Http404(none)
     if len(first_two) > 1:
-        raise ValueError("You belong to several organisations: name one with 'organisation'")
+        raise ValueError(several)
     return first_two[0]
-
-
-def organisations_for(user: Any) -> QuerySet[Organisation]:
-    """Organisations a user works in: their memberships, or all for staff."""
-    if getattr(user, "is_staff", False):
-        return Organisation.objects.order_by("name")
-    return Organisation.objects.filter(membership__user=user).order_by("name")
 
 
 # --- model versions ------------------------------------------------------------------
@@ -105,12 +152,9 @@ def organisations_for(user: Any) -> QuerySet[Organisation]:
 def visible_models(user: Any) -> QuerySet[ModelVersion]:
     """Staff see every version; others the published ones and their organisations' own."""
     versions = ModelVersion.objects.all()
-    if getattr(user, "is_staff", False):
+    if is_staff(user):
         return versions
-    if not getattr(user, "is_authenticated", False):
-        return versions.filter(published=True)
-    own = Organisation.objects.filter(membership__user=user)
-    return versions.filter(Q(published=True) | Q(organisation__in=own))
+    return versions.filter(Q(published=True) | Q(organisation__in=member_organisations(user)))
 
 
 def usable_models(organisation: Organisation) -> QuerySet[ModelVersion]:
@@ -122,18 +166,24 @@ def can_use_model(version: ModelVersion, organisation: Organisation) -> bool:
     return version.published or version.organisation_id == organisation.pk
 
 
+def can_manage_models(user: Any) -> bool:
+    """Who may register versions and request re-analyses: staff, and researchers or
+    administrators of any organisation."""
+    return is_staff(user) or member_organisations(user, RESEARCH_ROLES).exists()
+
+
+def can_govern_models(user: Any) -> bool:
+    """Staff only: the global default, publishing and retirement apply to every organisation.
+
+    A researcher of one organisation would otherwise decide which model reads
+    every other organisation's uploads.
+    """
+    return is_staff(user)
+
+
 def can_choose_models(user: Any, organisation: Organisation) -> bool:
     """Who may set or clear an organisation's default model: staff, its researchers and admins."""
-    return has_role(user, organisation, MANAGING_ROLES)
-
-
-def choosing_organisations(user: Any) -> QuerySet[Organisation]:
-    """Organisations whose default model the user may choose."""
-    if getattr(user, "is_staff", False):
-        return Organisation.objects.order_by("name")
-    return Organisation.objects.filter(membership__user=user, membership__role__in=MANAGING_ROLES).order_by(
-        "name"
-    )
+    return has_role(user, organisation, RESEARCH_ROLES)
 
 
 def registering_organisation(user: Any, slug: str | None = None) -> Organisation | None:
@@ -143,20 +193,15 @@ def registering_organisation(user: Any, slug: str | None = None) -> Organisation
     named, where they are a researcher or admin, or their only such organisation;
     ValueError when that is ambiguous, Http404 when the named one is not theirs.
     """
-    if getattr(user, "is_staff", False) and not slug:
+    if is_staff(user) and not slug:
         return None
-    candidates = choosing_organisations(user)
-    if slug:
-        found = candidates.filter(slug=slug).first()
-        if found is None:
-            raise Http404(f"You are not a researcher or administrator of an organisation called {slug!r}")
-        return found
-    first_two = list(candidates[:2])
-    if not first_two:
-        raise Http404("You are not a researcher or administrator of any organisation")
-    if len(first_two) > 1:
-        raise ValueError(
+    return _the_one(
+        research_organisations(user),
+        slug,
+        unknown=f"You are not a researcher or administrator of an organisation called {slug!r}",
+        none="You are not a researcher or administrator of any organisation",
+        several=(
             "You are a researcher in several organisations: name the one the version belongs to "
             "with 'organisation'"
-        )
-    return first_two[0]
+        ),
+    )

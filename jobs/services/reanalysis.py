@@ -21,7 +21,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.celery_app import app
-from jobs.models import Analysis, Batch, Membership, ModelVersion, Organisation, Prediction, Recording
+from jobs.models import Analysis, Batch, ModelVersion, Organisation, Prediction, Recording
 from jobs.services import access, defaults, progress, queue
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 START_TASK = "lubdub.start_reanalysis"
 NOW, AT, NEW_DEFAULT = "now", "at", "new_default"
 WHEN_CHOICES = (NOW, AT, NEW_DEFAULT)
-RESEARCH_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
 INSERT_BATCH = 2000
 
 
@@ -90,15 +89,8 @@ class Selection:
 # --- who may ask, and about which organisations ----------------------------------------
 
 
-def research_organisations(user: Any) -> QuerySet[Organisation]:
-    """Organisations whose recordings the user may re-analyse: all for staff."""
-    if getattr(user, "is_staff", False):
-        return Organisation.objects.all()
-    return Organisation.objects.filter(membership__user=user, membership__role__in=RESEARCH_ROLES)
-
-
 def target_organisations(user: Any, selection: Selection, organisation: str | None) -> list[Organisation]:
-    allowed = research_organisations(user)
+    allowed = access.research_organisations(user)
     if not allowed.exists():
         raise ReanalysisRefused(
             "forbidden", "Only researchers and staff can request a re-analysis.", status=403

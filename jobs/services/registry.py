@@ -31,7 +31,7 @@ from django.db.models import QuerySet
 
 from config.celery_app import app
 from jobs import storage
-from jobs.models import Membership, ModelVersion, Organisation
+from jobs.models import ModelVersion, Organisation
 from jobs.services import access, defaults, reanalysis
 from ml.bundle import DEFAULT_SCREENING_BUNDLE, Manifest, pack_bundle, unpack_bundle, verify_bundle
 from ml.errors import AudioError, BundleError
@@ -55,26 +55,7 @@ class RegistrationRefused(ValueError):
         self.code, self.message, self.status = code, message, status
 
 
-# --- who may change the registry ------------------------------------------------
-
-
-def can_manage_models(user: Any) -> bool:
-    """Staff, and researchers or administrators of any organisation."""
-    if getattr(user, "is_staff", False):
-        return True
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return Membership.objects.filter(user=user, role__in=access.MANAGING_ROLES).exists()
-
-
-def can_govern_models(user: Any) -> bool:
-    """Staff only: the default model and retirement apply to every organisation.
-
-    A researcher of one organisation would otherwise decide which model reads
-    every other organisation's uploads.
-    """
-    return bool(getattr(user, "is_staff", False))
-
+# --- what staff alone may change (access.can_govern_models) ---------------------
 
 GOVERNANCE_REFUSED = (
     "Only staff can change the default model or retire a version: they apply to every organisation."
@@ -207,7 +188,7 @@ def register_upload(
             raise RegistrationRefused(
                 "already_registered", f"{manifest.name} {manifest.version} is already registered", status=409
             )
-        published = bool(getattr(user, "is_staff", False))
+        published = access.is_staff(user)
         if not published and organisation is None:
             message = "Name the organisation the version belongs to."
             raise RegistrationRefused("organisation_required", message)

@@ -6,9 +6,9 @@ prediction, nor the batch's figures against ground truth: those stay the
 model's. The reports say how many recordings were reviewed and overridden, and
 are written again after each review.
 
-Who may review is decided here, not in jobs.services.access: any member of the
-recording's organisation, whatever their role (clinicians are plain members).
-Staff see every recording but review only where they are members.
+Who may review (jobs.services.access.is_member): any member of the recording's
+organisation, whatever their role (clinicians are plain members). Staff see
+every recording but review only where they are members.
 """
 
 from dataclasses import dataclass
@@ -20,8 +20,8 @@ from django.db.models.functions import JSONObject, Lag, Lead
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobs.models import Batch, Membership, Organisation, Prediction, Recording, Review
-from jobs.services import queue, verdicts
+from jobs.models import Batch, Organisation, Prediction, Recording, Review
+from jobs.services import access, queue, verdicts
 from ml.calibration import UNCERTAIN
 
 NOTE_MAX_LENGTH = 2000
@@ -50,8 +50,8 @@ class ReviewRefused(Exception):
 
 
 def can_review(user: Any, organisation: Organisation | int) -> bool:
-    """Members of the organisation, whatever their role."""
-    return Membership.objects.filter(user=user, organisation=organisation).exists()
+    """Members of the organisation, whatever their role (access.is_member)."""
+    return access.is_member(user, organisation)
 
 
 def reviewed_prediction(recording: Recording, batch: Batch) -> Prediction | None:

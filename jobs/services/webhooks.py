@@ -41,7 +41,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.celery_app import app
-from jobs.models import Batch, Membership, Organisation, Prediction, Report, WebhookDelivery
+from jobs.models import Batch, Organisation, Prediction, Report, WebhookDelivery
 from jobs.services import access, queue
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class WebhookRefused(ValueError):
 
 def can_manage(user: Any, organisation: Organisation) -> bool:
     """Staff, and the organisation's administrators: they see secrets and delivery logs."""
-    return access.has_role(user, organisation, (Membership.Role.ADMIN,))
+    return access.can_administer(user, organisation)
 
 
 def check_url(url: str, *, resolve: bool = True) -> str:

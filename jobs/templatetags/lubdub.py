@@ -5,8 +5,9 @@ from typing import Any
 from django import template
 
 from jobs.models import Prediction
-from jobs.pages.organisations import current_organisation, organisations_for
+from jobs.pages.organisations import current_organisation
 from jobs.services import verdicts
+from jobs.services.access import organisations_for
 
 register = template.Library()
 

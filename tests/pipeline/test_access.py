@@ -170,3 +170,26 @@ def test_it_serves_a_packed_recordings_own_bytes_on_the_filesystem(
     link = member.get(f"/api/v1/recordings/{recording.pk}/audio/", {"redirect": "0"}).json()["url"]
 
     assert b"".join(APIClient().get(link).streaming_content) == audio
+
+
+def test_it_counts_a_role_only_on_the_users_own_membership(db: None) -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from jobs.models import Membership
+    from jobs.services import access
+
+    uploader = MembershipFactory(role=Membership.Role.UPLOADER)
+    organisation = uploader.organisation
+    MembershipFactory(organisation=organisation, role=Membership.Role.ADMIN)  # someone else's role
+    researcher = MembershipFactory(role=Membership.Role.RESEARCHER)
+
+    assert list(access.research_organisations(uploader.user)) == []
+    assert not access.can_manage_models(uploader.user)
+    assert not access.can_calibrate(uploader.user, organisation)
+    assert not access.can_administer(uploader.user, organisation)
+    assert access.is_member(uploader.user, organisation)
+    assert list(access.research_organisations(researcher.user)) == [researcher.organisation]
+    assert access.can_manage_models(researcher.user)
+    assert not access.is_member(researcher.user, organisation)
+    assert not access.can_manage_models(AnonymousUser())
+    assert list(access.organisations_for(AnonymousUser())) == []
