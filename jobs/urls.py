@@ -22,6 +22,7 @@ urlpatterns = [
     path(
         "recordings/<int:recording_id>/plots/<str:name>.png", recordings.recording_plot, name="recording-plot"
     ),
+    path("recordings/<int:recording_id>/waveform", recordings.recording_waveform, name="recording-waveform"),
     path("recordings/<int:recording_id>/audio", recordings.recording_audio, name="recording-audio"),
     path("sites/", sites.site_list, name="site-list"),
     path("sites/<int:site_id>/", sites.site_detail, name="site-detail"),

@@ -1,8 +1,8 @@
-"""The plot-drawing task: a thin shell around jobs.services.plots."""
+"""The plot-drawing tasks: thin shells around jobs.services.plots and jobs.services.waveform."""
 
 from celery import shared_task
 
-from jobs.services import plots
+from jobs.services import plots, waveform
 from jobs.storage import StorageUnavailable
 
 
@@ -16,3 +16,15 @@ from jobs.storage import StorageUnavailable
 )
 def render_plots(recording_id: int, model_version_id: int | None) -> list[str]:
     return plots.render_recording_plots(recording_id, model_version_id)
+
+
+@shared_task(
+    name=waveform.TASK_NAME,
+    queue=waveform.TASK_QUEUE,
+    autoretry_for=(StorageUnavailable,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def render_waveform(recording_id: int, model_version_id: int | None) -> str:
+    return waveform.render_waveform(recording_id, model_version_id)

@@ -18,16 +18,20 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from jobs import services, storage
 from jobs.forms import RecordingFilterForm, ReviewForm
 from jobs.models import Batch, ModelVersion, Prediction, Recording
-from jobs.services import access, plots, reviews, verdicts
+from jobs.services import access, plots, reviews, verdicts, waveform
 
 PLOT_NAMES = ("overview", "spectrogram")
 PLOT_CACHE_SECONDS = 3600
+# The peaks never change and a prediction is never rewritten; a short lifetime
+# still lets a re-drawn format reach open pages.
+WAVEFORM_CACHE_SECONDS = 600
 
 
 def _context_batch(request: HttpRequest, recording: Recording) -> Batch:
@@ -126,6 +130,7 @@ def _render_detail(
             name: reverse("recording-plot", args=[recording.pk, name]) + query for name in PLOT_NAMES
         },
         "plots_status_url": reverse("recording-plots", args=[recording.pk]) + query,
+        "waveform_url": reverse("recording-waveform", args=[recording.pk]) + query,
         "audio_url": reverse("recording-audio", args=[recording.pk]),
         **_review_context(request, recording, batch, review_form),
     }
@@ -235,6 +240,25 @@ def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
     }
     audio = reverse("recording-audio", args=[recording.pk]) if "listen" in state.available else None
     return JsonResponse({"ready": state.ready, "failed": state.failed, "images": images, "audio": audio})
+
+
+@login_required
+def recording_waveform(request: HttpRequest, recording_id: int) -> JsonResponse:
+    """The interactive waveform's data: peaks per short bin, heart sounds, segments and window
+    probabilities; ``{"ready": false}`` while a worker draws the peaks."""
+    recording = services.get_recording(request.user, recording_id)
+    model_version = _model_version(request, recording)
+    state = waveform.waveform_state(recording, model_version)
+    if state.peaks is None:
+        pending = JsonResponse({"ready": False, "failed": state.failed})
+        add_never_cache_headers(pending)
+        return pending
+    prediction = (
+        recording.predictions.filter(model_version=model_version).select_related("model_version").first()
+    )
+    response = JsonResponse(waveform.page_data(state.peaks, prediction, model_version=model_version))
+    patch_cache_control(response, private=True, max_age=WAVEFORM_CACHE_SECONDS)
+    return response
 
 
 @login_required

@@ -57,10 +57,13 @@ def test_it_shows_every_page_of_a_finished_batch(
     screenshot(page, "04-batch-finished")
 
     page.get_by_role("link", name=recording.path).click()
-    # The worker draws both images on the first visit; the page swaps them in.
-    overview = page.wait_for_selector("img[alt^='Waveform']", timeout=60_000)
+    # The worker draws both images on the first visit; the page swaps them in. The overview
+    # image is the fallback of the interactive waveform, which hides it once drawn.
+    overview = page.wait_for_selector("img[alt^='Waveform']", state="attached", timeout=60_000)
     spectrogram = page.wait_for_selector("img[alt^='Spectrogram']", timeout=60_000)
     page.wait_for_function("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    page.wait_for_selector("[data-waveform-url][data-ready=true]", timeout=60_000)
+    assert page.locator("[data-overview-figure]").is_hidden()
     assert overview.evaluate("image => image.naturalWidth") == 1100
     assert spectrogram.evaluate("image => image.naturalHeight") == 300
     assert page.locator("[data-probability=abnormal]").inner_text() == "82 %"
