@@ -58,5 +58,6 @@ format: install
 bench: up
 	infra/bench.sh
 
-clean: down services-down
-	rm -rf var .services
+clean: down
+	infra/services.sh clean
+	rm -rf var

@@ -7,11 +7,18 @@
 #   infra/services.sh up      start what is not running (idempotent)
 #   infra/services.sh down    stop only what this script started
 #   infra/services.sh status  show what runs where
+#   infra/services.sh clean   stop them and delete their state: data, ports, passwords
 #
 # Ports and passwords are chosen on the first start and kept in the state
 # folder: after down and up the services come back where the running app
 # expects them. A kept port that another process has taken meanwhile is
 # replaced, and the change is printed.
+#
+# PostgreSQL refuses to run as root, so as root it runs as the postgres user,
+# who may not be able to enter the checkout (a clone under /root, or any home
+# folder only its owner may enter). Its folder (data/, server.log) is then
+# /var/tmp/lubdub-postgres/<checkout>-<random>, owned by postgres, and
+# pg/home in the state folder links to it; otherwise it is pg/ itself.
 #
 # Services given by DATABASE_URL, REDIS_URL or S3_ENDPOINT_URL in the
 # environment are used as they are and never started or stopped here, unless
@@ -24,6 +31,7 @@ STATE="${LUBDUB_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
 VENV="$ROOT/.venv"
 mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
 
 say() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -55,6 +63,12 @@ random_secret() {
 }
 
 alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+# PostgreSQL's folder: data/ and server.log (see the top of this file).
+PG_ELSEWHERE=/var/tmp/lubdub-postgres
+pg_home() {
+  if [ -L "$STATE/pg/home" ]; then readlink "$STATE/pg/home"; else echo "$STATE/pg"; fi
+}
 
 # Write stdin to a file only its owner can read: created under umask 077, so it
 # is never world-readable, not even between writing and a chmod.
@@ -90,7 +104,7 @@ forget_own() {
   unset "$var"
 }
 if [ ! -f "$OWN" ]; then
-  adopt_running DATABASE_URL postgres.env "$STATE/pg/data/postmaster.pid"
+  adopt_running DATABASE_URL postgres.env "$(pg_home)/data/postmaster.pid"
   adopt_running REDIS_URL redis.env "$STATE/redis/redis.pid"
   adopt_running S3_ENDPOINT_URL s3.env "$STATE/s3/s3.pid"
 fi
@@ -128,9 +142,10 @@ pg_user() {
   echo postgres
 }
 
+# From /: the server's user may not be able to enter the current folder.
 as_pg() {
   local user=$1; shift
-  if [ "$(id -u)" -eq 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u "$user" -- "$@"); else "$@"; fi
 }
 
 postgres_up() {
@@ -138,7 +153,8 @@ postgres_up() {
     say "PostgreSQL: using DATABASE_URL from the environment"
     echo "DATABASE_URL=$DATABASE_URL" | secret_file "$STATE/postgres.env"; return
   fi
-  local data="$STATE/pg/data" pidfile="$STATE/pg/data/postmaster.pid" port password
+  local home data pidfile port password
+  home=$(pg_home); data="$home/data"; pidfile="$data/postmaster.pid"
   if alive "$pidfile" && [ -f "$STATE/pg/password" ]; then
     # Line 4 of postmaster.pid is the port it listens on.
     port=$(sed -n 4p "$pidfile"); echo "$port" > "$STATE/pg/port"
@@ -149,23 +165,29 @@ postgres_up() {
   if [ -z "$bin" ]; then apt_install postgresql; bin=$(pg_bindir) || die "PostgreSQL binaries not found after install"; fi
   local user; user=$(pg_user)
   mkdir -p "$STATE/pg"
-  [ "$(id -u)" -eq 0 ] && chown -R "$user" "$STATE/pg"
-  if ! as_pg "$user" test -w "$STATE/pg"; then
-    die "user $user cannot write $STATE/pg: make every parent folder of the checkout traversable (chmod o+x)"
+  if [ "$user" != "$(id -un)" ] && [ ! -L "$STATE/pg/home" ] && [ ! -f "$data/PG_VERSION" ]; then
+    home=$(pg_home_elsewhere "$user"); data="$home/data"; pidfile="$data/postmaster.pid"
+  fi
+  [ "$(id -u)" -eq 0 ] && chown -R "$user" "$home"
+  if ! as_pg "$user" test -w "$home"; then
+    die "user $user cannot write $home: make its parent folders traversable (chmod o+x), or delete $STATE/pg (its database) to have a new one kept where $user can reach it"
   fi
   if [ ! -f "$data/PG_VERSION" ]; then
     password=$(random_secret 24)
     printf '%s\n' "$password" | secret_file "$STATE/pg/password"
-    [ "$(id -u)" -eq 0 ] && chown "$user" "$STATE/pg/password"
+    # initdb reads the password as the server's user, from a file of its own.
+    printf '%s\n' "$password" | secret_file "$home/initdb.pw"
+    [ "$(id -u)" -eq 0 ] && chown "$user" "$home/initdb.pw"
     as_pg "$user" "$bin/initdb" -D "$data" -U lubdub --auth=scram-sha-256 \
-      --pwfile="$STATE/pg/password" -E UTF8 --locale=C.UTF-8 >"$STATE/pg/initdb.log" 2>&1 \
-      || { cat "$STATE/pg/initdb.log" >&2; die "initdb failed"; }
+      --pwfile="$home/initdb.pw" -E UTF8 --locale=C.UTF-8 >"$STATE/pg/initdb.log" 2>&1 \
+      || { rm -f "$home/initdb.pw"; cat "$STATE/pg/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$home/initdb.pw"
   fi
   password=$(cat "$STATE/pg/password")
   port=$(kept_port PostgreSQL "$STATE/pg/port")
-  as_pg "$user" "$bin/pg_ctl" -D "$data" -l "$STATE/pg/server.log" -w -t 60 start \
+  as_pg "$user" "$bin/pg_ctl" -D "$data" -l "$home/server.log" -w -t 60 start \
     -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200" \
-    >/dev/null || { tail -n 20 "$STATE/pg/server.log" >&2; die "PostgreSQL did not start"; }
+    >/dev/null || { tail -n 20 "$home/server.log" >&2; die "PostgreSQL did not start"; }
   netcheck wait --label "[services] PostgreSQL" --pidfile "$pidfile" --port "$port" --timeout 30 \
     || die "PostgreSQL is not the process answering on port $port"
   PGPASSWORD="$password" "$bin/psql" -h 127.0.0.1 -p "$port" -U lubdub -d postgres -tAc \
@@ -175,6 +197,20 @@ postgres_up() {
   say "PostgreSQL: 127.0.0.1:$port (data in $data)"
 }
 
+# A new folder for PostgreSQL that USER can reach whatever the checkout's
+# parents allow, linked from pg/home; the state folder it belongs to is
+# written beside the data, for whoever finds it there.
+pg_home_elsewhere() {
+  local user=$1 name home
+  install -d -m 0755 "$PG_ELSEWHERE"
+  name=${ROOT##*/}; name=${name//[^A-Za-z0-9_.-]/_}; name=${name:0:24}
+  home=$(mktemp -d "$PG_ELSEWHERE/$name-XXXXXXXX")
+  printf '%s\n' "$STATE" > "$home/state-folder"
+  chown -R "$user" "$home"
+  ln -s "$home" "$STATE/pg/home"
+  echo "$home"
+}
+
 postgres_env() {
   local url; url="postgres://lubdub:$(cat "$STATE/pg/password")@127.0.0.1:$1/lubdub"
   echo "DATABASE_URL=$url" | secret_file "$STATE/postgres.env"
@@ -182,7 +218,7 @@ postgres_env() {
 }
 
 postgres_down() {
-  local data="$STATE/pg/data"
+  local data; data="$(pg_home)/data"
   if alive "$data/postmaster.pid"; then
     local bin; bin=$(pg_bindir)
     as_pg "$(pg_user)" "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null && say "PostgreSQL: stopped"
@@ -327,7 +363,7 @@ case "${1:-up}" in
   running)
     # Exit 0 when everything this script manages is up (used by `make test`).
     [ -f "$ENV_FILE" ] || exit 1
-    [ -n "${DATABASE_URL:-}" ] || alive "$STATE/pg/data/postmaster.pid" || exit 1
+    [ -n "${DATABASE_URL:-}" ] || alive "$(pg_home)/data/postmaster.pid" || exit 1
     [ -n "${REDIS_URL:-}" ] || alive "$STATE/redis/redis.pid" || exit 1
     [ -n "${S3_ENDPOINT_URL:-}" ] || alive "$STATE/s3/s3.pid" || exit 1
     ;;
@@ -335,6 +371,15 @@ case "${1:-up}" in
     for f in postgres redis s3; do
       if [ -f "$STATE/$f.env" ]; then sed -E 's#(://[^:]*:)[^@]*@#\1***@#' "$STATE/$f.env" | grep -E 'URL'; else echo "$f: not running"; fi
     done
+    [ ! -d "$(pg_home)/data" ] || echo "PostgreSQL data: $(pg_home)/data"
     ;;
-  *) die "usage: $0 up|down|running|status" ;;
+  clean)
+    # Everything down and forgotten; PostgreSQL's folder elsewhere too.
+    s3_down; redis_down; postgres_down
+    home=$(pg_home)
+    case $home in "$PG_ELSEWHERE"/*) rm -rf "$home" ;; esac
+    rm -rf "$STATE"
+    say "stopped; state deleted"
+    ;;
+  *) die "usage: $0 up|down|running|status|clean" ;;
 esac

@@ -1,9 +1,13 @@
 """Restarting the local services with infra/services.sh, in a state folder of
-its own: the running app keeps working because nothing it holds changes."""
+its own: the running app keeps working because nothing it holds changes. The
+state folder lies in a folder only its owner may enter, as a checkout under
+/root or a private home folder does."""
 
 import os
+import pwd
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,18 +47,52 @@ def port_of(url: str) -> int:
     return int(match.group(1))
 
 
+def private_folder() -> Path:
+    """A new folder only its owner may enter (mode 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="lubdub-services-test-"))
+    assert folder.stat().st_mode & 0o077 == 0
+    return folder
+
+
+def postgres_home(state: Path) -> Path:
+    """PostgreSQL's folder (data/, server.log) for a state folder."""
+    link = state / "pg" / "home"
+    return Path(os.readlink(link)) if link.is_symlink() else state / "pg"
+
+
+def as_server_user(*command: str) -> int:
+    """The exit status of COMMAND run as the user PostgreSQL runs as (root: postgres)."""
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *command], capture_output=True, timeout=30).returncode
+
+
 @pytest.fixture(scope="module")
 def state() -> Iterator[Path]:
-    # Not under pytest's tmp_path: as root, PostgreSQL runs as the postgres
-    # user, who must be able to reach the folder.
-    folder = Path(tempfile.mkdtemp(prefix="lubdub-services-test-", dir="/tmp"))
-    folder.chmod(0o755)
+    private = private_folder()
+    folder = private / ".services"
     try:
         services(folder, "up")
         yield folder
     finally:
-        run([SERVICES, "down"], script_env(folder))
-        shutil.rmtree(folder, ignore_errors=True)
+        run([SERVICES, "clean"], script_env(folder))
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def test_postgres_keeps_its_data_where_its_user_can_reach_it(state: Path) -> None:
+    data = postgres_home(state) / "data"
+
+    assert (data / "PG_VERSION").is_file()
+    # The server's user reads its data although it cannot enter the folder the
+    # state folder is in (as root: postgres; otherwise that user owns both).
+    assert as_server_user("test", "-r", str(data / "PG_VERSION")) == 0
+    if os.geteuid() == 0:
+        assert as_server_user("test", "-x", str(state.parent)) != 0
+        assert data.stat().st_uid == pwd.getpwnam("postgres").pw_uid
+        assert not data.is_relative_to(state)
+        assert (data.parent / "state-folder").read_text().strip() == str(state)
+    else:
+        assert data == state / "pg" / "data"
+    assert_answering(read_env(state / "env"))
 
 
 def test_down_and_up_keep_every_port_and_password(state: Path) -> None:
@@ -132,3 +170,28 @@ def test_the_state_it_keeps_is_readable_by_its_owner_only(state: Path) -> None:
     for name in ("env", "own-urls", "s3/secret", "redis/redis.conf"):
         assert (state / name).stat().st_mode & 0o077 == 0, name
     assert os.access(state / "own-urls", os.R_OK)
+
+
+def test_clean_deletes_the_state_and_postgres_folder_elsewhere(state: Path) -> None:
+    # Its own PostgreSQL, with Redis and S3 given by the module's state folder
+    # (neither started nor stopped here).
+    shared = read_env(state / "env")
+    outside = {key: value for key, value in shared.items() if key.startswith(("REDIS_", "S3_", "AWS_"))}
+    private = private_folder()
+    folder = private / ".services"
+    try:
+        messages = services(folder, "up", outside)
+        assert "Redis: using REDIS_URL from the environment" in messages
+        home = postgres_home(folder)
+        assert (home / "data" / "PG_VERSION").is_file()
+        assert_answering(read_env(folder / "env"))
+
+        services(folder, "clean", outside)
+
+        assert not folder.exists()
+        assert not home.exists()
+    finally:
+        run([SERVICES, "clean"], script_env(folder, outside))
+        shutil.rmtree(private, ignore_errors=True)
+    # The other state folder's services are untouched.
+    assert_answering(shared)
