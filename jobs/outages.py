@@ -14,11 +14,11 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from jobs import storage
+from jobs.api.errors import API_PREFIX, error_json
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 30
-API_PREFIX = "/api/"
 
 _DEPENDENCIES: tuple[tuple[str, tuple[type[BaseException], ...]], ...] = (
     ("database", (OperationalError, InterfaceError)),
@@ -39,13 +39,8 @@ def unavailable_dependency(exc: BaseException) -> str | None:
 
 
 def outage_response(dependency: str) -> JsonResponse:
-    response = JsonResponse(
-        {
-            "detail": f"The {dependency} is unavailable; try again in {RETRY_AFTER_SECONDS} seconds.",
-            "code": f"{dependency}_unavailable",
-        },
-        status=503,
-    )
+    message = f"The {dependency} is unavailable; try again in {RETRY_AFTER_SECONDS} seconds."
+    response = error_json(f"{dependency}_unavailable", message, 503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

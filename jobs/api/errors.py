@@ -18,6 +18,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from jobs.services.refusals import Refused
+
 API_PREFIX = "/api/"
 
 ERROR = inline_serializer(
@@ -34,8 +36,22 @@ ERROR = inline_serializer(
 )
 
 
+def error_body(code: str, message: str) -> dict[str, str]:
+    return {"detail": message, "code": code}
+
+
 def error_response(code: str, message: str, http_status: int) -> Response:
-    return Response({"detail": message, "code": code}, status=http_status)
+    return Response(error_body(code, message), status=http_status)
+
+
+def refused(exc: Refused) -> Response:
+    """A service's refusal (jobs.services.refusals) as the API's answer."""
+    return error_response(exc.code, exc.message, exc.status)
+
+
+def error_json(code: str, message: str, http_status: int) -> JsonResponse:
+    """The error shape for answers given outside DRF (Django's handlers, the outage middleware)."""
+    return JsonResponse(error_body(code, message), status=http_status)
 
 
 def invalid_body(errors: Any) -> dict[str, Any]:
@@ -68,7 +84,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         response.data = invalid_body(exc.detail)
     else:
-        response.data = {"detail": str(response.data.get("detail", "")), "code": _code(exc)}
+        response.data = error_body(_code(exc), str(response.data.get("detail", "")))
     return response
 
 
@@ -87,23 +103,23 @@ def _is_api(request: HttpRequest) -> bool:
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)
+        return error_json("bad_request", "Bad request.", 400)
     return defaults.bad_request(request, exception)
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Forbidden.", "code": "permission_denied"}, status=403)
+        return error_json("permission_denied", "Forbidden.", 403)
     return defaults.permission_denied(request, exception)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+        return error_json("not_found", "Not found.", 404)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Server error.", "code": "server_error"}, status=500)
+        return error_json("server_error", "Server error.", 500)
     return defaults.server_error(request)

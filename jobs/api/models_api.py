@@ -23,15 +23,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.api.serializers import ModelVersionSerializer
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import ModelVersion, Organisation
 from jobs.services import access, comparison, drift, registry
+from jobs.services.refusals import Refused
 
 
 def _refused(exc: registry.RegistrationRefused) -> Response:
-    return error_response(exc.code, exc.message, exc.status)
+    return refused(exc)
 
 
 def _forbidden() -> Response:
@@ -176,10 +177,8 @@ class ModelVersionListCreate(generics.ListAPIView):
             version = registry.register_upload(
                 values["bundle"].file, user=request.user, make_default=values["default"], organisation=owner
             )
-        except registry.RegistrationRefused as exc:
-            return _refused(exc)
-        except ValueError as exc:
-            return error_response("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+        except Refused as exc:
+            return refused(exc)
         return _answer(request, version, status.HTTP_202_ACCEPTED)
 
 
@@ -243,7 +242,7 @@ class ModelVersionDefault(APIView):
         try:
             version = change()
         except registry.RegistrationRefused as exc:
-            return _refused(exc)
+            return refused(exc)
         return _answer(request, version)
 
 
@@ -259,7 +258,7 @@ class ModelVersionPublish(APIView):
         try:
             version = registry.publish(_version(pk, request.user))
         except registry.RegistrationRefused as exc:
-            return _refused(exc)
+            return refused(exc)
         return _answer(request, version)
 
 
@@ -271,7 +270,7 @@ class ModelVersionRetire(APIView):
         try:
             version = registry.retire(_version(pk, request.user))
         except registry.RegistrationRefused as exc:
-            return _refused(exc)
+            return refused(exc)
         return _answer(request, version)
 
 

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs import services
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.api.serializers import BatchSerializer
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ModelVersion
@@ -86,7 +86,7 @@ class ReanalysisListCreate(generics.ListAPIView):
         except registry.UnknownModel as exc:
             return error_response("unknown_model", str(exc), status.HTTP_400_BAD_REQUEST)
         except reanalysis.ReanalysisRefused as exc:
-            return error_response(exc.code, exc.message, exc.status)
+            return refused(exc)
         data = ReanalysisSerializer(batches, many=True, context={"request": request}).data
         return Response({"batches": data}, status=status.HTTP_201_CREATED)
 

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs.api import serializers as api
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.services import access, reviews
 
 
@@ -55,5 +55,5 @@ class RecordingReviews(generics.ListAPIView):
                 note=values.get("note", ""),
             )
         except reviews.ReviewRefused as exc:
-            return error_response(exc.code, exc.message, exc.status)
+            return refused(exc)
         return Response(api.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)

@@ -13,9 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs.api import serializers as api
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.models import SiteCalibration
 from jobs.services import access, sites
+from jobs.services.refusals import Refused
 
 # JSON_ONLY: request bodies are documented as JSON. Form encodings are still parsed,
 # but cannot send null and drop empty fields, so the schema would promise what they cannot carry.
@@ -48,10 +49,8 @@ class SiteListCreate(generics.ListAPIView):
                 notes=values.get("notes", ""),
                 is_default=values.get("is_default", False),
             )
-        except sites.SiteRefused as exc:
-            return error_response(exc.code, exc.message, exc.status)
-        except ValueError as exc:
-            return error_response("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+        except Refused as exc:
+            return refused(exc)
         return Response(api.SiteSerializer(site, context={"request": request}).data, status=201)
 
 
@@ -91,5 +90,5 @@ class SiteCalibrations(generics.ListAPIView):
                 "unknown_batch", f"No such batch: {values['batch']}", status.HTTP_404_NOT_FOUND
             )
         except sites.SiteRefused as exc:
-            return error_response(exc.code, exc.message, exc.status)
+            return refused(exc)
         return Response(api.SiteCalibrationSerializer(profile).data, status=status.HTTP_201_CREATED)

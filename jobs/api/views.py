@@ -21,9 +21,10 @@ from rest_framework.views import APIView
 
 from jobs import services
 from jobs.api import serializers as api
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.models import Batch, ModelVersion, Recording, Report
 from jobs.services import access, downloads, lifecycle, results, reviews, uploads, verdicts
+from jobs.services.refusals import Refused
 from jobs.services.reports import CONTENT_TYPES
 
 LINK = inline_serializer("Link", {"url": serializers.URLField(), "expires_in": serializers.IntegerField()})
@@ -80,7 +81,7 @@ class BatchListCreate(generics.ListAPIView):
             )
             key = uploads.idempotency_key(request.headers.get("Idempotency-Key"))
         except uploads.UploadRejected as exc:
-            return error_response(exc.code, exc.message, exc.status)
+            return refused(exc)
         earlier = uploads.retried_batch(request.user, key)
         if earlier is not None:
             return self._answer(request, earlier, status.HTTP_200_OK)
@@ -103,10 +104,8 @@ class BatchListCreate(generics.ListAPIView):
                 idempotency_key=key,
                 webhook_url=values.get("webhook_url", ""),
             )
-        except uploads.UploadRejected as exc:
-            return error_response(exc.code, exc.message, exc.status)
-        except ValueError as exc:
-            return error_response("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+        except Refused as exc:
+            return refused(exc)
         return self._answer(request, batch, status.HTTP_201_CREATED)
 
     def _answer(self, request: Request, batch: Batch, http_status: int) -> Response:

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.api import serializers as api
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.models import Organisation
 from jobs.services import access, webhooks
 
@@ -64,7 +64,7 @@ class OrganisationWebhook(APIView):
         try:
             webhooks.set_default(organisation, form.validated_data["url"])
         except webhooks.WebhookRefused as exc:
-            return error_response(exc.code, exc.message, status.HTTP_400_BAD_REQUEST)
+            return refused(exc)
         if form.validated_data.get("rotate_secret"):
             webhooks.rotate_secret(organisation)
         return Response(self._body(organisation))

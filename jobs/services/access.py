@@ -18,6 +18,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
 from jobs.models import Batch, Membership, ModelVersion, Organisation, Recording, Site
+from jobs.services.refusals import Refused
 
 RESEARCH_ROLES = (Membership.Role.RESEARCHER, Membership.Role.ADMIN)
 ADMIN_ROLES = (Membership.Role.ADMIN,)
@@ -132,7 +133,7 @@ def upload_organisation(user: Any, slug: str | None = None) -> Organisation:
 def _the_one(
     candidates: QuerySet[Organisation], slug: str | None, *, unknown: str, none: str, several: str
 ) -> Organisation:
-    """The candidate named by ``slug``, or the only one; Http404 or ValueError with the message that fits."""
+    """The candidate named by ``slug``, or the only one; Http404, or Refused when there are several."""
     if slug:
         found = candidates.filter(slug=slug).first()
         if found is None:
@@ -142,7 +143,7 @@ def _the_one(
     if not first_two:
         raise Http404(none)
     if len(first_two) > 1:
-        raise ValueError(several)
+        raise Refused("organisation_required", several)
     return first_two[0]
 
 
@@ -191,7 +192,7 @@ def registering_organisation(user: Any, slug: str | None = None) -> Organisation
 
     Staff register for everyone (None) unless they name one. Others: the one
     named, where they are a researcher or admin, or their only such organisation;
-    ValueError when that is ambiguous, Http404 when the named one is not theirs.
+    Refused when that is ambiguous, Http404 when the named one is not theirs.
     """
     if is_staff(user) and not slug:
         return None

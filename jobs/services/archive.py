@@ -16,6 +16,8 @@ from typing import IO
 
 from django.conf import settings
 
+from jobs.services.refusals import Refused
+
 LABELS_FILE = "labels.csv"
 MAX_LABELS_BYTES = 8 * 1024 * 1024
 BOMB_MIN_BYTES = 1024 * 1024  # tiny members compress absurdly well and are harmless
@@ -25,13 +27,8 @@ LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 LOCAL_SIGNATURE = b"PK\x03\x04"
 
 
-class ArchiveRefused(ValueError):
+class ArchiveRefused(Refused):
     """The archive as a whole cannot be used; the batch fails with this reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

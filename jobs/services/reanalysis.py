@@ -23,6 +23,7 @@ from django.utils import timezone
 from config.celery_app import app
 from jobs.models import Analysis, Batch, ModelVersion, Organisation, Prediction, Recording
 from jobs.services import access, defaults, progress, queue
+from jobs.services.refusals import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,8 @@ WHEN_CHOICES = (NOW, AT, NEW_DEFAULT)
 INSERT_BATCH = 2000
 
 
-class ReanalysisRefused(ValueError):
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class ReanalysisRefused(Refused):
+    """A re-analysis request the platform refuses."""
 
 
 @dataclass(frozen=True)

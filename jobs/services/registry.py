@@ -33,6 +33,7 @@ from config.celery_app import app
 from jobs import storage
 from jobs.models import ModelVersion, Organisation
 from jobs.services import access, defaults, reanalysis
+from jobs.services.refusals import Refused
 from ml.bundle import DEFAULT_SCREENING_BUNDLE, Manifest, pack_bundle, unpack_bundle, verify_bundle
 from ml.errors import AudioError, BundleError
 
@@ -47,12 +48,8 @@ class UnknownModel(LookupError):
     pass
 
 
-class RegistrationRefused(ValueError):
+class RegistrationRefused(Refused):
     """A bundle or a registry change that cannot be accepted; the message says why."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
 
 
 # --- what staff alone may change (access.can_govern_models) ---------------------

@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from jobs.models import Batch, Organisation, Prediction, Recording, Review
 from jobs.services import access, queue, verdicts
+from jobs.services.refusals import Refused
 from ml.calibration import UNCERTAIN
 
 NOTE_MAX_LENGTH = 2000
@@ -37,16 +38,8 @@ REVIEW_FILTERS = {
 NORMAL = "normal"
 
 
-@dataclass(frozen=True)
-class ReviewRefused(Exception):
-    """Why a review was not recorded: a code for programs, a sentence for people, an HTTP status."""
-
-    code: str
-    message: str
-    status: int
-
-    def __str__(self) -> str:
-        return self.message
+class ReviewRefused(Refused):
+    """Why a review was not recorded."""
 
 
 def can_review(user: Any, organisation: Organisation | int) -> bool:

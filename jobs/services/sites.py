@@ -19,6 +19,7 @@ from django.db.models import Count, Max
 
 from jobs.models import Batch, ModelVersion, Organisation, Prediction, Recording, Site, SiteCalibration
 from jobs.services import access
+from jobs.services.refusals import Refused
 from jobs.services.results import batch_recordings
 from jobs.services.verdicts import positive_class, version_calibration
 from ml import calibration
@@ -32,12 +33,8 @@ FITTED_STATUSES = (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
 Target = SiteCalibration.Target
 
 
-class SiteRefused(ValueError):
-    """A site request the platform refuses; `status` is the HTTP status to answer."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class SiteRefused(Refused):
+    """A site or calibration request the platform refuses."""
 
 
 # --- sites ---------------------------------------------------------------------------------

@@ -16,17 +16,12 @@ from django.db import IntegrityError, transaction
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Organisation, Site
 from jobs.services import access, queue, sites, sniff, webhooks
+from jobs.services.refusals import Refused
 from jobs.services.registry import UnknownModel, resolve_model
 
 
-class UploadRejected(ValueError):
-    """A request the platform refuses as a whole; `status` is the HTTP status to answer."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+class UploadRejected(Refused):
+    """An upload the platform refuses as a whole."""
 
 
 def check_declared_size(content_length: int | str | None, *, transfer_encoding: str = "") -> None:

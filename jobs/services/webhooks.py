@@ -43,6 +43,7 @@ from django.utils import timezone
 from config.celery_app import app
 from jobs.models import Batch, Organisation, Prediction, Report, WebhookDelivery
 from jobs.services import access, queue
+from jobs.services.refusals import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +57,8 @@ ANSWER_BYTES = 64 * 1024
 RETRIED_STATUSES = frozenset({408, 425, 429})
 
 
-class WebhookRefused(ValueError):
+class WebhookRefused(Refused):
     """A webhook URL the platform will not post to."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --- who and where ----------------------------------------------------------------
