@@ -1,16 +1,78 @@
 """Recording-level aggregation of window probabilities and screening metrics.
 
-Pure numpy, shared by training, evaluation and the inference engine so a
-recording is scored the same way everywhere.
+Pure numpy, shared by training, evaluation, the inference engine and the
+platform (reports, comparisons, site calibrations, plots), so a recording is
+scored, and a batch graded, the same way everywhere: the positive class and
+sensitivity, specificity and MAcc are defined here only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 AGGREGATIONS = ("mean",)
+# The class a two-class screening model flags, when its bundle declares none.
+SCREENING_POSITIVE = "abnormal"
+
+Rate = TypeVar("Rate", float, np.ndarray)
+
+
+def positive_class(classes: Sequence[str], declared: str | None) -> str | None:
+    """The class a two-class model's threshold applies to: the one its bundle declares.
+
+    None for models of other class counts, and when none (or another name) is
+    declared: those decide by the most probable class.
+    """
+    return declared if declared is not None and len(classes) == 2 and declared in classes else None
+
+
+def graded_class(classes: Sequence[str], declared: str | None) -> str | None:
+    """The class sensitivity is measured on: the declared positive class, else ``abnormal``,
+    else the second class; None unless there are two classes."""
+    if len(classes) != 2:
+        return None
+    if found := positive_class(classes, declared):
+        return found
+    return SCREENING_POSITIVE if SCREENING_POSITIVE in classes else classes[1]
+
+
+def macc(sensitivity: Rate, specificity: Rate) -> Rate:
+    """MAcc: the mean of sensitivity and specificity."""
+    return (sensitivity + specificity) / 2
+
+
+@dataclass(frozen=True)
+class BinaryRates:
+    """Sensitivity, specificity and MAcc; None where a class has no recordings."""
+
+    sensitivity: float | None
+    specificity: float | None
+
+    @property
+    def macc(self) -> float | None:
+        if self.sensitivity is None or self.specificity is None:
+            return None
+        return macc(self.sensitivity, self.specificity)
+
+
+def binary_rates(*, tp: float, fn: float, tn: float, fp: float) -> BinaryRates:
+    """The rates of true positives, false negatives, true negatives and false positives (counts)."""
+    return BinaryRates(sensitivity=_ratio(tp, tp + fn), specificity=_ratio(tn, tn + fp))
+
+
+def rates_at(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sensitivity and specificity at each threshold, a score at or above it called positive.
+
+    ``truth`` is boolean (positive class); both classes must be present.
+    """
+    positives, negatives = np.sort(scores[truth]), np.sort(scores[~truth])
+    sensitivity = 1 - np.searchsorted(positives, thresholds, side="left") / len(positives)
+    specificity = np.searchsorted(negatives, thresholds, side="left") / len(negatives)
+    return sensitivity, specificity
 
 
 def aggregate_windows(
@@ -84,8 +146,9 @@ def screening_metrics(
     """Accuracy, precision, sensitivity, specificity, MAcc, F1, ROC AUC, per-class recall.
 
     ``truth`` holds class indices; ``probabilities`` is ``(recordings, classes)``.
-    Binary measures treat ``positive_class`` (or the second class) as positive;
-    for more classes ``macro_recall`` is the headline.
+    Binary measures treat ``graded_class`` (the declared positive class, else
+    ``abnormal``, else the second class) as positive; for more classes
+    ``macro_recall`` is the headline.
     """
     predicted = decide(probabilities, classes=classes, positive_class=positive_class, threshold=threshold)
     matrix = confusion_matrix(truth, predicted, num_classes=len(classes))
@@ -111,20 +174,19 @@ def _binary_metrics(
     classes: Sequence[str],
     positive_class: str | None,
 ) -> dict[str, object]:
-    positive = list(classes).index(positive_class) if positive_class else 1
+    graded = graded_class(classes, positive_class)
+    assert graded is not None  # called for two classes only
+    positive = list(classes).index(graded)
     negative = 1 - positive
     tp, fn = matrix[positive, positive], matrix[positive, negative]
     tn, fp = matrix[negative, negative], matrix[negative, positive]
-    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
-    precision = _ratio(tp, tp + fp)
-    both = sensitivity is not None and specificity is not None
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    rates = binary_rates(tp=tp, fn=fn, tn=tn, fp=fp)
     return {
-        "precision": precision,
-        "sensitivity": sensitivity,
-        "specificity": specificity,
-        "macc": (sensitivity + specificity) / 2 if both else None,  # type: ignore[operator]
-        "f1": f1,
+        "precision": _ratio(tp, tp + fp),
+        "sensitivity": rates.sensitivity,
+        "specificity": rates.specificity,
+        "macc": rates.macc,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "roc_auc": roc_auc(truth == positive, probabilities[:, positive]),
     }
 
@@ -137,7 +199,7 @@ def best_threshold(truth_positive: np.ndarray, scores: np.ndarray, *, low: float
         predicted = scores >= candidate
         sensitivity = np.mean(predicted[truth_positive]) if truth_positive.any() else 0.0
         specificity = np.mean(~predicted[~truth_positive]) if (~truth_positive).any() else 0.0
-        macc = (sensitivity + specificity) / 2
-        if macc > best_macc:
-            best, best_macc = float(candidate), float(macc)
+        score = macc(sensitivity, specificity)
+        if score > best_macc:
+            best, best_macc = float(candidate), float(score)
     return best

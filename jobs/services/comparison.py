@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 
 from jobs.models import ModelVersion, Prediction, Recording
 from jobs.services import access
+from ml import scoring
 
 MAX_CHANGES = 500
 
@@ -147,11 +148,17 @@ def truth_metrics(pairs: list[tuple[str, str]], version: ModelVersion) -> dict[s
         of_class = [predicted for truth, predicted in pairs if truth == label]
         per_class[label] = sum(predicted == label for predicted in of_class) / len(of_class)
     metrics: dict[str, Any] = {"count": len(pairs), "accuracy": correct / len(pairs), "recall": per_class}
-    positive = version.manifest.get("positive_class")
-    if positive and len(version.classes) == 2:
+    positive = scoring.graded_class(list(version.classes), version.manifest.get("positive_class"))
+    if positive is not None:
         negative = next(label for label in version.classes if label != positive)
-        metrics["sensitivity"] = per_class.get(positive)
-        metrics["specificity"] = per_class.get(negative)
+        rates = scoring.binary_rates(
+            tp=sum(truth == positive == predicted for truth, predicted in pairs),
+            fn=sum(truth == positive != predicted for truth, predicted in pairs),
+            tn=sum(truth == negative == predicted for truth, predicted in pairs),
+            fp=sum(truth == negative != predicted for truth, predicted in pairs),
+        )
+        metrics["sensitivity"] = rates.sensitivity
+        metrics["specificity"] = rates.specificity
     return metrics
 
 

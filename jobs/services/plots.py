@@ -17,7 +17,7 @@ from django.core.cache import cache
 
 from jobs import storage
 from jobs.models import ModelVersion, Prediction, Recording
-from jobs.services import packs
+from jobs.services import packs, verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -329,12 +329,12 @@ COLOURS = ["#b42318", "#1f55a8", "#1c6b3a", "#7a4a00", "#6b3fa0"]
 def screened_classes(model_version: ModelVersion | None) -> tuple[list[str], float | None]:
     """Classes to draw and the decision threshold: a screening model's positive
     class alone against its threshold, otherwise every class."""
-    classes = _classes(model_version)
-    manifest = dict(model_version.manifest or {}) if model_version else {}
-    positive = manifest.get("positive_class")
-    if len(classes) == 2 and positive in classes:
-        return [positive], float(manifest.get("decision_threshold", 0.5))
-    return classes, None
+    if model_version is None:
+        return [], None
+    positive = verdicts.positive_class(model_version)
+    if positive is None:
+        return list(model_version.classes), None
+    return [positive], float((model_version.manifest or {}).get("decision_threshold", 0.5))
 
 
 def _draw_timeline(axis: Any, windows: list["Window"], *, model_version: ModelVersion | None) -> None:

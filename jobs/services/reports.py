@@ -29,7 +29,7 @@ from jobs.models import Batch, ModelVersion, Prediction, Report
 from jobs.services import reviews, verdicts
 from jobs.services.results import batch_recordings
 from jobs.services.verdicts import Verdict
-from ml import calibration
+from ml import calibration, scoring
 from ml.spreadsheet import text_cell
 
 HISTOGRAM_BINS = 10
@@ -121,14 +121,17 @@ class Tally:
             "confusion_matrix": {"classes": self.classes, "rows_truth_columns_predicted": matrix},
             "accuracy": _ratio(sum(matrix[i][i] for i in range(len(self.classes))), sum(map(sum, matrix))),
         }
-        if self.positive in self.classes and len(self.classes) == 2:
+        if self.positive is not None:
             pos = self.classes.index(self.positive)
             neg = 1 - pos
-            sensitivity = _ratio(matrix[pos][pos], matrix[pos][pos] + matrix[pos][neg])
-            specificity = _ratio(matrix[neg][neg], matrix[neg][neg] + matrix[neg][pos])
-            result.update(positive_class=self.positive, sensitivity=sensitivity, specificity=specificity)
-            if sensitivity is not None and specificity is not None:
-                result["macc"] = (sensitivity + specificity) / 2
+            rates = scoring.binary_rates(
+                tp=matrix[pos][pos], fn=matrix[pos][neg], tn=matrix[neg][neg], fp=matrix[neg][pos]
+            )
+            result.update(
+                positive_class=self.positive, sensitivity=rates.sensitivity, specificity=rates.specificity
+            )
+            if rates.macc is not None:
+                result["macc"] = rates.macc
         return result
 
 
@@ -139,7 +142,9 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
         return []  # deleted meanwhile
     version = batch.model_version
     classes = list(version.classes)
-    tally = Tally(classes=classes, positive=_positive_class(version.manifest, classes))
+    tally = Tally(
+        classes=classes, positive=scoring.graded_class(classes, version.manifest.get("positive_class"))
+    )
     with (
         _spool() as csv_file,
         _spool() as rows_html,
@@ -224,12 +229,13 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
 
 def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
     """The batch-shift warning for these calibrated positive-class probabilities, or ""."""
-    manifest = dict(version.manifest or {})
-    positive = manifest.get("positive_class")
-    if positive not in version.classes:
+    positive = verdicts.positive_class(version)
+    if positive is None:
         return ""  # not a screening model: there is no positive class to compare
     found = calibration.batch_shift_warning(
-        positive_scores, calibration=verdicts.version_calibration(manifest), positive_class=str(positive)
+        positive_scores,
+        calibration=verdicts.version_calibration(dict(version.manifest or {})),
+        positive_class=positive,
     )
     return found or ""
 
@@ -338,13 +344,6 @@ def _number(value: float | None, *, digits: int = 4) -> str:
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
-
-
-def _positive_class(manifest: dict[str, Any], classes: list[str]) -> str | None:
-    positive = manifest.get("positive_class")
-    if positive in classes:
-        return str(positive)
-    return "abnormal" if "abnormal" in classes else None
 
 
 def _timings(batch: Batch, tally: Tally) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from jobs.services import access
 from jobs.services.refusals import Refused
 from jobs.services.results import batch_recordings
 from jobs.services.verdicts import positive_class, version_calibration
-from ml import calibration
+from ml import calibration, scoring
 
 MIN_PER_CLASS = 10
 PLATT_MIN_PER_CLASS = 20
@@ -209,14 +209,17 @@ def fit_rule(
     called = probabilities >= threshold
     tp, fn = int(np.sum(called & truth)), int(np.sum(~called & truth))
     fp, tn = int(np.sum(called & ~truth)), int(np.sum(~called & ~truth))
+    rates = scoring.binary_rates(tp=tp, fn=fn, tn=tn, fp=fp)
+    # The sample holds recordings of both classes (_check_counts), so both rates exist.
+    assert rates.sensitivity is not None and rates.specificity is not None
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     points, auc = roc_curve(probabilities, truth)
     return FittedRule(
         slope=slope,
         intercept=intercept,
         threshold=threshold,
-        sensitivity=tp / (tp + fn),
-        specificity=tn / (tn + fp),
+        sensitivity=rates.sensitivity,
+        specificity=rates.specificity,
         sensitivity_interval=bootstrap_interval(tp, tp + fn, rng=rng),
         specificity_interval=bootstrap_interval(tn, tn + fp, rng=rng),
         roc_points=points,
@@ -243,12 +246,12 @@ def choose_site_threshold(
     # neighbours: the sample cannot tell the points between them apart.
     distinct = np.unique(probabilities)
     candidates = np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2])
-    sensitivity, specificity = _rates(probabilities, truth, candidates)
-    macc = (sensitivity + specificity) / 2
+    sensitivity, specificity = scoring.rates_at(probabilities, truth, candidates)
+    score = scoring.macc(sensitivity, specificity)
     if target_value is not None:
-        macc = np.where(sensitivity >= target_value - 1e-12, macc, -1.0)
+        score = np.where(sensitivity >= target_value - 1e-12, score, -1.0)
     # argmax takes the first best: the lowest threshold, so the most sensitive of equals.
-    return float(candidates[int(np.argmax(macc))])
+    return float(candidates[int(np.argmax(score))])
 
 
 def bootstrap_interval(hits: int, count: int, *, rng: np.random.Generator) -> tuple[float, float]:
@@ -265,7 +268,7 @@ def bootstrap_interval(hits: int, count: int, *, rng: np.random.Generator) -> tu
 def roc_curve(probabilities: np.ndarray, truth: np.ndarray) -> tuple[list[list[float | None]], float | None]:
     """ROC points [fpr, tpr, threshold] from the highest threshold down (at most 200), and the AUC."""
     thresholds = np.unique(probabilities)[::-1]
-    sensitivity, specificity = _rates(probabilities, truth, thresholds)
+    sensitivity, specificity = scoring.rates_at(probabilities, truth, thresholds)
     fpr = np.concatenate([[0.0], 1 - specificity])
     tpr = np.concatenate([[0.0], sensitivity])
     auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
@@ -273,16 +276,6 @@ def roc_curve(probabilities: np.ndarray, truth: np.ndarray) -> tuple[list[list[f
     labelled: list[float | None] = [None, *map(float, thresholds)]
     points = [[float(fpr[i]), float(tpr[i]), labelled[i]] for i in keep.astype(int)]
     return points, auc
-
-
-def _rates(
-    probabilities: np.ndarray, truth: np.ndarray, thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sensitivity and specificity at each threshold (called positive when >= threshold)."""
-    positives, negatives = np.sort(probabilities[truth]), np.sort(probabilities[~truth])
-    sensitivity = 1 - np.searchsorted(positives, thresholds, side="left") / len(positives)
-    specificity = np.searchsorted(negatives, thresholds, side="left") / len(negatives)
-    return sensitivity, specificity
 
 
 def _rule_probability(scores: np.ndarray, slope: float | None, intercept: float | None) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from jobs.models import ModelVersion, Prediction
-from ml import calibration
+from ml import calibration, scoring
 
 RE_RECORD = "re-record"
 UNUSABLE = "unusable"  # ml.quality.UNUSABLE; that module pulls in audio decoding
@@ -43,9 +43,7 @@ def version_calibration(manifest: dict[str, Any]) -> calibration.Calibration:
 
 def positive_class(version: ModelVersion) -> str | None:
     """The screening model's positive class; None for models without a two-class threshold."""
-    positive = (version.manifest or {}).get("positive_class")
-    classes = list(version.classes)
-    return str(positive) if positive in classes and len(classes) == 2 else None
+    return scoring.positive_class(list(version.classes), (version.manifest or {}).get("positive_class"))
 
 
 @dataclass(frozen=True)
