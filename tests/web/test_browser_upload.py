@@ -83,7 +83,8 @@ def test_it_uploads_a_zip_and_shows_the_results(
     screenshot(page, "12-uploaded-batch-complete")
 
     page.get_by_role("link", name="clinic/a0033.wav").click()
-    page.wait_for_selector("img[alt^='Waveform']", timeout=60_000)
+    # The overview image is the interactive waveform's fallback, hidden once the canvas is drawn.
+    page.wait_for_selector("img[alt^='Waveform']", state="attached", timeout=60_000)
     page.wait_for_selector("img[alt^='Spectrogram']", timeout=60_000)
     page.wait_for_function("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
     page.wait_for_function("document.querySelector('audio') && document.querySelector('audio').duration > 0")
