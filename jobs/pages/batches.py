@@ -71,6 +71,10 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     reports = summaries.current_reports(batch)
     summary = next((report.summary for report in reports if report.summary), None)
     progress = services.batch_progress(batch)
+    # Until the report's summary is written, the counts of the predictions made so far.
+    running = summary is None and progress.processed > 0
+    if running:
+        summary = {"counts": summaries.running_counts(rows)}
     site_profile = sites.active_calibration(batch.site, batch.model_version)
     context = {
         "batch": batch,
@@ -79,8 +83,10 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         # Scores unlike validation and no site rule to fall back on: say how to get one.
         "uncalibrated_shift": bool(batch.shift_warning) and site_profile is None,
         "progress": progress,
-        "live": progress_payload(progress),
+        "live": progress_payload(progress, reports_ready=bool(reports)),
         "summary": summaries.summary_view(summary, classes=classes) if summary else None,
+        "running_summary": running,
+        "has_recordings": rows.exists(),
         "reports": [
             (report.get_format_display(), reverse("batch-report", args=[batch.pk, report.format]))
             for report in reports
@@ -114,13 +120,18 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 @login_required
 def batch_progress(request: HttpRequest, batch_id: UUID) -> JsonResponse:
     batch = services.get_batch(request.user, batch_id)
-    payload = progress_payload(services.batch_progress(batch))
-    payload["reports_ready"] = bool(summaries.current_reports(batch))
-    return JsonResponse(payload)
+    reports_ready = bool(summaries.current_reports(batch))
+    return JsonResponse(progress_payload(services.batch_progress(batch), reports_ready=reports_ready))
 
 
-def progress_payload(progress: services.Progress) -> dict[str, object]:
-    counts = f"{progress.processed} of {progress.total - progress.rejected} analysed · {progress.done} done"
+def progress_payload(progress: services.Progress, *, reports_ready: bool = False) -> dict[str, object]:
+    """The progress card's figures; ``version`` changes whenever the page's rows or results may have."""
+    if progress.unpacking:
+        counts = f"{progress.total} file{'s' if progress.total != 1 else ''} unpacked so far · "
+        counts += f"{progress.processed} analysed"
+    else:
+        counts = f"{progress.processed} of {progress.total - progress.rejected} analysed"
+    counts += f" · {progress.done} done"
     if progress.failed:
         counts += f" · {progress.failed} failed"
     if progress.rejected:
@@ -141,6 +152,11 @@ def progress_payload(progress: services.Progress) -> dict[str, object]:
         "requeued": progress.requeued,
         "requeued_text": requeued_text(progress),
         "report_error": progress.report_error,
+        "unpacking": progress.unpacking,
+        "reports_ready": reports_ready,
+        "version": ":".join(
+            str(part) for part in (progress.status, progress.total, progress.processed, reports_ready)
+        ),
     }
 
 

@@ -1,10 +1,13 @@
 """Shapes a batch summary (the same one the JSON report holds) for the batch page."""
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.models import Batch, Report
-from jobs.services.verdicts import RE_RECORD
+from django.db.models import Count, QuerySet
+
+from jobs.models import Batch, Recording, Report
+from jobs.services.verdicts import RE_RECORD, UNUSABLE
 from ml.calibration import UNCERTAIN
 
 REPORT_ORDER = [Report.Format.HTML, Report.Format.CSV, Report.Format.JSON]
@@ -30,6 +33,7 @@ class SummaryView:
     confusion: ConfusionMatrix | None
 
 
+RUNNING_GROUPS = ("predicted_label", "decision", "quality")
 METRIC_NAMES = (
     ("sensitivity", "Sensitivity"),
     ("specificity", "Specificity"),
@@ -42,6 +46,32 @@ def current_reports(batch: Batch) -> list[Report]:
     """The batch's reports for its own model version, HTML first."""
     reports = batch.reports.filter(model_version=batch.model_version_id)
     return sorted(reports, key=lambda report: REPORT_ORDER.index(Report.Format(report.format)))
+
+
+def running_counts(rows: QuerySet[Recording]) -> dict[str, dict[str, int]]:
+    """Counts by class, decision and quality of the predictions made so far (rows of
+    results.batch_recordings), counted as the report's summary counts them: an unusable
+    recording has no class and the decision re-record."""
+    by_class: Counter[str] = Counter()
+    by_decision: Counter[str] = Counter()
+    by_quality: Counter[str] = Counter()
+    # Annotations' names, which the type checker cannot see as fields.
+    groups = (
+        rows.filter(**{"predicted_label__isnull": False})
+        .order_by()
+        .values(*RUNNING_GROUPS)
+        .annotate(count=Count("pk"))
+    )
+    for group in groups:
+        count, quality = int(group["count"]), group["quality"]
+        by_quality[quality or "unknown"] += count
+        if quality == UNUSABLE:
+            by_decision[RE_RECORD] += count
+            continue
+        by_class[group["predicted_label"]] += count
+        if group["decision"]:
+            by_decision[group["decision"]] += count
+    return {"by_class": dict(by_class), "by_decision": dict(by_decision), "by_quality": dict(by_quality)}
 
 
 def summary_view(summary: dict[str, Any], *, classes: list[str]) -> SummaryView:

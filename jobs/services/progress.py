@@ -9,6 +9,9 @@ from django.utils import timezone
 from jobs.models import Batch
 from jobs.services import queue
 
+# Statuses before the batch's recordings are all known.
+UNPACKING = (Batch.Status.PENDING, Batch.Status.SCHEDULED, Batch.Status.INGESTING)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -32,12 +35,21 @@ class Progress:
     def processed(self) -> int:
         return self.done + self.failed + self.skipped
 
+    @property
+    def unpacking(self) -> bool:
+        """The recordings are still being read from the upload (or chosen, for a re-analysis)."""
+        return self.status in UNPACKING
+
 
 def batch_progress(batch: Batch) -> Progress:
     to_analyse = batch.total_count - batch.rejected_count
     processed = batch.done_count + batch.failed_count + batch.skipped_count
     if batch.is_finished:
         percent = 100
+    elif batch.status in UNPACKING:
+        # Rows are written a group at a time while the archive is read, so the total
+        # grows: a share of it would go backwards. The share starts once it is known.
+        percent = 0
     else:
         percent = int(processed * 100 / to_analyse) if to_analyse else 0
     eta = None

@@ -1,6 +1,6 @@
 /* LubDub pages: a little vanilla JavaScript for the live parts. Every page
-   works without it; this only adds auto-submit, the upload progress bar and
-   live progress and plots. */
+   works without it; this only adds auto-submit, the upload progress bar, the
+   live batch page and the plots. The recording page's waveform is waveform.js. */
 (function () {
   "use strict";
 
@@ -120,37 +120,86 @@
     return (bytes / 1024 / 1024 / 1024).toFixed(2) + " GB";
   }
 
-  /* Batch page: poll the progress endpoint while the batch runs; reload once it ends. */
+  /* Batch page: poll the progress endpoint while the batch runs. The bar, badge and
+     counts follow each answer; when the rows or results may have changed (the answer's
+     version), the page's live parts (buttons, notices, class counts, the table) are
+     fetched again in the reader's filter, sort and page and swapped in, at most every
+     REFRESH_MS and once more when the batch ends: no reload. */
+  var REFRESH_MS = 4000;
+
   function initBatchProgress() {
     var box = document.querySelector("[data-progress-url]");
     if (!box || box.dataset.finished === "true") return;
     var url = box.dataset.progressUrl;
+    var badge = document.querySelector("[data-status-badge]");
     var reportPolls = 0;
-    function update(state) {
-      box.querySelector("[data-bar]").style.width = state.percent + "%";
-      box.querySelector("[role=progressbar]").setAttribute("aria-valuenow", String(state.percent));
-      box.querySelector("[data-percent]").textContent = state.percent + " %";
+    var shownPercent = 0;
+    var refreshedVersion = box.dataset.version;
+    var refreshedAt = Date.now();
+    var refreshing = false;
+
+    function showProgress(state) {
+      // Never backwards, whatever order the answers arrive in.
+      shownPercent = Math.max(shownPercent, state.percent);
+      box.querySelector("[data-bar]").style.width = shownPercent + "%";
+      box.querySelector("[role=progressbar]").setAttribute("aria-valuenow", String(shownPercent));
+      box.querySelector(".progress").classList.toggle("unpacking", state.unpacking && !state.finished);
+      box.querySelector("[data-percent]").textContent = shownPercent + " %";
       box.querySelector("[data-status]").textContent = state.status_display;
       box.querySelector("[data-counts]").textContent = state.counts_text;
       box.querySelector("[data-eta]").textContent = state.eta_text;
+      if (badge) {
+        badge.textContent = state.status_display;
+        badge.className = "badge " + state.status;
+      }
+      if (state.finished) {
+        document.querySelectorAll("[data-cancel]").forEach(function (link) { link.remove(); });
+      }
       var requeued = document.querySelector("[data-requeued]");
       requeued.textContent = state.requeued_text;
       requeued.hidden = !state.requeued_text;
-      // Once finished, the page reloads to show the results; a completed
-      // batch waits a moment more for its summary and reports (not when they failed:
-      // the reloaded page says why).
+    }
+
+    /* The page again, in the same query; each [data-live] part is replaced by the new one. */
+    function refresh(version) {
+      refreshing = true;
+      return fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.ok ? response.text() : Promise.reject(); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          document.querySelectorAll("[data-live]").forEach(function (part) {
+            var replacement = fresh.querySelector("[data-live='" + part.dataset.live + "']");
+            if (replacement && !part.contains(document.activeElement)) part.replaceWith(replacement);
+          });
+          refreshedVersion = version;
+        })
+        .catch(function () { /* keep what is shown; the next answer tries again */ })
+        .then(function () { refreshedAt = Date.now(); refreshing = false; });
+    }
+
+    function update(state) {
+      showProgress(state);
+      // A completed batch waits a moment more for its summary and reports (not when they
+      // failed: the notices say why).
       var waitsForReports = /^completed/.test(state.status) && !state.reports_ready && !state.report_error;
       box.querySelector("[data-reports-wait]").hidden = !(state.finished && waitsForReports);
-      if (state.finished && (!waitsForReports || ++reportPolls > 40)) {
-        window.setTimeout(function () { window.location.reload(); }, 400);
-        return true;
+      var done = state.finished && (!waitsForReports || ++reportPolls > 40);
+      var due = Date.now() - refreshedAt >= REFRESH_MS;
+      if (done) {
+        return refresh(state.version).then(function () {
+          box.dataset.finished = "true";
+          return true;
+        });
       }
-      return false;
+      if (state.version !== refreshedVersion && due && !refreshing) refresh(state.version);
+      return Promise.resolve(false);
     }
+
     function poll() {
-      getJSON(url).then(function (state) {
-        if (!update(state)) window.setTimeout(poll, 1500);
-      }).catch(function () { window.setTimeout(poll, 5000); });
+      getJSON(url)
+        .then(update)
+        .then(function (finished) { if (!finished) window.setTimeout(poll, 1500); })
+        .catch(function () { window.setTimeout(poll, 5000); });
     }
     window.setTimeout(poll, 1000);
   }
