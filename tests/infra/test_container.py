@@ -1,6 +1,6 @@
-"""The compose stack and its image, read as files: no Docker engine needed.
-`make test` also validates the compose file with the compose client and lints
-the Dockerfile (hadolint)."""
+"""The compose stack and its image, read as files: no Docker engine, nor any
+service, needed. `make test` also validates the compose file with the compose
+client and lints the Dockerfile (hadolint)."""
 
 import re
 import subprocess
@@ -8,6 +8,7 @@ import sys
 import tomllib
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.infra.support import ROOT
@@ -16,6 +17,12 @@ DOCKERFILE = ROOT / "infra" / "Dockerfile"
 REQUIREMENTS = ROOT / "infra" / "requirements.py"
 # Folders the image runs from; the dependency layer must come before them.
 CODE = ("config", "jobs", "workers", "ml", "lubdub_client")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bucket() -> None:
+    """Files only: no database or storage (the suite-wide fixture is replaced)."""
+    return None
 
 
 def compose() -> dict[str, Any]:
