@@ -18,13 +18,13 @@ from django.views.decorators.http import require_POST
 
 from jobs.forms import ReanalysisForm
 from jobs.models import Batch, ModelVersion, Organisation
-from jobs.services import access, comparison, defaults, drift, reanalysis, registry
+from jobs.services import access, comparison, defaults, drift, model_lookup, reanalysis, registry
 
 
 @login_required
 def model_list(request: HttpRequest) -> HttpResponse:
     recordings = access.visible_recordings(request.user)
-    versions = list(registry.listed_models(request.user, include_all=True))
+    versions = list(model_lookup.listed_models(request.user, include_all=True))
     flagged = {
         version.pk: drift.version_drift(version, recordings).flagged
         for version in versions

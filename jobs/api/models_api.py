@@ -27,7 +27,7 @@ from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.api.serializers import ModelVersionSerializer
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import ModelVersion, Organisation
-from jobs.services import access, comparison, drift, registry
+from jobs.services import access, comparison, drift, model_lookup, registry
 from jobs.services.refusals import Refused
 
 
@@ -151,7 +151,7 @@ class ModelVersionListCreate(generics.ListAPIView):
     parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> Any:
-        return registry.listed_models(self.request.user, include_all=_flag(self.request, "all"))
+        return model_lookup.listed_models(self.request.user, include_all=_flag(self.request, "all"))
 
     @extend_schema(
         request={"multipart/form-data": RegisterSerializer},
@@ -282,8 +282,8 @@ VERSION_REFERENCE = {"type": "string", "minLength": 1}
 def _any_version(reference: str, user: Any) -> ModelVersion:
     statuses = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
     try:
-        return registry.resolve_model(reference, statuses=statuses, among=access.visible_models(user))
-    except registry.UnknownModel as exc:
+        return model_lookup.resolve_model(reference, statuses=statuses, among=access.visible_models(user))
+    except model_lookup.UnknownModel as exc:
         raise Http404(str(exc)) from exc
 
 

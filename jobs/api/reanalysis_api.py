@@ -12,12 +12,11 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs import services
 from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.api.serializers import BatchSerializer
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ModelVersion
-from jobs.services import access, reanalysis, registry
+from jobs.services import access, model_lookup, reanalysis
 
 
 class ReanalysisSerializer(BatchSerializer):
@@ -45,7 +44,7 @@ class ReanalysisRequestSerializer(StrictJsonSerializer):
 
 def _resolve(user: Any, reference: str, *, statuses: tuple[str, ...]) -> ModelVersion:
     """A version the user may see; another organisation's unpublished one is unknown."""
-    return registry.resolve_model(reference, statuses=statuses, among=access.visible_models(user))
+    return model_lookup.resolve_model(reference, statuses=statuses, among=access.visible_models(user))
 
 
 class ReanalysisListCreate(generics.ListAPIView):
@@ -53,7 +52,7 @@ class ReanalysisListCreate(generics.ListAPIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     def get_queryset(self) -> Any:
-        batches = services.visible_batches(self.request.user).filter(kind=Batch.Kind.REANALYSIS)
+        batches = access.visible_batches(self.request.user).filter(kind=Batch.Kind.REANALYSIS)
         return batches.select_related("model_version", "organisation")
 
     # Documented as JSON only: form encodings, still parsed, cannot send null and drop
@@ -83,7 +82,7 @@ class ReanalysisListCreate(generics.ListAPIView):
                 organisation=values.get("organisation") or None,
                 name=values.get("name", ""),
             )
-        except registry.UnknownModel as exc:
+        except model_lookup.UnknownModel as exc:
             return error_response("unknown_model", str(exc), status.HTTP_400_BAD_REQUEST)
         except reanalysis.ReanalysisRefused as exc:
             return refused(exc)

@@ -18,7 +18,8 @@ from jobs.models import (
     SiteCalibration,
     WebhookDelivery,
 )
-from jobs.services import batch_progress, reviews, verdicts
+from jobs.services import reviews, verdicts
+from jobs.services.progress import batch_progress
 from jobs.services.verdicts import Verdict
 
 

@@ -19,7 +19,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import services
 from jobs.api import serializers as api
 from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.models import Batch, ModelVersion, Recording, Report
@@ -46,7 +45,7 @@ class BatchListCreate(generics.ListAPIView):
     parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> Any:
-        return services.visible_batches(self.request.user).select_related(
+        return access.visible_batches(self.request.user).select_related(
             "model_version", "organisation", "site"
         )
 
@@ -117,7 +116,7 @@ class BatchDetail(generics.RetrieveDestroyAPIView):
     serializer_class = api.BatchSerializer
 
     def get_object(self) -> Batch:
-        return services.get_batch(self.request.user, self.kwargs["pk"])
+        return access.get_batch(self.request.user, self.kwargs["pk"])
 
     def perform_destroy(self, instance: Batch) -> None:
         lifecycle.delete_batch(instance, user=self.request.user)
@@ -126,7 +125,7 @@ class BatchDetail(generics.RetrieveDestroyAPIView):
 class BatchCancel(APIView):
     @extend_schema(request=None, responses={200: api.BatchSerializer, 409: ERROR})
     def post(self, request: Request, pk: str) -> Response:
-        batch = services.get_batch(request.user, pk)
+        batch = access.get_batch(request.user, pk)
         try:
             batch = lifecycle.cancel_batch(batch, user=request.user)
         except lifecycle.BatchFinished as exc:
@@ -153,7 +152,7 @@ class BatchRecordings(generics.ListAPIView):
     serializer_class = api.FileRowSerializer
 
     def get_queryset(self) -> Any:
-        batch = services.get_batch(self.request.user, self.kwargs["pk"])
+        batch = access.get_batch(self.request.user, self.kwargs["pk"])
         params = self.request.query_params
         # A misspelt status would otherwise answer an empty list, as if no file had it.
         if "status" in params and params["status"] not in results.FILE_STATUSES:
@@ -178,7 +177,7 @@ class BatchReports(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self) -> Any:
-        batch = services.get_batch(self.request.user, self.kwargs["pk"])
+        batch = access.get_batch(self.request.user, self.kwargs["pk"])
         return batch.reports.filter(model_version=batch.model_version_id).select_related("model_version")
 
 
@@ -187,7 +186,7 @@ class BatchReport(APIView):
         responses={302: None, 200: LINK, 404: ERROR}, summary="Download a report (csv, json, html)"
     )
     def get(self, request: Request, pk: str, fmt: str) -> Any:
-        batch = services.get_batch(request.user, pk)
+        batch = access.get_batch(request.user, pk)
         report = get_object_or_404(Report, batch=batch, model_version=batch.model_version_id, format=fmt)
         filename = f"lubdub-{batch.pk}.{fmt}"
         return _link_response(request, report.storage_key, filename=filename, content_type=CONTENT_TYPES[fmt])
@@ -197,13 +196,13 @@ class RecordingDetail(generics.RetrieveAPIView):
     serializer_class = api.RecordingSerializer
 
     def get_object(self) -> Recording:
-        return services.get_recording(self.request.user, self.kwargs["pk"])
+        return access.get_recording(self.request.user, self.kwargs["pk"])
 
 
 class RecordingAudio(APIView):
     @extend_schema(responses={302: None, 200: LINK, 404: ERROR}, summary="Download a recording's audio")
     def get(self, request: Request, pk: int) -> Any:
-        recording = services.get_recording(request.user, pk)
+        recording = access.get_recording(request.user, pk)
         if not recording.storage_key:
             raise Http404("This file was rejected; no audio was stored.")
         name = recording.path.rsplit("/", 1)[-1] or "recording"

@@ -1,5 +1,8 @@
 """Model versions: registering bundles, the defaults, publishing, retiring, and local copies of bundles.
 
+Looking versions up (the default, one by name, the listed ones) is
+jobs.services.model_lookup, which the web process can import without ``ml``.
+
 A bundle lives in storage as a zip; a worker unpacks it once into the model
 cache, keyed by the zip's checksum, and loads it from there.
 
@@ -27,7 +30,6 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 
 from config.celery_app import app
 from jobs import storage
@@ -44,10 +46,6 @@ SMOKE_SAMPLE = Path(settings.BASE_DIR) / "samples" / "physionet" / "a0033.wav"
 Status = ModelVersion.Status
 
 
-class UnknownModel(LookupError):
-    pass
-
-
 class RegistrationRefused(Refused):
     """A bundle or a registry change that cannot be accepted; the message says why."""
 
@@ -62,45 +60,6 @@ GLOBAL_DEFAULT_REFUSED = (
     'default, send {"organisation": "<slug>"}.'
 )
 PUBLISH_REFUSED = "Only staff can publish a version to every organisation."
-
-
-# --- looking versions up ----------------------------------------------------------
-
-
-def default_model(organisation: Organisation | None = None) -> ModelVersion:
-    """The organisation's own default while it is active, else the global default."""
-    found = defaults.default_for(organisation)
-    if found is None:
-        raise UnknownModel("No default model is registered: run 'manage.py ensure_default_model'")
-    return found
-
-
-def resolve_model(
-    reference: str | None,
-    *,
-    statuses: tuple[str, ...] = (Status.ACTIVE,),
-    among: QuerySet[ModelVersion] | None = None,
-    organisation: Organisation | None = None,
-) -> ModelVersion:
-    """The default model (the organisation's), or the one named `name-version`, `version` or by id.
-
-    `among` limits the names to the versions a user may see (access.visible_models);
-    one outside it is answered like one that does not exist.
-    """
-    if not reference:
-        return default_model(organisation)
-    versions = ModelVersion.objects.all() if among is None else among
-    for candidate in versions.filter(status__in=statuses):
-        if reference in (candidate.slug, candidate.version, str(candidate.pk)):
-            return candidate
-    states = " or ".join(statuses)
-    raise UnknownModel(f"No {states} model version called {reference!r}")
-
-
-def listed_models(user: Any, *, include_all: bool = False) -> QuerySet[ModelVersion]:
-    """Versions the user may see: active ones; with include_all also checking, rejected and retired."""
-    versions = access.visible_models(user).select_related("registered_by", "organisation")
-    return versions if include_all else versions.filter(status=Status.ACTIVE)
 
 
 # --- checking a bundle -------------------------------------------------------------

@@ -16,8 +16,8 @@ from django.db import IntegrityError, transaction
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Organisation, Site
 from jobs.services import access, queue, sites, sniff, webhooks
+from jobs.services.model_lookup import UnknownModel, resolve_model
 from jobs.services.refusals import Refused
-from jobs.services.registry import UnknownModel, resolve_model
 
 
 class UploadRejected(Refused):

@@ -11,9 +11,9 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import services, storage
+from jobs import storage
 from jobs.models import Batch
-from jobs.services import sweeper, uploads
+from jobs.services import access, sweeper, uploads
 from tests.conftest import free_port
 from tests.factories import MembershipFactory
 from tests.pipeline.conftest import sample_archive, upload
@@ -122,7 +122,7 @@ def test_it_answers_json_503_with_retry_after_when_a_dependency_is_down(
     def down(user: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(services, "visible_batches", down)
+    monkeypatch.setattr(access, "visible_batches", down)
 
     response = api.get("/api/v1/batches/")
 
@@ -136,7 +136,7 @@ def test_it_still_answers_500_to_a_bug(api: APIClient, monkeypatch: pytest.Monke
     def broken(user: Any) -> Any:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(services, "visible_batches", broken)
+    monkeypatch.setattr(access, "visible_batches", broken)
     api.raise_request_exception = False
 
     assert api.get("/api/v1/batches/").status_code == 500

@@ -216,3 +216,13 @@ def test_it_keeps_tensorflow_out_of_the_web_process() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_it_looks_model_versions_up_without_numpy_or_scipy() -> None:
+    script = (
+        "import django, sys; django.setup(); "
+        "from jobs.services import model_lookup; "
+        "print(sorted(name for name in ('numpy', 'scipy', 'ml') if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -24,7 +24,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.services.accounts import api_token, ensure_member
-from jobs.services.registry import default_model, local_bundle_dir
+from jobs.services.model_lookup import default_model
+from jobs.services.registry import local_bundle_dir
 from lubdub_client.batches import wait
 from lubdub_client.errors import CliError
 from lubdub_client.server import Client
