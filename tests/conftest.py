@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.polling import poll_until
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "physionet"
 
@@ -35,14 +37,12 @@ def test_database_url() -> str:
 
 
 def wait_for_worker(log_path: Path, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"worker exited early:\n{log_path.read_text()}")
-        if log_path.exists() and " ready." in log_path.read_text():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"worker not ready after {timeout}s:\n{log_path.read_text()}")
+        return log_path.exists() and " ready." in log_path.read_text()
+
+    poll_until(ready, timeout, interval=0.2, message=lambda: f"worker not ready:\n{log_path.read_text()}")
 
 
 def worker_command(log_path: Path, *, queues: str, concurrency: int = 1, name: str) -> list[str]:
@@ -136,6 +136,11 @@ def filesystem_storage(settings: Any, tmp_path: Path) -> Path:
     return tmp_path / "media"
 
 
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
+        return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,12 +164,13 @@ def private_s3(settings: Any) -> Iterator[subprocess.Popen[bytes]]:
     )
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)  # noqa: S310 - loopback
-                break
-            except OSError:
-                time.sleep(0.05)
+        poll_until(
+            lambda: _answers(f"{endpoint}/moto-api/"),
+            10,
+            interval=0.05,
+            ignoring=(OSError,),
+            message="the private S3-API server did not answer",
+        )
         settings.USE_S3 = True
         settings.S3_CREATE_BUCKET = True
         settings.STORAGES = {

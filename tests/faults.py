@@ -2,7 +2,6 @@
 
 import contextlib
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from django.db.models import Count, Q
 from jobs import storage
 from jobs.models import Analysis, Batch, Prediction, Recording
 from tests.conftest import test_database_url as database_url
+from tests.polling import poll_until
 
 
 def assert_batch_ended_well(batch: Batch) -> None:
@@ -76,19 +76,21 @@ def blocked_by(rival: Any, timeout: float = 120) -> tuple[int, str]:
     pg_stat_activity would answer from the snapshot of its first look.
     """
     rival_pid = rival.get_backend_pid()
-    deadline = time.monotonic() + timeout
     with contextlib.closing(psycopg2.connect(database_url(), connect_timeout=5)) as monitor:
         monitor.autocommit = True
         with monitor.cursor() as cursor:
-            while time.monotonic() < deadline:
+
+            def blocked() -> tuple[int, str] | None:
                 cursor.execute(
                     "SELECT pid, query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
                     [rival_pid],
                 )
-                if row := cursor.fetchone():
-                    return int(row[0]), str(row[1])
-                time.sleep(0.05)
-    raise TimeoutError("the chunk never waited on the rival's lock")
+                row = cursor.fetchone()
+                return (int(row[0]), str(row[1])) if row else None
+
+            return poll_until(
+                blocked, timeout, interval=0.05, message="the chunk never waited on the rival's lock"
+            )
 
 
 class InBackground(threading.Thread):

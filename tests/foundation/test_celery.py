@@ -1,10 +1,10 @@
 import socket
-import time
 
 import pytest
 
 from config.celery_app import app
 from jobs.models import WorkerHeartbeat
+from tests.polling import poll_until
 from workers.tasks import heartbeat
 
 
@@ -29,9 +29,7 @@ def test_it_routes_tasks_to_their_queues() -> None:
 def test_it_runs_a_task_in_a_real_worker_through_redis(celery_worker: object) -> None:
     heartbeat.delay()
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not WorkerHeartbeat.objects.exists():
-        time.sleep(0.2)
+    poll_until(WorkerHeartbeat.objects.exists, 60, interval=0.2, message="no heartbeat row")
 
     row = WorkerHeartbeat.objects.get()
     assert row.hostname == socket.gethostname()

@@ -14,6 +14,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.factories import BatchFactory, MembershipFactory
+from tests.polling import poll_until
 
 
 def _free_port() -> int:
@@ -42,12 +43,13 @@ def test_it_reports_503_when_redis_stops(client: Client, settings: object, tmp_p
     )
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        for _ in range(100):
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        poll_until(
+            lambda: redis.Redis.from_url(url).ping(),
+            10,
+            interval=0.05,
+            ignoring=(redis.ConnectionError,),
+            message="the private Redis did not answer",
+        )
         settings.REDIS_URL = url  # type: ignore[attr-defined]
         assert client.get("/healthz").status_code == 200
     finally:

@@ -6,9 +6,8 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import SAMPLES, start_worker
 from tests.factories import MembershipFactory
+from tests.polling import poll_until
 
 ALL_QUEUES = "interactive,ingest,analyze,reports,default"
 _shared_worker: str | None = None  # the node name while the session's worker runs
@@ -85,14 +85,13 @@ def wait_until_idle(worker: str, timeout: float = 120) -> None:
     inspector = app.control.inspect(destination=[worker], timeout=5)
     with app.connection_for_write() as connection:
         client = connection.default_channel.client
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def idle() -> bool:
             waiting = sum(client.llen(key) for key in client.scan_iter(_type="list"))
             busy = [task for reply in (inspector.active() or {}).values() for task in reply]
-            if waiting == 0 and not busy:
-                return
-            time.sleep(0.2)
-    raise TimeoutError(f"the worker was still busy after {timeout}s")
+            return waiting == 0 and not busy
+
+        poll_until(idle, timeout, interval=0.2, message="the worker was still busy")
 
 
 @pytest.fixture(autouse=True)
@@ -130,22 +129,16 @@ def api(member: Any) -> APIClient:
 def wait_for_batch(batch_id: Any, timeout: float = 120) -> Any:
     from jobs.models import Batch
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> Any:
         batch = Batch.objects.get(pk=batch_id)
-        if batch.is_finished:
-            return batch
-        time.sleep(0.2)
-    raise TimeoutError(f"batch {batch_id} still {batch.status} after {timeout}s")
+        return batch if batch.is_finished else None
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met in time")
+    return poll_until(
+        finished,
+        timeout,
+        interval=0.2,
+        message=lambda: f"batch {batch_id} still {Batch.objects.get(pk=batch_id).status}",
+    )
 
 
 def sample_archive(names: list[str] | None = None, *, copies: int = 1, labels: bool = True) -> bytes:

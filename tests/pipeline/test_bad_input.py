@@ -14,6 +14,7 @@ from jobs import storage
 from jobs.models import Analysis, Batch, Prediction, Recording, Report
 from tests.conftest import SAMPLES
 from tests.pipeline.conftest import LABELS, upload, wait_for_batch
+from tests.polling import poll_until
 
 GOOD = ["a0033.wav", "a0035.wav", "a0071.wav", "a0194.wav", "c0002.wav", "d0001.wav"]
 
@@ -178,7 +179,5 @@ def _assert_reports_match(batch: Batch) -> None:
 
 
 def wait_for_reports(batch: Batch, timeout: float = 60) -> set[str]:
-    from tests.pipeline.conftest import wait_for
-
-    wait_for(lambda: Report.objects.filter(batch=batch).count() == 3, timeout)
+    poll_until(lambda: Report.objects.filter(batch=batch).count() == 3, timeout)
     return set(Report.objects.filter(batch=batch).values_list("format", flat=True))

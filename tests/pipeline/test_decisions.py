@@ -14,7 +14,8 @@ from jobs import storage
 from jobs.models import Analysis, Batch, ModelVersion, Prediction, Report
 from ml.calibration import UNCERTAIN, Calibration, reference_quantiles
 from tests.conftest import SAMPLES
-from tests.pipeline.conftest import LABELS, sample_archive, upload, wait_for, wait_for_batch
+from tests.pipeline.conftest import LABELS, sample_archive, upload, wait_for_batch
+from tests.polling import poll_until
 
 SHIFT_BATCH = sorted(LABELS)  # the 24 committed samples: enough for the shift check (20)
 
@@ -27,7 +28,7 @@ def cut_wav(path: Path, seconds: float) -> bytes:
 
 
 def wait_for_reports(batch_id: Any) -> Batch:
-    wait_for(lambda: Report.objects.filter(batch=batch_id).count() == 3, timeout=90)
+    poll_until(lambda: Report.objects.filter(batch=batch_id).count() == 3, timeout=90)
     return Batch.objects.get(pk=batch_id)
 
 

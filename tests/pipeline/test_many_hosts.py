@@ -28,9 +28,9 @@ from tests.pipeline.conftest import (
     only_own_consumers,
     sample_archive,
     upload,
-    wait_for,
     wait_for_batch,
 )
+from tests.polling import poll_until
 
 # What another host is given: the services' URLs and credentials, nothing else.
 SERVICE_VARIABLES = (
@@ -138,7 +138,7 @@ def test_it_splits_a_batch_between_a_worker_here_and_one_on_another_host(
             batch = Batch.objects.get(pk=created["id"])
             with analyses_locked(batch):
                 chunks = queue.send_analysis(batch, ids, chunk_size=CHUNK)
-                wait_for(lambda: busy_with_a_chunk([here_name, other_host.name]), timeout=120)
+                poll_until(lambda: busy_with_a_chunk([here_name, other_host.name]), timeout=120)
             finished = wait_for_batch(batch.pk, timeout=300)
         finally:
             kill_worker(here)

@@ -25,9 +25,9 @@ from tests.pipeline.conftest import (
     only_own_consumers,
     sample_archive,
     upload,
-    wait_for,
     wait_for_batch,
 )
+from tests.polling import poll_until
 
 NAMES = ["a0033.wav", "a0035.wav", "c0002.wav", "e00014.wav"]
 
@@ -139,7 +139,7 @@ def test_it_requeues_a_killed_workers_claims_within_a_minute(
         )
         created = upload(api, sample_archive(copies=4), "killed.zip")
         running = Analysis.objects.filter(batch_id=created["id"], status=Analysis.Status.RUNNING)
-        wait_for(running.exists, timeout=90)
+        poll_until(running.exists, timeout=90)
         kill_worker(first, signal.SIGKILL)
         killed_at = time.monotonic()
         held = running.count()
@@ -148,7 +148,7 @@ def test_it_requeues_a_killed_workers_claims_within_a_minute(
         beat = _Beat(every=1.0)  # beat's sweep, at a pace that measures the lease, not the schedule
         beat.start()
         try:
-            wait_for(lambda: any(found.requeued for found in beat.summaries), timeout=90)
+            poll_until(lambda: any(found.requeued for found in beat.summaries), timeout=90)
         finally:
             beat.stop()
         requeued_after = time.monotonic() - killed_at

@@ -27,9 +27,9 @@ from tests.pipeline.conftest import (
     only_own_consumers,
     sample_archive,
     upload,
-    wait_for,
     wait_for_batch,
 )
+from tests.polling import poll_until
 
 NAMES = ["a0033.wav", "c0002.wav", "e00014.wav"]
 
@@ -164,7 +164,7 @@ def test_it_says_when_reports_cannot_be_written_and_a_later_sweep_writes_them(
             batch = wait_for_batch(created["id"], timeout=120)
             lose_everything(settings)  # the in-memory store restarted: bucket and objects gone
             app.control.add_consumer("reports", destination=[name], reply=True, timeout=5)
-            wait_for(lambda: Batch.objects.get(pk=batch.pk).report_error != "", timeout=60)
+            poll_until(lambda: Batch.objects.get(pk=batch.pk).report_error != "", timeout=60)
 
             batch.refresh_from_db()
             client = Client()
@@ -175,7 +175,7 @@ def test_it_says_when_reports_cannot_be_written_and_a_later_sweep_writes_them(
             storage.ensure_bucket()  # storage is back (as `manage.py prepare_storage` does)
             Batch.objects.filter(pk=batch.pk).update(report_retry_at=timezone.now())
             swept = sweeper.sweep()
-            wait_for(lambda: Report.objects.filter(batch=batch).count() == 3, timeout=60)
+            poll_until(lambda: Report.objects.filter(batch=batch).count() == 3, timeout=60)
             again = sweeper.sweep()
         finally:
             kill_worker(worker)

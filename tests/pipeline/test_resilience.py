@@ -21,9 +21,9 @@ from tests.pipeline.conftest import (
     only_own_consumers,
     sample_archive,
     upload,
-    wait_for,
     wait_for_batch,
 )
+from tests.polling import poll_until
 
 
 def _assert_one_prediction_each(batch: Batch) -> None:
@@ -46,7 +46,7 @@ def test_it_completes_a_batch_after_its_worker_is_killed(
             tmp_path / "first.log", queues="ingest,analyze", env={"LUBDUB_ANALYSIS_CHUNK": "4"}
         )
         created = upload(api, sample_archive(copies=4), "kill.zip")
-        wait_for(lambda: Batch.objects.get(pk=created["id"]).done_count >= 4, timeout=90)
+        poll_until(lambda: Batch.objects.get(pk=created["id"]).done_count >= 4, timeout=90)
 
         kill_worker(first, signal.SIGKILL)
         batch = Batch.objects.get(pk=created["id"])
@@ -176,7 +176,7 @@ def test_it_retries_while_storage_is_unavailable_then_completes(
             )
             try:
                 created = upload(api, sample_archive(["a0033.wav", "a0035.wav"]), "outage.zip")
-                wait_for(lambda: "retry: Retry in" in (tmp_path / "flaky.log").read_text(), timeout=60)
+                poll_until(lambda: "retry: Retry in" in (tmp_path / "flaky.log").read_text(), timeout=60)
                 proxy.open()
                 batch = wait_for_batch(created["id"], timeout=90)
             finally:

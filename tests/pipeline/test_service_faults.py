@@ -55,9 +55,9 @@ from tests.pipeline.conftest import (
     launch_worker,
     sample_archive,
     upload,
-    wait_for,
     wait_for_batch,
 )
+from tests.polling import poll_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -105,7 +105,7 @@ class PrivateRedis:
             + ["--dir", str(self.folder)],
             stdout=subprocess.DEVNULL,
         )
-        wait_for(self._answers, timeout=20)
+        poll_until(self._answers, timeout=20)
 
     def _answers(self) -> bool:
         try:
@@ -190,7 +190,7 @@ class FaultWorker:
 
     def wait_for_log_line(self, pattern: str, timeout: float = 90) -> None:
         try:
-            wait_for(lambda: re.search(pattern, self.log()) is not None, timeout=timeout)
+            poll_until(lambda: re.search(pattern, self.log()) is not None, timeout=timeout)
         except TimeoutError:
             raise AssertionError(f"{pattern!r} not in the worker's log:\n{self.log()[-3000:]}") from None
 
@@ -299,7 +299,7 @@ def test_a_batch_finishes_after_redis_is_killed_and_restarted(
     assert private_broker.queued_analyses() == []
     forget_broker_connections()  # this process's connections went with the old server
     # The worker reconnects by itself; only then can it be told to take the analyses.
-    wait_for(worker.answers, timeout=90)
+    poll_until(worker.answers, timeout=90)
     worker.consume("analyze")
 
     with Beat() as beat:
@@ -439,7 +439,7 @@ def _worker_waits_on_a_lock(server: PrivatePostgres) -> bool:
 def _restart_once_the_worker_waits(server: PrivatePostgres, worker: FaultWorker) -> None:
     """Shut the server down while the worker waits on the lock held by the test,
     and start it again once a retry of the worker has found it gone."""
-    wait_for(lambda: _worker_waits_on_a_lock(server), timeout=60)
+    poll_until(lambda: _worker_waits_on_a_lock(server), timeout=60)
     server.stop()
     # The statement failed with its connection (or, after Django dropped the
     # broken connection, the reconnect at the end of the transaction did).

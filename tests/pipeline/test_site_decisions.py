@@ -13,7 +13,8 @@ from jobs.services import registry
 from ml.bundle import DEFAULT_SCREENING_BUNDLE, MANIFEST_FILE
 from ml.calibration import UNCERTAIN
 from tests import factories
-from tests.pipeline.conftest import LABELS, sample_archive, upload, wait_for, wait_for_batch
+from tests.pipeline.conftest import LABELS, sample_archive, upload, wait_for_batch
+from tests.polling import poll_until
 
 FEW = ["a0033.wav", "a0035.wav", "a0071.wav", "d0001.wav"]
 
@@ -84,7 +85,7 @@ def test_it_decides_a_calibrated_sites_batch_with_its_rule_and_names_it(
     assert detail["site"]["name"] == "Ward 7"
     assert shown["site_calibration"]["id"] == profile.pk and shown["site_calibration"]["version"] == 1
     assert shown["site_probability"] == shown["raw_probability"]
-    wait_for(lambda: Report.objects.filter(batch=later).count() == 3, timeout=90)
+    poll_until(lambda: Report.objects.filter(batch=later).count() == 3, timeout=90)
     report = Report.objects.get(batch=later, format="csv")
     table = list(csv.DictReader(io.StringIO(storage.read_bytes(report.storage_key).decode())))
     assert {(row["site"], row["site_calibration"]) for row in table} == {("Ward 7", "v1")}

@@ -30,9 +30,9 @@ from tests.pipeline.conftest import (
     only_own_consumers,
     sample_archive,
     upload,
-    wait_for,
     wait_for_batch,
 )
+from tests.polling import poll_until
 
 TWO = ["a0033.wav", "a0035.wav"]
 
@@ -137,7 +137,7 @@ def test_it_posts_a_signed_summary_when_a_batch_completes(
     organisation = admin.organisations.get()
     created = upload(api, sample_archive(TWO), name="March clinic", webhook_url=receiver.url)
     batch = wait_for_batch(created["id"])
-    wait_for(lambda: len(receiver.requests) == 1, timeout=120)
+    poll_until(lambda: len(receiver.requests) == 1, timeout=120)
 
     headers, body = receiver.requests[0]
     assert verified(secret_of(api, organisation), headers, body)
@@ -170,8 +170,8 @@ def test_it_retries_a_receiver_that_answers_500(
     api = client_for(admin)
     secret = secret_of(api, admin.organisations.get())
     created = upload(api, sample_archive(TWO[:1]), webhook_url=receiver.url)
-    wait_for(lambda: len(receiver.requests) == 2, timeout=120)
-    wait_for(lambda: WebhookDelivery.objects.filter(batch_id=created["id"], delivered=True).exists())
+    poll_until(lambda: len(receiver.requests) == 2, timeout=120)
+    poll_until(lambda: WebhookDelivery.objects.filter(batch_id=created["id"], delivered=True).exists())
 
     assert all(verified(secret, headers, body) for headers, body in receiver.requests)
     assert [json.loads(body)["batch"]["id"] for _, body in receiver.requests] == [created["id"]] * 2
@@ -192,7 +192,7 @@ def test_it_gives_up_after_the_last_attempt(
     receiver.answers = [503, 503, 503, 503]
     api = client_for(admin)
     created = upload(api, sample_archive(TWO[:1]), webhook_url=receiver.url)
-    wait_for(
+    poll_until(
         lambda: WebhookDelivery.objects.filter(batch_id=created["id"], attempt=3).exclude(error="").exists()
     )
     time.sleep(2)  # longer than any backoff left: the worker's limit is 3 attempts
@@ -209,7 +209,7 @@ def test_it_announces_a_cancelled_batch(
     organisation = admin.organisations.get()
     batch = BatchFactory(organisation=organisation, status=Batch.Status.PENDING, webhook_url=receiver.url)
     assert api.post(f"/api/v1/batches/{batch.pk}/cancel/").status_code == 200
-    wait_for(lambda: len(receiver.requests) == 1, timeout=60)
+    poll_until(lambda: len(receiver.requests) == 1, timeout=60)
     headers, body = receiver.requests[0]
     assert verified(secret_of(api, organisation), headers, body)
     assert json.loads(body)["batch"]["status"] == "cancelled"

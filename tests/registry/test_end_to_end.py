@@ -1,7 +1,6 @@
 """Registry and re-analysis with a real worker: smoke tests, beat-started re-analysis."""
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from jobs.models import Batch, ModelVersion, Prediction, Recording
 from jobs.services import reanalysis, registry
 from ml.bundle import pack_bundle
 from tests import factories
+from tests.polling import poll_until
 from tests.registry.conftest import api_as, copy_bundle, predict, recording_objects, store_samples
 from workers import registry_tasks
 
@@ -18,12 +18,7 @@ WAIT_SECONDS = 90
 
 
 def wait_until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    poll_until(check, WAIT_SECONDS, interval=0.3, message=f"still waiting for {what}")
 
 
 def finished(batch: Batch) -> bool:
