@@ -93,6 +93,21 @@ def blocked_by(rival: Any, timeout: float = 120) -> tuple[int, str]:
             )
 
 
+def wait_until_session_ends(pid: int, timeout: float = 30) -> None:
+    """Until the server session PID is gone: a client killed while its statement
+    waited on a lock leaves its session until that statement ends and the
+    session finds the client gone (its transaction then rolls back)."""
+    with contextlib.closing(psycopg2.connect(database_url(), connect_timeout=5)) as monitor:
+        monitor.autocommit = True
+        with monitor.cursor() as cursor:
+
+            def ended() -> bool:
+                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+                return cursor.fetchone() is None
+
+            poll_until(ended, timeout, interval=0.05, message=f"session {pid} still there")
+
+
 class InBackground(threading.Thread):
     def __init__(self, fault: Callable[[], Any]) -> None:
         super().__init__(daemon=True)

@@ -3,7 +3,6 @@
 import signal
 import socket
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from config.celery_app import app
 from jobs.models import Analysis, Batch, Prediction, Recording
 from jobs.services import sweeper
 from jobs.services.queue import ANALYSE_TASK, INGEST_TASK
+from tests.faults import blocked_by, rival_session, wait_until_session_ends
 from tests.pipeline.conftest import (
     kill_worker,
     launch_worker,
@@ -48,12 +48,25 @@ def test_it_completes_a_batch_after_its_worker_is_killed(
         created = upload(api, sample_archive(copies=4), "kill.zip")
         poll_until(lambda: Batch.objects.get(pk=created["id"]).done_count >= 4, timeout=90)
 
-        kill_worker(first, signal.SIGKILL)
+        # The worker is killed in the middle of a chunk: its next write waits
+        # for the batch row (held here) with its claims taken, so work is left
+        # whatever its speed.
+        with rival_session() as rival:
+            with rival.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT 1 FROM {Batch._meta.db_table} WHERE id = %s FOR NO KEY UPDATE",  # noqa: S608
+                    [created["id"]],
+                )
+            writer, _ = blocked_by(rival)
+            kill_worker(first, signal.SIGKILL)
+            rival.rollback()
+        wait_until_session_ends(writer)
         batch = Batch.objects.get(pk=created["id"])
-        assert batch.pending_count > 0, "the worker finished before it could be killed"
+        assert batch.pending_count > 0
+        assert Analysis.objects.filter(batch=batch, status=Analysis.Status.RUNNING).exists()
 
-        time.sleep(1.1)
-        recovered = sweeper.sweep(stale_after=timedelta(seconds=1))
+        # Its worker is gone, so every claim is stale, however recent.
+        recovered = sweeper.sweep(stale_after=timedelta(microseconds=1))
         second = launch_worker(tmp_path / "second.log", queues="ingest,analyze,reports")
         try:
             batch = wait_for_batch(created["id"], timeout=120)
