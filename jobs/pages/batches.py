@@ -25,6 +25,12 @@ from jobs.templatetags.lubdub import seconds
 
 BATCHES_PER_PAGE = 25
 RECORDINGS_PER_PAGE = 50
+CARD_SORTS = (
+    ("path", "file"),
+    ("decision", "decision"),
+    ("confidence", "confidence"),
+    ("quality", "quality"),
+)
 CONTENT_TYPES: dict[str, str] = {
     Report.Format.CSV.value: "text/csv",
     Report.Format.JSON.value: "application/json",
@@ -76,6 +82,7 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     if running:
         summary = {"counts": summaries.running_counts(rows)}
     site_profile = sites.active_calibration(batch.site, batch.model_version)
+    sort_links = _sort_links(request)
     context = {
         "batch": batch,
         "site_profile": site_profile,
@@ -102,7 +109,9 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         "form": form,
         "page": page,
         "recordings": page.object_list,
-        "sort_links": _sort_links(request),
+        "sort_links": sort_links,
+        # On a phone the table is a list of cards without its header: these links sort it.
+        "card_sorts": [(title, sort_links[key]) for key, title in CARD_SORTS],
         "filtered": form.is_bound and form.has_changed(),
         # Carried to each recording page, for its previous and next links in this order and filter.
         "nav_query": urlencode({"batch": batch.pk, **form.query()}),
