@@ -34,6 +34,8 @@ app.conf.beat_schedule = {
     "start-due-reanalyses": {"task": "lubdub.start_due_reanalyses", "schedule": 60.0},
     # Listing every audio object: cheap per hour (one LIST per 1,000 packs), not per minute.
     "sweep-storage": {"task": "lubdub.sweep_storage", "schedule": 3600.0},
+    # Uploads expire after hours (LUBDUB_UPLOAD_EXPIRY_SECONDS): an hourly pass is soon enough.
+    "expire-uploads": {"task": "lubdub.expire_uploads", "schedule": 3600.0},
 }
 app.autodiscover_tasks(["workers"])
 app.autodiscover_tasks(["workers"], related_name="plots")

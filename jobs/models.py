@@ -560,3 +560,67 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.batch_id} attempt {self.attempt}: {self.status_code or self.error}"
+
+
+class ResumableUpload(models.Model):
+    """An upload sent in parts, which survives a dropped connection (jobs.services.resumable).
+
+    Its parts are stored where the batch's upload will be (`storage_key`, under
+    the `batch_id` chosen when it opens), so completing it makes the batch
+    without copying the file.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETING = "completing", "Being completed"
+        COMPLETED = "completed", "Completed"
+        EXPIRED = "expired", "Expired"
+        ABORTED = "aborted", "Aborted"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="resumable_uploads")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="resumable_uploads"
+    )
+    filename = models.CharField(max_length=255)
+    size = models.BigIntegerField(help_text="Declared size in bytes.")
+    sha256 = models.CharField(max_length=64, help_text="Declared SHA-256 of the whole file, hex.")
+    part_size = models.BigIntegerField(help_text="Bytes per part; the last part holds the rest.")
+    batch_id = models.UUIDField(unique=True, default=uuid.uuid4, help_text="The batch it becomes.")
+    storage_key = models.CharField(max_length=500)
+    multipart_id = models.CharField(
+        max_length=1024, blank=True, help_text="S3's UploadId; blank on filesystem."
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="The batch options sent when it opened.")
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    assembled = models.BooleanField(default=False, help_text="The parts are joined into storage_key.")
+    error_code = models.CharField(max_length=50, blank=True, help_text="Why completing it was last refused.")
+    completing_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="Abandoned then, unless a request comes first.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cleaned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the parts of an expired or aborted upload were deleted."
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "expires_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="unique_resumable_upload_idempotency_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.get_status_display().lower()})"
+
+    @property
+    def part_count(self) -> int:
+        return -(-self.size // self.part_size)
+
+    def part_length(self, number: int) -> int:
+        """The bytes part `number` (from 1) holds."""
+        return min(self.part_size, self.size - (number - 1) * self.part_size)

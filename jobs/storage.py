@@ -10,11 +10,15 @@ memory: an upload is read with a few ranged GETs and one streamed GET on S3
 import contextlib
 import datetime
 import functools
+import hashlib
 import io
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, TypeVar
 from uuid import UUID
 
@@ -131,8 +135,9 @@ def _translate(exc: Exception) -> Exception:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchBucket":
             return _bucket_missing()
-        if code in {"NoSuchKey", "404", "NotFound", "InvalidRange"}:
-            # InvalidRange: the object is shorter than the range asked for.
+        if code in {"NoSuchKey", "404", "NotFound", "InvalidRange", "NoSuchUpload"}:
+            # InvalidRange: the object is shorter than the range asked for;
+            # NoSuchUpload: a multipart upload already completed or aborted.
             return FileNotFoundError(str(exc))
         if code in {"SlowDown", "ServiceUnavailable", "InternalError", "503", "500"}:
             return StorageUnavailable(str(exc))
@@ -446,6 +451,175 @@ def delete(key: str) -> None:
         _call(lambda: _s3_client().delete_object(Bucket=_bucket(), Key=key))
         return
     default_storage.delete(key)
+
+
+# --- parts of a resumable upload (jobs.services.resumable) -------------------
+#
+# On S3 the parts are those of a multipart upload to the final key, sent by the
+# client through presigned links; on the filesystem they are files in a folder of
+# their own, named "<number>.<md5>", written by the app's part endpoint.
+
+PART_NAME = re.compile(r"^(\d{5})\.([0-9a-f]{32})$")
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    number: int
+    size: int
+    etag: str  # the MD5 of its bytes, in hex (S3's part ETag)
+
+
+def parts_folder(upload_id: UUID) -> str:
+    return f"resumable/{upload_id}/"
+
+
+def start_parts(key: str) -> str:
+    """Begin a multipart upload to `key`: S3's UploadId; "" on the filesystem, where parts are files."""
+    if not uses_s3():
+        return ""
+    answer = _call(lambda: _s3_client().create_multipart_upload(Bucket=_bucket(), Key=key))
+    return str(answer["UploadId"])
+
+
+def part_url(key: str, multipart_id: str, number: int, *, seconds: int) -> str:
+    """A presigned link the client PUTs part `number` to, straight to S3."""
+    return str(
+        _s3_client().generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": _bucket(), "Key": key, "UploadId": multipart_id, "PartNumber": number},
+            ExpiresIn=seconds,
+        )
+    )
+
+
+def list_parts(key: str, multipart_id: str, folder: str) -> list[StoredPart]:
+    """The parts received, by number; FileNotFoundError when the multipart upload is gone."""
+    if not uses_s3():
+        return sorted(_part_files(folder).values(), key=lambda part: part.number)
+    parts: list[StoredPart] = []
+    marker = 0
+    while True:
+        answer = _call(
+            lambda marker=marker: _s3_client().list_parts(  # type: ignore[misc]
+                Bucket=_bucket(), Key=key, UploadId=multipart_id, PartNumberMarker=marker
+            )
+        )
+        for entry in answer.get("Parts", []):
+            parts.append(StoredPart(int(entry["PartNumber"]), int(entry["Size"]), entry["ETag"].strip('"')))
+        if not answer.get("IsTruncated"):
+            return parts
+        marker = int(answer["NextPartNumberMarker"])
+
+
+def _part_files(folder: str) -> dict[int, StoredPart]:
+    found: dict[int, StoredPart] = {}
+    directory = default_storage.path(folder)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            named = PART_NAME.match(entry.name)
+            if named:
+                with contextlib.suppress(FileNotFoundError):  # replaced while listing
+                    number = int(named[1])
+                    found[number] = StoredPart(number, entry.stat().st_size, named[2])
+    return found
+
+
+def put_part(folder: str, number: int, content: IO[bytes], length: int) -> StoredPart:
+    """Write part `number` (filesystem only) from `content`, which must hold `length` bytes.
+
+    It is written aside and renamed into place, so a body cut short leaves no
+    part behind and a part sent again replaces the old one whole. Raises
+    EOFError when fewer bytes came.
+    """
+    directory = Path(default_storage.path(folder))
+    directory.mkdir(parents=True, exist_ok=True)
+    digest, written = hashlib.md5(usedforsecurity=False), 0
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=".incoming-", delete=False)
+    try:
+        with handle:
+            while written < length and (block := content.read(min(READ_BLOCK, length - written))):
+                handle.write(block)
+                digest.update(block)
+                written += len(block)
+        if written != length:
+            raise EOFError(f"part {number}: {written} of {length} bytes came")
+        name = f"{number:05d}.{digest.hexdigest()}"
+        os.replace(handle.name, directory / name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+        raise
+    for entry in directory.glob(f"{number:05d}.*"):
+        if entry.name != name:
+            entry.unlink(missing_ok=True)
+    return StoredPart(number, length, digest.hexdigest())
+
+
+def assemble_parts(key: str, multipart_id: str, folder: str, parts: list[StoredPart]) -> None:
+    """Join the parts, in order, into the object at `key`.
+
+    On S3 this completes the multipart upload (its parts become the object); on
+    the filesystem the parts are copied into one file and stay until discarded.
+    """
+    if uses_s3():
+        listed = [{"ETag": f'"{part.etag}"', "PartNumber": part.number} for part in parts]
+        _call(
+            lambda: _s3_client().complete_multipart_upload(
+                Bucket=_bucket(), Key=key, UploadId=multipart_id, MultipartUpload={"Parts": listed}
+            )
+        )
+        return
+    target = Path(default_storage.path(key))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    directory = Path(default_storage.path(folder))
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".assembling-", delete=False) as joined:
+        try:
+            for part in parts:
+                with (directory / f"{part.number:05d}.{part.etag}").open("rb") as source:
+                    shutil.copyfileobj(source, joined, READ_BLOCK)
+        except BaseException:
+            os.unlink(joined.name)
+            raise
+    os.replace(joined.name, target)
+
+
+def split_into_parts(key: str, part_size: int) -> str:
+    """Turn the object at `key` back into the parts of a new multipart upload (S3 only).
+
+    Server-side copies (UploadPartCopy), so nothing passes through this
+    process; the object is deleted. Returns the new UploadId.
+    """
+    client, bucket = _s3_client(), _bucket()
+    total = size(key)
+    multipart_id = start_parts(key)
+    for number, start in enumerate(range(0, total, part_size), start=1):
+        ranged = f"bytes={start}-{min(start + part_size, total) - 1}"
+        _call(
+            lambda number=number, ranged=ranged: client.upload_part_copy(  # type: ignore[misc]
+                Bucket=bucket,
+                Key=key,
+                UploadId=multipart_id,
+                PartNumber=number,
+                CopySource={"Bucket": bucket, "Key": key},
+                CopySourceRange=ranged,
+            )
+        )
+    delete(key)
+    return multipart_id
+
+
+def discard_parts(key: str, multipart_id: str, folder: str) -> None:
+    """Abort the multipart upload (S3) or delete the parts' folder; nothing left is no error."""
+    if uses_s3():
+        if multipart_id:
+            with contextlib.suppress(FileNotFoundError):
+                _call(
+                    lambda: _s3_client().abort_multipart_upload(
+                        Bucket=_bucket(), Key=key, UploadId=multipart_id
+                    )
+                )
+        return
+    shutil.rmtree(default_storage.path(folder), ignore_errors=True)
 
 
 def signed_url(key: str, *, filename: str, content_type: str, seconds: int | None = None) -> str | None:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
-from jobs.services import analysis, ingest, lifecycle, media_folder, reports, sweeper, webhooks
+from jobs.services import analysis, ingest, lifecycle, media_folder, reports, resumable, sweeper, webhooks
 from workers import engine
 
 logger = logging.getLogger(__name__)
@@ -130,3 +130,9 @@ def sweep() -> dict[str, int]:
 def sweep_storage() -> int:
     """Audio objects no recording refers to (an interrupted delete or ingest) are deleted."""
     return lifecycle.sweep_orphans()
+
+
+@shared_task(name="lubdub.expire_uploads", **RETRY)
+def expire_uploads() -> int:
+    """Resumable uploads abandoned past their expiry: multipart uploads aborted, parts deleted."""
+    return resumable.expire_abandoned()

@@ -141,6 +141,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = env_str("LUBDUB_UPLOAD_TMP", "") or None
 LUBDUB_MAX_UPLOAD_BYTES = env_int("LUBDUB_MAX_UPLOAD_BYTES", 2 * 1024**3)
+# Resumable uploads (jobs.services.resumable): parts of this size (S3 wants 5 MiB
+# at least for every part but the last), presigned part links valid this long,
+# and an upload with no request for LUBDUB_UPLOAD_EXPIRY_SECONDS is abandoned.
+LUBDUB_UPLOAD_PART_BYTES = env_int("LUBDUB_UPLOAD_PART_BYTES", 16 * 1024**2, minimum=5 * 1024**2)
+LUBDUB_UPLOAD_PART_URL_SECONDS = env_int("LUBDUB_UPLOAD_PART_URL_SECONDS", 3600, minimum=60)
+LUBDUB_UPLOAD_EXPIRY_SECONDS = env_int("LUBDUB_UPLOAD_EXPIRY_SECONDS", 24 * 3600, minimum=60)
 LUBDUB_MAX_ARCHIVE_MEMBERS = env_int("LUBDUB_MAX_ARCHIVE_MEMBERS", 50_000)
 LUBDUB_MAX_UNCOMPRESSED_BYTES = env_int("LUBDUB_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3)
 LUBDUB_MAX_MEMBER_BYTES = env_int("LUBDUB_MAX_MEMBER_BYTES", 200 * 1024**2)

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from jobs.api import reviews_api, views, webhooks_api
+from jobs.api import reviews_api, uploads_api, views, webhooks_api
 
 app_name = "api"
 
@@ -18,6 +18,10 @@ urlpatterns = [
         webhooks_api.OrganisationWebhook.as_view(),
         name="organisation-webhook",
     ),
+    path("v1/uploads/", uploads_api.UploadOpen.as_view(), name="upload-list"),
+    path("v1/uploads/<uuid:pk>/", uploads_api.UploadDetail.as_view(), name="upload-detail"),
+    path("v1/uploads/<uuid:pk>/parts/<int:number>/", uploads_api.UploadPart.as_view(), name="upload-part"),
+    path("v1/uploads/<uuid:pk>/complete/", uploads_api.UploadComplete.as_view(), name="upload-complete"),
     path("v1/recordings/<int:pk>/", views.RecordingDetail.as_view(), name="recording-detail"),
     path("v1/recordings/<int:pk>/audio/", views.RecordingAudio.as_view(), name="recording-audio"),
     path("v1/recordings/<int:pk>/reviews/", reviews_api.RecordingReviews.as_view(), name="recording-reviews"),

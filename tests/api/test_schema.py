@@ -26,7 +26,8 @@ from rest_framework.authtoken.models import Token
 from werkzeug.test import Client
 
 from config.wsgi import application
-from jobs.models import Membership, Report
+from jobs.models import Membership, Report, ResumableUpload
+from jobs.services import resumable
 from tests import factories
 from tests.web import builders
 
@@ -38,13 +39,16 @@ RECORDING_ID = 910001
 MODEL_ID, MODEL_VERSION = 910001, "91.1"
 OTHER_MODEL_ID, OTHER_MODEL_VERSION = 910002, "91.2"
 SITE_ID = 910001
+UPLOAD_ID = uuid.UUID("00000000-0000-4000-8000-00000000c001")
 EXAMPLE_IDS = {
+    "/api/v1/uploads/": str(UPLOAD_ID),
     "/api/v1/batches/": str(BATCH_ID),
     "/api/v1/recordings/": RECORDING_ID,
     "/api/v1/models/": MODEL_ID,
     "/api/v1/sites/": SITE_ID,
 }
 EXAMPLE_QUERY = {
+    "number": 1,
     "fmt": "html",
     "a": f"screening-{MODEL_VERSION}",
     "b": f"screening-{OTHER_MODEL_VERSION}",
@@ -58,6 +62,14 @@ UPLOADS = ("/api/v1/batches/", "/api/v1/models/")
 # confirms or labels (not both, not neither): a refusal (400, 409) is no failure either.
 REVIEW_STATUSES = ["2xx", "400", "401", "403", "404", "409"]
 REVIEWS = "/api/v1/recordings/{id}/reviews/"
+# Nor which sizes and options a resumable upload may have, nor whether its parts
+# are all there, go through the app (filesystem storage only) or match its SHA-256.
+RESUMABLE = {
+    ("POST", "/api/v1/uploads/"): ["2xx", "400", "401", "404", "413", "5xx"],
+    ("PUT", "/api/v1/uploads/{id}/parts/{number}/"): ["2xx", "400", "401", "404", "409", "410", "411"],
+    ("POST", "/api/v1/uploads/{id}/complete/"): ["2xx", "400", "401", "404", "409", "410", "415", "422"],
+    ("DELETE", "/api/v1/uploads/{id}/"): ["2xx", "401", "404", "409"],
+}
 
 
 def _with_examples(raw: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +104,14 @@ def _load_schema() -> Any:
             ]
             + [
                 {
+                    "include-method": method,
+                    "include-path": path,
+                    "checks": {"positive_data_acceptance": {"expected-statuses": statuses}},
+                }
+                for (method, path), statuses in RESUMABLE.items()
+            ]
+            + [
+                {
                     "include-method": "POST",
                     "include-path": REVIEWS,
                     "checks": {"positive_data_acceptance": {"expected-statuses": REVIEW_STATUSES}},
@@ -121,6 +141,10 @@ def researcher_token(db: None) -> Iterator[str]:
     factories.PredictionFactory(recording=recording)
     Report.objects.create(batch=batch, model_version=model, format="html", storage_key="reports/example.html")
     site = factories.SiteFactory(pk=SITE_ID, organisation=organisation)
+    resumable.open_upload(
+        user=user, organisation=organisation, filename="ward.zip", size=100, sha256="a" * 64, options={}
+    )
+    ResumableUpload.objects.filter(created_by=user).update(id=UPLOAD_ID)
     factories.SiteCalibrationFactory(site=site, model_version=model, created_by=user)
     # Django closes a connection at each request's start and end when it is inside a
     # transaction; here that is the test's own, so keep it open (as Django's test client does).
