@@ -2,14 +2,17 @@
 
 Steps: split recordings (hold out whole source groups, then a stratified
 validation share of what is left), augment waveforms every epoch, cut them into
-windows, weight windows so each source group's classes count equally, train one
-epoch at a time, keep the weights with the best recording-level validation
-score, then save weights, manifest, metrics and learning curves.
+windows, weight windows so each source group's classes count equally, train
+with one ``fit()`` (``ml.fitting.EpochWindows`` re-draws the windows every
+epoch, ``ml.fitting.RecordingScore`` scores the validation recordings,
+``EarlyStopping`` stops and restores the best-scoring weights), then save
+weights, manifest, metrics and learning curves.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import tempfile
@@ -25,7 +28,7 @@ from ml.augment import SPEED_DENOMINATOR, augment
 from ml.bundle import Manifest, save_bundle
 from ml.calibration import balanced_weights
 from ml.datasets import Dataset
-from ml.features import FeatureConfig, batch_windows
+from ml.features import FeatureConfig, WindowBatch, batch_windows
 from ml.scoring import aggregate_windows, best_threshold, screening_metrics
 
 DEFAULT_EPOCHS = 20
@@ -39,6 +42,9 @@ THRESHOLD_RANGE = (0.2, 0.8)
 PREDICT_CHUNK = 1024
 SNR_SPAN_DB = 25.0
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_score")
+# Where the site-adversarial trainer logs the classifier's own loss and accuracy.
+ADVERSARIAL_LOGS = {"loss": "probabilities_loss", "accuracy": "probabilities_accuracy"}
+BATCH_ORDER_STREAM = 1
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +156,8 @@ def train(
     """
     import keras
 
+    from ml.fitting import EpochWindows, RecordingScore
+
     keras.utils.set_random_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     sites, site_truth = np.unique(train_set.groups, return_inverse=True)
@@ -170,57 +178,45 @@ def train(
     validation_truth = np.array([class_of[label] for label in validation_set.labels])
     validation_batch = batch_windows(list(validation_set.samples), config=feature_config)
     scoring: dict[str, Any] = {"classes": classes, "positive_class": positive_class}
-    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
     # Without waveform augmentation every epoch would compute the same features: do it once.
     fixed = None if settings.augment else batch_windows(list(train_set.samples), config=feature_config)
-    if settings.normalize_inputs:
-        sample = (
-            fixed.windows
-            if fixed is not None
-            else _epoch_windows(train_set, feature_config=feature_config, settings=settings, rng=rng)[0]
-        )
-        model.get_layer("normalize").adapt(sample)
-    best_score, best_weights, stale = -1.0, model.get_weights(), 0
     started = time.perf_counter()
-    for epoch in range(settings.epochs):
-        if fixed is None:
-            windows, owners = _epoch_windows(
-                train_set, feature_config=feature_config, settings=settings, rng=rng
-            )
-        else:
-            chosen = _choose_windows(fixed.recording_index, settings.windows_per_recording, rng)
-            windows, owners = fixed.windows[chosen], fixed.recording_index[chosen]
-        targets = (
-            {"probabilities": truth[owners], "site": site_truth[owners]} if adversarial else truth[owners]
-        )
-        fitted = trainer.fit(
-            windows, targets, sample_weight=weights[owners].astype(np.float32),
-            batch_size=settings.batch_size, epochs=1, shuffle=True, verbose=0,
-        )  # fmt: skip
-        if adversarial:  # the classifier's own loss and accuracy, not the sum with the site head's
-            fitted.history["loss"] = fitted.history["probabilities_loss"]
-            fitted.history["accuracy"] = fitted.history["probabilities_accuracy"]
-        probabilities = _recording_probabilities(model, validation_batch, len(validation_truth))
-        score, val_loss, val_accuracy = _validation_score(probabilities, validation_truth, **scoring)
-        epoch_values = (
-            fitted.history["loss"][-1],
-            fitted.history["accuracy"][-1],
-            val_loss,
-            val_accuracy,
-            score,
-        )
-        for key, value in zip(HISTORY_KEYS, epoch_values, strict=True):
-            history[key].append(float(value))
-        log.info("epoch %d loss %.3f val score %.3f", epoch + 1, history["loss"][-1], score)
-        if score > best_score:
-            best_score, best_weights, stale = score, model.get_weights(), 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                break
-    model.set_weights(best_weights)
+    windows = EpochWindows(
+        functools.partial(
+            _draw_windows, train_set, fixed, feature_config=feature_config, settings=settings, rng=rng
+        ),
+        targets={"probabilities": truth, "site": site_truth} if adversarial else truth,
+        weights=weights,
+        batch_size=settings.batch_size,
+        # the batch order has its own stream, so the windows drawn follow from the seed alone
+        rng=np.random.default_rng((settings.seed, BATCH_ORDER_STREAM)),
+    )
+    if settings.normalize_inputs:
+        model.get_layer("normalize").adapt(fixed.windows if fixed is not None else windows.windows)
+    # the classifier's own loss and accuracy, not the sum with the site head's
+    logged = ADVERSARIAL_LOGS if adversarial else {}
+    callbacks = [
+        RecordingScore(
+            functools.partial(_epoch_score, model, validation_batch, validation_truth, scoring),
+            loss_key=logged.get("loss", "loss"),
+        ),
+        # restores the best epoch's weights whether or not it stopped early (Keras 3)
+        keras.callbacks.EarlyStopping(
+            monitor="val_score", mode="max", patience=settings.patience, restore_best_weights=True
+        ),
+    ]
+    fitted = trainer.fit(windows, epochs=settings.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    history = {key: [float(v) for v in fitted.history.get(logged.get(key, key), [])] for key in HISTORY_KEYS}
     threshold, validation = _validated(model, validation_batch, validation_truth, scoring)
     return TrainResult(model, threshold, validation, history, time.perf_counter() - started)
+
+
+def _epoch_score(
+    model: Any, batch: Any, truth: np.ndarray, scoring: dict[str, Any]
+) -> tuple[float, float, float]:
+    """(score, loss, accuracy) of the validation recordings at the model's current weights."""
+    probabilities = _recording_probabilities(model, batch, len(truth))
+    return _validation_score(probabilities, truth, **scoring)
 
 
 def _validated(
@@ -280,6 +276,21 @@ def _compiled_model(
         weighted_metrics={"probabilities": ["accuracy"]},
     )
     return model, trainer
+
+
+def _draw_windows(
+    dataset: Dataset,
+    fixed: WindowBatch | None,
+    *,
+    feature_config: FeatureConfig,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's windows and their recordings: augmented afresh, or chosen anew from ``fixed``."""
+    if fixed is None:
+        return _epoch_windows(dataset, feature_config=feature_config, settings=settings, rng=rng)
+    chosen = _choose_windows(fixed.recording_index, settings.windows_per_recording, rng)
+    return fixed.windows[chosen], fixed.recording_index[chosen]
 
 
 def _epoch_windows(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
+from ml import training
 from ml.datasets import Dataset, Entry
 from ml.features import FeatureConfig
-from ml.training import TrainSettings, train
+from ml.training import HISTORY_KEYS, TrainResult, TrainSettings, train
 from tests.ml.conftest import beat_train
 
 RATE = 2000
@@ -50,3 +54,85 @@ def test_site_adversarial_training_reports_the_classifier_loss() -> None:
     assert all(0 < loss < 1.2 for loss in result.history["loss"])
     assert [layer.name for layer in result.model.layers if layer.name.startswith("site")] == []
     assert result.model.output_shape == (None, 2)
+
+
+def _scripted_training(
+    monkeypatch: pytest.MonkeyPatch, scores: list[float], settings: TrainSettings
+) -> tuple[TrainResult, list[list[np.ndarray]], dict[str, int]]:
+    """Train with the validation score of each epoch taken from ``scores``; returns the result,
+    the served model's weights at every scoring (each epoch's end, then the final metrics) and
+    how often windows were drawn."""
+    snapshots: list[list[np.ndarray]] = []
+    calls = {"augmented": 0, "chosen": 0, "features": 0}
+    real_probabilities, real_epoch_windows = training._recording_probabilities, training._epoch_windows
+    real_choose, real_batch = training._choose_windows, training.batch_windows
+    epoch_scores = iter(scores)
+
+    def probabilities(model: Any, batch: Any, count: int) -> np.ndarray:
+        snapshots.append([weights.copy() for weights in model.get_weights()])
+        return real_probabilities(model, batch, count)
+
+    def counted(name: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(training, "_recording_probabilities", probabilities)
+    monkeypatch.setattr(training, "_validation_score", lambda *_, **__: (next(epoch_scores), 0.7, 0.5))
+    monkeypatch.setattr(training, "_epoch_windows", counted("augmented", real_epoch_windows))
+    monkeypatch.setattr(training, "_choose_windows", counted("chosen", real_choose))
+    monkeypatch.setattr(training, "batch_windows", counted("features", real_batch))
+    data = _four_site_dataset()
+    result = train(
+        data, data, classes=("normal", "abnormal"), positive_class="abnormal",
+        feature_config=FeatureConfig(n_mels=8), settings=settings,
+    )  # fmt: skip
+    return result, snapshots, calls
+
+
+def _same(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_it_restores_the_best_epochs_weights_when_training_runs_every_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = TrainSettings(architecture="gru", units=4, epochs=4, patience=10, augment=False)
+    result, snapshots, calls = _scripted_training(monkeypatch, [0.5, 0.9, 0.6, 0.7], settings)
+    assert result.history["val_score"] == [0.5, 0.9, 0.6, 0.7]
+    assert set(result.history) == set(HISTORY_KEYS)
+    assert all(len(values) == 4 for values in result.history.values())
+    epoch_weights, final = snapshots[:4], snapshots[4]
+    assert not _same(epoch_weights[1], epoch_weights[3])  # training moved the weights on
+    assert _same(final, epoch_weights[1])
+    assert _same([w.numpy() for w in result.model.weights], epoch_weights[1])
+    # without augmentation the features are computed once (training and validation
+    # recordings), and new windows are chosen from them for every epoch
+    assert calls == {"augmented": 0, "chosen": 4, "features": 2}
+
+
+def test_it_stops_after_patience_epochs_without_a_better_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = TrainSettings(architecture="gru", units=4, epochs=8, patience=2, windows_per_recording=2)
+    scores = [0.5, 0.9, 0.9, 0.7, 1.0, 1.0, 1.0, 1.0]  # a tie is no improvement
+    result, snapshots, calls = _scripted_training(monkeypatch, scores, settings)
+    assert result.history["val_score"] == [0.5, 0.9, 0.9, 0.7]
+    assert _same(snapshots[-1], snapshots[1])
+    assert not _same(snapshots[-1], snapshots[3])
+    assert calls["augmented"] == 4  # every epoch augmented afresh
+
+
+def test_it_trains_the_same_model_from_the_same_seed() -> None:
+    data = _four_site_dataset()
+    settings = TrainSettings(architecture="gru", units=4, epochs=2, windows_per_recording=2)
+    kwargs: dict[str, Any] = {
+        "classes": ("normal", "abnormal"), "positive_class": "abnormal",
+        "feature_config": FeatureConfig(n_mels=8),
+    }  # fmt: skip
+    first = train(data, data, settings=settings, **kwargs)
+    second = train(data, data, settings=settings, **kwargs)
+    other = train(data, data, settings=dataclasses.replace(settings, seed=8), **kwargs)
+    assert first.history == second.history
+    assert _same(first.model.get_weights(), second.model.get_weights())
+    assert not _same(first.model.get_weights(), other.model.get_weights())
