@@ -12,7 +12,8 @@ from django.views.decorators.http import require_POST
 from jobs.forms import SiteCalibrationForm, SiteForm
 from jobs.models import ModelVersion, Site, SiteCalibration
 from jobs.pages.organisations import current_organisation
-from jobs.services import access, defaults, plots, sites
+from jobs.services import access, defaults, sites
+from ml import plots
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Recording plots: drawn once by a worker, cached in storage, served by the pages.
 
+This module keeps their state (which images exist, where), the requests to
+draw them and what they are drawn from; ml.plots draws them from arrays.
 The overview (waveform with the S1/S2 heart sounds the segmentation found, and
 the model's per-window probabilities under it) depends on the audio and the
-model version; the spectrogram on the audio only.
-Both are keyed by the audio's checksum, so a recording uploaded twice is drawn
-once. Drawing needs the decoded audio, so it happens in a worker; the web
-process only checks whether the images exist, asks for them, and reads them.
+model version; the spectrogram on the audio only. Both are keyed by the
+audio's checksum, so a recording uploaded twice is drawn once. Drawing needs
+the decoded audio, so it happens in a worker; the web process only checks
+whether the images exist, asks for them, and reads them.
 """
 
 import io
@@ -18,6 +20,7 @@ from django.core.cache import cache
 from jobs import storage
 from jobs.models import ModelVersion, Prediction, Recording
 from jobs.services import packs, verdicts
+from ml import plots as drawing
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +29,11 @@ TASK_QUEUE = "reports"
 # A render request is sent at most once per this window per image set, however
 # often the page polls; the task itself is safe to run twice.
 REQUEST_DEDUP_SECONDS = 120
-WIDTH_IN = 11.0
-DPI = 100
-WAVEFORM_COLUMNS = 2200  # min/max pairs drawn: about two per pixel
-SPECTROGRAM_WINDOW_S = 0.064
-SPECTROGRAM_MAX_HZ = 800
 LISTEN_MIN_RATE_HZ = 8000
-LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN = 0.85, 0.75, 0.35, 0.5
 # Part of the overview's key: bumped when the drawing changes, so images cached
 # before (without the S1/S2 markers; 2: a waveform cut short of the recording's
 # end) are drawn again instead of served.
 OVERVIEW_DRAWING = 3
-S1_COLOUR, S2_COLOUR = "#1f55a8", "#1c6b3a"
 
 
 @dataclass(frozen=True)
@@ -204,126 +200,39 @@ def listening_copy(payload: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(height_in: float, rows: int, ratios: list[float]) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(
-        rows,
-        1,
-        figsize=(WIDTH_IN, height_in),
-        dpi=DPI,
-        sharex=True,
-        gridspec_kw={"height_ratios": ratios, "hspace": 0.08},
-        squeeze=False,
-    )
-    # Margins in inches, identical in both figures, so their time axes line up
-    # when the images are shown one above the other at the same width.
-    figure.subplots_adjust(
-        left=LEFT_IN / WIDTH_IN,
-        right=1 - RIGHT_IN / WIDTH_IN,
-        top=1 - TOP_IN / height_in,
-        bottom=BOTTOM_IN / height_in,
-    )
-    return figure, [row[0] for row in axes]
-
-
-def _png(figure: Any) -> bytes:
-    from matplotlib import pyplot
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    pyplot.close(figure)
-    return buffer.getvalue()
-
-
-def waveform_envelope(samples: Any, *, columns: int) -> tuple[Any, Any, Any]:
-    """Per-column minimum and maximum of the signal, with each column's first sample.
-
-    Columns split every sample between them (some are one sample longer), so the
-    drawing spans the whole recording and lines up with times such as heart-sound
-    onsets.
-    """
-    import numpy as np
-
-    values = np.asarray(samples)
-    columns = max(1, min(columns, len(values)))
-    starts = np.linspace(0, len(values), columns + 1).astype(np.int64)[:-1]
-    return starts, np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
-
-
 def draw_overview(audio: Any, prediction: Prediction | None, model_version: ModelVersion | None) -> bytes:
-    return _png(overview_figure(audio, prediction, model_version))
+    return drawing.draw_overview(audio.samples, _overview(audio, prediction, model_version))
 
 
 def overview_figure(audio: Any, prediction: Prediction | None, model_version: ModelVersion | None) -> Any:
     """The overview as a matplotlib figure: waveform (with heart sounds) over the window probabilities."""
-    import numpy as np
+    return drawing.overview_figure(audio.samples, _overview(audio, prediction, model_version))
 
-    low_hz, high_hz = _features(model_version)[1]
-    band = f"{low_hz:g}–{high_hz:g} Hz"
-    figure, (wave_axis, prob_axis) = _figure(4.4, 2, [1.4, 1.0])
-    starts, low, high = waveform_envelope(audio.samples, columns=WAVEFORM_COLUMNS)
-    times = starts / audio.sample_rate
-    wave_axis.fill_between(times, low, high, color="#8a1c2b", linewidth=0.4)
-    wave_axis.set_ylabel("amplitude\n(normalised)")
-    peak = float(np.max(np.abs(audio.samples))) or 1.0
-    wave_axis.set_ylim(-peak * 1.05, peak * 1.05)
-    _draw_heart_sounds(wave_axis, heart_sounds(prediction), height=peak * 1.05)
-    wave_axis.set_title(
-        f"Waveform ({band} band) and the model's probability per window", fontsize=11, loc="left"
+
+def _overview(
+    audio: Any, prediction: Prediction | None, model_version: ModelVersion | None
+) -> drawing.Overview:
+    shown, threshold = screened_classes(model_version)
+    return drawing.Overview(
+        sample_rate=audio.sample_rate,
+        duration_s=audio.duration_s,
+        band_hz=_features(model_version)[1],
+        heart_sounds=heart_sounds(prediction),
+        windows=timeline_windows(prediction),
+        shown=shown,
+        threshold=threshold,
     )
-    windows = timeline_windows(prediction)
-    _draw_timeline(prob_axis, windows, model_version=model_version)
-    prob_axis.set_xlim(0, audio.duration_s)
-    prob_axis.set_xlabel("time (s)")
-    for axis in (wave_axis, prob_axis):
-        axis.grid(True, color="#e3e6ea", linewidth=0.6)
-        axis.spines[["top", "right"]].set_visible(False)
-    return figure
 
 
-@dataclass(frozen=True)
-class HeartSounds:
-    """Onsets in seconds of the first (S1) and second (S2) heart sounds."""
-
-    s1_s: list[float]
-    s2_s: list[float]
-
-
-def heart_sounds(prediction: Prediction | None) -> HeartSounds | None:
+def heart_sounds(prediction: Prediction | None) -> drawing.HeartSounds | None:
     """The prediction's segmented heart sounds; None for predictions made before segmentation."""
     segments = prediction.segments if prediction else None
     if not segments:
         return None
-    return HeartSounds(
+    return drawing.HeartSounds(
         s1_s=[float(onset) for onset in segments.get("s1_s") or []],
         s2_s=[float(onset) for onset in segments.get("s2_s") or []],
     )
-
-
-def _draw_heart_sounds(axis: Any, sounds: HeartSounds | None, *, height: float) -> None:
-    if sounds is None or not (sounds.s1_s or sounds.s2_s):
-        return
-    # S1 solid and S2 dashed, so they stay apart in grey print and for colour-blind readers.
-    for onsets, colour, style, name in (
-        (sounds.s1_s, S1_COLOUR, "solid", "S1 (first heart sound)"),
-        (sounds.s2_s, S2_COLOUR, "dashed", "S2 (second heart sound)"),
-    ):
-        if onsets:
-            axis.vlines(
-                onsets, -height, height, colors=colour, linestyles=style, linewidth=0.9, alpha=0.8, label=name
-            )
-    axis.legend(loc="upper right", fontsize=9, frameon=True, framealpha=0.85, ncol=2)
-
-
-def _classes(model_version: ModelVersion | None) -> list[str]:
-    return list(model_version.classes) if model_version else []
-
-
-COLOURS = ["#b42318", "#1f55a8", "#1c6b3a", "#7a4a00", "#6b3fa0"]
 
 
 def screened_classes(model_version: ModelVersion | None) -> tuple[list[str], float | None]:
@@ -337,57 +246,13 @@ def screened_classes(model_version: ModelVersion | None) -> tuple[list[str], flo
     return [positive], float((model_version.manifest or {}).get("decision_threshold", 0.5))
 
 
-def _draw_timeline(axis: Any, windows: list["Window"], *, model_version: ModelVersion | None) -> None:
-    axis.set_ylim(0, 1)
-    axis.set_ylabel("probability")
-    if not windows:
-        axis.text(
-            0.5,
-            0.5,
-            "no window probabilities for this model",
-            ha="center",
-            va="center",
-            transform=axis.transAxes,
-            color="#55606e",
-        )
-        return
-    shown, threshold = screened_classes(model_version)
-    # Windows overlap, so each is drawn at its centre.
-    centres = [(window.start_s + window.end_s) / 2 for window in windows]
-    for position, name in enumerate(shown):
-        colour = COLOURS[position % len(COLOURS)]
-        values = [window.probabilities.get(name, 0.0) for window in windows]
-        axis.fill_between(centres, 0, values, color=colour, alpha=0.15 / len(shown))
-        axis.plot(
-            centres,
-            values,
-            color=colour,
-            linewidth=1.8,
-            marker="o",
-            markersize=3.5,
-            label=f"p({name}) per window",
-        )
-    if threshold is not None:
-        axis.axhline(
-            threshold, color="#55606e", linewidth=0.9, linestyle="--", label=f"threshold {threshold:.2f}"
-        )
-    axis.legend(loc="upper right", fontsize=9, frameon=False, ncol=len(shown) + 1)
-
-
-@dataclass(frozen=True)
-class Window:
-    start_s: float
-    end_s: float
-    probabilities: dict[str, float]
-
-
-def timeline_windows(prediction: Prediction | None) -> list[Window]:
+def timeline_windows(prediction: Prediction | None) -> list[drawing.Window]:
     """The prediction's per-window probabilities (``start_s``, ``end_s`` in seconds
     and ``probabilities`` by class name, as the inference engine writes them)."""
     if prediction is None:
         return []
     return [
-        Window(
+        drawing.Window(
             start_s=float(entry["start_s"]),
             end_s=float(entry["end_s"]),
             probabilities={str(name): float(value) for name, value in entry["probabilities"].items()},
@@ -397,54 +262,4 @@ def timeline_windows(prediction: Prediction | None) -> list[Window]:
 
 
 def draw_spectrogram(audio: Any) -> bytes:
-    import numpy as np
-    from scipy import signal
-
-    per_segment = int(SPECTROGRAM_WINDOW_S * audio.sample_rate)
-    frequencies, times, power = signal.spectrogram(
-        audio.samples, fs=audio.sample_rate, nperseg=per_segment, noverlap=per_segment * 3 // 4
-    )
-    keep = frequencies <= SPECTROGRAM_MAX_HZ
-    decibels = 10 * np.log10(power[keep] + 1e-10)
-    figure, (axis,) = _figure(3.0, 1, [1.0])
-    floor = float(np.percentile(decibels, 5))
-    image = axis.pcolormesh(
-        times,
-        frequencies[keep],
-        decibels,
-        shading="auto",
-        cmap="magma",
-        vmin=floor,
-        vmax=float(decibels.max()),
-        rasterized=True,
-    )
-    axis.set_xlim(0, audio.duration_s)
-    axis.set_ylabel("frequency (Hz)")
-    axis.set_xlabel("time (s)")
-    axis.set_title("Spectrogram", fontsize=11, loc="left")
-    box = axis.get_position()
-    colorbar_axis = figure.add_axes((box.x1 + 0.01, box.y0, 0.012, box.height))
-    colorbar = figure.colorbar(image, cax=colorbar_axis)
-    colorbar.ax.set_title("dB", fontsize=9)
-    return _png(figure)
-
-
-def draw_roc(points: list[list[float | None]], *, chosen: tuple[float, float], title: str) -> bytes:
-    """A site calibration's ROC curve with its chosen operating point (false and true positive rates).
-
-    Small enough to draw on request in the web process: a few hundred points, no audio.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axis = pyplot.subplots(figsize=(4.8, 4.4), dpi=DPI)
-    axis.plot([0, 1], [0, 1], color="#b8c1ca", linestyle="--", linewidth=1, label="chance")
-    rates = [(float(point[0] or 0.0), float(point[1] or 0.0)) for point in points]
-    axis.plot([x for x, _ in rates], [y for _, y in rates], color="#2f6f9f", linewidth=2, label="ROC")
-    axis.plot(*chosen, "o", color="#a1260d", markersize=8, label="chosen threshold")
-    axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="1 − specificity", ylabel="sensitivity", title=title)
-    axis.legend(loc="lower right", fontsize=9, frameon=False)
-    figure.tight_layout()
-    return _png(figure)
+    return drawing.draw_spectrogram(audio.samples, sample_rate=audio.sample_rate, duration_s=audio.duration_s)

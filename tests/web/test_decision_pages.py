@@ -139,16 +139,3 @@ def test_it_draws_s1_and_s2_markers_on_the_waveform(organisation: Any, member: A
     assert before.axes[0].get_legend() is None and len(before.axes[0].collections) == 1
     pyplot.close(figure)
     pyplot.close(before)
-
-
-def test_it_draws_the_waveform_to_the_recordings_end() -> None:
-    import numpy as np
-
-    from jobs.services.plots import waveform_envelope
-
-    samples = np.zeros(59259)
-    samples[-3] = 1.0  # a click in the last samples: a column must still show it
-    starts, low, high = waveform_envelope(samples, columns=2200)
-    assert len(starts) == 2200 and starts[0] == 0
-    assert (len(samples) - starts[-1]) <= len(samples) // 2200 + 1
-    assert high[-1] == 1.0 and low.min() == 0.0
