@@ -13,6 +13,7 @@ review a recording; staff may everything.
 from typing import Any, TypeVar
 from uuid import UUID
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
@@ -26,11 +27,11 @@ ADMIN_ROLES = (Membership.Role.ADMIN,)
 Scoped = TypeVar("Scoped", bound=Model)
 
 
-def is_staff(user: Any) -> bool:
+def is_staff(user: User) -> bool:
     return bool(getattr(user, "is_staff", False))
 
 
-def _scoped(objects: QuerySet[Scoped], user: Any) -> QuerySet[Scoped]:
+def _scoped(objects: QuerySet[Scoped], user: User) -> QuerySet[Scoped]:
     """All of them for staff, else those of the user's organisations."""
     return objects if is_staff(user) else objects.filter(organisation__membership__user=user)
 
@@ -43,7 +44,7 @@ def visible_recordings(user: Any) -> QuerySet[Recording]:
     return _scoped(Recording.objects.all(), user)
 
 
-def get_batch(user: Any, batch_id: UUID | str) -> Batch:
+def get_batch(user: User, batch_id: UUID | str) -> Batch:
     batches = visible_batches(user).select_related("model_version", "organisation", "created_by", "site")
     try:
         return batches.get(pk=batch_id)
@@ -51,7 +52,7 @@ def get_batch(user: Any, batch_id: UUID | str) -> Batch:
         raise Http404("No such batch") from exc
 
 
-def get_recording(user: Any, recording_id: int | str) -> Recording:
+def get_recording(user: User, recording_id: int | str) -> Recording:
     recordings = visible_recordings(user).select_related("batch", "batch__model_version")
     try:
         return recordings.get(pk=recording_id)
@@ -59,7 +60,7 @@ def get_recording(user: Any, recording_id: int | str) -> Recording:
         raise Http404("No such recording") from exc
 
 
-def visible_sites(user: Any) -> QuerySet[Site]:
+def visible_sites(user: User) -> QuerySet[Site]:
     return _scoped(Site.objects.all(), user)
 
 
@@ -70,7 +71,7 @@ def get_site(user: Any, site_id: int | str) -> Site:
         raise Http404("No such site") from exc
 
 
-def member_organisations(user: Any, roles: tuple[str, ...] | None = None) -> QuerySet[Organisation]:
+def member_organisations(user: User, roles: tuple[str, ...] | None = None) -> QuerySet[Organisation]:
     """The organisations the user is a member of (in one of ``roles``), staff or not."""
     if not getattr(user, "is_authenticated", False):
         return Organisation.objects.none()
@@ -84,7 +85,7 @@ def organisations_for(user: Any) -> QuerySet[Organisation]:
     return Organisation.objects.order_by("name") if is_staff(user) else member_organisations(user)
 
 
-def research_organisations(user: Any) -> QuerySet[Organisation]:
+def research_organisations(user: User) -> QuerySet[Organisation]:
     """Organisations the user is a researcher or administrator of: all for staff."""
     return (
         Organisation.objects.order_by("name")
@@ -93,7 +94,7 @@ def research_organisations(user: Any) -> QuerySet[Organisation]:
     )
 
 
-def has_role(user: Any, organisation: Organisation | int, roles: tuple[str, ...]) -> bool:
+def has_role(user: User, organisation: Organisation | int, roles: tuple[str, ...]) -> bool:
     """Staff, and members of the organisation in one of ``roles``."""
     if is_staff(user):
         return True
@@ -102,7 +103,7 @@ def has_role(user: Any, organisation: Organisation | int, roles: tuple[str, ...]
     return Membership.objects.filter(user=user, organisation=organisation, role__in=roles).exists()
 
 
-def is_member(user: Any, organisation: Organisation | int) -> bool:
+def is_member(user: User, organisation: Organisation | int) -> bool:
     """A member of the organisation, whatever the role; staff only where they are members."""
     if not getattr(user, "is_authenticated", False):
         return False
@@ -114,12 +115,12 @@ def can_calibrate(user: Any, organisation: Organisation) -> bool:
     return has_role(user, organisation, RESEARCH_ROLES)
 
 
-def can_administer(user: Any, organisation: Organisation) -> bool:
+def can_administer(user: User, organisation: Organisation) -> bool:
     """Staff, and the organisation's administrators (webhook secrets and delivery logs)."""
     return has_role(user, organisation, ADMIN_ROLES)
 
 
-def upload_organisation(user: Any, slug: str | None = None) -> Organisation:
+def upload_organisation(user: User, slug: str | None = None) -> Organisation:
     """The organisation a new batch belongs to: the one named, or the user's only one."""
     return _the_one(
         member_organisations(user),
@@ -187,7 +188,7 @@ def can_choose_models(user: Any, organisation: Organisation) -> bool:
     return has_role(user, organisation, RESEARCH_ROLES)
 
 
-def registering_organisation(user: Any, slug: str | None = None) -> Organisation | None:
+def registering_organisation(user: User, slug: str | None = None) -> Organisation | None:
     """The organisation a researcher's new model version belongs to.
 
     Staff register for everyone (None) unless they name one. Others: the one

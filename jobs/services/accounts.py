@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 from rest_framework.authtoken.models import Token
@@ -22,6 +23,6 @@ def ensure_member(username: str, organisation_name: str = "", role: str = Member
     return user
 
 
-def api_token(user: Any) -> str:
+def api_token(user: User) -> str:
     token, _ = Token.objects.get_or_create(user=user)
     return str(token.key)
