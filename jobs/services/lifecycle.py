@@ -4,8 +4,8 @@ import contextlib
 import datetime
 import logging
 from collections.abc import Sequence
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -27,7 +27,7 @@ class BatchFinished(ValueError):
     pass
 
 
-def cancel_batch(batch: Batch, *, user: Any = None) -> Batch:
+def cancel_batch(batch: Batch, *, user: User | None = None) -> Batch:
     """Stop a batch: unclaimed and running analyses are cancelled; finished ones stay."""
     with transaction.atomic():
         locked = Batch.objects.select_for_update().get(pk=batch.pk)
@@ -46,7 +46,7 @@ def cancel_batch(batch: Batch, *, user: Any = None) -> Batch:
     return locked
 
 
-def delete_batch(batch: Batch, *, user: Any = None) -> int:
+def delete_batch(batch: Batch, *, user: User | None = None) -> int:
     """Delete a batch, its rows and the stored objects nobody else refers to.
 
     Returns how many stored objects were removed. Audio shared with another

@@ -7,10 +7,11 @@ the ingest task queued after commit. No archive is ever held in memory.
 
 import contextlib
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from jobs import storage
@@ -62,7 +63,7 @@ def idempotency_key(header: str | None) -> str:
     return key
 
 
-def retried_batch(user: Any, key: str) -> Batch | None:
+def retried_batch(user: User | None, key: str) -> Batch | None:
     """The batch an earlier request with this Idempotency-Key created, if any."""
     if not key or not getattr(user, "is_authenticated", False):
         return None
@@ -84,7 +85,7 @@ def upload_kind(head: bytes, filename: str) -> Batch.Priority:
 
 def create_batch_from_upload(
     *,
-    user: Any,
+    user: User,
     organisation: Organisation,
     upload: IO[bytes],
     filename: str,
@@ -139,7 +140,7 @@ class BatchOptions:
 
 def batch_options(
     *,
-    user: Any,
+    user: User,
     organisation: Organisation,
     model: str | ModelVersion | None = None,
     priority: str | None = None,
@@ -172,7 +173,7 @@ def check_size(size: int) -> None:
 
 def new_batch(
     *,
-    user: Any,
+    user: User,
     organisation: Organisation,
     filename: str,
     size: int,
@@ -239,7 +240,7 @@ def save_batch(batch: Batch) -> Batch:
     return batch
 
 
-def _model_for(user: Any, organisation: Organisation, model: str | ModelVersion | None) -> ModelVersion:
+def _model_for(user: User, organisation: Organisation, model: str | ModelVersion | None) -> ModelVersion:
     usable = access.visible_models(user) & access.usable_models(organisation)
     try:
         if isinstance(model, ModelVersion):
