@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -88,7 +89,7 @@ class Selection:
 # --- who may ask, and about which organisations ----------------------------------------
 
 
-def target_organisations(user: Any, selection: Selection, organisation: str | None) -> list[Organisation]:
+def target_organisations(user: User, selection: Selection, organisation: str | None) -> list[Organisation]:
     allowed = access.research_organisations(user)
     if not allowed.exists():
         raise ReanalysisRefused(

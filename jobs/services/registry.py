@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from config.celery_app import app
@@ -105,7 +106,7 @@ def smoke_test(bundle_dir: Path, sample: Path = SMOKE_SAMPLE) -> dict[str, Any]:
 
 
 def register_bundle(
-    bundle_dir: Path, *, make_default: bool, user: Any = None, smoke: bool = True
+    bundle_dir: Path, *, make_default: bool, user: User | None = None, smoke: bool = True
 ) -> ModelVersion:
     """Check a bundle directory, store it packed and record it as an active version.
 
@@ -125,7 +126,7 @@ def register_bundle(
 
 
 def register_upload(
-    upload: IO[bytes], *, user: Any, make_default: bool, organisation: Organisation | None = None
+    upload: IO[bytes], *, user: User, make_default: bool, organisation: Organisation | None = None
 ) -> ModelVersion:
     """A packed bundle sent to the API: checked now, smoke-tested by a worker.
 
@@ -237,7 +238,7 @@ def _store(
     manifest: Manifest,
     *,
     status: str,
-    user: Any,
+    user: User | None,
     smoke_result: dict[str, Any],
     organisation: Organisation | None = None,
     published: bool = True,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 
@@ -284,7 +285,7 @@ def _rule_probability(scores: np.ndarray, slope: float | None, intercept: float 
     return calibration.Calibration(slope=slope, intercept=intercept).probability(scores)
 
 
-def _require_calibrator(user: Any, organisation: Organisation) -> None:
+def _require_calibrator(user: User, organisation: Organisation) -> None:
     if not access.can_calibrate(user, organisation):
         raise SiteRefused(
             "forbidden",
@@ -294,7 +295,7 @@ def _require_calibrator(user: Any, organisation: Organisation) -> None:
 
 
 def _check_request(
-    batch: Batch, site: Site, *, user: Any, target: str, min_sensitivity: float | None
+    batch: Batch, site: Site, *, user: User, target: str, min_sensitivity: float | None
 ) -> None:
     _require_calibrator(user, site.organisation)
     if batch.organisation_id != site.organisation_id:
@@ -337,7 +338,7 @@ def _save(
     *,
     target: str,
     target_value: float | None,
-    user: Any,
+    user: User,
 ) -> SiteCalibration:
     classes = list(batch.model_version.classes)
     (tp, fn), (fp, tn) = rule.counts
