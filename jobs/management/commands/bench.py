@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.services.accounts import api_token, ensure_member
@@ -158,7 +159,7 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
 
 
-def forget_earlier_runs(user: Any) -> int:
+def forget_earlier_runs(user: User) -> int:
     """Delete earlier benchmark batches and their audio, so every run starts alike."""
     from jobs.models import Batch
     from jobs.services.lifecycle import delete_batch
