@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from jobs import models
 
@@ -85,3 +86,47 @@ class SiteCalibrationAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "target", "model_version")
     # Evidence of decisions already made: calibrations are fitted through the service, not edited.
     readonly_fields = [field.name for field in models.SiteCalibration._meta.fields]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record kept as it was written: listed and shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        # Every field shown as text: no form field is built for a form that is never saved.
+        return [field.name for field in self.model._meta.fields]
+
+
+@admin.register(models.Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    # The audit trail of clinicians' reviews: a database trigger refuses updates anyway.
+    list_display = (
+        "recording",
+        "label",
+        "action",
+        "model_decision",
+        "model_version",
+        "reviewed_by",
+        "reviewed_at",
+    )
+    list_filter = ("action", "model_version")
+    search_fields = ("recording__path", "reviewed_by__username", "note")
+    list_select_related = ("recording", "model_version", "reviewed_by")
+    date_hierarchy = "reviewed_at"
+
+
+@admin.register(models.WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("batch", "attempt", "url", "delivered", "status_code", "duration_ms", "attempted_at")
+    list_filter = ("delivered",)
+    search_fields = ("batch__id", "batch__name", "url")
+    list_select_related = ("batch",)
+    date_hierarchy = "attempted_at"
