@@ -87,8 +87,10 @@ def ingest_batch(batch_id: str) -> int:
     return len(analysis_ids)
 
 
+# The task and queue names keep their spelling (analyze): they are what queued
+# messages, worker command lines and dashboards name.
 @shared_task(name="lubdub.analyze_chunk", **RETRY)
-def analyze_chunk(batch_id: str, analysis_ids: list[int]) -> int:
+def analyse_chunk(batch_id: str, analysis_ids: list[int]) -> int:
     summary = analysis.analyse_chunk(batch_id, analysis_ids, classify=engine.classify)
     return summary.claimed
 

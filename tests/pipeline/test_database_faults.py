@@ -37,7 +37,7 @@ def _ingested(api: Any, monkeypatch: pytest.MonkeyPatch, filename: str) -> tuple
 def _run_chunk_task(batch: Batch, ids: list[int]) -> Any:
     from workers import tasks
 
-    return tasks.analyze_chunk.apply(args=[str(batch.pk), ids])
+    return tasks.analyse_chunk.apply(args=[str(batch.pk), ids])
 
 
 def _assert_all_analysed_on_the_retry(batch: Batch, ids: list[int], result: Any) -> None:
