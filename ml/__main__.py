@@ -6,31 +6,38 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-# (module, function adding the arguments, function running the command, help). Only the
-# chosen command's module is imported: some import TensorFlow, which costs seconds at
+# (module.function adding the arguments, module.function running the command, help). Only
+# the chosen command's modules are imported: some import TensorFlow, which costs seconds at
 # start-up, and `predict` on a LiteRT bundle needs none of it.
-COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "train": ("train_command", "add_arguments", "run", "train a model and write a bundle"),
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("train_arguments.add_arguments", "train_command.run", "train a model and write a bundle"),
     "crossval": (
-        "train_command",
-        "add_crossval_arguments",
-        "run_crossval",
+        "train_arguments.add_crossval_arguments",
+        "train_command.run_crossval",
         "leave-one-source-out training and evaluation",
     ),
     "crossval-table": (
-        "train_command",
-        "add_table_arguments",
-        "run_table",
+        "train_arguments.add_table_arguments",
+        "train_command.run_table",
         "the leave-one-source-out table of a crossval result",
     ),
-    "evaluate": ("evaluation", "add_arguments", "run", "evaluate a bundle on a labelled folder"),
-    "compare": ("compare", "add_arguments", "run", "train and compare architectures, update docs/models.md"),
-    "predict": ("predict", "add_arguments", "run", "classify files or folders into a CSV"),
-    "export": ("export", "add_arguments", "run", "convert a bundle to TFLite and check parity"),
-    "bench": ("bench", "add_arguments", "run", "measure recordings per second per stage"),
-    "segmenter": ("segmenter_training", "add_arguments", "run", "train and score the heart-cycle segmenter"),
+    "evaluate": ("evaluation.add_arguments", "evaluation.run", "evaluate a bundle on a labelled folder"),
+    "compare": (
+        "compare.add_arguments",
+        "compare.run",
+        "train and compare architectures, update docs/models.md",
+    ),
+    "predict": ("predict.add_arguments", "predict.run", "classify files or folders into a CSV"),
+    "export": ("export.add_arguments", "export.run", "convert a bundle to TFLite and check parity"),
+    "bench": ("bench.add_arguments", "bench.run", "measure recordings per second per stage"),
+    "segmenter": (
+        "segmenter_training.add_arguments",
+        "segmenter_training.run",
+        "train and score the heart-cycle segmenter",
+    ),
 }
 
 
@@ -40,14 +47,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = next((word for word in arguments if not word.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, (module_name, add_name, _, help_text) in COMMANDS.items():
+    for name, (add_arguments, _, help_text) in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text)
         if name == chosen:
-            getattr(importlib.import_module(f"ml.{module_name}"), add_name)(subparser)
+            _function(add_arguments)(subparser)
     args = parser.parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    module_name, _, run_name, _ = COMMANDS[args.command]
-    return int(getattr(importlib.import_module(f"ml.{module_name}"), run_name)(args))
+    _, run, _ = COMMANDS[args.command]
+    return int(_function(run)(args))
+
+
+def _function(path: str) -> Callable[..., Any]:
+    """``module.function`` of the ml package, imported on first use."""
+    module_name, _, function_name = path.rpartition(".")
+    function: Callable[..., Any] = getattr(importlib.import_module(f"ml.{module_name}"), function_name)
+    return function
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ml import train_command
+from ml import train_arguments, train_command
 from ml.models import ARCHITECTURES
 
 DEFAULT_DOC = Path("docs/models.md")
@@ -40,7 +40,7 @@ COLUMNS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``python -m ml compare``."""
-    train_command.add_common_arguments(parser)
+    train_arguments.add_common_arguments(parser)
     parser.add_argument("--archs", default=",".join(ARCHITECTURES), help="comma-separated architectures")
     parser.add_argument("--holdout", action="append", default=[], help="source group kept out; repeatable")
     parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="markdown file to update")
@@ -53,7 +53,7 @@ def compare_one(
     """Train one architecture into a scratch bundle; return its row values."""
     from ml.inference import Engine, load_model
 
-    settings = train_command.settings_from(args)
+    settings = train_arguments.settings_from(args)
     settings = type(settings)(**{**settings.__dict__, "architecture": architecture})
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / architecture
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from ml.inference import configure_threads
 
     configure_threads(1)
-    config = train_command.features_from(args)
+    config = train_arguments.features_from(args)
     dataset = train_command.load_all(args, config)
     classes = train_command.class_order(dataset.labels, args.classes)
     rows = []

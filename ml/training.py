@@ -42,6 +42,9 @@ THRESHOLD_RANGE = (0.2, 0.8)
 PREDICT_CHUNK = 1024
 SNR_SPAN_DB = 25.0
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_score")
+# Recording weights: "class-in-source" balances classes within each source, sources
+# by size; "source" weighs every (source, class) pair the same, so no site dominates.
+BALANCES = ("class-in-source", "source")
 # Where the site-adversarial trainer logs the classifier's own loss and accuracy.
 ADVERSARIAL_LOGS = {"loss": "probabilities_loss", "accuracy": "probabilities_accuracy"}
 BATCH_ORDER_STREAM = 1
@@ -74,9 +77,7 @@ class TrainSettings:
     site_adversarial: float = 0.0
     normalize_inputs: bool = False
     input_noise: float = 0.0
-    # "class-in-source": classes balanced within each source, sources by size;
-    # "source": every (source, class) pair weighs the same, so no site dominates.
-    balance: str = "class-in-source"
+    balance: str = BALANCES[0]  # one of BALANCES
     # More than 1: the saved model averages that many networks trained with
     # consecutive seeds from ``seed`` (``ensemble``).
     members: int = 1

@@ -1,16 +1,68 @@
-"""Training command helpers that need no TensorFlow."""
+"""Training command helpers and arguments that need no TensorFlow."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from ml import train_arguments, train_command
+from ml.__main__ import main
 from ml.features import FeatureConfig
+from ml.train_arguments import features_from, settings_from
 from ml.train_command import load_crossval
 from ml.training import TrainSettings
+
+
+def _train_arguments(*words: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    train_arguments.add_arguments(parser)
+    return parser.parse_args(["--data", "recordings", "--out", "bundle", *words])
+
+
+def test_it_reads_no_options_as_the_default_settings() -> None:
+    args = _train_arguments()
+    assert settings_from(args) == TrainSettings()
+    assert features_from(args) == FeatureConfig()
+
+
+def test_it_reads_the_beat_and_training_options() -> None:
+    args = _train_arguments(
+        "--feature-kind", "cycles", "--beats-per-window", "6", "--beat-spreads", "--beat-profile",
+        "--no-augment", "--balance", "source", "--patience", "6", "--members", "3",
+    )  # fmt: skip
+    config, settings = features_from(args), settings_from(args)
+    assert (config.kind, config.beats_per_window, config.beats_hop) == ("cycles", 6, 3)
+    assert config.beat_spreads and config.beat_profile
+    assert (settings.augment, settings.balance, settings.patience, settings.members) == (
+        False,
+        "source",
+        6,
+        3,
+    )
+
+
+def test_it_parses_a_command_with_its_arguments_and_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[argparse.Namespace] = []
+
+    def run_table(args: argparse.Namespace) -> int:
+        ran.append(args)
+        return 0
+
+    monkeypatch.setattr(train_command, "run_table", run_table)
+    assert main(["crossval-table", "lofo.json"]) == 0
+    assert [args.results for args in ran] == [Path("lofo.json")]
+
+
+def test_it_lists_the_training_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--help"])
+    assert stopped.value.code == 0
+    printed = capsys.readouterr().out
+    assert "--beat-profile" in printed and "--holdout" in printed
 
 
 def test_it_refuses_crossval_results_of_another_recipe(tmp_path: Path) -> None:
