@@ -79,6 +79,10 @@
           "; uploads are limited to " + formatBytes(limit) + ".";
         return;
       }
+      if (window.LubDubResumable && window.LubDubResumable.wanted(form, input.files[0])) {
+        sendInParts(input.files[0]);
+        return;
+      }
       var xhr = new XMLHttpRequest();
       xhr.open("POST", form.action);
       xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
@@ -111,6 +115,24 @@
       text.textContent = "Uploading… 0 %";
       xhr.send(new FormData(form));
     });
+
+    /* A large file goes in parts (resumable.js), which survive a dropped connection. */
+    function sendInParts(file) {
+      submit.disabled = true;
+      progress.hidden = false;
+      window.LubDubResumable.upload(form, file, function (share, what) {
+        var percent = Math.floor(share * 100);
+        bar.style.width = percent + "%";
+        progress.setAttribute("aria-valuenow", String(percent));
+        text.textContent = what + percent + " %";
+      }).then(function (url) {
+        window.location.assign(url);
+      }, function (error) {
+        submit.disabled = false;
+        text.textContent = "";
+        errors.textContent = (error && error.message) || "The upload failed. Try again: what arrived is kept.";
+      });
+    }
   }
 
   function formatBytes(bytes) {
