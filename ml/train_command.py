@@ -141,19 +141,6 @@ def fit_bundle(
     metrics: dict[str, Any] = {"validation": result.validation, "train_seconds": round(result.seconds, 1)}
     if crossval is not None:
         metrics["leave_one_folder_out"] = {"groups": _held_out_rows(crossval)}
-    card_args = _card_args(dataset, holdout, settings, research_use)
-    card_args["settings"]["features"] = config.to_dict()
-    card_args["data_sources"].append(
-        f"{DEFAULT_VALIDATION_SHARE:.0%} of each source group and class kept for validation "
-        + ("(early stopping; the threshold comes from the calibration)" if calibration else
-           "(early stopping, decision threshold)")
-    )  # fmt: skip
-    if test_share > 0:
-        card_args["data_sources"].append(f"{test_share:.0%} of each group and class kept out as a test set")
-    for label, part in (external or {}).items():
-        card_args["data_sources"].append(
-            f"external check only (never trained on): {label}, {len(part.entries)} recordings"
-        )
     common = dict(
         out_dir=out_dir,
         name=name,
@@ -172,11 +159,51 @@ def fit_bundle(
         metrics["holdout"] = evaluate_dataset(Engine.load(out_dir), dataset.subset(held))
     for label, part in (external or {}).items():
         metrics[f"external_{label}"] = evaluate_dataset(Engine.load(out_dir), part)
-    card_args["notes"] = _card_notes(metrics)
-    card_args["sections"] = _card_sections(config, calibration, crossval)
-    card = cards.model_card(name=name, version=version, metrics=metrics, **card_args)
+    card = card_text(
+        dataset, name=name, version=version, metrics=metrics, holdout=holdout, config=config,
+        settings=settings, research_use=research_use, test_share=test_share, external=external,
+        calibration=calibration, crossval=crossval,
+    )  # fmt: skip
     save_training_bundle(result, card_text=card, metrics=metrics, **common)  # type: ignore[arg-type]
     return metrics
+
+
+def card_text(
+    dataset: Dataset,
+    *,
+    name: str,
+    version: str,
+    metrics: dict[str, Any],
+    holdout: list[str],
+    config: FeatureConfig,
+    settings: TrainSettings,
+    research_use: bool,
+    test_share: float = 0.0,
+    external: dict[str, Dataset] | None = None,
+    calibration: dict[str, Any] | None = None,
+    crossval: dict[str, Any] | None = None,
+) -> str:
+    """The bundle's model card (written by ``ml.cards``) from this run's data, settings and metrics."""
+    groups, counts = np.unique(dataset.groups, return_counts=True)
+    sources = [str(group) for group in groups]
+    return cards.model_card(
+        name=name,
+        version=version,
+        intended_use=cards.intended_use(sources, research_use=research_use),
+        data_sources=cards.data_sources(
+            dict(zip(sources, counts.tolist(), strict=True)),
+            holdout=holdout,
+            validation_share=DEFAULT_VALIDATION_SHARE,
+            calibrated=bool(calibration),
+            test_share=test_share,
+            external={label: len(part.entries) for label, part in (external or {}).items()},
+        ),
+        citations=cards.citations(sources),
+        settings={**dataclasses.asdict(settings), "features": config.to_dict()},
+        metrics=metrics,
+        notes=cards.caveats(metrics),
+        sections=_card_sections(config, calibration, crossval),
+    )
 
 
 def _card_sections(
@@ -190,56 +217,12 @@ def _card_sections(
         scores_file = DEFAULT_SEGMENTER.with_name("scores.json")
         if scores_file.is_file():
             scores = json.loads(scores_file.read_text(encoding="utf-8"))
-            sections.append(
-                (
-                    "Heart-cycle segmentation",
-                    f"{DEFAULT_SEGMENTER.parent.name}, on {scores['recordings']} recordings of "
-                    f"{scores['held_out_patients']} CirCor patients it never saw (onsets within 60 ms): "
-                    f"S1 F1 {scores['s1']['f1']:.3f} (precision {scores['s1']['precision']:.3f}, recall "
-                    f"{scores['s1']['recall']:.3f}), S2 F1 {scores['s2']['f1']:.3f} (precision "
-                    f"{scores['s2']['precision']:.3f}, recall {scores['s2']['recall']:.3f}); frame "
-                    f"accuracy {scores['frame_accuracy']:.3f}.",
-                )
-            )
+            sections.append(cards.segmentation_section(DEFAULT_SEGMENTER.parent.name, scores))
     if crossval is not None and "oof" in crossval:
         summary = summarise_runs(calibrated_runs(crossval))
-        rows = ["| held-out source | MAcc | Se | Sp | ROC AUC |", "|---|---|---|---|---|"]
-        for fold, values in summary["folds"].items():
-            cells = [_mean_range(values.get(key)) for key in SUMMARY_KEYS]
-            rows.append(f"| {fold} | " + " | ".join(cells) + " |")
-        rows.append(
-            f"\nMean over sources: MAcc {_mean_range(summary['mean_macc'])}, ROC AUC "
-            f"{_mean_range(summary['mean_roc_auc'])}; lowest Se or Sp on any source "
-            f"{_mean_range(summary['lowest_sensitivity_or_specificity'])} "
-            f"(mean and range over seeds {', '.join(map(str, crossval.get('seeds', [])))}; each row is "
-            "this recipe retrained without that source, decided by the calibration and threshold "
-            "fitted on the other sources' held-out scores)."
-        )
-        sections.append(("Leave one source out", "\n".join(rows)))
+        sections.append(cards.leave_one_source_out_section(summary, seeds=crossval.get("seeds", [])))
     if calibration:
-        nested = calibration.get("metrics", {}).get("nested_leave_one_source_out", {})
-        rows = [
-            f"Platt scaling of the score's log-odds (slope {calibration['slope']:.3f}, intercept "
-            f"{calibration['intercept']:.3f}) fitted on the leave-one-source-out scores, every source "
-            f"and class weighted alike; threshold {calibration['threshold']:.2f} on the calibrated "
-            f"probability; `uncertain` within {calibration['margin']:.2f} of it, for unusable or poor "
-            "recordings and for recordings unlike every training source.",
-        ]
-        if nested:
-            rows += [
-                "",
-                "Each source scored with the calibration and threshold fitted on the other sources only "
-                "(what a new site gets):",
-                "",
-                "| source | Se | Sp | MAcc |",
-                "|---|---|---|---|",
-            ]
-            rows += [
-                f"| {name} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | {v['macc']:.3f} |"
-                for name, v in nested.items()
-            ]
-        sections.append(("Calibration and decisions", "\n".join(rows)))
-        sections.append(("Must not be used for", cards.NOT_FOR))
+        sections += cards.calibration_sections(calibration)
     return sections
 
 
@@ -254,71 +237,6 @@ def _held_out_rows(crossval: dict[str, Any]) -> dict[str, dict[str, Any]]:
         fold: {"count": counts[fold], **{key: (values[key] or {}).get("mean") for key in SUMMARY_KEYS}}
         for fold, values in summary.items()
     }
-
-
-def _mean_range(values: dict[str, float] | None) -> str:
-    if not values:
-        return "-"
-    return f"{values['mean']:.3f} ({values['min']:.3f}-{values['max']:.3f})"
-
-
-def _intended_use(*, research_use: bool, pascal: bool, sources: int) -> str:
-    if research_use or (pascal and sources <= 2):
-        return cards.RESEARCH_USE
-    return cards.SCREENING_USE + (" " + cards.PASCAL_NOTE if pascal else "")
-
-
-def _card_args(
-    dataset: Dataset, holdout: list[str], settings: TrainSettings, research_use: bool
-) -> dict[str, Any]:
-    groups, counts = np.unique(dataset.groups, return_counts=True)
-    sources = [
-        f"{group}: {count} recordings" + (" (held out, not trained on)" if group in holdout else "")
-        for group, count in zip(groups, counts, strict=True)
-    ]
-    pascal = any(str(group).startswith("set-") for group in groups)
-    citations = [cards.PHYSIONET_CITATION] if not pascal or len(groups) > 2 else []
-    citations += [cards.CIRCOR_CITATION] if any("circor" in str(group) for group in groups) else []
-    citations += [cards.PASCAL_CITATION] if pascal else []
-    return {
-        "intended_use": _intended_use(research_use=research_use, pascal=pascal, sources=len(groups)),
-        "data_sources": sources,
-        "citations": citations,
-        "settings": dataclasses.asdict(settings),
-        "notes": NOTES,
-    }
-
-
-NOTES = (
-    "Trained and validated on public challenge data; sites and devices not "
-    "represented there may score lower. Recordings flagged poor or unusable "
-    "by the quality check deserve a repeat recording."
-)
-
-
-def _card_notes(metrics: dict[str, Any]) -> str:
-    """Caveats, with the range of scores on sites the model (or its recipe) never saw."""
-    unseen = [
-        values
-        for key, report in metrics.items()
-        if key == "leave_one_folder_out" or key.startswith("external_")
-        for values in report["groups"].values()
-    ]
-    if not unseen:
-        return NOTES
-    maccs = [values["macc"] for values in unseen if isinstance(values.get("macc"), float)]
-    aucs = [values["roc_auc"] for values in unseen if isinstance(values.get("roc_auc"), float)]
-    spread = f"MAcc {min(maccs):.2f}-{max(maccs):.2f}" if maccs else "an unknown MAcc"
-    if aucs:
-        spread += f" with ROC AUC {min(aucs):.2f}-{max(aucs):.2f}"
-    return (
-        "Validation recordings come from the same sites as the training recordings, so the "
-        "validation row is what to expect on those sites only. The leave_one_folder_out rows "
-        "are this recipe retrained with one folder held out, and the external rows are this "
-        f"bundle on collections it never saw: on unseen sites and devices it scores {spread}, "
-        "and the best decision threshold differs by site. Treat results on recordings from new "
-        "devices or sites as unvalidated until checked on labelled local data. " + NOTES
-    )
 
 
 def load_crossval(path: Path, *, settings: TrainSettings, config: FeatureConfig) -> dict[str, Any]:
@@ -669,14 +587,11 @@ def run_table(args: argparse.Namespace) -> int:
         cells.append(f"{values['macc']['mean']:.2f} / {values['roc_auc']['mean']:.2f}")
     print(
         f"| this recipe, seeds {', '.join(map(str, results['seeds']))} | " + " | ".join(cells)
-        + f" | {_mean_range(summary['mean_macc'])} | {_mean_range(summary['mean_roc_auc'])} | "
-        f"{_mean_range(summary['lowest_sensitivity_or_specificity'])} |"
+        + f" | {cards.mean_range(summary['mean_macc'])} | {cards.mean_range(summary['mean_roc_auc'])} | "
+        f"{cards.mean_range(summary['lowest_sensitivity_or_specificity'])} |"
     )  # fmt: skip
     print("\nPer source (mean over seeds, range in brackets):\n")
-    print("| held-out source | MAcc | Se | Sp | ROC AUC |\n|---|---|---|---|---|")
-    for fold in folds:
-        values = summary["folds"][fold]
-        print(f"| {fold} | " + " | ".join(_mean_range(values.get(key)) for key in SUMMARY_KEYS) + " |")
+    print("\n".join(cards.source_table(summary)))
     from ml import calibration
 
     scores, truth, sources = calibration.held_out_scores(results)
