@@ -283,12 +283,27 @@ class Recording(models.Model):
     channels = models.IntegerField(null=True, blank=True)
     duration_s = models.FloatField(null=True, blank=True)
     label = models.CharField(max_length=50, blank=True, help_text="Ground truth, when known.")
+    # From labels.csv's patient and location columns, or a file named <patient>_<location>.wav.
+    patient_id = models.CharField(
+        max_length=100, blank=True, default="", help_text="The patient or subject recorded; blank if not given."
+    )
+    location = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        help_text="Where the stethoscope was (auscultation location, e.g. AV, PV, TV, MV); blank if not given.",
+    )
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["batch", "path"], name="unique_recording_path")]
+        indexes = [
+            models.Index(
+                fields=["batch", "patient_id"], name="recording_patient", condition=~Q(patient_id="")
+            )
+        ]
         ordering = ["id"]
 
     def __str__(self) -> str:

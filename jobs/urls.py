@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from jobs.pages import batches, dashboard, organisations, recordings, sites
+from jobs.pages import batches, dashboard, organisations, patients, recordings, sites
 
 urlpatterns = [
     path("", dashboard.home, name="home"),
@@ -12,6 +12,7 @@ urlpatterns = [
     path("upload/", batches.upload, name="upload"),
     path("batches/", batches.batch_list, name="batch-list"),
     path("batches/<uuid:batch_id>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<uuid:batch_id>/patients/", patients.batch_patients, name="batch-patients"),
     path("batches/<uuid:batch_id>/progress", batches.batch_progress, name="batch-progress"),
     path("batches/<uuid:batch_id>/cancel", batches.batch_cancel, name="batch-cancel"),
     path("batches/<uuid:batch_id>/delete", batches.batch_delete, name="batch-delete"),

@@ -290,7 +290,7 @@ class FileRowSerializer(VerdictFields, serializers.ModelSerializer):
             "id", "path", "status", "label", "decision", "decision_reasons", "decision_text", "threshold",
             "confidence", "probabilities", "quality", "heart_rate_bpm", "heart_rate_flag",
             "heart_rate_note", "site_probability", "site_calibration", "duration_s", "sample_rate",
-            "channels", "sha256", "truth", "error_code", "error", "review", "url",
+            "channels", "sha256", "truth", "patient_id", "location", "error_code", "error", "review", "url",
         ]  # fmt: skip
 
     def verdict_of(self, instance: Any) -> Verdict | None:
@@ -340,8 +340,8 @@ class RecordingSerializer(serializers.ModelSerializer):
         model = Recording
         fields = [
             "id", "batch", "path", "status", "sha256", "size_bytes", "sample_rate", "channels",
-            "duration_s", "label", "error_code", "error_message", "created_at", "predictions",
-            "analyses", "review", "reviews", "audio_url",
+            "duration_s", "label", "patient_id", "location", "error_code", "error_message", "created_at",
+            "predictions", "analyses", "review", "reviews", "audio_url",
         ]  # fmt: skip
 
     @extend_schema_field(ReviewSerializer(allow_null=True))

@@ -19,7 +19,7 @@ from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, Up
 from jobs.models import Batch, Organisation, Report
 from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
-from jobs.services import reviews, sites, uploads, verdicts, webhooks
+from jobs.services import patients, reviews, sites, uploads, verdicts, webhooks
 from jobs.services.lifecycle import BatchFinished
 from jobs.templatetags.lubdub import seconds
 
@@ -94,6 +94,7 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         "summary": summaries.summary_view(summary, classes=classes) if summary else None,
         "running_summary": running,
         "has_recordings": rows.exists(),
+        "patient_count": patients.patient_count(batch),
         "reports": [
             (report.get_format_display(), reverse("batch-report", args=[batch.pk, report.format]))
             for report in reports

@@ -187,8 +187,36 @@ def member_location(archive: IO[bytes], info: zipfile.ZipInfo) -> Location:
     return Location(offset=offset, length=info.compress_size, compression=info.compress_type)
 
 
+PATIENT_COLUMNS = ("patient", "patient_id", "subject", "subject_id")
+LOCATION_COLUMNS = ("location", "auscultation_location")
+PATIENT_MAX_LENGTH, LOCATION_MAX_LENGTH = 100, 20
+# CirCor's auscultation locations, spelled as it spells them whatever case a file uses.
+LOCATIONS = {name.lower(): name for name in ("AV", "PV", "TV", "MV", "Phc")}
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What labels.csv says of one file: its ground truth, patient and auscultation location."""
+
+    label: str = ""
+    patient_id: str = ""
+    location: str = ""
+
+
+def canonical_location(value: str) -> str:
+    value = value.strip()
+    return LOCATIONS.get(value.lower(), value)[:LOCATION_MAX_LENGTH]
+
+
 def parse_labels(data: bytes) -> dict[str, str]:
-    """`path,label` rows; raises ValueError naming the first bad line."""
+    """`path,label` rows: the ground truth of each labelled path (see parse_manifest)."""
+    return {path: facts.label for path, facts in parse_manifest(data).items() if facts.label}
+
+
+def parse_manifest(data: bytes) -> dict[str, MemberFacts]:
+    """labels.csv: a `path,label` header, optionally followed by a patient column (`patient`,
+    `patient_id`, `subject` or `subject_id`) and a `location` column; raises ValueError naming
+    the first bad line. With either of those columns a row's label may be blank (not known)."""
     if len(data) > MAX_LABELS_BYTES:
         raise ValueError(f"labels.csv is larger than {MAX_LABELS_BYTES} bytes")
     try:
@@ -199,14 +227,38 @@ def parse_labels(data: bytes) -> dict[str, str]:
     header = [cell.strip().lower() for cell in next(reader, [])]
     if header[:2] != ["path", "label"]:
         raise ValueError("labels.csv must start with the header 'path,label'")
-    labels: dict[str, str] = {}
+    patient_at, location_at = _extra_columns(header)
+    expected = ",".join(header)
+    manifest: dict[str, MemberFacts] = {}
     for line_number, row in enumerate(reader, start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise ValueError(f"labels.csv line {line_number}: expected 'path,label', got {row!r}")
-        path, label = row[0].strip().removeprefix("./"), row[1].strip().lower()
-        if path in labels:
+        label_needed = patient_at is None and location_at is None
+        if len(row) != len(header) or not row[0].strip() or (label_needed and not row[1].strip()):
+            raise ValueError(f"labels.csv line {line_number}: expected '{expected}', got {row!r}")
+        path = row[0].strip().removeprefix("./")
+        if path in manifest:
             raise ValueError(f"labels.csv line {line_number}: {path!r} is labelled twice")
-        labels[path] = label[:50]
-    return labels
+        manifest[path] = MemberFacts(
+            label=row[1].strip().lower()[:50],
+            patient_id="" if patient_at is None else row[patient_at].strip()[:PATIENT_MAX_LENGTH],
+            location="" if location_at is None else canonical_location(row[location_at]),
+        )
+    return manifest
+
+
+def _extra_columns(header: list[str]) -> tuple[int | None, int | None]:
+    """Where the patient and location columns are; any other column is refused, so a
+    misspelt one is not silently ignored."""
+    patient_at = location_at = None
+    for index, name in enumerate(header[2:], start=2):
+        if name in PATIENT_COLUMNS and patient_at is None:
+            patient_at = index
+        elif name in LOCATION_COLUMNS and location_at is None:
+            location_at = index
+        else:
+            raise ValueError(
+                f"labels.csv has an unknown or repeated column {name!r}: after 'path,label' it may "
+                "have one patient column (patient, patient_id, subject, subject_id) and one location column"
+            )
+    return patient_at, location_at

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
-from jobs.services import archive, packs, progress, queue, sniff, zipstream
+from jobs.services import archive, packs, patients, progress, queue, sniff, zipstream
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,15 @@ class Member:
     error_code: str = ""
     error_message: str = ""
     label: str = ""
+    patient_id: str = ""
+    location: str = ""
     storage_key: str = ""
     storage_offset: int = 0
+
+    def describe(self, listed: archive.MemberFacts | None) -> None:
+        """Take the ground truth, patient and location labels.csv (or the file's name) gives."""
+        facts = patients.member_facts(self.path, listed)
+        self.label, self.patient_id, self.location = facts.label, facts.patient_id, facts.location
 
     @property
     def stored(self) -> bool:
@@ -125,6 +132,7 @@ def _read_single(batch: Batch, upload: IO[bytes], rows: "_Rows") -> None:
     member = Member(path=batch.upload_name or "recording")
     if rows.written(member):
         return
+    member.describe(None)
     with _Uploader() as uploader:
         _store(member, upload, uploader)
     rows.add(member)
@@ -157,8 +165,8 @@ def _read_archive(key: str, rows: "_Rows") -> None:
             for info, member in todo:
                 if rows.written(member):
                     continue
-                if member.path.startswith(folder):
-                    member.label = labels.get(member.path[len(folder) :], "")
+                listed = labels.get(member.path[len(folder) :]) if member.path.startswith(folder) else None
+                member.describe(listed)
                 _store_member(body, info, member, uploader)
                 rows.add(member)
                 if rows.full():
@@ -223,8 +231,8 @@ def _content_problem(head: bytes, size: int) -> tuple[str, str] | None:
 
 def _read_labels(
     directory: zipstream.Directory, plan: archive.Plan
-) -> tuple[dict[str, str], str, list[Member]]:
-    """Ground truth by path, the folder it applies to, and a member row if it is malformed."""
+) -> tuple[dict[str, archive.MemberFacts], str, list[Member]]:
+    """labels.csv's facts by path, the folder it applies to, and a member row if it is malformed."""
     info = plan.labels_member
     if info is None:
         return {}, "", []
@@ -236,7 +244,7 @@ def _read_labels(
         return {}, folder, [problem]
     try:
         data = directory.read(info, limit=2 * archive.MAX_LABELS_BYTES)
-        return archive.parse_labels(data), folder, []
+        return archive.parse_manifest(data), folder, []
     except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
         problem = Member(folder + archive.LABELS_FILE, error_code="malformed_labels", error_message=str(exc))
         return {}, folder, [problem]
@@ -314,6 +322,8 @@ def _recording_row(batch: Batch, member: Member) -> Recording:
         sha256=member.sha256,
         size_bytes=member.size_bytes,
         label=member.label,
+        patient_id=member.patient_id,
+        location=member.location,
         error_code=member.error_code,
         error_message=member.error_message,
     )
