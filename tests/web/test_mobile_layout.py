@@ -1,5 +1,5 @@
 """Pages on a phone (390 px wide) in a real browser: nothing wider than the screen, and the
-recordings table shown as one card per recording."""
+recordings and patients tables shown as one card per row."""
 
 from typing import Any
 
@@ -43,7 +43,7 @@ def fits(page: Any) -> None:
     assert page.evaluate(OVERFLOWING) == []
 
 
-def test_it_fits_the_batch_and_recording_pages_on_a_phone(
+def test_it_fits_the_batch_recording_and_patient_pages_on_a_phone(
     live_server: Any, browser: Any, member: Any, organisation: Any
 ) -> None:
     files = sorted(SAMPLES.glob("*.wav"))[:3]
@@ -53,6 +53,7 @@ def test_it_fits_the_batch_and_recording_pages_on_a_phone(
     long_one = batch.recordings.order_by("id").first()
     long_one.path = LONG_NAME
     long_one.save(update_fields=["path"])
+    batch.recordings.exclude(status="rejected").update(patient_id="patient-2026-north-000417", location="MV")
     builders.rejected_recording(batch, "clinic/notes-from-the-morning-session.txt", "not an audio file")
     write_reports(batch.pk)
     Prediction.objects.filter(recording=long_one).update(
@@ -85,5 +86,12 @@ def test_it_fits_the_batch_and_recording_pages_on_a_phone(
         canvas = page.locator("[data-waveform-canvas]").bounding_box()
         assert canvas["x"] >= 0 and canvas["x"] + canvas["width"] <= PHONE["width"]
         screenshot(page, "19-recording-on-a-phone")
+
+        page.get_by_role("link", name="patient-2026-north-000417").click()
+        fits(page)
+        patient = page.locator("table[data-patients] tbody tr")
+        assert patient.count() == 1
+        assert patient.first.evaluate("row => getComputedStyle(row).display") == "block"
+        assert patient.locator("[data-reading-outcome]").count() == 3
     finally:
         context.close()
