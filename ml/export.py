@@ -49,7 +49,6 @@ def convert(model: Any, *, window_shape: tuple[int, int], quantize: str, batch: 
     The batch is fixed: the converter needs static shapes in the recurrent loop.
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     @tf.function(input_signature=[tf.TensorSpec([batch, *window_shape], tf.float32)])
     def single_window(windows: Any) -> Any:
@@ -57,13 +56,33 @@ def convert(model: Any, *, window_shape: tuple[int, int], quantize: str, batch: 
 
     # Resource variables inside the recurrent while-loop do not survive
     # conversion; freezing them into constants does.
-    frozen = convert_variables_to_constants_v2(single_window.get_concrete_function())
+    frozen = frozen_function(single_window.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     return bytes(converter.convert())
+
+
+def frozen_function(function: Any) -> Any:
+    """A concrete TensorFlow function with its variables folded in as constants.
+
+    TensorFlow offers this only under its private ``tensorflow.python`` package,
+    so this is the one place that imports anything private from it: a TensorFlow
+    that moved or dropped it fails here, naming what is missing, and nowhere else.
+    """
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    except ImportError as missing:
+        raise ImportError(
+            f"TensorFlow {tf.__version__} has no tensorflow.python.framework.convert_to_constants."
+            "convert_variables_to_constants_v2, which the TFLite export needs to freeze the model's "
+            "variables (a private API: see ml.export.frozen_function)"
+        ) from missing
+    return convert_variables_to_constants_v2(function)
 
 
 def tflite_probabilities(flatbuffer: bytes, windows: np.ndarray) -> np.ndarray:
