@@ -1,6 +1,6 @@
 """Domain errors raised by the ml package.
 
-Both error types subclass ``ValueError`` so callers that only care about "bad
+Every error type subclasses ``ValueError`` so callers that only care about "bad
 input" can catch one thing, while workers can store ``AudioError.code`` as the
 machine-readable reason a recording failed.
 """
@@ -34,6 +34,14 @@ class AudioError(ValueError):
 
 class BundleError(ValueError):
     """A model bundle that is malformed, tampered with or incompatible with this code."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class FeatureError(ValueError):
+    """Feature settings that describe no valid features, or an input features cannot be computed from."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

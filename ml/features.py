@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ml.errors import FeatureError
+
 # Bump when feature code changes its output for the same configuration; bundles
 # trained with another version are refused.
 FEATURE_CODE_VERSION = 1
@@ -58,9 +60,38 @@ LATER_FIELDS: dict[str, Any] = {
 class FeatureConfig:
     """Everything that determines the features a model was trained on.
 
-    Rates and frequencies are in Hz, ``n_fft``/``hop_length`` in samples and
-    ``window_s``/``window_hop_s`` in seconds. The band is both the waveform
-    band-pass applied when decoding and the span of the mel filterbank.
+    The band is both the waveform band-pass applied when decoding and the span
+    of the mel filterbank. Invalid settings raise ``FeatureError``.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Rate the recordings are resampled to, Hz.
+    band_low_hz, band_high_hz : float
+        Edges of the heart-sound band, Hz; ``0 < low < high <= sample_rate / 2``.
+    n_fft : int
+        Samples per spectrum frame (the analysis window), at least ``hop_length``.
+    hop_length : int
+        Samples between the starts of consecutive frames.
+    n_mels : int
+        Mel bands.
+    kind : str
+        One of ``FEATURE_KINDS``: log-mel frames, MFCC frames, or ``cycles``
+        (one row of ``ml.cycles`` measures per heart beat).
+    n_mfcc : int
+        MFCCs kept per frame (``mfcc`` only), at most ``n_mels``.
+    deltas : bool
+        Append first and second regression deltas (per frame) to each frame.
+    window_s, window_hop_s : float
+        Length of one model window and the step between windows, seconds.
+    recording_mean_norm : bool
+        Measure each band against the recording's own reference (``norm_reference``).
+    norm_reference : str
+        One of ``NORM_REFERENCES``: the band's mean, or its loud frames.
+    beats_per_window, beats_hop : int
+        ``cycles`` only: beats in one model window and between window starts.
+    beat_spreads, beat_profile : bool
+        ``cycles`` only: also the within-gap spreads and the per-beat time profile.
     """
 
     sample_rate: int = 2000
@@ -85,15 +116,25 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
-            raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
+            raise FeatureError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
         if self.norm_reference not in NORM_REFERENCES:
-            raise ValueError(f"norm_reference must be one of {NORM_REFERENCES}, not {self.norm_reference!r}")
+            raise FeatureError(
+                f"norm_reference must be one of {NORM_REFERENCES}, not {self.norm_reference!r}"
+            )
         if not 0 < self.band_low_hz < self.band_high_hz <= self.sample_rate / 2:
-            raise ValueError("band must satisfy 0 < low < high <= sample_rate / 2")
+            raise FeatureError("band must satisfy 0 < low < high <= sample_rate / 2")
         if self.hop_length <= 0 or self.n_fft < self.hop_length:
-            raise ValueError("need 0 < hop_length <= n_fft")
+            raise FeatureError("need 0 < hop_length <= n_fft")
         if self.window_hop_s <= 0 or self.window_s <= 0:
-            raise ValueError("window_s and window_hop_s must be positive")
+            raise FeatureError("window_s and window_hop_s must be positive")
+        if self.n_mels < 1:
+            raise FeatureError(f"need at least one mel band, not n_mels={self.n_mels}")
+        if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
+            raise FeatureError(f"need 1 <= n_mfcc <= n_mels ({self.n_mels}), not n_mfcc={self.n_mfcc}")
+        if self.beats_per_window < 1 or self.beats_hop < 1:
+            raise FeatureError("beats_per_window and beats_hop must be at least 1")
+        if self.frames_per_window < 1:
+            raise FeatureError(f"a {self.window_s} s window holds no frame of {self.hop_length} samples")
 
     @property
     def frames_per_window(self) -> int:
@@ -145,11 +186,11 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
-        """Rebuild a config; unknown keys raise ``ValueError``."""
+        """Rebuild a config; unknown keys or invalid values raise ``FeatureError``."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown feature settings: {sorted(unknown)}")
+            raise FeatureError(f"unknown feature settings: {sorted(unknown)}")
         return cls(**values)
 
     def fingerprint(self) -> str:
@@ -162,9 +203,16 @@ class FeatureConfig:
 class WindowBatch:
     """Windows of many recordings stacked for one model call.
 
-    ``windows`` is float32 ``(n, frames, features)``; ``recording_index[i]`` says
-    which input recording window ``i`` came from; ``start_s``/``end_s`` are its
-    bounds in seconds within that recording.
+    Attributes
+    ----------
+    windows : np.ndarray
+        float32 ``(n, frames_per_window, num_features)``.
+    recording_index : np.ndarray
+        int64 ``(n,)``: which input recording window ``i`` came from.
+    start_s, end_s : np.ndarray
+        ``(n,)`` bounds of each window within its recording, seconds.
+    beats : tuple of ml.cycles.BeatMeasures or None
+        Per recording, the beats the windows were built from (``cycles`` only).
     """
 
     windows: np.ndarray
@@ -177,11 +225,23 @@ class WindowBatch:
 
 @functools.lru_cache(maxsize=16)
 def mel_filterbank(config: FeatureConfig) -> np.ndarray:
-    """Mel filterbank ``(n_fft // 2 + 1, n_mels)`` for ``config``.
+    """Mel filterbank of ``config``: FFT bin power to mel-band energy.
 
     The same triangles as ``librosa.filters.mel`` (Slaney scale and area
     normalisation), computed here so worker processes need not import librosa
     and numba (about 60 MB resident and a second of start-up).
+
+    Parameters
+    ----------
+    config : FeatureConfig
+        Uses ``sample_rate`` (Hz), ``n_fft`` (samples), ``n_mels`` and the band (Hz).
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n_fft // 2 + 1, n_mels)``; bin ``k`` is at ``k * sample_rate / n_fft`` Hz.
+        Each band is a triangle over its neighbours' centres whose peak is ``2 / base``
+        (base in Hz), so that its area over frequency is 1 (Slaney normalisation).
     """
     mel_edges = np.linspace(
         _hz_to_mel(config.band_low_hz), _hz_to_mel(config.band_high_hz), config.n_mels + 2
@@ -225,7 +285,32 @@ def _band_filterbank(config: FeatureConfig) -> np.ndarray:
 
 
 def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int | None = None) -> np.ndarray:
-    """Centred STFT power ``(frames, bins)`` of a 1-D signal (first ``num_bins`` bins)."""
+    """Centred short-time power spectrum (Hann window, reflect-padded edges).
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        1-D waveform at ``config.sample_rate`` Hz, full scale 1.
+    config : FeatureConfig
+        Uses ``n_fft`` and ``hop_length`` (samples).
+    num_bins : int, optional
+        Keep the first ``num_bins`` FFT bins (all ``n_fft // 2 + 1`` by default).
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(frames, bins)``: squared magnitude of the unnormalised FFT of each
+        Hann-windowed frame (waveform units squared); frame ``t`` is centred on sample
+        ``t * hop_length``, bin ``k`` is at ``k * sample_rate / n_fft`` Hz.
+
+    Raises
+    ------
+    FeatureError
+        If ``samples`` is not 1-D or is empty.
+    """
+    samples = np.asarray(samples)
+    if samples.ndim != 1 or len(samples) == 0:
+        raise FeatureError(f"need a 1-D waveform with samples, not an array of shape {samples.shape}")
     half = config.n_fft // 2
     padded = np.pad(np.asarray(samples, dtype=np.float32), half, mode="reflect")
     frames = sliding_window_view(padded, config.n_fft)[:: config.hop_length]
@@ -236,21 +321,66 @@ def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int 
 
 
 def log_mel(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
-    """Natural-log mel energies ``(frames, n_mels)``."""
+    """Log mel-band energies of a waveform.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        1-D waveform at ``config.sample_rate`` Hz, full scale 1.
+    config : FeatureConfig
+        Frame and band settings (see ``power_spectrum`` and ``mel_filterbank``).
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(frames, n_mels)``: natural log (nepers; 1 = 4.34 dB) of each band's
+        energy plus ``LOG_FLOOR``, one frame every ``hop_length / sample_rate`` seconds.
+
+    Raises
+    ------
+    FeatureError
+        If ``samples`` is not a non-empty 1-D waveform.
+    """
     bank = _band_filterbank(config)
     mel = power_spectrum(samples, config=config, num_bins=len(bank)) @ bank
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
 def mfcc(log_mel_frames: np.ndarray, *, n_mfcc: int) -> np.ndarray:
-    """MFCCs ``(frames, n_mfcc)``: orthonormal DCT-II of log-mel frames (as librosa)."""
+    """Mel-frequency cepstral coefficients: orthonormal DCT-II of log-mel frames (as librosa).
+
+    Parameters
+    ----------
+    log_mel_frames : np.ndarray
+        ``(frames, n_mels)`` natural-log energies, as from ``log_mel``.
+    n_mfcc : int
+        Coefficients kept, from the 0th; at most ``n_mels``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(frames, n_mfcc)`` coefficients in the log units of the input (nepers).
+    """
     from scipy import fft as sp_fft
 
     return sp_fft.dct(log_mel_frames, type=2, norm="ortho", axis=1)[:, :n_mfcc]
 
 
 def deltas(frames: np.ndarray, *, half_width: int = DELTA_HALF_WIDTH) -> np.ndarray:
-    """Regression deltas along time (HTK formula, edges repeated), same shape."""
+    """Regression deltas along time (HTK formula, edge frames repeated).
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        ``(frames, features)`` sequence.
+    half_width : int
+        Frames each side of the regression window.
+
+    Returns
+    -------
+    np.ndarray
+        Same shape: each feature's local slope, in its units per frame.
+    """
     padded = np.pad(frames, ((half_width, half_width), (0, 0)), mode="edge")
     total = np.zeros_like(frames)
     n = len(frames)
@@ -262,7 +392,27 @@ def deltas(frames: np.ndarray, *, half_width: int = DELTA_HALF_WIDTH) -> np.ndar
 
 
 def feature_sequence(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
-    """The per-frame feature sequence ``(frames, num_features)`` of one recording."""
+    """The per-frame features of one recording (``logmel`` and ``mfcc`` kinds).
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        1-D waveform at ``config.sample_rate`` Hz, full scale 1.
+    config : FeatureConfig
+        The features to compute.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(frames, num_features)``, one frame every ``hop_length / sample_rate``
+        seconds: log-mel energies or MFCCs (nepers), relative to the recording's own
+        reference when ``recording_mean_norm``, then their deltas (per frame).
+
+    Raises
+    ------
+    FeatureError
+        If ``samples`` is not a non-empty 1-D waveform.
+    """
     sequence = log_mel(samples, config=config)
     if config.kind == "mfcc":
         sequence = mfcc(sequence, n_mfcc=config.n_mfcc)
@@ -277,14 +427,34 @@ def feature_sequence(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarra
 
 
 def normalise_bands(sequence: np.ndarray, *, reference: str) -> np.ndarray:
-    """Each band of ``(frames, bands)`` relative to its mean or its loud frames.
+    """Each band relative to its mean or its loud frames over the recording.
 
     ``peak``: relative to the band's 90th percentile over the recording and
     floored ``PEAK_FLOOR`` below it. Heart sounds then sit near 0 whatever the
     device, and what fills the gaps between them (murmurs) is measured against
     the heart sounds of the same recording, which held up better on sites a
     model never saw than the mean reference did (docs/models.md).
+
+    Parameters
+    ----------
+    sequence : np.ndarray
+        ``(frames, bands)`` log energies (nepers).
+    reference : str
+        One of ``NORM_REFERENCES``: ``mean`` or ``peak``.
+
+    Returns
+    -------
+    np.ndarray
+        Same shape, in nepers above (positive) or below the reference; ``peak`` values
+        are at least ``-PEAK_FLOOR``.
+
+    Raises
+    ------
+    FeatureError
+        If ``reference`` is not one of ``NORM_REFERENCES``.
     """
+    if reference not in NORM_REFERENCES:
+        raise FeatureError(f"reference must be one of {NORM_REFERENCES}, not {reference!r}")
     if reference == "mean":
         return sequence - sequence.mean(axis=0, keepdims=True)
     loud = np.percentile(sequence, PEAK_PERCENTILE, axis=0, keepdims=True)
@@ -292,7 +462,21 @@ def normalise_bands(sequence: np.ndarray, *, reference: str) -> np.ndarray:
 
 
 def window_starts(num_frames: int, *, config: FeatureConfig) -> np.ndarray:
-    """Start frames of the windows covering ``num_frames`` (the tail is always covered)."""
+    """Where the model windows over a sequence start.
+
+    Parameters
+    ----------
+    num_frames : int
+        Length of the sequence, frames (beats, for ``cycles``).
+    config : FeatureConfig
+        Window length and step (``frames_per_window``, ``frames_per_hop``).
+
+    Returns
+    -------
+    np.ndarray
+        int64 start frames, every ``frames_per_hop`` frames, plus one more so that the
+        last window ends at the sequence's end; ``[0]`` when one window covers it all.
+    """
     width, hop = config.frames_per_window, config.frames_per_hop
     if num_frames <= width:
         return np.zeros(1, dtype=np.int64)
@@ -303,11 +487,32 @@ def window_starts(num_frames: int, *, config: FeatureConfig) -> np.ndarray:
 
 
 def sequence_windows(sequence: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Slice a feature sequence into windows; returns ``(windows, start_frames)``.
+    """Slice a feature sequence into overlapping model windows.
 
     A sequence shorter than one window is repeated to fill it (a heart-sound
     recording is quasi-periodic, so this keeps its statistics unlike zero padding).
+
+    Parameters
+    ----------
+    sequence : np.ndarray
+        ``(frames, features)`` feature sequence, at least one frame.
+    config : FeatureConfig
+        Window length and step, frames.
+
+    Returns
+    -------
+    windows : np.ndarray
+        ``(n, frames_per_window, features)`` views into ``sequence``.
+    start_frames : np.ndarray
+        int64 ``(n,)`` first frame of each window.
+
+    Raises
+    ------
+    FeatureError
+        If ``sequence`` is not 2-D or has no frame.
     """
+    if sequence.ndim != 2 or len(sequence) == 0:
+        raise FeatureError(f"need a (frames, features) sequence with frames, not shape {sequence.shape}")
     width = config.frames_per_window
     if len(sequence) < width:
         sequence = sequence[np.arange(width) % len(sequence)]
@@ -317,7 +522,26 @@ def sequence_windows(sequence: np.ndarray, *, config: FeatureConfig) -> tuple[np
 
 
 def batch_windows(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> WindowBatch:
-    """Windows of many recordings (each 1-D at ``config.sample_rate``) in one batch."""
+    """The model windows of many recordings in one batch.
+
+    Parameters
+    ----------
+    recordings : sequence of np.ndarray
+        1-D waveforms at ``config.sample_rate`` Hz, full scale 1, of any length.
+    config : FeatureConfig
+        The features; ``cycles`` goes through ``beat_batch``.
+
+    Returns
+    -------
+    WindowBatch
+        Every recording's windows in input order, with their recording index and their
+        bounds in seconds (the last window of a recording ends at its end).
+
+    Raises
+    ------
+    FeatureError
+        If a recording is not a non-empty 1-D waveform (``logmel`` and ``mfcc``).
+    """
     if config.kind == "cycles":
         return beat_batch(recordings, config=config)
     seconds_per_frame = config.hop_length / config.sample_rate
@@ -341,7 +565,22 @@ def batch_windows(recordings: Sequence[np.ndarray], *, config: FeatureConfig) ->
 
 
 def beat_batch(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> WindowBatch:
-    """Windows of consecutive beats of many recordings (``cycles`` features)."""
+    """Windows of consecutive heart beats of many recordings (``cycles`` features).
+
+    Parameters
+    ----------
+    recordings : sequence of np.ndarray
+        1-D waveforms at ``config.sample_rate`` Hz, full scale 1.
+    config : FeatureConfig
+        ``beats_per_window`` and ``beats_hop`` (beats), and the optional beat measures.
+
+    Returns
+    -------
+    WindowBatch
+        ``(n, beats_per_window, num_features)`` windows of ``ml.cycles`` beat measures;
+        ``start_s``/``end_s`` are the first beat's start and the last beat's end, seconds,
+        and ``beats`` holds each recording's measures.
+    """
     from ml import cycles
 
     parts, owners, starts_s, ends_s, beats = [], [], [], [], []

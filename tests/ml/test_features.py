@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ml import features
+from ml.errors import FeatureError
 from ml.features import FeatureConfig, batch_windows, feature_sequence, log_mel, window_starts
 
 CONFIG = FeatureConfig()
@@ -30,6 +31,43 @@ def test_it_rejects_unknown_or_invalid_settings() -> None:
         FeatureConfig.from_dict({**CONFIG.to_dict(), "colour": "blue"})
     with pytest.raises(ValueError):
         FeatureConfig(band_low_hz=500.0, band_high_hz=400.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"kind": "chroma"}, "feature kind"),
+        ({"norm_reference": "median"}, "norm_reference"),
+        ({"band_high_hz": 1200.0}, "band"),  # above the 1 kHz Nyquist frequency
+        ({"hop_length": 0}, "hop_length"),
+        ({"n_fft": 32}, "hop_length <= n_fft"),
+        ({"window_hop_s": 0.0}, "positive"),
+        ({"n_mels": 0}, "mel band"),
+        ({"kind": "mfcc", "n_mfcc": 30}, "n_mfcc <= n_mels"),
+        ({"kind": "cycles", "beats_hop": 0}, "beats_hop"),
+        ({"window_s": 0.01}, "holds no frame"),  # 20 samples, under one 50-sample hop
+    ],
+)
+def test_it_refuses_settings_that_describe_no_features(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(FeatureError, match=message) as refused:
+        FeatureConfig(**settings)  # type: ignore[arg-type]
+    assert isinstance(refused.value, ValueError)  # callers catching ValueError still do
+
+
+def test_it_refuses_unknown_settings_in_a_stored_config() -> None:
+    with pytest.raises(FeatureError, match="unknown feature settings: \\['colour'\\]"):
+        FeatureConfig.from_dict({**CONFIG.to_dict(), "colour": "blue"})
+
+
+def test_it_refuses_inputs_without_samples_or_frames() -> None:
+    with pytest.raises(FeatureError, match="1-D waveform"):
+        log_mel(np.zeros(0), config=CONFIG)
+    with pytest.raises(FeatureError, match="1-D waveform"):
+        batch_windows([np.zeros((RATE, 2))], config=CONFIG)  # stereo
+    with pytest.raises(FeatureError, match="sequence with frames"):
+        features.sequence_windows(np.zeros((0, CONFIG.n_mels)), config=CONFIG)
+    with pytest.raises(FeatureError, match="reference"):
+        features.normalise_bands(np.zeros((4, 2)), reference="median")
 
 
 def test_it_covers_a_ten_second_recording_with_overlapping_windows() -> None:
