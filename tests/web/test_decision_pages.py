@@ -77,7 +77,7 @@ def test_it_shows_decisions_and_counts_uncertain_on_the_batch_page(
     body = member_client.get(f"/batches/{batch.pk}/").content.decode()
 
     rows = body.split("<tbody>")[1]
-    cells = [row.split("<td data-decision>")[1].split("</td>")[0] for row in rows.split("<tr>")[1:]]
+    cells = [row.split(" data-decision>")[1].split("</td>")[0] for row in rows.split("<tr>")[1:]]
     assert 'badge uncertain"' in cells[0] and REASON in cells[0]
     assert f">{decided.label}</span>" in cells[1]
     assert cells[2] == "–"
