@@ -10,7 +10,6 @@ reports again.
 """
 
 import csv
-import html
 import io
 import json
 import tempfile
@@ -22,6 +21,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from django.conf import settings
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone
 
 from jobs import storage
@@ -256,11 +256,12 @@ def _write_rows(
     text = io.TextIOWrapper(csv_file, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(csv_columns(tally.classes))
+    html_rows = HtmlRows(rows_html)
     for row in _rows(batch):
         verdict = verdicts.for_row(row)
         tally.add(row, verdict)
         writer.writerow(_csv_row(row, verdict, tally.classes, batch))
-        rows_html.write(_html_row(row, verdict).encode())
+        html_rows.add(_row_cells(row, verdict))
         if verdict is not None and verdict.decision in (calibration.UNCERTAIN, verdicts.RE_RECORD):
             entry = {"path": row["path"], "reasons": verdict.reasons}
             spool = unsure.re_record if verdict.re_record else unsure.uncertain
@@ -269,6 +270,7 @@ def _write_rows(
         if review is not None:
             entry = {"path": row["path"], **_review_entry(review)}
             unsure.reviewed.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+    html_rows.flush()
     text.detach()
 
 
@@ -379,174 +381,157 @@ def _spool() -> IO[bytes]:
 
 
 # --- HTML -----------------------------------------------------------------
+#
+# The page is jobs/templates/jobs/reports/batch_report.html (autoescaped); the
+# files' rows (report_rows.html) are rendered while they are read, spooled, and
+# streamed into the page where its rows comment stands: no report is held in memory.
 
-_STYLE = """
-body{font:15px/1.5 system-ui,sans-serif;color:#1d232a;max-width:1100px;margin:2rem auto;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
-.meta{color:#55606b}table{border-collapse:collapse;margin:.5rem 0}
-td,th{border:1px solid #d5dbe1;padding:.25rem .6rem;text-align:left}th{background:#f1f4f7}
-td.n{text-align:right;font-variant-numeric:tabular-nums}.cards{display:flex;gap:1rem;flex-wrap:wrap}
-.card{border:1px solid #d5dbe1;border-radius:6px;padding:.6rem 1rem;min-width:9rem}
-.card b{display:block;font-size:1.5rem}.failed,.rejected{color:#a1260d}
-.warning{border:1px solid #f0d49a;background:#fdf6e3;color:#7a4a00;border-radius:6px;padding:.6rem 1rem}
-.reasons{color:#55606b;font-size:.85em}.flag{color:#7a4a00;font-size:.85em}
-"""
-
-
-_DECISIONS_NOTE = (
-    "<p class=meta><em>re-record</em>: the recording is unusable, so it gets no result (its class, "
-    "confidence and heart rate are not counted); <em>uncertain</em>: re-record or have a clinician "
-    "review it. Each file's decision below shows the probability and the threshold it was made with.</p>"
-)
+REPORT_TEMPLATE = "jobs/reports/batch_report.html"
+ROWS_TEMPLATE = "jobs/reports/report_rows.html"
+ROWS_MARK = "<!--rows-->"
+ROWS_PER_RENDER = 500  # a template render costs more than the rows in it: render them in groups
+FIGURES = [
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("macc", "MAcc (mean of the two)"),
+    ("accuracy", "accuracy"),
+]
+HISTOGRAM_WIDTH, HISTOGRAM_HEIGHT = 420, 160
 
 
 def _write_html(batch: Batch, summary: dict[str, Any], rows_html: IO[bytes], page: IO[bytes]) -> None:
-    page.write(_html_head(batch, summary).encode())
+    head, foot = render_to_string(REPORT_TEMPLATE, _page_context(batch, summary)).split(ROWS_MARK)
+    page.write(head.encode())
     rows_html.seek(0)
     while block := rows_html.read(storage.READ_BLOCK):
         page.write(block)
-    page.write(b"</tbody></table></body></html>\n")
+    page.write(foot.encode())
 
 
-def _html_head(batch: Batch, summary: dict[str, Any]) -> str:
-    e = html.escape
+def _page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
     counts = summary["counts"]
-    cards = "".join(
-        f'<div class="card"><b>{value}</b>{e(name)}</div>'
-        for name, value in [("files", counts["files"]), *sorted(counts["by_class"].items())]
-    )
-    statuses = _table(["status", "files"], sorted(counts["by_status"].items()))
-    errors = _table(["reason", "files"], sorted(counts["by_error"].items())) if counts["by_error"] else ""
-    histogram = _histogram_svg(summary["confidence_histogram"]["counts"])
-    decisions = counts.get("by_decision") or {}
-    decided = _table(["decision", "files"], sorted(decisions.items())) if decisions else ""
-    warning = summary.get("shift_warning")
-    shift = f'<p class="warning" role="alert"><b>Batch shift.</b> {e(warning)}</p>' if warning else ""
-    site = f" · site {e(summary['site']['name'])}" if summary.get("site") else ""
-    counted = summary.get("reviews") or {}
-    reviewed = (
-        f"<p data-reviews>{counted['reviewed']} recording(s) reviewed by a clinician, "
-        f"{counted['overridden']} overridden (given another class than the model's). The figures "
-        "here are the model's; reviews change none of them.</p>"
-        if counted.get("reviewed")
-        else "<p data-reviews>No recording has been reviewed by a clinician yet.</p>"
-    )
-    site_rules = "".join(
-        f"<p>Decisions of {rule['predictions']} file(s) were made with the calibration of site "
-        f"{e(rule['site'])} (v{rule['version']}) instead of the model's own threshold.</p>"
-        for rule in summary.get("site_calibrations") or []
-    )
-    return (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>LubDub report: {e(batch.name)}"
-        f"</title><style>{_STYLE}</style></head><body><h1>Screening report: {e(batch.name)}</h1>"
-        f'<p class="meta">{e(summary["organisation"])} · model {e(summary["model_version"])}{site} · '
-        f"status {e(batch.get_status_display())} · batch {e(str(batch.pk))}</p>"
-        f"<p>A screening aid, not a diagnosis: an <em>abnormal</em> result means the recording "
-        f"should be reviewed by a clinician.</p>{shift}{site_rules}{reviewed}<div class=cards>{cards}</div>"
-        f"{decided and '<h2>Decisions</h2>' + _DECISIONS_NOTE + decided}"
-        f"<h2>Files by status</h2>{statuses}{errors and '<h2>Why files were not analysed</h2>' + errors}"
-        f"<h2>Confidence of the predicted class</h2>{histogram}"
-        f"{_metrics_html(summary['metrics'])}"
-        "<h2>Every file</h2><table><thead><tr><th>file</th><th>status</th><th>result</th>"
-        "<th>decision</th><th>quality</th><th>heart rate (bpm)</th><th>truth</th>"
-        "<th>reason</th><th>clinician's review</th>"
-        "</tr></thead><tbody>"
-    )
+    decisions, errors = counts.get("by_decision") or {}, counts["by_error"]
+    return {
+        "name": batch.name,
+        "status": batch.get_status_display(),
+        "batch_id": str(batch.pk),
+        "summary": summary,
+        "reviews": summary.get("reviews") or {},
+        "cards": [
+            {"value": value, "name": name}
+            for name, value in [("files", counts["files"]), *sorted(counts["by_class"].items())]
+        ],
+        "decisions": _table(["decision", "files"], sorted(decisions.items())) if decisions else None,
+        "statuses": _table(["status", "files"], sorted(counts["by_status"].items())),
+        "errors": _table(["reason", "files"], sorted(errors.items())) if errors else None,
+        "histogram": _histogram(summary["confidence_histogram"]["counts"]),
+        "metrics": _metrics(summary["metrics"]),
+    }
 
 
-def _html_row(row: dict[str, Any], verdict: Verdict | None) -> str:
-    e = html.escape
-    status = row["file_status"] or "pending"
-    cells = [
-        e(row["path"]),
-        f'<span class="{e(status)}">{e(status)}</span>',
-        e(verdict.label or "") if verdict else "",
-        _decision_html(verdict) if verdict else "",
-        e(row["quality"] or ""),
-        _heart_rate_html(verdict) if verdict else "",
-        e(row["label"] or ""),
-        e(row["error"] or ""),
-        _review_html(reviews.row_review(row)),
-    ]
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+class HtmlRows:
+    """Rows of the report's table, rendered a group at a time into a spool, one line each."""
+
+    def __init__(self, spool: IO[bytes]) -> None:
+        self.spool = spool
+        self.template = get_template(ROWS_TEMPLATE)
+        self.pending: list[dict[str, Any]] = []
+
+    def add(self, cells: dict[str, Any]) -> None:
+        self.pending.append(cells)
+        if len(self.pending) >= ROWS_PER_RENDER:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            lines = self.template.render({"rows": self.pending}).rstrip("\n")
+            self.spool.write(lines.encode() + b"\n")
+            self.pending = []
 
 
-def _review_html(review: reviews.LatestReview | None) -> str:
-    """'normal (overridden) by alice, 2026-03-02 10:15' and the note, or nothing."""
-    if review is None:
-        return ""
-    e = html.escape
-    when = f", {review.reviewed_at:%Y-%m-%d %H:%M}" if review.reviewed_at else ""
-    note = f'<br><span class="reasons">{e(review.note)}</span>' if review.note else ""
-    return f"{e(review.label)} ({e(review.action)}) by {e(review.reviewed_by)}{when}{note}"
+def _row_cells(row: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
+    """One file's cells for report_rows.html: the decision with how it was made
+    ('p(abnormal) 0.42, threshold 0.39') and any reasons, the heart rate and its flag."""
+    shown = verdict or NO_VERDICT
+    rate = shown.heart_rate
+    review = reviews.row_review(row)
+    return {
+        "path": row["path"],
+        "status": row["file_status"] or "pending",
+        "label": shown.label or "",
+        "outcome": shown.outcome,
+        "notes": [note for note in (shown.rule_text, "; ".join(shown.reasons)) if note],
+        "quality": row["quality"] or "",
+        "heart_rate": "" if rate.bpm is None else f"{rate.bpm:.0f}",
+        "heart_rate_flag": rate.bpm is not None and bool(rate.flag),
+        "heart_rate_note": rate.note,
+        "truth": row["label"] or "",
+        "error": row["error"] or "",
+        "review": _review_cell(review) if review else None,
+    }
 
 
-def _decision_html(verdict: Verdict) -> str:
-    """The outcome, then how it was made ('p(abnormal) 0.42, threshold 0.39') and any reasons."""
-    e = html.escape
-    notes = [note for note in (verdict.rule_text, "; ".join(verdict.reasons)) if note]
-    lines = "".join(f'<br><span class="reasons">{e(note)}</span>' for note in notes)
-    return f"{e(verdict.outcome)}{lines}"
+def _review_cell(review: reviews.LatestReview) -> dict[str, str]:
+    """'normal (overridden) by alice, 2026-03-02 10:15' and the note."""
+    return {
+        "label": review.label,
+        "action": review.action,
+        "reviewed_by": review.reviewed_by,
+        "when": f", {review.reviewed_at:%Y-%m-%d %H:%M}" if review.reviewed_at else "",
+        "note": review.note,
+    }
 
 
-def _heart_rate_html(verdict: Verdict) -> str:
-    rate = verdict.heart_rate
-    if rate.bpm is None:
-        return ""
-    flag = f'<br><span class="flag">check: {html.escape(rate.note)}</span>' if rate.flag else ""
-    return f"{rate.bpm:.0f}{flag}"
+def _table(header: list[str], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """_table.html's header and cells; numbers are right-aligned (class n)."""
+    return {
+        "header": header,
+        "rows": [
+            [{"kind": "n" if isinstance(cell, int | float) else "", "text": str(cell)} for cell in row]
+            for row in rows
+        ],
+    }
 
 
-def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(str(name))}</th>" for name in header)
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="{"n" if isinstance(c, int | float) else ""}">{e(str(c))}</td>' for c in row)
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _histogram_svg(counts: list[int]) -> str:
-    width, height, bar = 420, 160, 420 // len(counts)
+def _histogram(counts: list[int]) -> dict[str, Any]:
+    """_histogram.html's bars (a count above each) and axis ticks, in SVG user units."""
+    height, bar = HISTOGRAM_HEIGHT, HISTOGRAM_WIDTH // len(counts)
     peak = max(counts) or 1
     bars = []
     for index, count in enumerate(counts):
         bar_height = round((height - 30) * count / peak)
         x, y = index * bar, height - 20 - bar_height
         bars.append(
-            f'<rect x="{x + 2}" y="{y}" width="{bar - 4}" height="{bar_height}" fill="#2f6f9f">'
-            f"<title>{index / len(counts):.1f}-{(index + 1) / len(counts):.1f}: {count}</title></rect>"
-            f'<text x="{x + bar / 2}" y="{y - 3}" font-size="11" text-anchor="middle">{count or ""}</text>'
+            {
+                "x": x + 2,
+                "y": y,
+                "width": bar - 4,
+                "height": bar_height,
+                "title": f"{index / len(counts):.1f}-{(index + 1) / len(counts):.1f}: {count}",
+                "label_x": str(x + bar / 2),
+                "label_y": y - 3,
+                "label": count or "",
+            }
         )
-    axis = "".join(
-        f'<text x="{i * bar}" y="{height - 5}" font-size="11">{i / len(counts):.1f}</text>'
+    ticks = [
+        {"x": i * bar, "y": height - 5, "label": f"{i / len(counts):.1f}"}
         for i in range(0, len(counts) + 1, 2)
-    )
-    return (
-        f'<svg role="img" aria-label="confidence histogram" width="{width + 20}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}{axis}</svg>'
-    )
+    ]
+    return {"width": HISTOGRAM_WIDTH + 20, "height": height, "bars": bars, "ticks": ticks}
 
 
-def _metrics_html(metrics: dict[str, Any] | None) -> str:
+def _metrics(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     if not metrics:
-        return "<p>No ground truth was supplied (labels.csv), so no accuracy figures.</p>"
-    e = html.escape
+        return None
     classes = metrics["confusion_matrix"]["classes"]
     matrix = metrics["confusion_matrix"]["rows_truth_columns_predicted"]
-    rows = [(f"truth: {name}", *matrix[i]) for i, name in enumerate(classes)]
-    figures = [
-        (name, f"{metrics[key]:.3f}")
-        for key, name in [("sensitivity", "sensitivity"), ("specificity", "specificity"),
-                          ("macc", "MAcc (mean of the two)"), ("accuracy", "accuracy")]
-        if metrics.get(key) is not None
-    ]  # fmt: skip
-    return (
-        f"<h2>Against the ground truth ({metrics['labelled']} labelled files)</h2>"
-        f"{_table(['', *[f'predicted: {c}' for c in classes]], rows)}"
-        f"{_table(['measure', 'value'], figures)}"
-        f"<p class=meta>Positive class: {e(str(metrics.get('positive_class', '-')))}.</p>"
-    )
+    figures = [(name, f"{metrics[key]:.3f}") for key, name in FIGURES if metrics.get(key) is not None]
+    return {
+        "labelled": metrics["labelled"],
+        "matrix": _table(
+            ["", *[f"predicted: {name}" for name in classes]],
+            [(f"truth: {name}", *matrix[i]) for i, name in enumerate(classes)],
+        ),
+        "figures": _table(["measure", "value"], figures),
+        "positive_class": str(metrics.get("positive_class", "-")),
+    }

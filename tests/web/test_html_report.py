@@ -1,0 +1,108 @@
+"""The batch report's HTML page: escaped text, one table line per file, every part in place."""
+
+from typing import Any
+
+from django.utils import timezone
+
+from jobs import storage
+from jobs.models import Batch, Membership, Prediction, Recording, Report
+from jobs.services import reports, reviews
+from jobs.services.reports import write_reports
+from tests import factories
+
+MARKUP = "<script>alert(\"x\")</script> & 'q'"
+ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;q&#x27;"
+SCREENING = {"positive_class": "abnormal", "decision_threshold": 0.5}
+
+
+def _finished_batch(**fields: Any) -> tuple[Batch, Any]:
+    membership = factories.MembershipFactory(role=Membership.Role.ADMIN)
+    version = factories.ModelVersionFactory(classes=["normal", "abnormal"], manifest=SCREENING)
+    batch = factories.BatchFactory(
+        organisation=membership.organisation,
+        created_by=membership.user,
+        model_version=version,
+        status=Batch.Status.COMPLETED,
+        finished_at=timezone.now(),
+        **fields,
+    )
+    return batch, membership.user
+
+
+def _page(batch: Batch) -> str:
+    return storage.read_bytes(Report.objects.get(batch=batch, format="html").storage_key).decode()
+
+
+def _file_lines(page: str) -> tuple[str, list[str]]:
+    """The page up to the table of files, and what follows, line by line."""
+    head, _, files = page.rpartition("<tbody>")
+    return head, files.split("\n")
+
+
+def test_it_escapes_every_text_an_uploader_or_reviewer_wrote(db: None) -> None:
+    batch, member = _finished_batch(name=f"week {MARKUP}", total_count=2)
+    recording = factories.RecordingFactory(batch=batch, path=f"clinic/{MARKUP}.wav", label="abnormal")
+    factories.PredictionFactory(recording=recording, raw_probability=0.9, heart_rate_bpm=250.0)
+    factories.RecordingFactory(
+        batch=batch,
+        path="notes.txt",
+        status=Recording.Status.REJECTED,
+        storage_key="",
+        sha256="",
+        error_code="not_audio",
+        error_message=f"not audio: {MARKUP}",
+    )
+    reviews.review_recording(member, recording, batch=batch, label="normal", note=MARKUP)
+
+    write_reports(batch.pk)
+    page = _page(batch)
+
+    assert "<script>" not in page
+    assert f"<title>LubDub report: week {ESCAPED}</title>" in page
+    row = next(line for line in _file_lines(page)[1] if "clinic/" in line)
+    assert row.startswith(f'<tr><td>clinic/{ESCAPED}.wav</td><td><span class="pending">pending</span></td>')
+    assert '<td>abnormal<br><span class="reasons">p(abnormal) 0.90, threshold 0.50</span></td>' in row
+    assert '<td>250<br><span class="flag">check: 250 bpm' in row
+    assert f" by {member.username}, " in row and row.endswith(
+        f'<br><span class="reasons">{ESCAPED}</span></td></tr>'
+    )
+    assert f"<td>not audio: {ESCAPED}</td>" in page
+    assert '<td class="">not_audio</td><td class="n">1</td>' in page  # why files were not analysed
+
+
+def test_it_writes_one_line_per_file_across_render_groups(db: None) -> None:
+    files = reports.ROWS_PER_RENDER + 3
+    batch, _ = _finished_batch(name="big", total_count=files)
+    recordings = Recording.objects.bulk_create(
+        Recording(batch=batch, organisation=batch.organisation, path=f"r{i:04}.wav", sha256=f"{i:064x}")
+        for i in range(files)
+    )
+    Prediction.objects.bulk_create(
+        Prediction(
+            recording=recording,
+            batch=batch,
+            model_version=batch.model_version,
+            label="normal",
+            decision="normal",
+            probabilities={"normal": 0.8, "abnormal": 0.2},
+            raw_probability=0.2,
+            confidence=0.8,
+            quality="good",
+            input_sha256=recording.sha256,
+            feature_fingerprint="f" * 64,
+        )
+        for recording in recordings
+    )
+
+    write_reports(batch.pk)
+    head, lines = _file_lines(_page(batch))
+
+    rows = lines[:-2]
+    assert [row[8:13] for row in rows] == [f"r{i:04}" for i in range(files)]
+    assert rows[0] == (
+        '<tr><td>r0000.wav</td><td><span class="pending">pending</span></td><td>normal</td>'
+        '<td>normal<br><span class="reasons">p(abnormal) 0.20, threshold 0.50</span></td>'
+        "<td>good</td><td></td><td></td><td></td><td></td></tr>"
+    )
+    assert head.endswith("<th>reason</th><th>clinician's review</th></tr></thead>")
+    assert lines[-2:] == ["</tbody></table></body></html>", ""]
