@@ -6,6 +6,8 @@ from celery import Celery
 from django.conf import settings
 from kombu import Queue
 
+from jobs.services import queue
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 # Two worker processes each using the default BLAS/TensorFlow thread pools ran
 # 4-9x slower on a 2-core machine than single-threaded ones: pin the pools to
@@ -16,26 +18,24 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 app = Celery("lubdub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-QUEUES = ("interactive", "ingest", "analyze", "reports", "default")
 # Each queue gets its own routing key: with the default one they would all share
 # a key, and every message would be copied into every queue.
-app.conf.task_queues = [Queue(name, routing_key=name) for name in QUEUES]
-# Routing lives here so the producer never has to name a queue; the analyse
-# task is sent to `interactive` explicitly for single-file uploads.
+app.conf.task_queues = [Queue(name, routing_key=name) for name in queue.QUEUES]
+app.conf.task_default_queue = queue.DEFAULT_QUEUE
+# Routing lives here so a task sent without a queue goes to its own; single-file
+# uploads are sent to `interactive` explicitly (jobs.services.queue).
 app.conf.task_routes = {
-    "lubdub.ingest_batch": {"queue": "ingest"},
-    "lubdub.analyze_chunk": {"queue": "analyze"},
-    "lubdub.write_reports": {"queue": "reports"},
-    "lubdub.*": {"queue": "default"},
+    **{name: {"queue": destination} for name, destination in queue.ROUTES.items()},
+    "lubdub.*": {"queue": queue.DEFAULT_QUEUE},
 }
 app.conf.beat_schedule = {
-    "heartbeat": {"task": "lubdub.heartbeat", "schedule": 30.0},
-    "sweep": {"task": "lubdub.sweep", "schedule": float(settings.CELERY_BEAT_SWEEP_SECONDS)},
-    "start-due-reanalyses": {"task": "lubdub.start_due_reanalyses", "schedule": 60.0},
+    "heartbeat": {"task": queue.HEARTBEAT_TASK, "schedule": 30.0},
+    "sweep": {"task": queue.SWEEP_TASK, "schedule": float(settings.CELERY_BEAT_SWEEP_SECONDS)},
+    "start-due-reanalyses": {"task": queue.START_DUE_REANALYSES_TASK, "schedule": 60.0},
     # Listing every audio object: cheap per hour (one LIST per 1,000 packs), not per minute.
-    "sweep-storage": {"task": "lubdub.sweep_storage", "schedule": 3600.0},
+    "sweep-storage": {"task": queue.SWEEP_STORAGE_TASK, "schedule": 3600.0},
     # Uploads expire after hours (LUBDUB_UPLOAD_EXPIRY_SECONDS): an hourly pass is soon enough.
-    "expire-uploads": {"task": "lubdub.expire_uploads", "schedule": 3600.0},
+    "expire-uploads": {"task": queue.EXPIRE_UPLOADS_TASK, "schedule": 3600.0},
 }
 app.autodiscover_tasks(["workers"])
 app.autodiscover_tasks(["workers"], related_name="plots")

@@ -106,11 +106,15 @@ choose_port() {
 # The ports of the services started from this state folder, stopped or not.
 service_ports() { cat "$STATE/pg/port" "$STATE/redis/port" "$STATE/s3/port" 2>/dev/null | paste -sd, - || true; }
 
+# start_worker NAME CONCURRENCY QUEUE-OPTION...: the queues are named in
+# jobs/services/queue.py; a worker takes them all but those it excludes (-X), or
+# those it names (-Q).
 start_worker() {
-  local name=$1 queues=$2 concurrency=$3
+  local name=$1 concurrency=$2
+  shift 2
   alive "$RUN/$name.pid" && return
   rm -f "$RUN/$name.pid"
-  "$VENV/bin/celery" -A config worker -n "$name@%h" -Q "$queues" -c "$concurrency" \
+  "$VENV/bin/celery" -A config worker -n "$name@%h" "$@" -c "$concurrency" \
     --loglevel INFO --logfile "$LOG/$name.log" --pidfile "$RUN/$name.pid" --detach
   started "$name"
 }
@@ -135,9 +139,10 @@ up() {
       --error-logfile "$LOG/web.log" --capture-output
     started web
   fi
-  start_worker worker-bulk ingest,analyze,reports,default 2
-  # A worker of its own for single-file uploads, so they overtake bulk work.
-  start_worker worker-interactive interactive 1
+  # Every queue but the interactive one, which has a worker of its own so that
+  # single-file uploads overtake bulk work.
+  start_worker worker-bulk 2 -X interactive
+  start_worker worker-interactive 1 -Q interactive
   if ! alive "$RUN/beat.pid"; then
     "$VENV/bin/celery" -A config beat --loglevel INFO --logfile "$LOG/beat.log" \
       --pidfile "$RUN/beat.pid" --schedule "$RUN/celerybeat-schedule" --detach

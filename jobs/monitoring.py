@@ -8,21 +8,20 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import kombu.exceptions
 import redis
 from django.conf import settings
 from django.utils import timezone
 
 from jobs.models import WorkerHeartbeat
+from jobs.services import queue
 
 logger = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_SECONDS = 1.0
 INSPECT_TIMEOUT_SECONDS = 0.8
 HEARTBEAT_FRESH = timedelta(minutes=3)
-# kombu's Redis transport keeps one list per queue and priority step; the
-# default steps are 0, 3, 6 and 9, the first one under the bare queue name.
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
+BROKER_READ_ERRORS = (kombu.exceptions.KombuError, redis.RedisError, OSError)
 
 
 @dataclass(frozen=True)
@@ -43,37 +42,29 @@ class QueueStatus:
         return None if self.depths is None else sum(self.depths.values())
 
 
-def queue_names() -> list[str]:
-    from config.celery_app import QUEUES
-
-    return list(QUEUES)
-
-
-def _queue_keys(name: str) -> list[str]:
-    return [name if step == 0 else f"{name}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
-
-
 def queue_depths() -> dict[str, int] | None:
-    """Messages waiting in each Celery queue (Redis LLEN), or None if Redis is down."""
-    client = redis.Redis.from_url(
-        settings.CELERY_BROKER_URL,
-        socket_timeout=BROKER_TIMEOUT_SECONDS,
-        socket_connect_timeout=BROKER_TIMEOUT_SECONDS,
-    )
-    names = queue_names()
+    """Messages waiting in each Celery queue, or None if the broker did not answer.
+
+    Asked through kombu (a queue declaration answers with its message count), so
+    the transport's own layout, such as Redis's one list per priority step, is
+    kombu's business.
+    """
+    from config.celery_app import app
+
+    timeouts = {"socket_timeout": BROKER_TIMEOUT_SECONDS, "socket_connect_timeout": BROKER_TIMEOUT_SECONDS}
     try:
-        pipeline = client.pipeline(transaction=False)
-        for name in names:
-            for key in _queue_keys(name):
-                pipeline.llen(key)
-        lengths = pipeline.execute()
-    except redis.RedisError:
+        with app.connection_for_read(
+            settings.CELERY_BROKER_URL, connect_timeout=BROKER_TIMEOUT_SECONDS, transport_options=timeouts
+        ) as connection:
+            connection.ensure_connection(max_retries=0)
+            channel = connection.default_channel
+            return {
+                name: int(app.amqp.queues[name].bind(channel).queue_declare().message_count)
+                for name in queue.QUEUES
+            }
+    except BROKER_READ_ERRORS:
         logger.warning("broker did not answer the queue depth check", exc_info=True)
         return None
-    finally:
-        client.close()
-    steps = len(PRIORITY_STEPS)
-    return {name: int(sum(lengths[i * steps : (i + 1) * steps])) for i, name in enumerate(names)}
 
 
 def answering_workers() -> dict[str, list[str]]:
@@ -85,7 +76,7 @@ def answering_workers() -> dict[str, list[str]]:
     except (OSError, redis.RedisError):
         logger.warning("broker did not answer the worker inspection", exc_info=True)
         return {}
-    return {hostname: sorted(queue["name"] for queue in queues) for hostname, queues in replies.items()}
+    return {hostname: sorted(consumed["name"] for consumed in queues) for hostname, queues in replies.items()}
 
 
 def workers() -> list[Worker]:

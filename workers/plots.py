@@ -2,13 +2,12 @@
 
 from celery import shared_task
 
-from jobs.services import plots, waveform
+from jobs.services import plots, queue, waveform
 from jobs.storage import StorageUnavailable
 
 
 @shared_task(
-    name=plots.TASK_NAME,
-    queue=plots.TASK_QUEUE,
+    name=queue.PLOTS_TASK,
     autoretry_for=(StorageUnavailable,),
     retry_backoff=True,
     retry_backoff_max=60,
@@ -19,8 +18,7 @@ def render_plots(recording_id: int, model_version_id: int | None) -> list[str]:
 
 
 @shared_task(
-    name=waveform.TASK_NAME,
-    queue=waveform.TASK_QUEUE,
+    name=queue.WAVEFORM_TASK,
     autoretry_for=(StorageUnavailable,),
     retry_backoff=True,
     retry_backoff_max=60,

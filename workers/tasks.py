@@ -15,7 +15,17 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
-from jobs.services import analysis, ingest, lifecycle, media_folder, reports, resumable, sweeper, webhooks
+from jobs.services import (
+    analysis,
+    ingest,
+    lifecycle,
+    media_folder,
+    queue,
+    reports,
+    resumable,
+    sweeper,
+    webhooks,
+)
 from workers import engine
 
 logger = logging.getLogger(__name__)
@@ -65,7 +75,7 @@ def _load_model(**_: Any) -> None:
         close_old_connections()
 
 
-@shared_task(name="lubdub.heartbeat")
+@shared_task(name=queue.HEARTBEAT_TASK)
 def heartbeat() -> str:
     """Record that a worker is alive and consuming."""
     hostname = socket.gethostname()
@@ -73,7 +83,7 @@ def heartbeat() -> str:
     return hostname
 
 
-@shared_task(name="lubdub.ingest_batch", **RETRY)
+@shared_task(name=queue.INGEST_TASK, **RETRY)
 def ingest_batch(batch_id: str) -> int:
     """Read an uploaded file into recordings; a single recording is analysed right here."""
     priority = Batch.objects.values_list("priority", flat=True).filter(pk=batch_id).first()
@@ -89,7 +99,7 @@ def ingest_batch(batch_id: str) -> int:
 
 # The task and queue names keep their spelling (analyze): they are what queued
 # messages, worker command lines and dashboards name.
-@shared_task(name="lubdub.analyze_chunk", **RETRY)
+@shared_task(name=queue.ANALYSE_TASK, **RETRY)
 def analyse_chunk(batch_id: str, analysis_ids: list[int]) -> int:
     summary = analysis.analyse_chunk(batch_id, analysis_ids, classify=engine.classify)
     return summary.claimed
@@ -107,14 +117,14 @@ class ReportTask(Task):
             logger.warning("batch %s: could not record the report failure", args[0], exc_info=True)
 
 
-@shared_task(name="lubdub.write_reports", base=ReportTask, **RETRY)
+@shared_task(name=queue.REPORTS_TASK, base=ReportTask, **RETRY)
 def write_reports(batch_id: str) -> int:
     written = reports.write_reports(batch_id)
     webhooks.notify_finished(batch_id, reports_done=True)
     return len(written)
 
 
-@shared_task(name="lubdub.deliver_webhook", bind=True, **RETRY)
+@shared_task(name=queue.DELIVER_WEBHOOK_TASK, bind=True, **RETRY)
 def deliver_webhook(self: Task, batch_id: str) -> None:
     """Post a finished batch's summary; a receiver that is down is tried again with backoff."""
     wait = webhooks.attempt_delivery(batch_id)
@@ -123,18 +133,18 @@ def deliver_webhook(self: Task, batch_id: str) -> None:
         raise self.retry(countdown=wait, max_retries=None)
 
 
-@shared_task(name="lubdub.sweep")
+@shared_task(name=queue.SWEEP_TASK)
 def sweep() -> dict[str, int]:
     return vars(sweeper.sweep())
 
 
-@shared_task(name="lubdub.sweep_storage", **RETRY)
+@shared_task(name=queue.SWEEP_STORAGE_TASK, **RETRY)
 def sweep_storage() -> int:
     """Audio objects no recording refers to (an interrupted delete or ingest) are deleted."""
     return lifecycle.sweep_orphans()
 
 
-@shared_task(name="lubdub.expire_uploads", **RETRY)
+@shared_task(name=queue.EXPIRE_UPLOADS_TASK, **RETRY)
 def expire_uploads() -> int:
     """Resumable uploads abandoned past their expiry: multipart uploads aborted, parts deleted."""
     return resumable.expire_abandoned()

@@ -217,7 +217,6 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -232,9 +231,7 @@ if LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS >= CELERY_TASK_TIME_LIMIT * 2:
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES_NAMES = ("interactive", "ingest", "analyze", "reports", "default")
-CELERY_TASK_ALWAYS_EAGER = False
+# Queues, routes and the default queue: config.celery_app, from jobs.services.queue.
 # Often enough that a stopped worker's claims are back in the queue within about
 # a minute (lease + one sweep); each sweep is a handful of indexed queries.
 CELERY_BEAT_SWEEP_SECONDS = env_int("LUBDUB_SWEEP_SECONDS", 20, minimum=1)

@@ -19,13 +19,11 @@ from django.core.cache import cache
 
 from jobs import storage
 from jobs.models import ModelVersion, Prediction, Recording
-from jobs.services import packs, verdicts
+from jobs.services import packs, queue, verdicts
 from ml import plots as drawing
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "lubdub.render_plots"
-TASK_QUEUE = "reports"
 # A render request is sent at most once per this window per image set, however
 # often the page polls; the task itself is safe to run twice.
 REQUEST_DEDUP_SECONDS = 120
@@ -91,9 +89,7 @@ def request_plots(recording: Recording, model_version: ModelVersion | None) -> b
     version_id = model_version.pk if model_version else None
     if not cache.add(f"plots:{recording.sha256}:{version_id}", 1, REQUEST_DEDUP_SECONDS):
         return False
-    from config.celery_app import app
-
-    app.send_task(TASK_NAME, args=[recording.pk, version_id], queue=TASK_QUEUE)
+    queue.send(queue.PLOTS_TASK, [recording.pk, version_id])
     return True
 
 

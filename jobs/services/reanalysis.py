@@ -21,14 +21,12 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from config.celery_app import app
 from jobs.models import Analysis, Batch, ModelVersion, Organisation, Prediction, Recording
 from jobs.services import access, defaults, progress, queue
 from jobs.services.refusals import Refused
 
 logger = logging.getLogger(__name__)
 
-START_TASK = "lubdub.start_reanalysis"
 NOW, AT, NEW_DEFAULT = "now", "at", "new_default"
 WHEN_CHOICES = (NOW, AT, NEW_DEFAULT)
 INSERT_BATCH = 2000
@@ -200,8 +198,7 @@ def _model_for(when: str, model_version: ModelVersion | None, organisation: Orga
 
 
 def send_start(batch_id: UUID | str) -> None:
-    batch_id = str(batch_id)
-    transaction.on_commit(lambda: app.send_task(START_TASK, args=[batch_id]))
+    queue.send_after_commit(queue.START_REANALYSIS_TASK, [str(batch_id)])
 
 
 # --- starting ---------------------------------------------------------------------------------

@@ -32,17 +32,15 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from config.celery_app import app
 from jobs import storage
 from jobs.models import ModelVersion, Organisation
-from jobs.services import access, defaults, reanalysis
+from jobs.services import access, defaults, queue, reanalysis
 from jobs.services.refusals import Refused
 from ml.bundle import DEFAULT_SCREENING_BUNDLE, Manifest, pack_bundle, unpack_bundle, verify_bundle
 from ml.errors import AudioError, BundleError
 
 logger = logging.getLogger(__name__)
 
-SMOKE_TEST_TASK = "lubdub.check_model"
 SMOKE_SAMPLE = Path(settings.BASE_DIR) / "samples" / "physionet" / "a0033.wav"
 Status = ModelVersion.Status
 
@@ -159,7 +157,7 @@ def register_upload(
             published=published,
         )
     version_id = version.pk
-    transaction.on_commit(lambda: app.send_task(SMOKE_TEST_TASK, args=[version_id, make_default]))
+    queue.send_after_commit(queue.SMOKE_TEST_TASK, [version_id, make_default])
     return version
 
 

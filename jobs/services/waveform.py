@@ -19,12 +19,10 @@ from django.core.cache import cache
 
 from jobs import storage
 from jobs.models import ModelVersion, Prediction, Recording
-from jobs.services import packs, verdicts
+from jobs.services import packs, queue, verdicts
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "lubdub.render_waveform"
-TASK_QUEUE = "reports"
 REQUEST_DEDUP_SECONDS = 120
 BINS_PER_SECOND = 200  # 5 ms: an S1 (about 120 ms) spans two dozen bins
 MAX_BINS = 120_000  # 10 minutes at the full rate; 240 KB of peaks, 320 KB as base64
@@ -86,10 +84,8 @@ def request_waveform(recording: Recording, model_version: ModelVersion | None) -
     band = band_of(model_version)
     if not cache.add(f"waveform:{peaks_key(recording, band)}", 1, REQUEST_DEDUP_SECONDS):
         return False
-    from config.celery_app import app
-
     version_id = model_version.pk if model_version else None
-    app.send_task(TASK_NAME, args=[recording.pk, version_id], queue=TASK_QUEUE)
+    queue.send(queue.WAVEFORM_TASK, [recording.pk, version_id])
     return True
 
 

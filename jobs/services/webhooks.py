@@ -40,14 +40,12 @@ from django.db.models import Count, Max, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from config.celery_app import app
 from jobs.models import Batch, Organisation, Prediction, Report, WebhookDelivery
 from jobs.services import access, queue
 from jobs.services.refusals import Refused
 
 logger = logging.getLogger(__name__)
 
-DELIVER_TASK = "lubdub.deliver_webhook"
 EVENT = "batch.finished"
 SIGNATURE_HEADER = "X-LubDub-Signature"
 URL_MAX_LENGTH = 500
@@ -209,7 +207,7 @@ def queue_missed(cutoff: Any) -> int:
 def _send_after_commit(batch_id: UUID | str) -> None:
     def send() -> None:
         try:
-            app.send_task(DELIVER_TASK, args=[str(batch_id)])
+            queue.send(queue.DELIVER_WEBHOOK_TASK, [str(batch_id)])
         except queue.BROKER_ERRORS as exc:
             logger.warning("batch %s: webhook not queued (%s); the sweeper queues it again", batch_id, exc)
 
