@@ -13,7 +13,6 @@ from celery.signals import celeryd_after_setup, worker_process_init
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 from django.utils import timezone
 
-from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
 from jobs.services import (
     analysis,
@@ -24,17 +23,15 @@ from jobs.services import (
     reports,
     resumable,
     sweeper,
+    transient,
     webhooks,
 )
 from workers import engine
 
 logger = logging.getLogger(__name__)
 
-# Storage and database failures (analysis.TRANSIENT_DATABASE_ERRORS: connections,
-# deadlocks, serialization failures) and the broker's connections.
-TRANSIENT = (storage.StorageUnavailable, *analysis.TRANSIENT_DATABASE_ERRORS, ConnectionError)
 RETRY = {
-    "autoretry_for": TRANSIENT,
+    "autoretry_for": transient.RETRIED_ERRORS,
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "retry_jitter": True,
@@ -69,7 +66,7 @@ def _load_model(**_: Any) -> None:
     close_old_connections()
     try:
         engine.preload_default()
-    except TRANSIENT:
+    except transient.RETRIED_ERRORS:
         logger.warning("could not preload the default model; it loads on first use")
     finally:
         close_old_connections()
@@ -113,7 +110,7 @@ class ReportTask(Task):
             reports.record_failure(args[0], exc)
             # The batch is finished whether or not its reports are: the receiver hears of it now.
             webhooks.notify_finished(args[0], reports_done=True)
-        except TRANSIENT:
+        except transient.RETRIED_ERRORS:
             logger.warning("batch %s: could not record the report failure", args[0], exc_info=True)
 
 

@@ -16,11 +16,12 @@ from django.views.decorators.cache import never_cache
 
 from jobs import services
 from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, UploadForm
-from jobs.models import Batch, Organisation, Report
+from jobs.models import Batch, Organisation
 from jobs.pages import summaries
 from jobs.pages.organisations import current_organisation
 from jobs.services import patients, reviews, sites, uploads, verdicts, webhooks
 from jobs.services.lifecycle import BatchFinished
+from jobs.services.reports import CONTENT_TYPES
 from jobs.templatetags.lubdub import seconds
 
 BATCHES_PER_PAGE = 25
@@ -31,11 +32,6 @@ CARD_SORTS = (
     ("confidence", "confidence"),
     ("quality", "quality"),
 )
-CONTENT_TYPES: dict[str, str] = {
-    Report.Format.CSV.value: "text/csv",
-    Report.Format.JSON.value: "application/json",
-    Report.Format.HTML.value: "text/html",
-}
 
 
 @login_required

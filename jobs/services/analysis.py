@@ -15,13 +15,11 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
-from psycopg2.extensions import TransactionRollbackError
 
-from jobs import storage
 from jobs.models import Analysis, Batch, ModelVersion, Prediction, Recording
-from jobs.services import packs, progress, sites
+from jobs.services import packs, progress, sites, transient
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +28,6 @@ FETCH_THREADS = 8
 # small enough to overlap with storage, large enough to fill batched inference.
 CLASSIFY_GROUP = 16
 Status = Analysis.Status
-# Failures of the database, not of the recordings: a lost or reset connection,
-# a cancelled statement, a deadlock or a serialization failure (SQLSTATE class
-# 40, which Django raises as OperationalError; the driver's own class catches it
-# where it comes unwrapped). The chunk is retried, never failed.
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError, TransactionRollbackError)
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,7 @@ def analyse_chunk(batch_id: UUID | str, analysis_ids: Sequence[int], *, classify
             for fetched, missing in fetch_in_groups(to_fetch):
                 results += missing
                 results += classify(batch.model_version, fetched) if fetched else []
-        except (storage.StorageUnavailable, *TRANSIENT_DATABASE_ERRORS):
+        except transient.DEPENDENCY_ERRORS:
             release_for_retry(claims)  # transient: the task retries with backoff
             raise
         except Exception as exc:
@@ -112,7 +105,7 @@ def analyse_chunk(batch_id: UUID | str, analysis_ids: Sequence[int], *, classify
             raise
         try:
             return record_results(batch, results)
-        except TRANSIENT_DATABASE_ERRORS:
+        except transient.DATABASE_ERRORS:
             # Rolled back, nothing kept (a commit that went through leaves nothing to release).
             release_for_retry(claims)
             raise
@@ -183,7 +176,7 @@ def _renew_until(claims: Sequence[Claim], every: float, stop: threading.Event) -
         while not stop.wait(every):
             try:
                 renew(claims)
-            except (OperationalError, InterfaceError):
+            except transient.DATABASE_ERRORS:
                 # The database is away: the chunk's own writes will fail too and
                 # retry; try again on the next beat with a new connection.
                 logger.warning("could not renew %d claims", len(claims), exc_info=True)
@@ -205,7 +198,7 @@ def release_for_retry(claims: Sequence[Claim]) -> None:
     """
     try:
         release(claims)
-    except TRANSIENT_DATABASE_ERRORS:
+    except transient.DATABASE_ERRORS:
         logger.warning("could not release %d claims; the sweeper will", len(claims), exc_info=True)
 
 

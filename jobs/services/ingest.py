@@ -23,14 +23,14 @@ from typing import IO, Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
-from jobs.services import archive, packs, patients, progress, queue, sniff, zipstream
+from jobs.services import archive, packs, patients, progress, queue, sniff, transient, zipstream
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ COPY_BLOCK = 64 * 1024
 PACKS_IN_FLIGHT = 2  # packs written while the next one fills (each at most packs.PACK_BYTES)
 CHECK_GROUP = 32  # members hashed before one "already stored?" query
 ROW_GROUP_CHUNKS = 2  # analysis chunks' worth of members written per transaction
-TRANSIENT = (storage.StorageUnavailable, OperationalError, InterfaceError)
 
 
 @dataclass
@@ -97,7 +96,7 @@ def ingest_batch(batch_id: UUID | str, *, queue_analysis: bool = True) -> list[i
         return []
     try:
         return _ingest(batch, queue_analysis=queue_analysis)
-    except TRANSIENT:
+    except transient.DEPENDENCY_ERRORS:
         raise  # the task retries; the batch stays in `ingesting`
     except Exception as exc:
         # A bug must not leave the batch looking busy forever.
