@@ -22,10 +22,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.api import serializers as api
-from jobs.api.errors import ERROR, error_response, invalid_response
+from jobs.api.errors import ERROR, error_response, invalid_response, refused
 from jobs.api.strict import StrictJsonSerializer
 from jobs.models import Batch, ResumableUpload
 from jobs.services import access, resumable, uploads
+from jobs.services.refusals import Refused
 
 
 class OpenUploadSerializer(StrictJsonSerializer):
@@ -133,10 +134,6 @@ def _state_body(request: Request, state: resumable.UploadState) -> dict[str, Any
     }
 
 
-def _refused(exc: uploads.UploadRejected) -> Response:
-    return error_response(exc.code, exc.message, exc.status)
-
-
 class UploadOpen(APIView):
     parser_classes = [JSONParser]
 
@@ -163,10 +160,8 @@ class UploadOpen(APIView):
                 options={name: values.get(name, "") for name in resumable.OPTION_NAMES},
                 idempotency_key=key,
             )
-        except uploads.UploadRejected as exc:
-            return _refused(exc)
-        except ValueError as exc:
-            return error_response("organisation_required", str(exc), status.HTTP_400_BAD_REQUEST)
+        except Refused as exc:
+            return refused(exc)
         body = _state_body(request, resumable.describe(upload))
         answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(body, status=answer, headers={"Location": body["urls"]["self"]})
@@ -179,7 +174,7 @@ class UploadDetail(APIView):
         try:
             return Response(_state_body(request, resumable.describe(upload)))
         except uploads.UploadRejected as exc:
-            return _refused(exc)
+            return refused(exc)
 
     @extend_schema(
         responses={204: None, 409: ERROR}, summary="Give a resumable upload up; its parts are deleted"
@@ -189,7 +184,7 @@ class UploadDetail(APIView):
         try:
             resumable.abort(upload)
         except uploads.UploadRejected as exc:
-            return _refused(exc)
+            return refused(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -213,7 +208,7 @@ class UploadPart(APIView):
         try:
             part = resumable.receive_part(upload, number, body, int(declared))
         except uploads.UploadRejected as exc:
-            return _refused(exc)
+            return refused(exc)
         return Response({"number": part.number, "size": part.size, "etag": part.etag})
 
 
@@ -236,7 +231,7 @@ class UploadComplete(APIView):
         try:
             batch, created = resumable.complete(upload)
         except uploads.UploadRejected as exc:
-            return _refused(exc)
+            return refused(exc)
         data = api.BatchSerializer(batch, context={"request": request}).data
         answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(data, status=answer, headers={"Location": data["urls"]["self"]})
