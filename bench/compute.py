@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from ml.threads import pin_threads
+
 CHUNK = 64
 
 
 def _limit_worker(bundle: str, paths: list[str], start: Any, results: Any) -> None:
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    pin_threads(1)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     from ml.inference import Engine, configure_threads
 
     configure_threads(1)
@@ -55,7 +58,8 @@ def compute_limit(bundle: Path, paths: list[Path], processes: int) -> float:
 
 
 def _naive_worker(bundle: str, paths: list[str], results: Any) -> None:
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    pin_threads(1)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     import librosa
 
     from ml.bundle import verify_bundle

@@ -7,13 +7,13 @@ from django.conf import settings
 from kombu import Queue
 
 from jobs.services import queue
+from ml.threads import pin_threads
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 # Two worker processes each using the default BLAS/TensorFlow thread pools ran
 # 4-9x slower on a 2-core machine than single-threaded ones: pin the pools to
 # one thread before numpy or TensorFlow is imported, and scale with processes.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+pin_threads(1, override=False)
 
 app = Celery("lubdub")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from ml import errors, filters
+from ml import errors, filters, sniff
 from ml.errors import AudioError
 
 DEFAULT_RATE_HZ = 2000
@@ -31,7 +31,6 @@ BANDPASS_ORDER = 4
 CLIP_LEVEL = 0.999  # fraction of full scale counted as a clipped sample
 DIGITAL_SILENCE_LEVEL = 1e-6  # peak below this (full scale = 1) is digital silence
 MAX_POLYPHASE_FACTOR = 1000  # beyond this up/down factor use FFT resampling
-AUDIO_MAGICS = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"ID3", b"caff")
 
 AudioSource = bytes | str | os.PathLike[str] | BinaryIO
 
@@ -179,8 +178,7 @@ class _Format:
 def _decode_payload(payload: bytes) -> tuple[np.ndarray, int, _Format]:
     if not payload:
         raise AudioError(errors.EMPTY, "the file is empty (0 bytes)")
-    looks_like_audio = payload.startswith(AUDIO_MAGICS) or _is_mpeg_frame(payload)
-    if not looks_like_audio:
+    if not sniff.looks_like_audio(payload):
         raise AudioError(errors.NOT_AUDIO, "the file is not a recognised audio format")
     if payload.startswith((b"RIFF", b"RIFX")):
         _check_wav_chunks(payload)
@@ -230,10 +228,6 @@ def _plain_pcm16_wav(payload: bytes) -> tuple[np.ndarray, int, _Format] | None:
             return raw, rate, _Format("WAV", "PCM_16")
         offset = body + size + (size % 2)
     return None
-
-
-def _is_mpeg_frame(payload: bytes) -> bool:
-    return len(payload) >= 2 and payload[0] == 0xFF and (payload[1] & 0xE0) == 0xE0
 
 
 def _check_wav_chunks(payload: bytes) -> None:

@@ -8,7 +8,6 @@ overhead (~40 ms) would dominate a batch of 10-s recordings.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ml import calibration, quality
+from ml import calibration, quality, threads
 from ml.audio import Audio, AudioSource, decode_audio
 from ml.bundle import Manifest, verify_bundle
 from ml.errors import BundleError
@@ -45,8 +44,7 @@ def configure_threads(count: int = 1) -> None:
     """
     global _threads
     _threads = count
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(count)
+    threads.pin_threads(count)
     if "tensorflow" in sys.modules:
         _tensorflow()
 

@@ -146,6 +146,18 @@ def test_it_keeps_tensorflow_out_of_light_modules() -> None:
     assert output.stdout.strip() == "False"
 
 
+def test_the_header_rule_and_thread_pins_import_nothing_numeric() -> None:
+    """The web process sniffs uploads and the Celery app pins thread pools before numpy loads."""
+    import subprocess
+
+    code = (
+        "import sys, ml.sniff, ml.threads;"
+        "print(any(name in sys.modules for name in ('numpy', 'scipy', 'soundfile', 'django')))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "False"
+
+
 def test_it_refuses_audio_at_another_rate(engine) -> None:  # type: ignore[no-untyped-def]
     audio = decode_audio(io.BytesIO(encode(np.sin(np.arange(20000) / 5), sample_rate=4000)), target_rate=4000)
     with pytest.raises(ValueError, match="2000 Hz"):
