@@ -95,6 +95,22 @@ def _probe_client(timeout: float) -> Any:
     return _build_client(connect_timeout=timeout, read_timeout=timeout, max_attempts=1)
 
 
+# Work the storage does on a whole large object before it answers (joining a
+# multipart upload's parts, copying ranges, the first byte of a GET that the local
+# S3-API server builds in memory) takes longer than a request's usual read timeout:
+# joining 64 parts of 16 MiB took 11.4 s on the local server.
+LONG_READ_TIMEOUT_S = 300.0
+
+
+@functools.cache
+def _long_client() -> Any:
+    return _build_client(
+        connect_timeout=settings.LUBDUB_STORAGE_CONNECT_TIMEOUT_S,
+        read_timeout=LONG_READ_TIMEOUT_S,
+        max_attempts=settings.LUBDUB_STORAGE_MAX_ATTEMPTS,
+    )
+
+
 def _build_client(*, connect_timeout: float, read_timeout: float, max_attempts: int) -> Any:
     import boto3
     from botocore.config import Config
@@ -122,6 +138,7 @@ def forget_clients() -> None:
     """Drop the cached clients, so changed storage settings (tests) take effect."""
     _s3_client.cache_clear()
     _probe_client.cache_clear()
+    _long_client.cache_clear()
 
 
 def _bucket() -> str:
@@ -356,15 +373,17 @@ def read_tail(key: str, length: int) -> tuple[bytes, int]:
         return bytes(handle.read()), total
 
 
-def open_from(key: str, start: int, *, buffer_size: int = READ_BLOCK) -> IO[bytes]:
+def open_from(key: str, start: int, *, buffer_size: int = READ_BLOCK, patient: bool = False) -> IO[bytes]:
     """A forward-only reader of the object from `start` to its end: one streamed GET on S3.
 
     A failure while reading (a dropped connection, a timeout) raises
-    StorageUnavailable: worth a retry.
+    StorageUnavailable: worth a retry. ``patient`` waits up to LONG_READ_TIMEOUT_S
+    for each read, for a large object read whole.
     """
     if uses_s3():
         ranged = f"bytes={start}-"
-        body = _call(lambda: _s3_client().get_object(Bucket=_bucket(), Key=key, Range=ranged)["Body"])
+        client = _long_client() if patient else _s3_client()
+        body = _call(lambda: client.get_object(Bucket=_bucket(), Key=key, Range=ranged)["Body"])
         return io.BufferedReader(_StreamedS3Reader(key, body), buffer_size=buffer_size)
     handle = default_storage.open(key, "rb")
     handle.seek(start)
@@ -558,13 +577,14 @@ def put_part(folder: str, number: int, content: IO[bytes], length: int) -> Store
 def assemble_parts(key: str, multipart_id: str, folder: str, parts: list[StoredPart]) -> None:
     """Join the parts, in order, into the object at `key`.
 
-    On S3 this completes the multipart upload (its parts become the object); on
-    the filesystem the parts are copied into one file and stay until discarded.
+    On S3 this completes the multipart upload (its parts become the object;
+    FileNotFoundError when it is no longer there, completed or aborted); on the
+    filesystem the parts are copied into one file and stay until discarded.
     """
     if uses_s3():
         listed = [{"ETag": f'"{part.etag}"', "PartNumber": part.number} for part in parts]
         _call(
-            lambda: _s3_client().complete_multipart_upload(
+            lambda: _long_client().complete_multipart_upload(
                 Bucket=_bucket(), Key=key, UploadId=multipart_id, MultipartUpload={"Parts": listed}
             )
         )
@@ -589,7 +609,7 @@ def split_into_parts(key: str, part_size: int) -> str:
     Server-side copies (UploadPartCopy), so nothing passes through this
     process; the object is deleted. Returns the new UploadId.
     """
-    client, bucket = _s3_client(), _bucket()
+    client, bucket = _long_client(), _bucket()
     total = size(key)
     multipart_id = start_parts(key)
     for number, start in enumerate(range(0, total, part_size), start=1):

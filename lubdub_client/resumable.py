@@ -34,7 +34,10 @@ MIB = 1024 * 1024
 # Files above this go up in parts; smaller ones in one request, as before.
 DEFAULT_THRESHOLD = 64 * MIB
 PARALLEL_PARTS = 4
-PART_ATTEMPTS = 4  # each part, within one run: waits of 1, 2, 4 s between them
+# Each part, and each request to the server, within one run: waits of 1, 2, 4, 8,
+# 16 s between attempts, so a server restarting or a link down for half a minute
+# costs a pause, not a rerun.
+PART_ATTEMPTS = 6
 FIRST_PART_BACKOFF_SECONDS = 1.0
 
 
@@ -59,9 +62,9 @@ def cache_dir() -> Path:
 class PartFailed(Exception):
     """One part could not be sent; `retry` when another attempt may succeed."""
 
-    def __init__(self, message: str, *, retry: bool = True, stale_link: bool = False) -> None:
+    def __init__(self, message: str, *, retry: bool = True) -> None:
         super().__init__(message)
-        self.retry, self.stale_link = retry, stale_link
+        self.retry = retry
 
 
 def put_part(session: requests.Session, url: str, body: bytes, progress: Callable[[int], None]) -> str:
@@ -71,7 +74,7 @@ def put_part(session: requests.Session, url: str, body: bytes, progress: Callabl
     except requests.RequestException as exc:
         raise PartFailed(f"{type(exc).__name__}") from exc
     if response.status_code == 403 and "X-Amz-Signature" in url:
-        raise PartFailed("the part's link expired", stale_link=True)
+        raise PartFailed("the part's link expired")  # the next attempt asks for fresh links
     if response.status_code in (408, 429) or response.status_code >= 500:
         raise PartFailed(f"HTTP {response.status_code}")
     if response.status_code >= 400:
@@ -172,7 +175,7 @@ class ResumableUpload:
         if upload is None:
             upload = self._open()
         if upload["status"] == "completed":
-            return self._finished(self.client.json("GET", upload["urls"]["batch"]))
+            return self._finished(self._api("GET", upload["urls"]["batch"]))
         upload = self._send_missing(upload)
         return self._finished(self._complete(upload))
 
@@ -205,7 +208,7 @@ class ResumableUpload:
         if not state.get("upload"):
             return self._open(state)  # the open's answer was lost: the same key finds the upload
         try:
-            upload = self.client.json("GET", f"/api/v1/uploads/{state['upload']}/")
+            upload = self._api("GET", f"/api/v1/uploads/{state['upload']}/")
         except CliError as exc:
             if exc.status != 404:
                 raise
@@ -223,9 +226,7 @@ class ResumableUpload:
         self._record(**state)  # before the request: a retry after a lost answer reuses the key
         body = {"filename": self.source.filename, "size": self.size, "sha256": state["sha256"]}
         body.update({name: value for name, value in self.fields.items() if value})
-        upload = self.client.json(
-            "POST", "/api/v1/uploads/", json=body, headers={"Idempotency-Key": state["key"]}
-        )
+        upload = self._api("POST", "/api/v1/uploads/", json=body, headers={"Idempotency-Key": state["key"]})
         self._record(**state, upload=upload["id"])
         return upload
 
@@ -264,12 +265,20 @@ class ResumableUpload:
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
-        return self.client.json("GET", upload["urls"]["self"])
+        return self._api("GET", upload["urls"]["self"])
 
     def _send(self, upload: Any, links: dict[str, str], number: int, progress: Callable[[int], None]) -> None:
         body = self._read_part(upload, number)
         expected = hashlib.md5(body, usedforsecurity=False).hexdigest()
         for attempt in range(1, self.attempts + 1):
+            if attempt > 1:
+                time.sleep(FIRST_PART_BACKOFF_SECONDS * 2 ** (attempt - 2))
+                # The part may be stored with only its answer lost: ask before sending it again.
+                fresh = self._api("GET", upload["urls"]["self"])
+                if any(p["number"] == number and p["etag"] == expected for p in fresh["parts"]):
+                    progress(len(body))
+                    return
+                links.update(fresh["part_urls"])
             sent = 0
 
             def counted(count: int) -> None:
@@ -290,9 +299,17 @@ class ResumableUpload:
                         f"upload interrupted at part {number} ({failed}); {done} parts sent in this run: "
                         "run the same command again (or add --resume) to send the rest"
                     ) from failed
-                if failed.stale_link:
-                    links.update(self.client.json("GET", upload["urls"]["self"])["part_urls"])
-                time.sleep(FIRST_PART_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+    def _api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A request to the server, tried again while it cannot be reached (every one here is repeatable)."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self.client.json(method, path, **kwargs)
+            except CliError as exc:
+                if exc.status is not None or attempt == self.attempts:
+                    raise
+            time.sleep(FIRST_PART_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def _session(self, upload: Any) -> requests.Session:
         """One session per thread; the API token only on the server's own links."""
@@ -323,13 +340,13 @@ class ResumableUpload:
         """Complete; after a checksum mismatch send again the parts that differ, once."""
         for retry in (True, False):
             try:
-                return self.client.json(
+                return self._api(
                     "POST", upload["urls"]["complete"], headers={"Idempotency-Key": upload["id"]}
                 )
             except CliError as exc:
                 if not retry or exc.status not in (409, 422):
                     raise
-            upload = self.client.json("GET", upload["urls"]["self"])
+            upload = self._api("GET", upload["urls"]["self"])
             differing = [part["number"] for part in upload["parts"] if not self._matches(upload, part)]
             if upload["error_code"] == "checksum_mismatch" and not differing and not upload["missing"]:
                 raise CliError(

@@ -273,7 +273,13 @@ def _finish(upload: ResumableUpload) -> Batch:
                 status=409,
             )
         wanted = [part for part in parts if part.number <= upload.part_count]
-        storage.assemble_parts(upload.storage_key, upload.multipart_id, _folder(upload), wanted)
+        try:
+            storage.assemble_parts(upload.storage_key, upload.multipart_id, _folder(upload), wanted)
+        except FileNotFoundError as exc:
+            # A try that timed out may still have joined them (the storage's own retry then finds
+            # no multipart upload): the object says so.
+            if not storage.exists(upload.storage_key):
+                raise _lost(upload) from exc
         _update(upload, assembled=True)
     stored = storage.size(upload.storage_key)
     if stored != upload.size:
@@ -323,7 +329,7 @@ def _refuse_content(upload: ResumableUpload, code: str, message: str) -> None:
 def _sha256_of(key: str) -> str:
     """The stored object's SHA-256, read in one stream a block at a time."""
     digest = hashlib.sha256()
-    with storage.open_from(key, 0) as stream:
+    with storage.open_from(key, 0, patient=True) as stream:
         while block := stream.read(storage.READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -337,10 +343,14 @@ def _stored_parts(upload: ResumableUpload) -> list[storage.StoredPart]:
             # Joined by a request that died before it could say so.
             _update(upload, assembled=True)
             return [storage.StoredPart(n, upload.part_length(n), "") for n in _numbers(upload)]
-        _update(upload, status=Status.ABORTED, error_code="upload_lost")
-        raise UploadRejected(
-            "upload_lost", "Storage no longer holds this upload's parts; start a new upload.", status=410
-        ) from exc
+        raise _lost(upload) from exc
+
+
+def _lost(upload: ResumableUpload) -> UploadRejected:
+    _update(upload, status=Status.ABORTED, error_code="upload_lost")
+    return UploadRejected(
+        "upload_lost", "Storage no longer holds this upload's parts; start a new upload.", status=410
+    )
 
 
 def _missing(upload: ResumableUpload, parts: list[storage.StoredPart]) -> list[int]:

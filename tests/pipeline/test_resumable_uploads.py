@@ -348,3 +348,25 @@ def test_it_completes_an_upload_whose_parts_a_dead_request_had_already_joined(
 
     assert answer.status_code == 201, answer.content
     assert storage.read_bytes(Batch.objects.get().upload_key) == data
+
+
+def test_it_completes_when_the_join_timed_out_and_its_retry_found_no_multipart_upload(
+    api: Any, default_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = archive_of(6 * MIB)
+    upload = open_upload(api, data)
+    for number in (1, 2):
+        send_part(api, upload, number, part_of(data, number))
+    real_assemble = storage.assemble_parts
+
+    def joined_then_lost_answer(*args: Any) -> None:
+        real_assemble(*args)  # the storage joined them, but the answer timed out, and the
+        # retry found the multipart upload gone (NoSuchUpload, as storage reports it)
+        raise FileNotFoundError("NoSuchUpload")
+
+    monkeypatch.setattr(storage, "assemble_parts", joined_then_lost_answer)
+
+    answer = complete(api, upload)
+
+    assert answer.status_code == 201, answer.content
+    assert storage.read_bytes(Batch.objects.get().upload_key) == data
