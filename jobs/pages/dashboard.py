@@ -5,9 +5,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from jobs import monitoring, services
+from jobs import monitoring
 from jobs.models import Batch
 from jobs.pages.organisations import current_organisation
+from jobs.services import access
 
 RECENT_BATCHES = 8
 
@@ -15,7 +16,7 @@ RECENT_BATCHES = 8
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     organisation = current_organisation(request)
-    batches = services.visible_batches(request.user).filter(organisation=organisation)
+    batches = access.visible_batches(request.user).filter(organisation=organisation)
     running = batches.exclude(status__in=Batch.FINISHED)
     context = {
         "organisation": organisation,

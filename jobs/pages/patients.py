@@ -9,15 +9,14 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from jobs import services
-from jobs.services import patients, verdicts
+from jobs.services import access, patients, verdicts
 
 PATIENTS_PER_PAGE = 50
 
 
 @login_required
 def batch_patients(request: HttpRequest, batch_id: UUID) -> HttpResponse:
-    batch = services.get_batch(request.user, batch_id)
+    batch = access.get_batch(request.user, batch_id)
     found = patients.patient_verdicts(batch)
     counts = Counter(patient.verdict for patient in found)
     wanted = request.GET.get("verdict", "")

@@ -22,10 +22,10 @@ from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from jobs import services, storage
+from jobs import storage
 from jobs.forms import RecordingFilterForm, ReviewForm
 from jobs.models import Batch, ModelVersion, Prediction, Recording
-from jobs.services import access, plots, reviews, verdicts, waveform
+from jobs.services import access, plots, results, reviews, verdicts, waveform
 
 PLOT_NAMES = ("overview", "spectrogram")
 PLOT_CACHE_SECONDS = 3600
@@ -39,7 +39,7 @@ def _context_batch(request: HttpRequest, recording: Recording) -> Batch:
     batch_id = request.GET.get("batch")
     if batch_id:
         try:
-            return services.get_batch(request.user, batch_id)
+            return access.get_batch(request.user, batch_id)
         except (Http404, ValidationError):  # not the reader's batch, or not a batch id
             pass
     return recording.batch
@@ -91,7 +91,7 @@ def _probabilities(prediction: Prediction | None) -> list[tuple[str, float]]:
 
 @login_required
 def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
-    recording = services.get_recording(request.user, recording_id)
+    recording = access.get_recording(request.user, recording_id)
     return _render_detail(request, recording)
 
 
@@ -146,7 +146,7 @@ def _filter_form(request: HttpRequest, batch: Batch) -> RecordingFilterForm:
 def _navigation(request: HttpRequest, recording: Recording, batch: Batch) -> dict[str, object]:
     """The previous and next recording of the batch, in the batch page's filter and order."""
     form = _filter_form(request, batch)
-    rows = services.batch_recordings(batch)
+    rows = results.batch_recordings(batch)
     previous, following = reviews.neighbours(
         rows, form.filter(rows), recording_id=recording.pk, ordering=form.ordering()
     )
@@ -188,7 +188,7 @@ def _review_form(prediction: Prediction, data: object = None) -> ReviewForm:
 @login_required
 def recording_review(request: HttpRequest, recording_id: int) -> HttpResponse:
     """Record a review from the recording page; back to it, or on to the next recording."""
-    recording = services.get_recording(request.user, recording_id)
+    recording = access.get_recording(request.user, recording_id)
     batch = _context_batch(request, recording)
     prediction = reviews.reviewed_prediction(recording, batch)
     if prediction is None:
@@ -229,7 +229,7 @@ def _model_version(request: HttpRequest, recording: Recording) -> ModelVersion:
 @login_required
 def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
     """Whether the plots are ready; asks a worker to draw them when they are not."""
-    recording = services.get_recording(request.user, recording_id)
+    recording = access.get_recording(request.user, recording_id)
     model_version = _model_version(request, recording)
     state = plots.plot_state(recording, model_version)
     query = f"?model={model_version.pk}"
@@ -246,7 +246,7 @@ def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
 def recording_waveform(request: HttpRequest, recording_id: int) -> JsonResponse:
     """The interactive waveform's data: peaks per short bin, heart sounds, segments and window
     probabilities; ``{"ready": false}`` while a worker draws the peaks."""
-    recording = services.get_recording(request.user, recording_id)
+    recording = access.get_recording(request.user, recording_id)
     model_version = _model_version(request, recording)
     state = waveform.waveform_state(recording, model_version)
     if state.peaks is None:
@@ -263,7 +263,7 @@ def recording_waveform(request: HttpRequest, recording_id: int) -> JsonResponse:
 
 @login_required
 def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpResponse:
-    recording = services.get_recording(request.user, recording_id)
+    recording = access.get_recording(request.user, recording_id)
     if name not in PLOT_NAMES:
         raise Http404("No such plot")
     try:
@@ -278,7 +278,7 @@ def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpRe
 @login_required
 def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase:
     """The browser-playable copy a worker made next to the plots."""
-    recording = services.get_recording(request.user, recording_id)
+    recording = access.get_recording(request.user, recording_id)
     key = plots.listening_key(recording)
     if key is None:
         raise Http404("No playable copy yet")
