@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from jobs.pages.auth import signed_in
 from jobs.services import access, patients, verdicts
 
 PATIENTS_PER_PAGE = 50
@@ -16,7 +17,7 @@ PATIENTS_PER_PAGE = 50
 
 @login_required
 def batch_patients(request: HttpRequest, batch_id: UUID) -> HttpResponse:
-    batch = access.get_batch(request.user, batch_id)
+    batch = access.get_batch(signed_in(request), batch_id)
     found = patients.patient_verdicts(batch)
     counts = Counter(patient.verdict for patient in found)
     wanted = request.GET.get("verdict", "")

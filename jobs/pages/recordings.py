@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 from jobs import storage
 from jobs.forms import RecordingFilterForm, ReviewForm
 from jobs.models import Batch, ModelVersion, Prediction, Recording
+from jobs.pages.auth import signed_in
 from jobs.services import access, plots, results, reviews, verdicts, waveform
 
 PLOT_NAMES = ("overview", "spectrogram")
@@ -39,7 +40,7 @@ def _context_batch(request: HttpRequest, recording: Recording) -> Batch:
     batch_id = request.GET.get("batch")
     if batch_id:
         try:
-            return access.get_batch(request.user, batch_id)
+            return access.get_batch(signed_in(request), batch_id)
         except (Http404, ValidationError):  # not the reader's batch, or not a batch id
             pass
     return recording.batch
@@ -91,7 +92,7 @@ def _probabilities(prediction: Prediction | None) -> list[tuple[str, float]]:
 
 @login_required
 def recording_detail(request: HttpRequest, recording_id: int) -> HttpResponse:
-    recording = access.get_recording(request.user, recording_id)
+    recording = access.get_recording(signed_in(request), recording_id)
     return _render_detail(request, recording)
 
 
@@ -188,7 +189,7 @@ def _review_form(prediction: Prediction, data: object = None) -> ReviewForm:
 @login_required
 def recording_review(request: HttpRequest, recording_id: int) -> HttpResponse:
     """Record a review from the recording page; back to it, or on to the next recording."""
-    recording = access.get_recording(request.user, recording_id)
+    recording = access.get_recording(signed_in(request), recording_id)
     batch = _context_batch(request, recording)
     prediction = reviews.reviewed_prediction(recording, batch)
     if prediction is None:
@@ -229,7 +230,7 @@ def _model_version(request: HttpRequest, recording: Recording) -> ModelVersion:
 @login_required
 def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
     """Whether the plots are ready; asks a worker to draw them when they are not."""
-    recording = access.get_recording(request.user, recording_id)
+    recording = access.get_recording(signed_in(request), recording_id)
     model_version = _model_version(request, recording)
     state = plots.plot_state(recording, model_version)
     query = f"?model={model_version.pk}"
@@ -246,7 +247,7 @@ def recording_plots(request: HttpRequest, recording_id: int) -> JsonResponse:
 def recording_waveform(request: HttpRequest, recording_id: int) -> JsonResponse:
     """The interactive waveform's data: peaks per short bin, heart sounds, segments and window
     probabilities; ``{"ready": false}`` while a worker draws the peaks."""
-    recording = access.get_recording(request.user, recording_id)
+    recording = access.get_recording(signed_in(request), recording_id)
     model_version = _model_version(request, recording)
     state = waveform.waveform_state(recording, model_version)
     if state.peaks is None:
@@ -263,7 +264,7 @@ def recording_waveform(request: HttpRequest, recording_id: int) -> JsonResponse:
 
 @login_required
 def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpResponse:
-    recording = access.get_recording(request.user, recording_id)
+    recording = access.get_recording(signed_in(request), recording_id)
     if name not in PLOT_NAMES:
         raise Http404("No such plot")
     try:
@@ -278,7 +279,7 @@ def recording_plot(request: HttpRequest, recording_id: int, name: str) -> HttpRe
 @login_required
 def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase:
     """The browser-playable copy a worker made next to the plots."""
-    recording = access.get_recording(request.user, recording_id)
+    recording = access.get_recording(signed_in(request), recording_id)
     key = plots.listening_key(recording)
     if key is None:
         raise Http404("No playable copy yet")
