@@ -285,7 +285,10 @@ class Recording(models.Model):
     label = models.CharField(max_length=50, blank=True, help_text="Ground truth, when known.")
     # From labels.csv's patient and location columns, or a file named <patient>_<location>.wav.
     patient_id = models.CharField(
-        max_length=100, blank=True, default="", help_text="The patient or subject recorded; blank if not given."
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="The patient or subject recorded; blank if not given.",
     )
     location = models.CharField(
         max_length=20,
@@ -459,6 +462,7 @@ class Report(models.Model):
         CSV = "csv", "CSV"
         JSON = "json", "JSON"
         HTML = "html", "HTML"
+        PDF = "pdf", "PDF"
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="reports")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="reports")

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from jobs.pages import batches, dashboard, organisations, patients, recordings, sites
+from jobs.pages import batches, dashboard, organisations, patients, recordings, reports, sites
 
 urlpatterns = [
     path("", dashboard.home, name="home"),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("batches/<uuid:batch_id>/progress", batches.batch_progress, name="batch-progress"),
     path("batches/<uuid:batch_id>/cancel", batches.batch_cancel, name="batch-cancel"),
     path("batches/<uuid:batch_id>/delete", batches.batch_delete, name="batch-delete"),
+    path("batches/<uuid:batch_id>/report/", reports.batch_report_page, name="batch-report-page"),
     path("batches/<uuid:batch_id>/reports/<str:fmt>", batches.batch_report, name="batch-report"),
     path("recordings/<int:recording_id>/", recordings.recording_detail, name="recording-detail"),
     path("recordings/<int:recording_id>/plots", recordings.recording_plots, name="recording-plots"),

@@ -183,7 +183,7 @@ class BatchReports(generics.ListAPIView):
 
 class BatchReport(APIView):
     @extend_schema(
-        responses={302: None, 200: LINK, 404: ERROR}, summary="Download a report (csv, json, html)"
+        responses={302: None, 200: LINK, 404: ERROR}, summary="Download a report (csv, json, html, pdf)"
     )
     def get(self, request: Request, pk: str, fmt: str) -> Any:
         batch = access.get_batch(request.user, pk)

@@ -10,7 +10,7 @@ from jobs.models import Batch, Recording, Report
 from jobs.services.verdicts import RE_RECORD, UNUSABLE
 from ml.calibration import UNCERTAIN
 
-REPORT_ORDER = [Report.Format.HTML, Report.Format.CSV, Report.Format.JSON]
+REPORT_ORDER = [Report.Format.PDF, Report.Format.HTML, Report.Format.CSV, Report.Format.JSON]
 # Statuses after which the report task writes the reports.
 REPORTED_STATUSES = (Batch.Status.COMPLETED, Batch.Status.COMPLETED_WITH_ERRORS)
 
@@ -43,7 +43,7 @@ METRIC_NAMES = (
 
 
 def current_reports(batch: Batch) -> list[Report]:
-    """The batch's reports for its own model version, HTML first."""
+    """The batch's reports for its own model version, PDF and HTML first."""
     reports = batch.reports.filter(model_version=batch.model_version_id)
     return sorted(reports, key=lambda report: REPORT_ORDER.index(Report.Format(report.format)))
 

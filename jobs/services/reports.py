@@ -1,4 +1,4 @@
-"""Batch reports: a CSV row per file, a JSON summary and an HTML page for clinicians.
+"""Batch reports: a CSV row per file, a JSON summary, and an HTML page and a PDF for clinicians.
 
 Rows are streamed from Postgres into a temporary file and then to storage, so a
 report of fifty thousand files needs no more memory than one of ten (bar one
@@ -21,12 +21,13 @@ from typing import IO, Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.template.loader import get_template, render_to_string
 from django.utils import timezone
 
 from jobs import storage
-from jobs.models import Batch, ModelVersion, Prediction, Report
-from jobs.services import reviews, verdicts
+from jobs.models import Batch, ModelVersion, Prediction, Recording, Report
+from jobs.services import report_pdf, reviews, verdicts
 from jobs.services.results import batch_recordings
 from jobs.services.verdicts import Verdict
 from ml import calibration, scoring
@@ -38,7 +39,12 @@ NO_VERDICT = Verdict(
     decision="", label=None, confidence=None, reasons=[], probability=None, threshold=None, positive=None
 )
 SPOOL_BYTES = 8 * 1024 * 1024
-CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html; charset=utf-8"}
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "html": "text/html; charset=utf-8",
+    "pdf": "application/pdf",
+}
 ROW_FIELDS = (
     "path", "file_status", "predicted_label", "decision", "decision_reasons", "confidence",
     "probabilities", "quality", "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
@@ -136,7 +142,7 @@ class Tally:
 
 
 def write_reports(batch_id: UUID | str) -> list[Report]:
-    """Write the CSV, JSON and HTML reports of a finished batch; safe to run again."""
+    """Write the CSV, JSON, HTML and PDF reports of a finished batch; safe to run again."""
     batch = Batch.objects.select_related("model_version", "organisation", "site").filter(pk=batch_id).first()
     if batch is None:
         return []  # deleted meanwhile
@@ -148,13 +154,14 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
     with (
         _spool() as csv_file,
         _spool() as rows_html,
+        _spool() as cells,
         _spool() as uncertain,
         _spool() as re_record,
         _spool() as reviewed,
         _spool() as json_file,
     ):
         unsure = Unsure(uncertain=uncertain, re_record=re_record, reviewed=reviewed)
-        _write_rows(batch, tally, csv_file, rows_html, unsure)
+        _write_rows(batch, tally, csv_file, FileRows(rows_html, cells), unsure)
         batch.shift_warning = shift_warning(version, tally.positive_scores)
         Batch.objects.filter(pk=batch.pk).update(shift_warning=batch.shift_warning)
         summary = summarise(batch, tally)
@@ -163,9 +170,13 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
             _store(batch, "csv", csv_file, summary),
             _store(batch, "json", json_file, summary),
         ]
+        context = page_context(batch, summary)
         with _spool() as page:
-            _write_html(batch, summary, rows_html, page)
+            _write_html(context, rows_html, page)
             reports.append(_store(batch, "html", page, summary))
+        with _spool() as pdf:
+            report_pdf.write_pdf(context, cells, pdf)
+            reports.append(_store(batch, "pdf", pdf, summary))
     Batch.objects.filter(pk=batch.pk).update(report_error_code="", report_error="", report_retry_at=None)
     return reports
 
@@ -251,17 +262,16 @@ class Unsure:
 
 
 def _write_rows(
-    batch: Batch, tally: Tally, csv_file: IO[bytes], rows_html: IO[bytes], unsure: Unsure
+    batch: Batch, tally: Tally, csv_file: IO[bytes], file_rows: "FileRows", unsure: Unsure
 ) -> None:
     text = io.TextIOWrapper(csv_file, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(csv_columns(tally.classes))
-    html_rows = HtmlRows(rows_html)
     for row in _rows(batch):
         verdict = verdicts.for_row(row)
         tally.add(row, verdict)
         writer.writerow(_csv_row(row, verdict, tally.classes, batch))
-        html_rows.add(_row_cells(row, verdict))
+        file_rows.add(row_cells(row, verdict))
         if verdict is not None and verdict.decision in (calibration.UNCERTAIN, verdicts.RE_RECORD):
             entry = {"path": row["path"], "reasons": verdict.reasons}
             spool = unsure.re_record if verdict.re_record else unsure.uncertain
@@ -270,7 +280,7 @@ def _write_rows(
         if review is not None:
             entry = {"path": row["path"], **_review_entry(review)}
             unsure.reviewed.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
-    html_rows.flush()
+    file_rows.flush()
     text.detach()
 
 
@@ -305,8 +315,13 @@ def _write_json(summary: dict[str, Any], unsure: Unsure, out: IO[bytes]) -> None
     out.write(b"\n}\n")
 
 
+def report_rows(batch: Batch) -> QuerySet[Recording, dict[str, Any]]:
+    """The rows every report is written from (and the report page shows), in the files' order."""
+    return batch_recordings(batch).values(*ROW_FIELDS)
+
+
 def _rows(batch: Batch) -> Iterator[dict[str, Any]]:
-    yield from batch_recordings(batch).values(*ROW_FIELDS).iterator(chunk_size=2000)
+    yield from report_rows(batch).iterator(chunk_size=2000)
 
 
 def _csv_row(row: dict[str, Any], verdict: Verdict | None, classes: list[str], batch: Batch) -> list[str]:
@@ -380,11 +395,14 @@ def _spool() -> IO[bytes]:
     return tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
 
 
-# --- HTML -----------------------------------------------------------------
+# --- HTML and PDF ---------------------------------------------------------
 #
 # The page is jobs/templates/jobs/reports/batch_report.html (autoescaped); the
 # files' rows (report_rows.html) are rendered while they are read, spooled, and
 # streamed into the page where its rows comment stands: no report is held in memory.
+# The same cells are spooled as JSON lines for the PDF (jobs.services.report_pdf),
+# which draws the same page context. The report page (jobs.pages.reports) shows
+# the context and the cells of one page of files at a time.
 
 REPORT_TEMPLATE = "jobs/reports/batch_report.html"
 ROWS_TEMPLATE = "jobs/reports/report_rows.html"
@@ -399,8 +417,8 @@ FIGURES = [
 HISTOGRAM_WIDTH, HISTOGRAM_HEIGHT = 420, 160
 
 
-def _write_html(batch: Batch, summary: dict[str, Any], rows_html: IO[bytes], page: IO[bytes]) -> None:
-    head, foot = render_to_string(REPORT_TEMPLATE, _page_context(batch, summary)).split(ROWS_MARK)
+def _write_html(context: dict[str, Any], rows_html: IO[bytes], page: IO[bytes]) -> None:
+    head, foot = render_to_string(REPORT_TEMPLATE, context).split(ROWS_MARK)
     page.write(head.encode())
     rows_html.seek(0)
     while block := rows_html.read(storage.READ_BLOCK):
@@ -408,7 +426,9 @@ def _write_html(batch: Batch, summary: dict[str, Any], rows_html: IO[bytes], pag
     page.write(foot.encode())
 
 
-def _page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
+def page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
+    """What the report's figures are drawn from, on the page and in the PDF: the summary
+    (summarise's, as the Report rows keep it), shaped into cards, tables and bars."""
     counts = summary["counts"]
     decisions, errors = counts.get("by_decision") or {}, counts["by_error"]
     return {
@@ -429,27 +449,30 @@ def _page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class HtmlRows:
-    """Rows of the report's table, rendered a group at a time into a spool, one line each."""
+class FileRows:
+    """Rows of the reports' table of files: rendered for the HTML page a group at a time
+    into one spool, one line each, and kept as JSON lines for the PDF in another."""
 
-    def __init__(self, spool: IO[bytes]) -> None:
-        self.spool = spool
+    def __init__(self, html: IO[bytes], cells: IO[bytes]) -> None:
+        self.html = html
+        self.cells = cells
         self.template = get_template(ROWS_TEMPLATE)
         self.pending: list[dict[str, Any]] = []
 
     def add(self, cells: dict[str, Any]) -> None:
         self.pending.append(cells)
+        self.cells.write(json.dumps(cells).encode() + b"\n")
         if len(self.pending) >= ROWS_PER_RENDER:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
             lines = self.template.render({"rows": self.pending}).rstrip("\n")
-            self.spool.write(lines.encode() + b"\n")
+            self.html.write(lines.encode() + b"\n")
             self.pending = []
 
 
-def _row_cells(row: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
+def row_cells(row: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
     """One file's cells for report_rows.html: the decision with how it was made
     ('p(abnormal) 0.42, threshold 0.39') and any reasons, the heart rate and its flag."""
     shown = verdict or NO_VERDICT

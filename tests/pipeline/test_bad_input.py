@@ -151,7 +151,7 @@ def test_it_analyses_good_files_and_gives_each_bad_one_its_reason(
 
 
 def _assert_reports_match(batch: Batch) -> None:
-    assert wait_for_reports(batch) == {"csv", "json", "html"}
+    assert wait_for_reports(batch) == {"csv", "json", "html", "pdf"}
     summary = json.loads(storage.read_bytes(Report.objects.get(batch=batch, format="json").storage_key))
     labelled = Prediction.objects.filter(batch=batch, recording__label__in=["normal", "abnormal"])
     pairs = [(p.recording.label, p.label) for p in labelled.select_related("recording")]
@@ -179,5 +179,5 @@ def _assert_reports_match(batch: Batch) -> None:
 
 
 def wait_for_reports(batch: Batch, timeout: float = 60) -> set[str]:
-    poll_until(lambda: Report.objects.filter(batch=batch).count() == 3, timeout)
+    poll_until(lambda: Report.objects.filter(batch=batch).count() == 4, timeout)
     return set(Report.objects.filter(batch=batch).values_list("format", flat=True))

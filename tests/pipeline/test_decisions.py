@@ -28,7 +28,7 @@ def cut_wav(path: Path, seconds: float) -> bytes:
 
 
 def wait_for_reports(batch_id: Any) -> Batch:
-    poll_until(lambda: Report.objects.filter(batch=batch_id).count() == 3, timeout=90)
+    poll_until(lambda: Report.objects.filter(batch=batch_id).count() == 4, timeout=90)
     return Batch.objects.get(pk=batch_id)
 
 

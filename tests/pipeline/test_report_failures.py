@@ -175,7 +175,7 @@ def test_it_says_when_reports_cannot_be_written_and_a_later_sweep_writes_them(
             storage.ensure_bucket()  # storage is back (as `manage.py prepare_storage` does)
             Batch.objects.filter(pk=batch.pk).update(report_retry_at=timezone.now())
             swept = sweeper.sweep()
-            poll_until(lambda: Report.objects.filter(batch=batch).count() == 3, timeout=60)
+            poll_until(lambda: Report.objects.filter(batch=batch).count() == 4, timeout=60)
             again = sweeper.sweep()
         finally:
             kill_worker(worker)

@@ -85,7 +85,7 @@ def test_it_decides_a_calibrated_sites_batch_with_its_rule_and_names_it(
     assert detail["site"]["name"] == "Ward 7"
     assert shown["site_calibration"]["id"] == profile.pk and shown["site_calibration"]["version"] == 1
     assert shown["site_probability"] == shown["raw_probability"]
-    poll_until(lambda: Report.objects.filter(batch=later).count() == 3, timeout=90)
+    poll_until(lambda: Report.objects.filter(batch=later).count() == 4, timeout=90)
     report = Report.objects.get(batch=later, format="csv")
     table = list(csv.DictReader(io.StringIO(storage.read_bytes(report.storage_key).decode())))
     assert {(row["site"], row["site_calibration"]) for row in table} == {("Ward 7", "v1")}

@@ -275,12 +275,12 @@ def test_it_links_reports_through_short_lived_urls(
     batch = builders.finished_batch(organisation, member, files=sorted(SAMPLES.glob("*.wav"))[:2])
     write_reports(batch.pk)
     body = member_client.get(f"/batches/{batch.pk}/").content.decode()
-    for fmt in ("html", "csv", "json"):
+    for fmt in ("pdf", "html", "csv", "json"):
         assert f"/batches/{batch.pk}/reports/{fmt}" in body
         response = member_client.get(f"/batches/{batch.pk}/reports/{fmt}")
         assert response.status_code == 302
         assert "X-Amz-Expires=" in response["Location"] or "/api/v1/files/" in response["Location"]
-    assert member_client.get(f"/batches/{batch.pk}/reports/pdf").status_code == 404
+    assert member_client.get(f"/batches/{batch.pk}/reports/xml").status_code == 404
 
 
 def test_it_serves_plots_and_audio_from_the_filesystem_backend(

@@ -1,0 +1,55 @@
+"""The batch report as a page of the site: a link that stays, for members of the batch's organisation.
+
+The downloads are short-lived links to the stored files; this page is not: it
+shows the figures the stored report was written with (its summary) and the
+files a page at a time, for whoever may see the batch (jobs.services.access).
+"""
+
+from uuid import UUID
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from jobs import services
+from jobs.models import Batch
+from jobs.pages import summaries
+from jobs.services import reports, verdicts
+
+FILES_PER_PAGE = 100
+
+
+@login_required
+def batch_report_page(request: HttpRequest, batch_id: UUID) -> HttpResponse:
+    batch = services.get_batch(request.user, batch_id)
+    stored = summaries.current_reports(batch)
+    summary = next((report.summary for report in stored if report.summary), None)
+    context: dict[str, object] = {
+        "batch": batch,
+        "downloads": [
+            (f"{report.get_format_display()} report", reverse("batch-report", args=[batch.pk, report.format]))
+            for report in stored
+        ],
+        "no_report": _no_report(batch),
+    }
+    if summary is not None:
+        page = Paginator(reports.report_rows(batch), FILES_PER_PAGE).get_page(request.GET.get("page"))
+        context |= reports.page_context(batch, summary)
+        context |= {
+            "page": page,
+            "rows": [reports.row_cells(row, verdicts.for_row(row)) for row in page.object_list],
+        }
+    return render(request, "jobs/reports/report_page.html", context)
+
+
+def _no_report(batch: Batch) -> str:
+    """Why there is no report to show yet, or none to come."""
+    if batch.report_error:
+        return f"The report could not be written: {batch.report_error} It is tried again automatically."
+    if batch.status in Batch.REPORTED:
+        return "The report is being written; it appears here once it is ready."
+    if batch.is_finished:
+        return f"This batch ended {batch.get_status_display().lower()}, so it has no report."
+    return "The report is written when the batch finishes."
