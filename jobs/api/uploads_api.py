@@ -168,7 +168,9 @@ class UploadOpen(APIView):
 
 
 class UploadDetail(APIView):
-    @extend_schema(responses={200: UPLOAD, 410: ERROR}, summary="A resumable upload and the parts received")
+    @extend_schema(
+        responses={200: UPLOAD, 409: ERROR, 410: ERROR}, summary="A resumable upload and the parts received"
+    )
     def get(self, request: Request, pk: str) -> Response:
         upload = resumable.get_upload(request.user, pk)
         try:

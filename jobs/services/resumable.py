@@ -124,8 +124,12 @@ def get_upload(user: Any, upload_id: Any) -> ResumableUpload:
 
 
 def describe(upload: ResumableUpload) -> UploadState:
-    """The parts received and those still to send; asking keeps an open upload from expiring."""
-    if upload.status not in (Status.OPEN, Status.COMPLETING):
+    """The parts received and those still to send; asking keeps an open upload from expiring.
+
+    Nothing is listed while the upload is being completed (its parts are being
+    joined) or once it is closed.
+    """
+    if upload.status != Status.OPEN:
         return UploadState(upload, [], [])
     _touch(upload)
     if upload.assembled:
@@ -347,7 +351,14 @@ def _stored_parts(upload: ResumableUpload) -> list[storage.StoredPart]:
 
 
 def _lost(upload: ResumableUpload) -> UploadRejected:
-    _update(upload, status=Status.ABORTED, error_code="upload_lost")
+    """Storage holds neither the parts nor the joined object: the upload is aborted, unless a
+    completion claimed it since it was read (the parts are being joined)."""
+    lost = ResumableUpload.objects.filter(pk=upload.pk, status=upload.status).update(
+        status=Status.ABORTED, error_code="upload_lost"
+    )
+    if not lost:
+        return UploadRejected("completing", "The upload is being completed; ask again shortly.", status=409)
+    upload.status, upload.error_code = Status.ABORTED, "upload_lost"
     return UploadRejected(
         "upload_lost", "Storage no longer holds this upload's parts; start a new upload.", status=410
     )

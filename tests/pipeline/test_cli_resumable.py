@@ -18,7 +18,7 @@ from lubdub_client.main import build_parser
 from lubdub_client.server import Client
 from lubdub_client.submit import submit
 from tests.conftest import SAMPLES
-from tests.pipeline.test_resumable_uploads import MIB, PART, archive_of
+from tests.pipeline.test_resumable_uploads import MIB, PART, archive_of, hold_ingest
 
 PART_NUMBER = re.compile(r"partNumber=(\d+)|/parts/(\d+)/")
 
@@ -53,6 +53,7 @@ def _number(url: str) -> int:
 def test_it_resumes_a_cut_off_submit_without_sending_finished_parts_again(
     client: Client, default_model: Any, either_storage: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    queued = hold_ingest(monkeypatch)
     archive = tmp_path / "night shift.zip"
     archive.write_bytes(archive_of(16 * MIB))  # parts of 5, 5, 5 and 1 MiB
     sent: list[int] = []
@@ -98,6 +99,7 @@ def test_it_resumes_a_cut_off_submit_without_sending_finished_parts_again(
     batch = Batch.objects.get()
     assert (batch.name, batch.upload_name) == ("night shift", "night shift.zip")
     assert storage.read_bytes(batch.upload_key) == archive.read_bytes()
+    assert queued == [str(batch.pk)]
     assert list((tmp_path / "cache" / "uploads").iterdir()) == []  # the state file is gone once done
 
 

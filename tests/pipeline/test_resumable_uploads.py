@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from jobs import storage
 from jobs.models import Batch, ResumableUpload
-from jobs.services import resumable
+from jobs.services import queue, resumable
 from tests.conftest import SAMPLES
 from tests.factories import MembershipFactory
 from tests.pipeline.conftest import LABELS, wait_for_batch
@@ -51,6 +51,14 @@ def open_upload(api: APIClient, data: bytes, *, sha256: str = "", **fields: Any)
     response = api.post("/api/v1/uploads/", {**body, **fields}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
+
+
+def hold_ingest(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the batches whose ingest is queued instead of sending it: a worker (the session's
+    shared one may be running) that ingested one would delete the upload object the test reads."""
+    queued: list[str] = []
+    monkeypatch.setattr(queue, "send_ingest", lambda batch: queued.append(str(batch.pk)))
+    return queued
 
 
 def md5(data: bytes) -> str:
@@ -93,8 +101,9 @@ def either_storage(request: pytest.FixtureRequest) -> str:
 
 
 def test_it_sends_parts_where_the_storage_wants_them_and_makes_the_batch(
-    api: Any, default_model: Any, either_storage: str
+    api: Any, default_model: Any, either_storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    queued = hold_ingest(monkeypatch)
     data = archive_of(11 * MIB)
 
     upload = open_upload(api, data, name="ward round")
@@ -118,6 +127,7 @@ def test_it_sends_parts_where_the_storage_wants_them_and_makes_the_batch(
     assert (batch.name, batch.upload_name, batch.upload_size) == ("ward round", "ward.zip", len(data))
     assert batch.priority == Batch.Priority.BULK
     assert storage.read_bytes(batch.upload_key) == data
+    assert queued == [str(batch.pk)]  # its ingest, as for an upload
     assert ResumableUpload.objects.get(pk=upload["id"]).status == ResumableUpload.Status.COMPLETED
     assert state_of(api, upload)["batch"] == str(batch.pk)
     # Completing again answers the same batch.
@@ -150,8 +160,9 @@ def test_it_makes_a_batch_that_is_analysed_as_an_upload_is(
 
 
 def test_it_refuses_a_checksum_mismatch_and_keeps_the_parts_to_send_again(
-    api: Any, default_model: Any, either_storage: str
+    api: Any, default_model: Any, either_storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    hold_ingest(monkeypatch)
     data = archive_of(11 * MIB)
     upload = open_upload(api, data)
     garbled = bytearray(part_of(data, 2))
@@ -334,8 +345,9 @@ def test_it_deletes_the_parts_of_an_upload_the_client_gives_up(api: Any, default
 
 
 def test_it_completes_an_upload_whose_parts_a_dead_request_had_already_joined(
-    api: Any, default_model: Any
+    api: Any, default_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    hold_ingest(monkeypatch)
     data = archive_of(6 * MIB)
     upload = open_upload(api, data)
     for number in (1, 2):
@@ -353,6 +365,7 @@ def test_it_completes_an_upload_whose_parts_a_dead_request_had_already_joined(
 def test_it_completes_when_the_join_timed_out_and_its_retry_found_no_multipart_upload(
     api: Any, default_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    hold_ingest(monkeypatch)
     data = archive_of(6 * MIB)
     upload = open_upload(api, data)
     for number in (1, 2):
@@ -370,3 +383,21 @@ def test_it_completes_when_the_join_timed_out_and_its_retry_found_no_multipart_u
 
     assert answer.status_code == 201, answer.content
     assert storage.read_bytes(Batch.objects.get().upload_key) == data
+
+
+def test_it_never_aborts_an_upload_a_completion_claimed_while_it_was_listed(
+    api: Any, default_model: Any
+) -> None:
+    data = archive_of(6 * MIB)
+    upload = open_upload(api, data)
+    listed = ResumableUpload.objects.get(pk=upload["id"])  # read as open by a listing...
+    ResumableUpload.objects.filter(pk=listed.pk).update(status=ResumableUpload.Status.COMPLETING)
+    storage.discard_parts(listed.storage_key, listed.multipart_id, "")  # ...whose parts then went
+
+    with pytest.raises(resumable.UploadRejected) as refused:
+        resumable.describe(listed)
+    completing = api.get(f"/api/v1/uploads/{upload['id']}/").json()
+
+    assert (refused.value.code, refused.value.status) == ("completing", 409)
+    assert ResumableUpload.objects.get(pk=listed.pk).status == ResumableUpload.Status.COMPLETING
+    assert (completing["status"], completing["parts"], completing["part_urls"]) == ("completing", [], {})

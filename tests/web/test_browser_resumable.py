@@ -9,7 +9,7 @@ import pytest
 
 from jobs import storage
 from jobs.models import Batch, ResumableUpload
-from tests.pipeline.test_resumable_uploads import MIB, PART, archive_of
+from tests.pipeline.test_resumable_uploads import MIB, PART, archive_of, hold_ingest
 from tests.web.conftest import log_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -45,8 +45,10 @@ def test_it_uploads_a_large_file_in_parts_through_a_network_blip(
     parts_go_to: str,
     settings: Any,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.LUBDUB_UPLOAD_PART_BYTES = PART
+    queued = hold_ingest(monkeypatch)
     archive = tmp_path / "night ward.zip"
     archive.write_bytes(archive_of(16 * MIB))  # parts of 5, 5, 5 and 1 MiB
     page_errors: list[str] = []
@@ -81,6 +83,7 @@ def test_it_uploads_a_large_file_in_parts_through_a_network_blip(
     assert (upload.status, bool(upload.multipart_id)) == ("completed", parts_go_to == "storage")
     assert (batch.name, batch.upload_name) == ("In parts", "night ward.zip")
     assert storage.read_bytes(batch.upload_key) == archive.read_bytes()
+    assert queued == [str(batch.pk)]
     assert stored_while_offline < 4  # the drop came while parts were still to be sent
     assert failed, "no part was cut off by the drop"
     assert sorted(stored) == [1, 2, 3, 4]  # each stored once: the cut ones sent again, no other
