@@ -5,6 +5,8 @@
 #      program on the same two cores as everything else);
 #   2. on filesystem storage (the embedded default), with a database of its own
 #      so that nothing mixes with the first pass's data.
+# Between them, the resumable-upload benchmark on both storages (its own web and
+# database, under a minute each).
 # The app is restarted as `make up` left it at the end.
 set -euo pipefail
 
@@ -19,6 +21,10 @@ with_app_env() { (set -a; . .services/env; . .services/app.env; [ -z "${1:-}" ] 
 with_app_env "" "$PY" -m ml bench
 with_app_env "" "$PY" manage.py bench --label "S3-API server (moto)"
 with_app_env "" "$PY" -m bench.storage_layouts --recordings 600
+# A 256 MiB archive through `lubdub submit` with the connection cut twice, on a web,
+# database and storage of its own (bench/resumable_upload.py; docs/storage.md).
+with_app_env "" "$PY" -m bench.resumable_upload --storage s3
+with_app_env "" "$PY" -m bench.resumable_upload --storage filesystem
 
 mkdir -p "$ROOT/var/bench"
 rm -rf "$ROOT/var/bench/media"
