@@ -102,18 +102,36 @@ class ReportPdf(FPDF):
         self.set_font(FONT, size=7)
 
 
-def write_pdf(context: dict[str, Any], cells: IO[bytes], out: IO[bytes]) -> None:
-    """The report of reports.page_context ``context``; ``cells`` holds one JSON line of
-    reports.row_cells per file, in the table's order."""
+def write_pdf(
+    context: dict[str, Any], *, review_first: IO[bytes], every_file: IO[bytes], out: IO[bytes]
+) -> None:
+    """The report of reports.page_context ``context``; ``review_first`` and ``every_file``
+    hold one JSON line of reports.row_cells per file, in their table's order."""
     # fontTools logs every step of embedding the font at INFO: not for a worker's log.
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     pdf = ReportPdf(f"LubDub screening report: {context['name']}")
     pdf.add_page()
     _title(pdf, context)
     _summary(pdf, context)
+    _review_first(pdf, context, _lines(review_first))
     _heading(pdf, "Every file")
-    _files(pdf, _lines(cells))
+    _files(pdf, _lines(every_file))
     out.write(bytes(pdf.output()))
+
+
+def _review_first(pdf: ReportPdf, context: dict[str, Any], rows: Iterable[dict[str, Any]]) -> None:
+    count, flagged = context["review_first_count"], context["flagged"]
+    _heading(pdf, "Review first")
+    if not count:
+        _paragraph(pdf, f"No recording was given {flagged} or found uncertain.")
+        return
+    _paragraph(
+        pdf,
+        f"{count} recording{'s' if count != 1 else ''} given {flagged} or found uncertain, highest risk "
+        "first: the probability each decision was made on. Recordings to re-record are in the full table.",
+        grey=True,
+    )
+    _files(pdf, rows)
 
 
 def _lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -298,7 +316,7 @@ def file_cells(row: dict[str, Any]) -> list[str]:
             reviewed += f": {review['note']}"
     return [
         row["path"],
-        row["status"],
+        row["status_text"],
         row["label"],
         " · ".join([row["outcome"], *row["notes"]]) if row["outcome"] else " · ".join(row["notes"]),
         row["quality"],

@@ -12,11 +12,14 @@ reports again.
 import csv
 import io
 import json
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import IO, Any
 from uuid import UUID
 
@@ -27,8 +30,8 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Prediction, Recording, Report
-from jobs.services import report_pdf, reviews, verdicts
-from jobs.services.results import batch_recordings
+from jobs.services import report_pdf, reviews, verdicts, wording
+from jobs.services.results import batch_recordings, review_first
 from jobs.services.verdicts import Verdict
 from ml import calibration, scoring
 from ml.spreadsheet import text_cell
@@ -151,32 +154,29 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
     tally = Tally(
         classes=classes, positive=scoring.graded_class(classes, version.manifest.get("positive_class"))
     )
-    with (
-        _spool() as csv_file,
-        _spool() as rows_html,
-        _spool() as cells,
-        _spool() as uncertain,
-        _spool() as re_record,
-        _spool() as reviewed,
-        _spool() as json_file,
-    ):
-        unsure = Unsure(uncertain=uncertain, re_record=re_record, reviewed=reviewed)
-        _write_rows(batch, tally, csv_file, FileRows(rows_html, cells), unsure)
+    with ExitStack() as spools:
+        spool = partial(_open_spool, spools)
+        every_file, first = FileRows(spool(), spool()), FileRows(spool(), spool())
+        lists = Lists(uncertain=spool(), re_record=spool(), reviewed=spool(), review_first=spool())
+        csv_file = spool()
+        _write_rows(batch, tally, csv_file, every_file, lists)
+        review_first_count = _write_review_first(batch, first, lists.review_first)
         batch.shift_warning = shift_warning(version, tally.positive_scores)
         Batch.objects.filter(pk=batch.pk).update(shift_warning=batch.shift_warning)
         summary = summarise(batch, tally)
-        _write_json(summary, unsure, json_file)
+        json_file = spool()
+        _write_json(summary, lists, json_file)
         reports = [
             _store(batch, "csv", csv_file, summary),
             _store(batch, "json", json_file, summary),
         ]
-        context = page_context(batch, summary)
-        with _spool() as page:
-            _write_html(context, rows_html, page)
-            reports.append(_store(batch, "html", page, summary))
-        with _spool() as pdf:
-            report_pdf.write_pdf(context, cells, pdf)
-            reports.append(_store(batch, "pdf", pdf, summary))
+        context = page_context(batch, summary) | {"review_first_count": review_first_count}
+        page = spool()
+        _write_html(context, {REVIEW_FIRST_MARK: first.html, ROWS_MARK: every_file.html}, page)
+        reports.append(_store(batch, "html", page, summary))
+        pdf = spool()
+        report_pdf.write_pdf(context, review_first=first.cells, every_file=every_file.cells, out=pdf)
+        reports.append(_store(batch, "pdf", pdf, summary))
     Batch.objects.filter(pk=batch.pk).update(report_error_code="", report_error="", report_retry_at=None)
     return reports
 
@@ -252,17 +252,18 @@ def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
 
 
 @dataclass(frozen=True)
-class Unsure:
-    """Spools for the JSON report, one line per recording: given no class (uncertain, to re-record),
-    and reviewed by a clinician."""
+class Lists:
+    """Spools for the JSON report's lists, one line per recording: given no class (uncertain,
+    to re-record), reviewed by a clinician, and to review first (in that order)."""
 
     uncertain: IO[bytes]
     re_record: IO[bytes]
     reviewed: IO[bytes]
+    review_first: IO[bytes]
 
 
 def _write_rows(
-    batch: Batch, tally: Tally, csv_file: IO[bytes], file_rows: "FileRows", unsure: Unsure
+    batch: Batch, tally: Tally, csv_file: IO[bytes], every_file: "FileRows", lists: Lists
 ) -> None:
     text = io.TextIOWrapper(csv_file, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
@@ -271,17 +272,41 @@ def _write_rows(
         verdict = verdicts.for_row(row)
         tally.add(row, verdict)
         writer.writerow(_csv_row(row, verdict, tally.classes, batch))
-        file_rows.add(row_cells(row, verdict))
+        every_file.add(row_cells(row, verdict))
         if verdict is not None and verdict.decision in (calibration.UNCERTAIN, verdicts.RE_RECORD):
             entry = {"path": row["path"], "reasons": verdict.reasons}
-            spool = unsure.re_record if verdict.re_record else unsure.uncertain
+            spool = lists.re_record if verdict.re_record else lists.uncertain
             spool.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
         review = reviews.row_review(row)
         if review is not None:
             entry = {"path": row["path"], **_review_entry(review)}
-            unsure.reviewed.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
-    file_rows.flush()
+            lists.reviewed.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+    every_file.flush()
     text.detach()
+
+
+def review_first_rows(batch: Batch) -> QuerySet[Recording, dict[str, Any]]:
+    """results.review_first's rows, as report_rows gives them, with their risk."""
+    return review_first(batch).values(*ROW_FIELDS, "risk")
+
+
+def _write_review_first(batch: Batch, first: "FileRows", spool: IO[bytes]) -> int:
+    """The recordings to review first, highest risk first, into the pages' rows and the JSON's list."""
+    count = 0
+    for row in review_first_rows(batch).iterator(chunk_size=2000):
+        verdict = verdicts.for_row(row)
+        first.add(row_cells(row, verdict))
+        shown = verdict or NO_VERDICT
+        entry = {
+            "path": row["path"],
+            "decision": shown.outcome,
+            "risk": row["risk"],
+            "reasons": shown.reasons,
+        }
+        spool.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+        count += 1
+    first.flush()
+    return count
 
 
 def _review_entry(review: reviews.LatestReview) -> dict[str, str]:
@@ -295,17 +320,19 @@ def _review_entry(review: reviews.LatestReview) -> dict[str, str]:
     }
 
 
-def _write_json(summary: dict[str, Any], unsure: Unsure, out: IO[bytes]) -> None:
+def _write_json(summary: dict[str, Any], lists: Lists, out: IO[bytes]) -> None:
     """The summary with every uncertain recording and every one to re-record, with their
-    reasons, and every reviewed one with its latest review, streamed from the spools.
+    reasons, every reviewed one with its latest review, and those to review first with
+    their risk, highest first, streamed from the spools.
 
     Only the summary is kept in the Report rows; the lists can be as long as the batch.
     """
     out.write(json.dumps(summary, indent=2, sort_keys=True).removesuffix("\n}").encode())
     for name, spool in (
-        ("re_record_recordings", unsure.re_record),
-        ("uncertain_recordings", unsure.uncertain),
-        ("reviewed_recordings", unsure.reviewed),
+        ("re_record_recordings", lists.re_record),
+        ("uncertain_recordings", lists.uncertain),
+        ("reviewed_recordings", lists.reviewed),
+        ("review_first_recordings", lists.review_first),
     ):
         out.write(f',\n  "{name}": ['.encode())
         spool.seek(0)
@@ -395,6 +422,11 @@ def _spool() -> IO[bytes]:
     return tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
 
 
+def _open_spool(spools: ExitStack) -> IO[bytes]:
+    """A spool closed when ``spools`` closes."""
+    return spools.enter_context(_spool())
+
+
 # --- HTML and PDF ---------------------------------------------------------
 #
 # The page is jobs/templates/jobs/reports/batch_report.html (autoescaped); the
@@ -407,6 +439,8 @@ def _spool() -> IO[bytes]:
 REPORT_TEMPLATE = "jobs/reports/batch_report.html"
 ROWS_TEMPLATE = "jobs/reports/report_rows.html"
 ROWS_MARK = "<!--rows-->"
+REVIEW_FIRST_MARK = "<!--review-first-->"
+MARKS = re.compile(f"({re.escape(REVIEW_FIRST_MARK)}|{re.escape(ROWS_MARK)})")
 ROWS_PER_RENDER = 500  # a template render costs more than the rows in it: render them in groups
 FIGURES = [
     ("sensitivity", "sensitivity"),
@@ -417,13 +451,16 @@ FIGURES = [
 HISTOGRAM_WIDTH, HISTOGRAM_HEIGHT = 420, 160
 
 
-def _write_html(context: dict[str, Any], rows_html: IO[bytes], page: IO[bytes]) -> None:
-    head, foot = render_to_string(REPORT_TEMPLATE, context).split(ROWS_MARK)
-    page.write(head.encode())
-    rows_html.seek(0)
-    while block := rows_html.read(storage.READ_BLOCK):
-        page.write(block)
-    page.write(foot.encode())
+def _write_html(context: dict[str, Any], parts: dict[str, IO[bytes]], page: IO[bytes]) -> None:
+    """The page, with each spool of ``parts`` streamed in where its mark stands."""
+    for piece in MARKS.split(render_to_string(REPORT_TEMPLATE, context)):
+        rows = parts.get(piece)
+        if rows is None:
+            page.write(piece.encode())
+            continue
+        rows.seek(0)
+        while block := rows.read(storage.READ_BLOCK):
+            page.write(block)
 
 
 def page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
@@ -431,6 +468,8 @@ def page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
     (summarise's, as the Report rows keep it), shaped into cards, tables and bars."""
     counts = summary["counts"]
     decisions, errors = counts.get("by_decision") or {}, counts["by_error"]
+    rule = verdicts.model_rule(batch.model_version)
+    statuses = sorted((wording.status_text(status), count) for status, count in counts["by_status"].items())
     return {
         "name": batch.name,
         "status": batch.get_status_display(),
@@ -442,8 +481,9 @@ def page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
             for name, value in [("files", counts["files"]), *sorted(counts["by_class"].items())]
         ],
         "decisions": _table(["decision", "files"], sorted(decisions.items())) if decisions else None,
-        "statuses": _table(["status", "files"], sorted(counts["by_status"].items())),
-        "errors": _table(["reason", "files"], sorted(errors.items())) if errors else None,
+        "statuses": _table(["status", "files"], statuses),
+        "errors": _error_table(errors) if errors else None,
+        "flagged": " or ".join(reviews.flagged_classes(list(batch.model_version.classes), rule.positive)),
         "histogram": _histogram(summary["confidence_histogram"]["counts"]),
         "metrics": _metrics(summary["metrics"]),
     }
@@ -478,12 +518,14 @@ def row_cells(row: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
     shown = verdict or NO_VERDICT
     rate = shown.heart_rate
     review = reviews.row_review(row)
+    status = row["file_status"] or "pending"
     return {
         "path": row["path"],
-        "status": row["file_status"] or "pending",
+        "status": status,
+        "status_text": wording.status_text(status),
         "label": shown.label or "",
         "outcome": shown.outcome,
-        "notes": [note for note in (shown.rule_text, "; ".join(shown.reasons)) if note],
+        "notes": [note for note in (shown.rule_text, wording.reasons_text(shown.reasons)) if note],
         "quality": row["quality"] or "",
         "heart_rate": "" if rate.bpm is None else f"{rate.bpm:.0f}",
         "heart_rate_flag": rate.bpm is not None and bool(rate.flag),
@@ -503,6 +545,14 @@ def _review_cell(review: reviews.LatestReview) -> dict[str, str]:
         "when": f", {review.reviewed_at:%Y-%m-%d %H:%M}" if review.reviewed_at else "",
         "note": review.note,
     }
+
+
+def _error_table(errors: dict[str, int]) -> dict[str, Any]:
+    """Why files were not analysed, in words, most frequent first."""
+    by_reason: Counter[str] = Counter()
+    for code, count in errors.items():
+        by_reason[wording.error_text(code)] += count
+    return _table(["reason", "files"], sorted(by_reason.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _table(header: list[str], rows: list[tuple[Any, ...]]) -> dict[str, Any]:

@@ -12,11 +12,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast, Coalesce, NullIf
 
 from jobs.models import Batch, Recording
 from jobs.services import reviews, verdicts
+from ml.calibration import UNCERTAIN
 
 FILE_STATUSES = ("rejected", "pending", "running", "done", "failed", "skipped", "cancelled")
 
@@ -94,3 +95,27 @@ def filter_rows(
     # Annotation names, which the type checker cannot see as fields.
     rows = rows.filter(**{name: value for name, value in wanted.items() if value})
     return rows.exclude(**{"quality": verdicts.UNUSABLE}) if label else rows
+
+
+def review_first(batch: Batch, rows: QuerySet[Recording] | None = None) -> QuerySet[Recording]:
+    """The rows a clinician should look at first, highest risk first.
+
+    Those given the flagged class (a screening model's positive class, abnormal)
+    or uncertain; not an unusable one, which is to be re-recorded whatever the
+    model read in it. Risk is the probability the decision was made on (the
+    site's when a site calibration decided, else the model's p(positive)), or for
+    a model without a positive class the confidence of its class; ties by path.
+    """
+    rule = verdicts.model_rule(batch.model_version)
+    flagged = reviews.flagged_classes(list(batch.model_version.classes), rule.positive)
+    rows = batch_recordings(batch) if rows is None else rows
+    chosen = rows.filter(
+        Q(decision__in=[*flagged, UNCERTAIN]) | Q(decision="", predicted_label__in=flagged)
+    ).exclude(Q(quality=verdicts.UNUSABLE))
+    risk: F | Coalesce
+    if rule.positive is None:
+        risk = F("confidence")
+    else:
+        model_probability = Cast(KeyTextTransform(rule.positive, "probabilities"), FloatField())
+        risk = Coalesce(F("site_probability"), model_probability)
+    return chosen.annotate(risk=risk).order_by(F("risk").desc(nulls_last=True), "path", "id")

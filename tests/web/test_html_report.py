@@ -60,14 +60,16 @@ def test_it_escapes_every_text_an_uploader_or_reviewer_wrote(db: None) -> None:
     assert "<script>" not in page
     assert f"<title>LubDub report: week {ESCAPED}</title>" in page
     row = next(line for line in _file_lines(page)[1] if "clinic/" in line)
-    assert row.startswith(f'<tr><td>clinic/{ESCAPED}.wav</td><td><span class="pending">pending</span></td>')
+    assert row.startswith(
+        f'<tr><td>clinic/{ESCAPED}.wav</td><td><span class="pending">not analysed</span></td>'
+    )
     assert '<td>abnormal<br><span class="reasons">p(abnormal) 0.90, threshold 0.50</span></td>' in row
     assert '<td>250<br><span class="flag">check: 250 bpm' in row
     assert f" by {member.username}, " in row and row.endswith(
         f'<br><span class="reasons">{ESCAPED}</span></td></tr>'
     )
     assert f"<td>not audio: {ESCAPED}</td>" in page
-    assert '<td class="">not_audio</td><td class="n">1</td>' in page  # why files were not analysed
+    assert '<td class="">not a recognised audio file</td><td class="n">1</td>' in page  # why not analysed
 
 
 def test_it_writes_one_line_per_file_across_render_groups(db: None) -> None:
@@ -100,7 +102,7 @@ def test_it_writes_one_line_per_file_across_render_groups(db: None) -> None:
     rows = lines[:-2]
     assert [row[8:13] for row in rows] == [f"r{i:04}" for i in range(files)]
     assert rows[0] == (
-        '<tr><td>r0000.wav</td><td><span class="pending">pending</span></td><td>normal</td>'
+        '<tr><td>r0000.wav</td><td><span class="pending">not analysed</span></td><td>normal</td>'
         '<td>normal<br><span class="reasons">p(abnormal) 0.20, threshold 0.50</span></td>'
         "<td>good</td><td></td><td></td><td></td><td></td></tr>"
     )

@@ -59,7 +59,14 @@ def test_a_printed_report_page_keeps_the_figures_and_drops_the_site_around_them(
         "Files 1–4 of 4 are printed here; the PDF report holds every file."
     )
     assert page.locator(".report .card").first.inner_text() == "4\nfiles"
-    assert page.get_by_role("cell", name="clinic/a0033.wav").is_visible()
+    assert (
+        page.get_by_role("table", name="Review first")
+        .get_by_role("cell", name="clinic/a0033.wav")
+        .is_visible()
+    )
+    assert (
+        page.get_by_role("table", name="Every file").get_by_role("cell", name="clinic/a0033.wav").is_visible()
+    )
     assert page.get_by_role("cell", name="sensitivity").is_visible()
     # Landscape A4 (the print rules' @page size) and the table's titles repeated on each page.
     assert page.evaluate(

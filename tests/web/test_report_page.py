@@ -73,7 +73,8 @@ def test_it_writes_a_pdf_holding_the_batchs_figures_and_files(organisation: Any,
         assert f"\n{recording.path} " in text
     words = _words(text)
     assert (
-        "clinic/a0033.wav done abnormal abnormal · p(abnormal) 0.82, threshold 0.50 good 72 abnormal" in words
+        "clinic/a0033.wav analysed abnormal abnormal · p(abnormal) 0.82, threshold 0.50 good 72 abnormal"
+        in words
     )
     assert "The file is not a recognised audio format." in words
     assert "abnormal (overridden) by clinician, " in words and ": murmur at the apex" in words
