@@ -3,8 +3,12 @@
 Needs the app running (`make up`). Submits an archive of N real recordings
 (../shared/data when present, otherwise the committed sample repeated) through
 the API and times upload to report ready; meanwhile single-file uploads measure
-interactive latency. Then the same recordings go through the compute limit
-(the worker's decode + batched classify, no queue) and the naive per-file loop
+interactive latency. The same recordings, as files in a folder, then go
+through `python -m ml predict` (the reference: the CLI with the workers' bundle)
+and through the `lubdub` client (`lubdub submit --wait`, then the results
+downloaded), while the S3-API server's log counts the object-store requests
+(bench.client_pass, bench.s3_requests). Last come the compute limit (the
+worker's decode + batched classify, no queue) and the naive per-file loop
 (librosa + model.predict). Peak resident memory of the web and worker processes
 is read for a small and a large archive.
 """
@@ -13,17 +17,22 @@ import csv
 import os
 import random
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
+from bench import s3_requests, targets
+from bench.client_pass import Timed, cli_run, client_run, stage_recordings
 from jobs.services.accounts import api_token, ensure_member
 from jobs.services.model_lookup import default_model
 from jobs.services.registry import local_bundle_dir
@@ -34,7 +43,9 @@ from lubdub_client.upload import zip_body
 
 SHARED_DATA = Path(settings.BASE_DIR).parent / "shared" / "data" / "physionet2016"
 SAMPLES = Path(settings.BASE_DIR) / "samples" / "physionet"
-RUN = Path(settings.BASE_DIR) / "var" / "run"
+# infra/processes.sh's pid files (LUBDUB_VAR_DIR moves them, as it does for a second copy).
+RUN = Path(os.environ.get("LUBDUB_VAR_DIR") or Path(settings.BASE_DIR) / "var") / "run"
+SERVICES = Path(os.environ.get("LUBDUB_SERVICES_DIR") or Path(settings.BASE_DIR) / ".services")
 POLL_S = 0.2
 PROBE_POLL_S = 0.05  # latency is timed by polling: poll finely
 MIB = 1024 * 1024
@@ -54,6 +65,13 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=300, help="recordings in the compute-limit loop")
         parser.add_argument("--processes", type=int, default=2, help="bulk worker processes (make up: 2)")
         parser.add_argument("--label", default="", help="what this run measures, printed with the figures")
+        parser.add_argument(
+            "--s3-log",
+            type=Path,
+            default=None,
+            help="the S3-API server's request log, to count requests (default: the one of .services, "
+            "when it is the server the app uses)",
+        )
         default = f"http://127.0.0.1:{os.environ.get('LUBDUB_WEB_PORT', '8000')}"
         parser.add_argument("--url", default=default)
 
@@ -82,10 +100,47 @@ class Command(BaseCommand):
         from bench.compute import compute_limit, naive_loop
 
         bundle = local_bundle_dir(default_model())
+        reference = self._reference_and_client(user, options["url"], bundle, paths, options["s3_log"])
         self.stdout.write("compute limit and naive loop ...")
         limit = compute_limit(bundle, paths[: options["limit"]], options["processes"])
         naive = naive_loop(bundle, paths[: options["naive"]])
         self._print(small, large, loaded, limit, naive, options["processes"])
+        self.stdout.write("\n".join(reference_lines(**reference)))
+
+    def _reference_and_client(
+        self, user: User, url: str, bundle: Path, paths: list[Path], s3_log: Path | None
+    ) -> dict[str, Any]:
+        """`python -m ml predict` and `lubdub` on the same files, with the requests the client's run made."""
+        log = request_log(s3_log)
+        token = api_token(user)
+        self.stdout.write(f"python -m ml predict and lubdub on the same {len(paths)} files ...")
+        with tempfile.TemporaryDirectory(prefix="lubdub-bench-") as scratch:
+            folder = Path(scratch) / "recordings"
+            staged = stage_recordings(paths, folder)
+            try:
+                startup = cli_run(bundle, staged[:1], Path(scratch) / "one.csv")
+                cli = cli_run(bundle, [folder], Path(scratch) / "cli.csv")
+                # The runs above stored these recordings: without their batches the
+                # client's archive is stored afresh, as a new archive would be.
+                forget_earlier_runs(user)
+                if log is not None:
+                    log.mark()
+                through_client, _ = client_run(
+                    url, token, folder, Path(scratch) / "results.csv", name=f"bench lubdub {len(paths)}"
+                )
+            except subprocess.CalledProcessError as exc:
+                raise CommandError(f"{exc}: {(exc.stderr or '').strip()[-2000:]}") from exc
+        self.stdout.write(f"  {len(paths)} recordings through lubdub: {through_client.wall:.1f} s")
+        counted, source = None, "no request log of the S3-API server the app uses"
+        if log is not None:
+            counted = s3_requests.count_requests(log.lines_since_mark(), bucket_name())
+            source = f"the S3-API server's log, bucket {bucket_name()}"
+            if not sum(counted.values()):  # an upload was stored: a log that shows nothing is not this one
+                counted, source = None, f"{log.path} shows no request for bucket {bucket_name()}"
+        return {
+            "cli": cli, "startup": startup, "client": through_client, "requests": counted,
+            "storage": "s3" if settings.USE_S3 else "filesystem", "source": source,
+        }  # fmt: skip
 
     def _run(self, client: Client, paths: list[Path], *, probes: int) -> dict[str, Any]:
         pids = process_groups()
@@ -126,14 +181,15 @@ class Command(BaseCommand):
         procs: int,
     ) -> None:
         rate = large["rate"]
+        to_limit, to_naive = rate / limit, rate / naive
         lines = [
             "",
             f"end to end (upload to report ready): {rate:.1f} recordings/s "
             f"({large['count']} in {large['wall']:.1f} s)",
             f"compute limit ({procs} processes, no queue): {limit:.1f} recordings/s",
             f"naive loop (librosa + model.predict per file): {naive:.1f} recordings/s",
-            f"  ratio to compute limit: {rate / limit:.2f}  (target >= 0.5) {_verdict(rate / limit >= 0.5)}",
-            f"  ratio to naive loop:    {rate / naive:.1f}  (target >= 10) {_verdict(rate / naive >= 10)}",
+            f"  ratio to compute limit: {to_limit:.2f}  (target >= 0.5) {targets.verdict(to_limit >= 0.5)}",
+            f"  ratio to naive loop:    {to_naive:.1f}  (target >= 10) {targets.verdict(to_naive >= 10)}",
         ]
         spent = large["cpu"]
         lines.append(
@@ -149,7 +205,7 @@ class Command(BaseCommand):
             lines.append(
                 f"single-file latency ({len(latencies)} files, {loaded['overlapping']} while a bulk "
                 f"batch of {loaded['count']} ran): p50 {p50:.2f} s, p95 {p95:.2f} s "
-                f"(target p50 <= 1.5 s) {_verdict(p50 <= 1.5)}"
+                f"(target p50 <= 1.5 s) {targets.verdict(p50 <= 1.5)}"
             )
         lines.append("peak resident memory (MiB), small vs large archive:")
         for group in sorted(large["peaks"]):
@@ -157,6 +213,54 @@ class Command(BaseCommand):
             lines.append(f"  {group:<20} {before / MIB:8.0f} {after / MIB:8.0f}")
         lines.append(f"  (archives of {small['size'] / MIB:.1f} MiB and {large['size'] / MIB:.1f} MiB)")
         self.stdout.write("\n".join(lines))
+
+
+def reference_lines(
+    *, cli: Timed, startup: Timed, client: Timed, requests: dict[str, int] | None, storage: str, source: str
+) -> list[str]:
+    """The client's run against the CLI's on the same files, and its object-store requests."""
+    lines = [
+        f"python -m ml predict (the reference: one process, the workers' bundle, the same {cli.count} "
+        f"files): {cli.rate:.1f} recordings/s ({cli.count} in {cli.wall:.2f} s; start-up and one file: "
+        f"{startup.wall:.2f} s)",
+        f"end to end through lubdub (submit --wait, then the results CSV downloaded): {client.rate:.1f} "
+        f"recordings/s ({client.count} in {client.wall:.1f} s)",
+        f"  {targets.cli_ratio_line(client.rate, cli.rate, storage)}",
+    ]
+    past_startup = cli.wall - startup.wall
+    if past_startup > 0 and cli.count > startup.count:
+        # What the CLI does once loaded, for comparison (noisy when the run is short).
+        loaded = (cli.count - startup.count) / past_startup
+        share = client.rate / loaded
+        lines.append(f"  ratio to the CLI past its start-up ({loaded:.1f} recordings/s): {share:.2f}")
+    for run, name in ((cli, "python -m ml predict"), (client, "lubdub results")):
+        if run.rows != run.count:
+            lines.append(f"  warning: {name} gave {run.rows} results without an error for {run.count} files")
+    if storage == "filesystem":
+        lines.append("object-store requests: none (filesystem storage)")
+    elif requests is None:
+        lines.append(f"object-store requests: not counted ({source}; --s3-log names one)")
+    else:
+        kinds = ", ".join(f"{kind} {requests[kind]}" for kind in s3_requests.KINDS)
+        lines.append(f"object-store requests during the lubdub run ({source}): {kinds}")
+        lines.append(f"  {targets.requests_line(requests[s3_requests.AUDIO], client.count)}")
+    return lines
+
+
+def request_log(path: Path | None) -> s3_requests.RequestLog | None:
+    """The log that counts the app's S3 requests: the one named, or that of .services' server if the app's."""
+    if not settings.USE_S3:
+        return None
+    if path is None:
+        path = s3_requests.server_log(SERVICES, urlsplit(settings.S3_ENDPOINT_URL).port)
+        return None if path is None else s3_requests.RequestLog(path)
+    if not path.is_file():
+        raise CommandError(f"no request log at {path}")
+    return s3_requests.RequestLog(path)
+
+
+def bucket_name() -> str:
+    return str(settings.STORAGES["default"]["OPTIONS"]["bucket_name"])  # type: ignore[index]
 
 
 def forget_earlier_runs(user: User) -> int:
@@ -207,10 +311,6 @@ def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
     for pid, (kind, seconds) in after.items():
         spent[kind] += seconds - before.get(pid, (kind, 0.0))[1]
     return {kind: seconds for kind, seconds in spent.items() if seconds >= 0.005}
-
-
-def _verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
 
 
 def recordings(count: int) -> tuple[list[Path], str]:
