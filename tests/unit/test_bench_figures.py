@@ -143,8 +143,9 @@ def test_it_reports_the_s3_pass_with_its_requests() -> None:
         "400.0 recordings/s (600 in 1.50 s; start-up and one file: 0.90 s)",
         "end to end through lubdub (submit --wait, then the results CSV downloaded): 50.0 recordings/s "
         "(600 in 12.0 s)",
-        "  ratio to the CLI (s3 storage): 0.12  (target >= 0.5) MISSED",
-        "  ratio to the CLI past its start-up (998.3 recordings/s): 0.05",  # 599 files in 1.5 - 0.9 s
+        "  the CLI past its start-up: 998.3 recordings/s",  # 599 files in 1.5 - 0.9 s
+        "  ratio to the CLI (s3 storage): 0.05  (target >= 0.5) MISSED",
+        "  ratio to the CLI's whole run, start-up included: 0.12",
         "object-store requests during the lubdub run (the log): upload 3, ingest + analysis 18, reports 9, "
         "other 1",
         "  ingest + analysis requests per recording: 0.030  (target <= 0.1) ok",
@@ -156,8 +157,10 @@ def test_it_reports_the_filesystem_pass_without_requests_and_warns_of_missing_re
         cli=CLI, startup=STARTUP, client=Timed(600, 1.5, 598), requests=None, storage="filesystem", source=""
     )
 
-    assert lines[2] == "  ratio to the CLI (filesystem storage): 1.00  (target >= 0.7) ok"
-    assert lines[4:] == [
+    # 600 files in 1.5 s, 599 of them in the 0.6 s past the CLI's start-up: the target
+    # is judged against the loaded rate (998.3/s), not the whole run's 400/s.
+    assert lines[3] == "  ratio to the CLI (filesystem storage): 0.40  (target >= 0.7) MISSED"
+    assert lines[5:] == [
         "  warning: lubdub results gave 598 results without an error for 600 files",
         "object-store requests: none (filesystem storage)",
     ]
@@ -178,6 +181,7 @@ def test_it_leaves_the_rate_past_start_up_out_when_the_run_was_no_longer_than_on
     )  # fmt: skip
 
     assert not any("past its start-up" in line for line in lines)
+    assert lines[2] == "  ratio to the CLI (s3 storage): 0.56  (target >= 0.5) ok"  # against the whole run
 
 
 def test_it_stages_copies_named_as_in_the_archive(tmp_path: Path) -> None:

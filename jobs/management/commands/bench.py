@@ -225,14 +225,17 @@ def reference_lines(
         f"{startup.wall:.2f} s)",
         f"end to end through lubdub (submit --wait, then the results CSV downloaded): {client.rate:.1f} "
         f"recordings/s ({client.count} in {client.wall:.1f} s)",
-        f"  {targets.cli_ratio_line(client.rate, cli.rate, storage)}",
     ]
+    # The target is judged against what the CLI does once loaded: its start-up (about
+    # a second) is a large share of a short run, and would flatter the platform.
     past_startup = cli.wall - startup.wall
     if past_startup > 0 and cli.count > startup.count:
-        # What the CLI does once loaded, for comparison (noisy when the run is short).
         loaded = (cli.count - startup.count) / past_startup
-        share = client.rate / loaded
-        lines.append(f"  ratio to the CLI past its start-up ({loaded:.1f} recordings/s): {share:.2f}")
+        lines.append(f"  the CLI past its start-up: {loaded:.1f} recordings/s")
+        lines.append(f"  {targets.cli_ratio_line(client.rate, loaded, storage)}")
+        lines.append(f"  ratio to the CLI's whole run, start-up included: {client.rate / cli.rate:.2f}")
+    else:
+        lines.append(f"  {targets.cli_ratio_line(client.rate, cli.rate, storage)}")
     for run, name in ((cli, "python -m ml predict"), (client, "lubdub results")):
         if run.rows != run.count:
             lines.append(f"  warning: {name} gave {run.rows} results without an error for {run.count} files")
