@@ -2,7 +2,7 @@
 
 The downloads are short-lived links to the stored files; this page is not: it
 shows the figures the stored report was written with (its summary), the
-recordings to review first and then every file, a page at a time, for whoever
+recordings to review first, the patients' verdicts and every file, a page at a time, for whoever
 may see the batch (jobs.services.access).
 """
 
@@ -18,10 +18,11 @@ from django.urls import reverse
 from jobs.models import Batch
 from jobs.pages import summaries
 from jobs.pages.auth import signed_in
-from jobs.services import access, reports, verdicts
+from jobs.services import access, patients, reports, verdicts
 
 FILES_PER_PAGE = 100
 FIRST_PER_PAGE = 50
+PATIENTS_PER_PAGE = 50
 
 
 @login_required
@@ -38,17 +39,31 @@ def batch_report_page(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         "no_report": _no_report(batch),
     }
     if summary is not None:
-        page = Paginator(reports.report_rows(batch), FILES_PER_PAGE).get_page(request.GET.get("page"))
-        first = Paginator(reports.review_first_rows(batch), FIRST_PER_PAGE).get_page(request.GET.get("first"))
-        context |= reports.page_context(batch, summary)
-        context |= {
-            "page": page,
-            "rows": _cells(page),
-            "review_first_count": first.paginator.count,
-            "first_rows": _cells(first),
-            "first_pages": _page_links(request, first, "first"),
-        }
+        context |= _report(request, batch, summary)
     return render(request, "jobs/reports/report_page.html", context)
+
+
+def _report(request: HttpRequest, batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
+    """The stored report's figures, and this page of each of its lists."""
+    figures = reports.page_context(batch, summary)
+    files = Paginator(reports.report_rows(batch), FILES_PER_PAGE).get_page(request.GET.get("page"))
+    first = Paginator(reports.review_first_rows(batch), FIRST_PER_PAGE).get_page(request.GET.get("first"))
+    shown = figures | {
+        "page": files,
+        "rows": _cells(files),
+        "review_first_count": first.paginator.count,
+        "first_rows": _cells(first),
+        "first_pages": _page_links(request, first, "first"),
+    }
+    if figures["patients"]["count"]:
+        people = Paginator(patients.patient_verdicts(batch), PATIENTS_PER_PAGE).get_page(
+            request.GET.get("patients")
+        )
+        shown |= {
+            "patient_rows": [reports.patient_cells(patient) for patient in people.object_list],
+            "patient_pages": _page_links(request, people, "patients"),
+        }
+    return shown
 
 
 def _cells(page: Page[Any]) -> list[dict[str, Any]]:

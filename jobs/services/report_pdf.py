@@ -24,7 +24,7 @@ FONT = "DejaVu"
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 MARGIN = 12.0  # mm
 LINE = 3.6  # mm, one line of the files' table
-MAX_LINES = 3  # a longer cell is cut, with an ellipsis: the CSV holds every word
+MAX_LINES = 4  # a longer cell is cut, with an ellipsis: the CSV holds every word
 GREY = (85, 96, 107)
 RULE = (213, 219, 225)
 DISCLAIMER = (
@@ -40,15 +40,22 @@ class Column:
 
 
 FILE_COLUMNS = (
-    Column("file", 58),
+    Column("file", 48),
+    Column("patient, location", 24),
     Column("status", 15),
-    Column("result", 16),
-    Column("decision", 58),
+    Column("result", 15),
+    Column("decision", 50),
     Column("quality", 13),
-    Column("heart rate", 20),
-    Column("truth", 15),
-    Column("reason", 40),
-    Column("clinician's review", 38),
+    Column("heart rate", 16),
+    Column("truth", 14),
+    Column("reason", 38),
+    Column("clinician's review", 40),
+)
+PATIENT_COLUMNS = (
+    Column("patient", 30),
+    Column("verdict", 22),
+    Column("why", 90),
+    Column("recordings", 131),
 )
 
 
@@ -103,10 +110,16 @@ class ReportPdf(FPDF):
 
 
 def write_pdf(
-    context: dict[str, Any], *, review_first: IO[bytes], every_file: IO[bytes], out: IO[bytes]
+    context: dict[str, Any],
+    *,
+    review_first: IO[bytes],
+    patients: IO[bytes],
+    every_file: IO[bytes],
+    out: IO[bytes],
 ) -> None:
-    """The report of reports.page_context ``context``; ``review_first`` and ``every_file``
-    hold one JSON line of reports.row_cells per file, in their table's order."""
+    """The report of reports.page_context ``context``. ``review_first`` and ``every_file``
+    hold one JSON line of reports.row_cells per file, ``patients`` one of
+    reports.patient_cells per patient, each in its table's order."""
     # fontTools logs every step of embedding the font at INFO: not for a worker's log.
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     pdf = ReportPdf(f"LubDub screening report: {context['name']}")
@@ -114,8 +127,9 @@ def write_pdf(
     _title(pdf, context)
     _summary(pdf, context)
     _review_first(pdf, context, _lines(review_first))
+    _patients(pdf, context, _lines(patients))
     _heading(pdf, "Every file")
-    _files(pdf, _lines(every_file))
+    _rows(pdf, FILE_COLUMNS, map(file_cells, _lines(every_file)))
     out.write(bytes(pdf.output()))
 
 
@@ -131,7 +145,40 @@ def _review_first(pdf: ReportPdf, context: dict[str, Any], rows: Iterable[dict[s
         "first: the probability each decision was made on. Recordings to re-record are in the full table.",
         grey=True,
     )
-    _files(pdf, rows)
+    _rows(pdf, FILE_COLUMNS, map(file_cells, rows))
+
+
+def _patients(pdf: ReportPdf, context: dict[str, Any], rows: Iterable[dict[str, Any]]) -> None:
+    found = context["patients"]
+    if not found["count"]:
+        return
+    _heading(pdf, "Patients")
+    positive = context["positive"]
+    rule = (
+        f"{positive.capitalize()} at any location makes the patient {positive}; otherwise an uncertain "
+        "recording makes the patient uncertain, and recordings all to re-record make it re-record."
+        if positive
+        else "A patient gets the class all their usable recordings agree on, else uncertain."
+    )
+    _paragraph(
+        pdf,
+        f"{found['count']} patient{'s' if found['count'] != 1 else ''} named by the recordings, one verdict "
+        "each: a recording counts with its clinician's review when it has one, else with the model's "
+        f"decision. {rule}",
+        grey=True,
+    )
+    _paragraph(pdf, " · ".join(f"{verdict}: {count}" for verdict, count in found["by_verdict"]))
+    _rows(pdf, PATIENT_COLUMNS, map(patient_texts, rows))
+
+
+def patient_texts(patient: dict[str, Any]) -> list[str]:
+    """The text of each of PATIENT_COLUMNS for one of reports.patient_cells."""
+    readings = "; ".join(
+        f"{reading['location'] or reading['path']}: {reading['outcome']}"
+        + (" (reviewed)" if reading["reviewed"] else "")
+        for reading in patient["recordings"]
+    )
+    return [patient["patient_id"], patient["verdict"], patient["reason"], readings]
 
 
 def _lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -290,35 +337,37 @@ def _histogram(pdf: ReportPdf, histogram: dict[str, Any]) -> None:
     pdf.set_xy(MARGIN, top + histogram["height"] * scale + 2)
 
 
-def _files(pdf: ReportPdf, rows: Iterable[dict[str, Any]]) -> None:
-    pdf.table_columns = FILE_COLUMNS
+def _rows(pdf: ReportPdf, columns: tuple[Column, ...], rows: Iterable[list[str]]) -> None:
+    """A table of ``columns``, one row per list of texts, its titles again on each new page."""
+    pdf.table_columns = columns
     pdf.set_draw_color(*RULE)
     if pdf.will_page_break(3 * LINE):
         pdf.add_page()  # the header draws the columns' titles
     else:
-        pdf.columns_head(FILE_COLUMNS)
-    for row in rows:
-        _file_row(pdf, file_cells(row))
+        pdf.columns_head(columns)
+    for texts in rows:
+        _row(pdf, columns, texts)
     pdf.table_columns = ()
     pdf.set_draw_color(0)
 
 
 def file_cells(row: dict[str, Any]) -> list[str]:
-    """The text of each of FILE_COLUMNS for one of reports.row_cells."""
+    """The text of each of FILE_COLUMNS for one of reports.row_cells (a paragraph a line)."""
     rate = row["heart_rate"]
     if row["heart_rate_flag"]:
-        rate += f" (check: {row['heart_rate_note']})"
+        rate += f"\ncheck: {row['heart_rate_note']}"
     review = row.get("review")
     reviewed = ""
     if review:
-        reviewed = f"{review['label']} ({review['action']}) by {review['reviewed_by']}{review['when']}"
+        reviewed = f"{review['label']} ({review['action']})\n{review['reviewed_by']}{review['when']}"
         if review["note"]:
-            reviewed += f": {review['note']}"
+            reviewed += f"\n{review['note']}"
     return [
         row["path"],
+        _paragraphs(row["patient"], row["location"]),
         row["status_text"],
         row["label"],
-        " · ".join([row["outcome"], *row["notes"]]) if row["outcome"] else " · ".join(row["notes"]),
+        _paragraphs(row["outcome"], *row["notes"]),
         row["quality"],
         rate,
         row["truth"],
@@ -327,14 +376,18 @@ def file_cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def _file_row(pdf: ReportPdf, texts: list[str]) -> None:
-    wrapped = [_wrap(pdf, text, column.width - 1.6) for text, column in zip(texts, FILE_COLUMNS, strict=True)]
+def _paragraphs(*texts: str) -> str:
+    return "\n".join(text for text in texts if text)
+
+
+def _row(pdf: ReportPdf, columns: tuple[Column, ...], texts: list[str]) -> None:
+    wrapped = [_wrap(pdf, text, column.width - 1.6) for text, column in zip(texts, columns, strict=True)]
     height = LINE * max(1, *map(len, wrapped)) + 0.8
     if pdf.will_page_break(height):
         pdf.add_page()
     top = pdf.get_y()
     x = MARGIN
-    for lines, column in zip(wrapped, FILE_COLUMNS, strict=True):
+    for lines, column in zip(wrapped, columns, strict=True):
         for number, line in enumerate(lines):
             pdf.text(x + 0.8, top + LINE * (number + 1) - 0.6, line)
         x += column.width
@@ -343,9 +396,20 @@ def _file_row(pdf: ReportPdf, texts: list[str]) -> None:
 
 
 def _wrap(pdf: ReportPdf, text: str, width: float) -> list[str]:
-    """``text`` in lines no wider than ``width`` mm, at most MAX_LINES (the last one cut short)."""
-    if not text:
-        return []
+    """``text``'s paragraphs (one a line of it) in lines no wider than ``width`` mm, at most
+    MAX_LINES in all (the last one then cut short)."""
+    lines: list[str] = []
+    for paragraph in filter(None, text.split("\n")):
+        lines += _paragraph_lines(pdf, paragraph, width, room=MAX_LINES + 1 - len(lines))
+        if len(lines) > MAX_LINES:
+            lines = lines[:MAX_LINES]
+            lines[-1] = _fit(pdf, lines[-1] + "…", width)
+            break
+    return lines
+
+
+def _paragraph_lines(pdf: ReportPdf, text: str, width: float, *, room: int) -> list[str]:
+    """One paragraph in lines no wider than ``width`` mm; no more than ``room`` of them are made."""
     if _text_width(pdf, text) <= width:
         return [text]
     lines: list[str] = []
@@ -362,15 +426,9 @@ def _wrap(pdf: ReportPdf, text: str, width: float) -> list[str]:
             cut = _cut(pdf, line, width)
             lines.append(line[:cut])
             line = line[cut:]
-        if len(lines) >= MAX_LINES:
-            break  # more follows: cut short below
-    else:
-        lines.append(line)
-        if len(lines) <= MAX_LINES:
-            return lines
-    lines = lines[:MAX_LINES]
-    lines[-1] = _fit(pdf, lines[-1] + "…", width)
-    return lines
+        if len(lines) >= room:
+            return lines  # the rest would not be shown
+    return [*lines, line]
 
 
 def _cut(pdf: ReportPdf, text: str, width: float) -> int:

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Batch, ModelVersion, Prediction, Recording, Report
-from jobs.services import report_pdf, reviews, verdicts, wording
+from jobs.services import patients, report_pdf, reviews, verdicts, wording
 from jobs.services.results import batch_recordings, review_first
 from jobs.services.verdicts import Verdict
 from ml import calibration, scoring
@@ -53,6 +53,7 @@ ROW_FIELDS = (
     "probabilities", "quality", "heart_rate_bpm", "duration_s", "error", "error_code_value", "label",
     "site_probability", "site_calibration_id", "site_calibration_version", "site_name",
     "quality_reasons", "s1_onsets", "site_threshold", "positive_class", "model_threshold", "review",
+    "patient_id", "location",
 )  # fmt: skip
 REVIEW_COLUMNS = ["reviewed_label", "review_action", "reviewed_by", "reviewed_at", "review_note"]
 
@@ -64,6 +65,7 @@ def csv_columns(classes: list[str]) -> list[str]:
         "quality", "heart_rate_bpm", "duration_s", "model_version", "error",
         "site", "site_calibration", "site_probability",
         "threshold", "decision_reasons", "heart_rate_flag", *REVIEW_COLUMNS,
+        "patient_id", "location",
     ]  # fmt: skip
 
 
@@ -157,13 +159,21 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
     with ExitStack() as spools:
         spool = partial(_open_spool, spools)
         every_file, first = FileRows(spool(), spool()), FileRows(spool(), spool())
-        lists = Lists(uncertain=spool(), re_record=spool(), reviewed=spool(), review_first=spool())
+        people = FileRows(spool(), spool(), template=PATIENTS_TEMPLATE)
+        lists = Lists(
+            uncertain=spool(),
+            re_record=spool(),
+            reviewed=spool(),
+            review_first=spool(),
+            patients=people.cells,
+        )
         csv_file = spool()
         _write_rows(batch, tally, csv_file, every_file, lists)
         review_first_count = _write_review_first(batch, first, lists.review_first)
+        verdict_counts = _write_patients(batch, people)
         batch.shift_warning = shift_warning(version, tally.positive_scores)
         Batch.objects.filter(pk=batch.pk).update(shift_warning=batch.shift_warning)
-        summary = summarise(batch, tally)
+        summary = summarise(batch, tally, patient_verdicts=verdict_counts)
         json_file = spool()
         _write_json(summary, lists, json_file)
         reports = [
@@ -172,10 +182,16 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
         ]
         context = page_context(batch, summary) | {"review_first_count": review_first_count}
         page = spool()
-        _write_html(context, {REVIEW_FIRST_MARK: first.html, ROWS_MARK: every_file.html}, page)
+        _write_html(
+            context,
+            {REVIEW_FIRST_MARK: first.html, PATIENTS_MARK: people.html, ROWS_MARK: every_file.html},
+            page,
+        )
         reports.append(_store(batch, "html", page, summary))
         pdf = spool()
-        report_pdf.write_pdf(context, review_first=first.cells, every_file=every_file.cells, out=pdf)
+        report_pdf.write_pdf(
+            context, review_first=first.cells, patients=people.cells, every_file=every_file.cells, out=pdf
+        )
         reports.append(_store(batch, "pdf", pdf, summary))
     Batch.objects.filter(pk=batch.pk).update(report_error_code="", report_error="", report_retry_at=None)
     return reports
@@ -204,7 +220,9 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     return "report_error", f"{type(exc).__name__}: {exc}"
 
 
-def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
+def summarise(batch: Batch, tally: Tally, *, patient_verdicts: Counter[str] | None = None) -> dict[str, Any]:
+    """The JSON report's figures, kept in the Report rows (the pages and webhooks read them)."""
+    patient_verdicts = patient_verdicts or Counter()
     return {
         "batch": str(batch.pk),
         "name": batch.name,
@@ -235,6 +253,8 @@ def summarise(batch: Batch, tally: Tally) -> dict[str, Any]:
         "metrics": tally.metrics(),
         # The model's figures above are the model's; reviews are counted apart.
         "reviews": {"reviewed": tally.reviewed, "overridden": tally.overridden},
+        # One verdict per patient the recordings name (jobs.services.patients).
+        "patients": {"count": patient_verdicts.total(), "by_verdict": dict(patient_verdicts)},
     }
 
 
@@ -254,12 +274,13 @@ def shift_warning(version: ModelVersion, positive_scores: list[float]) -> str:
 @dataclass(frozen=True)
 class Lists:
     """Spools for the JSON report's lists, one line per recording: given no class (uncertain,
-    to re-record), reviewed by a clinician, and to review first (in that order)."""
+    to re-record), reviewed by a clinician, to review first (in that order), and one per patient."""
 
     uncertain: IO[bytes]
     re_record: IO[bytes]
     reviewed: IO[bytes]
     review_first: IO[bytes]
+    patients: IO[bytes]
 
 
 def _write_rows(
@@ -274,12 +295,12 @@ def _write_rows(
         writer.writerow(_csv_row(row, verdict, tally.classes, batch))
         every_file.add(row_cells(row, verdict))
         if verdict is not None and verdict.decision in (calibration.UNCERTAIN, verdicts.RE_RECORD):
-            entry = {"path": row["path"], "reasons": verdict.reasons}
+            entry = {**_listed(row), "reasons": verdict.reasons}
             spool = lists.re_record if verdict.re_record else lists.uncertain
             spool.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
         review = reviews.row_review(row)
         if review is not None:
-            entry = {"path": row["path"], **_review_entry(review)}
+            entry = {**_listed(row), **_review_entry(review)}
             lists.reviewed.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
     every_file.flush()
     text.detach()
@@ -297,16 +318,44 @@ def _write_review_first(batch: Batch, first: "FileRows", spool: IO[bytes]) -> in
         verdict = verdicts.for_row(row)
         first.add(row_cells(row, verdict))
         shown = verdict or NO_VERDICT
-        entry = {
-            "path": row["path"],
-            "decision": shown.outcome,
-            "risk": row["risk"],
-            "reasons": shown.reasons,
-        }
+        entry = {**_listed(row), "decision": shown.outcome, "risk": row["risk"], "reasons": shown.reasons}
         spool.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
         count += 1
     first.flush()
     return count
+
+
+def _listed(row: dict[str, Any]) -> dict[str, Any]:
+    """How the JSON report's lists name a recording: its path, patient and location ("" when none)."""
+    return {"path": row["path"], "patient_id": row["patient_id"], "location": row["location"]}
+
+
+def _write_patients(batch: Batch, people: "FileRows") -> Counter[str]:
+    """One row per patient, with their verdict and recordings; how many patients have each verdict."""
+    counts: Counter[str] = Counter()
+    for patient in patients.patient_verdicts(batch):
+        people.add(patient_cells(patient))
+        counts[patient.verdict] += 1
+    people.flush()
+    return counts
+
+
+def patient_cells(patient: patients.PatientVerdict) -> dict[str, Any]:
+    """One patient for patient_rows.html, the PDF and the JSON report's patients."""
+    return {
+        "patient_id": patient.patient_id,
+        "verdict": patient.verdict,
+        "reason": patient.reason,
+        "recordings": [
+            {
+                "path": reading.path,
+                "location": reading.location,
+                "outcome": reading.outcome,
+                "reviewed": reading.reviewed,
+            }
+            for reading in patient.readings
+        ],
+    }
 
 
 def _review_entry(review: reviews.LatestReview) -> dict[str, str]:
@@ -333,6 +382,7 @@ def _write_json(summary: dict[str, Any], lists: Lists, out: IO[bytes]) -> None:
         ("uncertain_recordings", lists.uncertain),
         ("reviewed_recordings", lists.reviewed),
         ("review_first_recordings", lists.review_first),
+        ("patient_verdicts", lists.patients),
     ):
         out.write(f',\n  "{name}": ['.encode())
         spool.seek(0)
@@ -379,6 +429,8 @@ def _csv_row(row: dict[str, Any], verdict: Verdict | None, classes: list[str], b
         text_cell(shown.heart_rate.flag),
         # The note is free text from a person: neutralised like every other text cell.
         *[text_cell(reviewed[column]) for column in REVIEW_COLUMNS],
+        text_cell(row["patient_id"]),
+        text_cell(row["location"]),
     ]
 
 
@@ -440,7 +492,9 @@ REPORT_TEMPLATE = "jobs/reports/batch_report.html"
 ROWS_TEMPLATE = "jobs/reports/report_rows.html"
 ROWS_MARK = "<!--rows-->"
 REVIEW_FIRST_MARK = "<!--review-first-->"
-MARKS = re.compile(f"({re.escape(REVIEW_FIRST_MARK)}|{re.escape(ROWS_MARK)})")
+PATIENTS_MARK = "<!--patients-->"
+PATIENTS_TEMPLATE = "jobs/reports/patient_rows.html"
+MARKS = re.compile("(" + "|".join(map(re.escape, (REVIEW_FIRST_MARK, PATIENTS_MARK, ROWS_MARK))) + ")")
 ROWS_PER_RENDER = 500  # a template render costs more than the rows in it: render them in groups
 FIGURES = [
     ("sensitivity", "sensitivity"),
@@ -484,19 +538,22 @@ def page_context(batch: Batch, summary: dict[str, Any]) -> dict[str, Any]:
         "statuses": _table(["status", "files"], statuses),
         "errors": _error_table(errors) if errors else None,
         "flagged": " or ".join(reviews.flagged_classes(list(batch.model_version.classes), rule.positive)),
+        "positive": rule.positive,
+        "patients": _patients(summary),
         "histogram": _histogram(summary["confidence_histogram"]["counts"]),
         "metrics": _metrics(summary["metrics"]),
     }
 
 
 class FileRows:
-    """Rows of the reports' table of files: rendered for the HTML page a group at a time
-    into one spool, one line each, and kept as JSON lines for the PDF in another."""
+    """Rows of one of the reports' tables (files, or patients): rendered for the HTML page a
+    group at a time into one spool, one line each, and kept as JSON lines for the PDF (and the
+    JSON report's patients) in another."""
 
-    def __init__(self, html: IO[bytes], cells: IO[bytes]) -> None:
+    def __init__(self, html: IO[bytes], cells: IO[bytes], *, template: str = ROWS_TEMPLATE) -> None:
         self.html = html
         self.cells = cells
-        self.template = get_template(ROWS_TEMPLATE)
+        self.template = get_template(template)
         self.pending: list[dict[str, Any]] = []
 
     def add(self, cells: dict[str, Any]) -> None:
@@ -521,6 +578,8 @@ def row_cells(row: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
     status = row["file_status"] or "pending"
     return {
         "path": row["path"],
+        "patient": row["patient_id"],
+        "location": row["location"],
         "status": status,
         "status_text": wording.status_text(status),
         "label": shown.label or "",
@@ -545,6 +604,13 @@ def _review_cell(review: reviews.LatestReview) -> dict[str, str]:
         "when": f", {review.reviewed_at:%Y-%m-%d %H:%M}" if review.reviewed_at else "",
         "note": review.note,
     }
+
+
+def _patients(summary: dict[str, Any]) -> dict[str, Any]:
+    """How many patients, and how many have each verdict, most first (none in older summaries)."""
+    found = summary.get("patients") or {"count": 0, "by_verdict": {}}
+    by_verdict = sorted(found["by_verdict"].items(), key=lambda item: (-item[1], item[0]))
+    return {"count": found["count"], "by_verdict": by_verdict}
 
 
 def _error_table(errors: dict[str, int]) -> dict[str, Any]:

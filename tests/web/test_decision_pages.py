@@ -93,7 +93,9 @@ def test_it_puts_decisions_and_reasons_in_the_json_and_html_reports(organisation
 
     report = json.loads(storage.read_bytes(Report.objects.get(batch=batch, format="json").storage_key))
     assert report["counts"]["by_decision"] == {"uncertain": 1, decided.label: 1}
-    assert report["uncertain_recordings"] == [{"path": uncertain.recording.path, "reasons": [REASON]}]
+    assert report["uncertain_recordings"] == [
+        {"path": uncertain.recording.path, "patient_id": "", "location": "", "reasons": [REASON]}
+    ]
     assert report["re_record_recordings"] == []
     assert report["shift_warning"] is None
     assert "uncertain_recordings" not in Report.objects.get(batch=batch, format="json").summary

@@ -61,7 +61,8 @@ def test_it_escapes_every_text_an_uploader_or_reviewer_wrote(db: None) -> None:
     assert f"<title>LubDub report: week {ESCAPED}</title>" in page
     row = next(line for line in _file_lines(page)[1] if "clinic/" in line)
     assert row.startswith(
-        f'<tr><td>clinic/{ESCAPED}.wav</td><td><span class="pending">not analysed</span></td>'
+        f"<tr><td>clinic/{ESCAPED}.wav</td><td></td><td></td>"  # no patient, no location
+        '<td><span class="pending">not analysed</span></td>'
     )
     assert '<td>abnormal<br><span class="reasons">p(abnormal) 0.90, threshold 0.50</span></td>' in row
     assert '<td>250<br><span class="flag">check: 250 bpm' in row
@@ -102,7 +103,8 @@ def test_it_writes_one_line_per_file_across_render_groups(db: None) -> None:
     rows = lines[:-2]
     assert [row[8:13] for row in rows] == [f"r{i:04}" for i in range(files)]
     assert rows[0] == (
-        '<tr><td>r0000.wav</td><td><span class="pending">not analysed</span></td><td>normal</td>'
+        "<tr><td>r0000.wav</td><td></td><td></td>"
+        '<td><span class="pending">not analysed</span></td><td>normal</td>'
         '<td>normal<br><span class="reasons">p(abnormal) 0.20, threshold 0.50</span></td>'
         "<td>good</td><td></td><td></td><td></td><td></td></tr>"
     )

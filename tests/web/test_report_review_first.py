@@ -95,7 +95,14 @@ def test_it_lists_the_abnormal_and_uncertain_recordings_first_highest_risk_first
     listed = json.loads(stored["json"])["review_first_recordings"]
     assert [entry["path"] for entry in listed] == FIRST
     assert [entry["risk"] for entry in listed] == pytest.approx([0.99, 0.95, 0.7, 0.6, 0.45])
-    assert listed[2] == {"path": "unlike.wav", "decision": "uncertain", "risk": 0.7, "reasons": [UNLIKE]}
+    assert listed[2] == {
+        "path": "unlike.wav",
+        "patient_id": "",
+        "location": "",
+        "decision": "uncertain",
+        "risk": 0.7,
+        "reasons": [UNLIKE],
+    }
     text = " ".join(
         " ".join(page.extract_text() for page in PdfReader(io.BytesIO(stored["pdf"])).pages).split()
     )
@@ -130,7 +137,9 @@ def test_it_says_why_in_words_in_the_html_and_pdf_and_keeps_the_codes_in_csv_and
     summary = json.loads(stored["json"])
     assert summary["counts"]["by_error"] == {"not_audio": 1}
     assert summary["counts"]["by_status"] == {"done": 7, "rejected": 1}
-    assert {"path": "unlike.wav", "reasons": [UNLIKE]} in summary["uncertain_recordings"]
+    assert {"path": "unlike.wav", "patient_id": "", "location": "", "reasons": [UNLIKE]} in summary[
+        "uncertain_recordings"
+    ]
 
 
 def test_the_report_page_lists_what_to_review_first_a_page_at_a_time(

@@ -140,10 +140,12 @@ def test_it_gives_an_unusable_recording_no_diagnosis_in_the_reports(organisation
     assert summary["counts"]["by_class"] == {"abnormal": 1}
     assert summary["counts"]["by_decision"] == {"re-record": 1, "abnormal": 1}
     assert summary["metrics"]["labelled"] == 1  # a recording without a result is not graded
-    assert summary["re_record_recordings"] == [{"path": "noise.wav", "reasons": NOISE_REASONS}]
+    assert summary["re_record_recordings"] == [
+        {"path": "noise.wav", "patient_id": "", "location": "", "reasons": NOISE_REASONS}
+    ]
     assert summary["uncertain_recordings"] == []
     cells = page.split("<td>noise.wav</td>")[1].split("</tr>")[0].removeprefix("<td>").split("</td><td>")
-    status, result, decision, quality, heart_rate, truth = cells[:6]
+    patient, location, status, result, decision, quality, heart_rate, truth = cells[:8]
     assert (result, quality, heart_rate, truth) == ("", "unusable", "", "abnormal")
     assert decision.startswith("re-record") and NOISE_REASONS[0] in decision and "0.79" not in decision
 
