@@ -171,7 +171,7 @@ def _assert_reports_match(batch: Batch) -> None:
     assert header == (
         "path,status,label,decision,confidence,p_normal,p_abnormal,quality,heart_rate_bpm,duration_s,"
         "model_version,error,site,site_calibration,site_probability,threshold,decision_reasons,heart_rate_flag,"
-        "reviewed_label,review_action,reviewed_by,reviewed_at,review_note"
+        "reviewed_label,review_action,reviewed_by,reviewed_at,review_note,patient_id,location"
     )
     assert len(rows) == batch.total_count
     page = storage.read_bytes(Report.objects.get(batch=batch, format="html").storage_key).decode()
