@@ -199,6 +199,12 @@ class Batch(models.Model):
 
     # Progress, updated in the same statements that change analyses.
     total_count = models.IntegerField(default=0)
+    expected_total = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="Files the upload holds, counted from the archive's listing before any row is written "
+        "(1 for a single file); null until ingest has read it.",
+    )
     rejected_count = models.IntegerField(default=0)
     pending_count = models.IntegerField(default=0)
     done_count = models.IntegerField(default=0)

@@ -60,6 +60,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 class ProgressSerializer(serializers.Serializer):
     total = serializers.IntegerField()
+    expected_total = serializers.IntegerField(
+        allow_null=True,
+        help_text="files the upload holds, from the archive's listing before its rows are written; "
+        "null until ingest has read it",
+    )
     rejected = serializers.IntegerField()
     pending = serializers.IntegerField()
     done = serializers.IntegerField()

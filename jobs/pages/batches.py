@@ -132,7 +132,11 @@ def batch_progress(request: HttpRequest, batch_id: UUID) -> JsonResponse:
 
 def progress_payload(progress: services.Progress, *, reports_ready: bool = False) -> dict[str, object]:
     """The progress card's figures; ``version`` changes whenever the page's rows or results may have."""
-    if progress.unpacking:
+    if progress.unpacking and progress.expected_total is not None:
+        expected = progress.expected_total
+        counts = f"{progress.total} of {expected} file{'s' if expected != 1 else ''} unpacked · "
+        counts += f"{progress.processed} analysed"
+    elif progress.unpacking:
         counts = f"{progress.total} file{'s' if progress.total != 1 else ''} unpacked so far · "
         counts += f"{progress.processed} analysed"
     else:
@@ -147,6 +151,7 @@ def progress_payload(progress: services.Progress, *, reports_ready: bool = False
         "status_display": progress.status_display,
         "percent": progress.percent,
         "total": progress.total,
+        "expected_total": progress.expected_total,
         "done": progress.done,
         "failed": progress.failed,
         "rejected": progress.rejected,
@@ -159,6 +164,7 @@ def progress_payload(progress: services.Progress, *, reports_ready: bool = False
         "requeued_text": requeued_text(progress),
         "report_error": progress.report_error,
         "unpacking": progress.unpacking,
+        "indeterminate": progress.indeterminate,
         "reports_ready": reports_ready,
         "version": ":".join(
             str(part) for part in (progress.status, progress.total, progress.processed, reports_ready)

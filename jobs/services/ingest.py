@@ -8,7 +8,9 @@ pack object (jobs.services.packs: up to 128 recordings, one PUT), and audio any
 batch already stored is referred to, not stored again. Rows are written a group
 at a time, each group in one transaction once its audio is in storage, and its
 analysis is queued when that commits: workers analyse the first recordings
-while the rest of the archive is still being read.
+while the rest of the archive is still being read. The batch's total is set from
+the archive's listing before the first row, so its progress has a share from the
+start that never goes back.
 """
 
 import hashlib
@@ -128,6 +130,7 @@ def fail_batch(batch: Batch, code: str, message: str) -> None:
 
 
 def _read_single(batch: Batch, upload: IO[bytes], rows: "_Rows") -> None:
+    rows.expect(1)
     member = Member(path=batch.upload_name or "recording")
     if rows.written(member):
         return
@@ -150,6 +153,8 @@ def _read_archive(key: str, rows: "_Rows") -> None:
         plan = archive.plan(directory.zipped)
         # Labels first: each group of rows is final when it is written.
         labels, folder, problems = _read_labels(directory, plan)
+        # Every member gets a row (labels.csv one only when it is refused): the total, known now.
+        rows.expect(len(plan.rejected) + len(problems) + len(plan.accepted))
         for rejected in plan.rejected:
             rows.add(Member(rejected.path, error_code=rejected.code, error_message=rejected.message))
         for member in problems:
@@ -268,6 +273,10 @@ class _Rows:
 
     def written(self, member: "Member") -> bool:
         return member.row_path in self._written
+
+    def expect(self, total: int) -> None:
+        """Say how many rows the upload makes before any is written, so progress has its total."""
+        Batch.objects.filter(pk=self.batch.pk, status=Batch.Status.INGESTING).update(expected_total=total)
 
     def add(self, member: Member) -> None:
         self._waiting.append(member)

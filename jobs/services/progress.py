@@ -30,6 +30,8 @@ class Progress:
     requeued: int = 0
     # Why the reports could not be written ("" when they were, or are still to come).
     report_error: str = ""
+    # The files the upload holds, known from its listing before its rows are written (None until then).
+    expected_total: int | None = None
 
     @property
     def processed(self) -> int:
@@ -40,22 +42,30 @@ class Progress:
         """The recordings are still being read from the upload (or chosen, for a re-analysis)."""
         return self.status in UNPACKING
 
+    @property
+    def indeterminate(self) -> bool:
+        """No share to show yet: the upload is being read and how many files it holds is not known."""
+        return self.unpacking and self.expected_total is None
+
 
 def batch_progress(batch: Batch) -> Progress:
-    to_analyse = batch.total_count - batch.rejected_count
     processed = batch.done_count + batch.failed_count + batch.skipped_count
+    # Of the files the upload holds: the listing's count while rows are still being
+    # written, so the share only grows, as files are analysed or refused at upload.
+    to_analyse = max(batch.total_count, batch.expected_total or 0) - batch.rejected_count
     if batch.is_finished:
         percent = 100
-    elif batch.status in UNPACKING:
-        # Rows are written a group at a time while the archive is read, so the total
-        # grows: a share of it would go backwards. The share starts once it is known.
+    elif batch.status in UNPACKING and batch.expected_total is None:
+        # Rows are written a group at a time while the archive is read, so the rows'
+        # total grows: a share of it would go backwards. The share waits for the total.
         percent = 0
     else:
-        percent = int(processed * 100 / to_analyse) if to_analyse else 0
+        percent = int(processed * 100 / to_analyse) if to_analyse > 0 else 0
     eta = None
     if batch.started_at and processed and not batch.is_finished:
         elapsed = (timezone.now() - batch.started_at).total_seconds()
-        eta = round(elapsed / processed * max(batch.pending_count, 0), 1)
+        left = max(to_analyse - processed, batch.pending_count, 0)  # rows not written yet count too
+        eta = round(elapsed / processed * left, 1)
     return Progress(
         status=batch.status,
         status_display=batch.get_status_display(),
@@ -70,6 +80,7 @@ def batch_progress(batch: Batch) -> Progress:
         finished=batch.is_finished,
         requeued=batch.requeued_count,
         report_error=batch.report_error,
+        expected_total=batch.expected_total,
     )
 
 

@@ -1,13 +1,18 @@
 """Ingest writes rows a group at a time: analysis starts while the archive is
 still being read, and a delivery cut off half-way resumes without duplicates."""
 
+import io
+import zipfile
 from typing import Any
 
 import pytest
 from django.db import OperationalError
+from django.db.models import F
 
 from jobs.models import Analysis, Batch, Recording
 from jobs.services import ingest, queue
+from jobs.services.progress import batch_progress
+from tests.conftest import SAMPLES
 from tests.pipeline.conftest import LABELS, sample_archive, upload
 
 NAMES = sorted(LABELS)[:9]  # 9 recordings: groups of 4 with a chunk size of 2
@@ -95,3 +100,45 @@ def test_it_stops_reading_when_the_batch_is_cancelled_mid_ingest(
     assert batch.status == Batch.Status.CANCELLED
     assert Recording.objects.filter(batch=batch).count() == 4
     assert len(small_groups) == 1
+
+
+def test_it_knows_the_archives_file_count_before_its_first_row_so_progress_only_grows(
+    default_model: Any, api: Any, small_groups: list[tuple[str, list[int]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = io.BytesIO(sample_archive(NAMES))
+    with zipfile.ZipFile(data, "a") as archive:
+        archive.writestr(".DS_Store", b"\0\0\0\1Bud1")  # refused at upload, but a row all the same
+    created = upload(api, data.getvalue(), "counted.zip")
+    original = ingest._Rows.write
+    seen: list[tuple[int | None, int, int]] = []
+
+    def write_and_analyse(self: Any, *, final: bool = False) -> None:
+        before = Batch.objects.get(pk=self.batch.pk)
+        seen.append((before.expected_total, before.total_count, batch_progress(before).percent))
+        original(self, final=final)
+        # Workers keep up: what was queued is analysed before the next group is read.
+        Batch.objects.filter(pk=self.batch.pk).update(done_count=F("done_count") + F("pending_count"))
+        Batch.objects.filter(pk=self.batch.pk).update(pending_count=0)
+
+    monkeypatch.setattr(ingest._Rows, "write", write_and_analyse)
+    ingest.ingest_batch(created["id"])
+
+    batch = Batch.objects.get(pk=created["id"])
+    assert (batch.expected_total, batch.total_count, batch.rejected_count) == (10, 10, 1)
+    assert seen[0][:2] == (10, 0)  # the total is there before the first row
+    assert all(expected == 10 for expected, _, _ in seen)
+    shares = [percent for _, _, percent in seen] + [batch_progress(batch).percent]
+    assert shares == sorted(shares) and shares[1] > 0  # grows from the first group on, never back
+    assert shares[-1] == 100
+
+
+def test_it_knows_a_single_recordings_total_before_its_row(
+    default_model: Any, api: Any, small_groups: list[tuple[str, list[int]]]
+) -> None:
+    created = upload(api, (SAMPLES / NAMES[0]).read_bytes(), NAMES[0])
+    assert Batch.objects.get(pk=created["id"]).expected_total is None
+
+    ingest.ingest_batch(created["id"])
+
+    batch = Batch.objects.get(pk=created["id"])
+    assert (batch.expected_total, batch.total_count) == (1, 1)

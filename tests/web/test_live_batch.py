@@ -55,6 +55,49 @@ def test_it_holds_the_share_at_zero_while_the_total_still_grows(organisation: An
 
 
 @pytest.mark.django_db
+def test_it_shares_progress_of_the_archives_file_count_while_it_is_still_read(
+    member_client: Client, organisation: Any, member: Any
+) -> None:
+    batch = running_batch(
+        organisation, member, expected_total=100, total_count=40, done_count=30, pending_count=10
+    )
+    shares = []
+
+    state = member_client.get(f"/batches/{batch.pk}/progress").json()
+    body = member_client.get(f"/batches/{batch.pk}/").content.decode()
+    shares.append(state["percent"])
+    assert (state["percent"], state["expected_total"], state["indeterminate"]) == (30, 100, False)
+    assert state["counts_text"] == "40 of 100 files unpacked · 30 analysed · 30 done"
+    assert 'class="progress" role="progressbar"' in body and 'aria-valuenow="30"' in body
+    for status, fields in (
+        # Five refused at upload: the share is of the 95 left to analyse.
+        (
+            Batch.Status.INGESTING,
+            {"total_count": 80, "rejected_count": 5, "done_count": 45, "pending_count": 30},
+        ),
+        (
+            Batch.Status.ANALYSING,
+            {"total_count": 100, "rejected_count": 5, "done_count": 60, "pending_count": 35},
+        ),
+        (Batch.Status.ANALYSING, {"done_count": 95, "pending_count": 0}),
+    ):
+        Batch.objects.filter(pk=batch.pk).update(status=status, **fields)
+        shares.append(member_client.get(f"/batches/{batch.pk}/progress").json()["percent"])
+    assert shares == [30, 47, 63, 100]
+
+
+@pytest.mark.django_db
+def test_it_shows_a_moving_bar_until_the_file_count_is_known(
+    member_client: Client, organisation: Any, member: Any
+) -> None:
+    batch = running_batch(organisation, member, total_count=0)
+    state = member_client.get(f"/batches/{batch.pk}/progress").json()
+    body = member_client.get(f"/batches/{batch.pk}/").content.decode()
+    assert (state["percent"], state["expected_total"], state["indeterminate"]) == (0, None, True)
+    assert 'class="progress unpacking"' in body
+
+
+@pytest.mark.django_db
 def test_it_counts_the_predictions_made_so_far_as_the_report_does(organisation: Any, member: Any) -> None:
     batch = running_batch(organisation, member, status=Batch.Status.ANALYSING)
     analysed(batch, "a.wav", abnormal=0.9)

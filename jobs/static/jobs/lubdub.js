@@ -165,7 +165,8 @@
       shownPercent = Math.max(shownPercent, state.percent);
       box.querySelector("[data-bar]").style.width = shownPercent + "%";
       box.querySelector("[role=progressbar]").setAttribute("aria-valuenow", String(shownPercent));
-      box.querySelector(".progress").classList.toggle("unpacking", state.unpacking && !state.finished);
+      // A bar that moves to and fro until the upload's file count is known, then the share.
+      box.querySelector(".progress").classList.toggle("unpacking", state.indeterminate);
       box.querySelector("[data-percent]").textContent = shownPercent + " %";
       box.querySelector("[data-status]").textContent = state.status_display;
       box.querySelector("[data-counts]").textContent = state.counts_text;
