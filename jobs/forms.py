@@ -115,6 +115,7 @@ RECORDING_SORTS = {
 
 class RecordingFilterForm(forms.Form):
     path = forms.CharField(required=False, max_length=200, label="File name contains")
+    patient = forms.CharField(required=False, max_length=100, label="Patient")
     status = forms.ChoiceField(required=False, choices=RECORDING_STATUSES)
     label = forms.ChoiceField(required=False, label="Predicted label")
     quality = forms.ChoiceField(required=False, choices=QUALITIES)
@@ -136,7 +137,11 @@ class RecordingFilterForm(forms.Form):
             return recordings.order_by("path", "id")
         data = self.cleaned_data
         recordings = filter_rows(
-            recordings, status=data["status"], label=data["label"], quality=data["quality"]
+            recordings,
+            status=data["status"],
+            label=data["label"],
+            quality=data["quality"],
+            patient=data["patient"],
         )
         if data["path"]:
             recordings = recordings.filter(path__icontains=data["path"])

@@ -166,6 +166,7 @@ class BatchRecordings(generics.ListAPIView):
             status=params.get("status", ""),
             label=params.get("label", ""),
             quality=params.get("quality", ""),
+            patient=params.get("patient", ""),
         )
         classes = list(batch.model_version.classes)
         positive = verdicts.model_rule(batch.model_version).positive

@@ -84,14 +84,20 @@ def batch_recordings(batch: Batch) -> QuerySet[Recording]:
 
 
 def filter_rows(
-    rows: QuerySet[Recording], *, status: str = "", label: str = "", quality: str = ""
+    rows: QuerySet[Recording], *, status: str = "", label: str = "", quality: str = "", patient: str = ""
 ) -> QuerySet[Recording]:
-    """Narrow the rows of batch_recordings by file status, predicted label and quality.
+    """Narrow the rows of batch_recordings by file status, predicted label, quality and patient.
 
     A label names the recordings given that class: unusable ones, to be
-    re-recorded, are given none, whatever the model read in them.
+    re-recorded, are given none, whatever the model read in them. A patient is
+    named exactly (its id as labels.csv or the file's name gave it), spaces around it aside.
     """
-    wanted = {"file_status": status, "predicted_label": label, "quality": quality}
+    wanted = {
+        "file_status": status,
+        "predicted_label": label,
+        "quality": quality,
+        "patient_id": patient.strip(),
+    }
     # Annotation names, which the type checker cannot see as fields.
     rows = rows.filter(**{name: value for name, value in wanted.items() if value})
     return rows.exclude(**{"quality": verdicts.UNUSABLE}) if label else rows

@@ -197,3 +197,34 @@ def test_it_shows_one_verdict_per_patient_with_reviews_counted(
 
     client.force_login(outsider)
     assert client.get(f"/batches/{batch.pk}/patients/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_filters_the_batch_page_and_the_api_by_patient(
+    member_client: Client, member: Any, organisation: Any
+) -> None:
+    batch = factories.BatchFactory(
+        organisation=organisation, created_by=member, model_version=screening_model(), status="completed"
+    )
+    av = predicted(batch, "50782_AV.wav", "50782", "AV", abnormal=0.2)
+    mv = predicted(batch, "50782_MV.wav", "50782", "MV", abnormal=0.9)
+    other = predicted(batch, "507821_TV.wav", "507821", "TV", abnormal=0.1)  # another id that contains it
+    predicted(batch, "no-patient.wav", "", "", abnormal=0.9)
+
+    body = member_client.get(f"/batches/{batch.pk}/", {"patient": "50782"}).content.decode()
+
+    table = body.split("<tbody>")[1].split("</tbody>")[0]
+    assert table.count("<tr>") == 2 and "50782_AV.wav" in table and "50782_MV.wav" in table
+    assert 'name="patient" value="50782"' in body and 'for="id_patient">Patient<' in body
+    # The recording pages carry the filter: previous and next stay with the patient.
+    first = member_client.get(
+        f"/recordings/{av.pk}/", {"batch": batch.pk, "patient": "50782"}
+    ).content.decode()
+    assert f"/recordings/{mv.pk}/?batch={batch.pk}&amp;patient=50782" in first
+    assert f"/recordings/{other.pk}/" not in first
+    rows = member_client.get(f"/api/v1/batches/{batch.pk}/recordings/", {"patient": " 507821 "}).json()
+    assert [row["path"] for row in rows["results"]] == ["507821_TV.wav"]
+    nobody = member_client.get(f"/batches/{batch.pk}/", {"patient": "99999"}).content.decode()
+    assert "No recordings match these filters." in nobody
+    page = member_client.get(f"/batches/{batch.pk}/patients/").content.decode()
+    assert f'href="/batches/{batch.pk}/?patient=50782" data-patient-recordings' in page
