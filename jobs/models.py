@@ -300,7 +300,9 @@ class Recording(models.Model):
         max_length=20,
         blank=True,
         default="",
-        help_text="Where the stethoscope was (auscultation location, e.g. AV, PV, TV, MV); blank if not given.",
+        help_text=(
+            "Where the stethoscope was (auscultation location, e.g. AV, PV, TV, MV); blank if not given."
+        ),
     )
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
