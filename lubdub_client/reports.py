@@ -1,7 +1,7 @@
 """`lubdub results` and `lubdub report`: what a batch found, to stdout or a file.
 
 lubdub results BATCH [--format csv|json] [-o FILE]
-lubdub report BATCH [--format html|csv|json] [-o FILE|-]
+lubdub report BATCH [--format html|pdf|csv|json] [-o FILE|-]
 """
 
 import argparse
@@ -126,6 +126,7 @@ def add_commands(commands: Any) -> None:
         help="download the batch report (waits a minute for one being written)",
         examples=[
             "lubdub report <batch>                  # report-<batch>.html",
+            "lubdub report <batch> --format pdf     # report-<batch>.pdf",
             "lubdub report <batch> --format csv     # results-<batch>.csv",
             "lubdub report <batch> --format json -o - | jq .counts",
         ],
@@ -134,7 +135,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument(
         "-o",
         "--output",
-        help="file to write, '-' for stdout (default: report-<batch>.html or .json, results-<batch>.csv)",
+        help="file to write, '-' for stdout (default: report-<batch>.html/.pdf/.json, results-<batch>.csv)",
     )
-    p.add_argument("--format", choices=["html", "csv", "json"], default="html")
+    p.add_argument("--format", choices=["html", "pdf", "csv", "json"], default="html")
     p.set_defaults(run=report)

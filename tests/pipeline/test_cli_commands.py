@@ -220,6 +220,14 @@ def test_it_writes_the_report_to_a_default_file_and_says_where(
     assert sorted(row["path"] for row in rows) == ["clinic/a0033.wav", "clinic/a0071.wav"]
 
 
+def test_it_downloads_the_pdf_report(live_server: Any, token: str, reported: Batch, tmp_path: Path) -> None:
+    pdf = _lubdub(live_server.url, token, "report", str(reported.pk), "--format", "pdf", cwd=tmp_path)
+
+    assert pdf.returncode == 0, pdf.stderr
+    assert pdf.stderr.startswith(f"wrote report-{reported.pk}.pdf (")
+    assert (tmp_path / f"report-{reported.pk}.pdf").read_bytes().startswith(b"%PDF-")
+
+
 def test_it_writes_the_report_to_stdout_with_a_dash(
     live_server: Any, token: str, reported: Batch, tmp_path: Path
 ) -> None:
