@@ -235,6 +235,8 @@ def start_reanalysis(batch_id: UUID | str, *, now: dt.datetime | None = None) ->
             status=Batch.Status.ANALYSING,
             started_at=timezone.now(),
             total_count=len(recording_ids),
+            # Known in full when it starts: the progress and the API say so, as for an upload.
+            expected_total=len(recording_ids),
             pending_count=len(pending_ids),
             skipped_count=len(done),
         )

@@ -91,6 +91,7 @@ def test_it_skips_recordings_the_version_has_already_read(researcher: Any, north
     again.refresh_from_db()
     assert queued == []
     assert (again.total_count, again.skipped_count, again.pending_count) == (3, 3, 0)
+    assert again.expected_total == 3
     assert again.status == Batch.Status.COMPLETED
     assert Prediction.objects.filter(model_version=new).count() == 3
 
