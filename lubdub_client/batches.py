@@ -41,12 +41,20 @@ def wait(client: Client, batch_id: str, *, quiet: bool, poll: float = POLL_SECON
         while True:
             batch: dict[str, Any] = client.json("GET", f"/api/v1/batches/{batch_id}/")
             progress = batch["progress"]
-            bar.total = max(progress["total"] - progress["rejected"], 0)
+            bar.total = files_to_analyse(progress)
             bar.n = progress["done"] + progress["failed"] + progress["skipped"]
             bar.refresh()
             if progress["finished"]:
                 return batch
             time.sleep(poll)
+
+
+def files_to_analyse(progress: dict[str, Any]) -> int:
+    """The bar's total: the archive listing's count while ingest still writes rows (so the
+    bar never shrinks back), less the files refused at upload. Servers without
+    ``expected_total`` give the rows written so far."""
+    total = max(progress["total"], progress.get("expected_total") or 0)
+    return max(total - progress["rejected"], 0)
 
 
 def bars_off(quiet: bool) -> bool | None:
