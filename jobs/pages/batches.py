@@ -14,13 +14,26 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 
-from jobs import services
 from jobs.forms import RECORDING_SORTS, BatchFilterForm, RecordingFilterForm, UploadForm
 from jobs.models import Batch, Organisation
 from jobs.pages import summaries
+from jobs.pages.auth import signed_in
 from jobs.pages.organisations import current_organisation
-from jobs.services import patients, reviews, sites, uploads, verdicts, webhooks
+from jobs.services import (
+    access,
+    downloads,
+    lifecycle,
+    patients,
+    results,
+    reviews,
+    sites,
+    uploads,
+    verdicts,
+    webhooks,
+)
 from jobs.services.lifecycle import BatchFinished
+from jobs.services.progress import Progress
+from jobs.services.progress import batch_progress as progress_of
 from jobs.services.reports import CONTENT_TYPES
 from jobs.templatetags.lubdub import seconds
 
@@ -38,7 +51,7 @@ CARD_SORTS = (
 def batch_list(request: HttpRequest) -> HttpResponse:
     organisation = current_organisation(request)
     form = BatchFilterForm(request.GET or None)
-    batches = services.visible_batches(request.user).filter(organisation=organisation)
+    batches = access.visible_batches(request.user).filter(organisation=organisation)
     batches = form.filter(batches).select_related("model_version", "created_by")
     page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
     return render(
@@ -63,16 +76,16 @@ def _sort_links(request: HttpRequest) -> dict[str, dict[str, str]]:
 
 @login_required
 def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
-    batch = services.get_batch(request.user, batch_id)
+    batch = access.get_batch(signed_in(request), batch_id)
     classes = list(batch.model_version.classes)
     positive = verdicts.model_rule(batch.model_version).positive
     form = RecordingFilterForm(request.GET or None, classes=classes, positive=positive)
-    rows = services.batch_recordings(batch)
+    rows = results.batch_recordings(batch)
     recordings = form.filter(rows)
     page = Paginator(recordings, RECORDINGS_PER_PAGE).get_page(request.GET.get("page"))
     reports = summaries.current_reports(batch)
     summary = next((report.summary for report in reports if report.summary), None)
-    progress = services.batch_progress(batch)
+    progress = progress_of(batch)
     # Until the report's summary is written, the counts of the predictions made so far.
     running = summary is None and progress.processed > 0
     if running:
@@ -125,12 +138,12 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 @never_cache
 @login_required
 def batch_progress(request: HttpRequest, batch_id: UUID) -> JsonResponse:
-    batch = services.get_batch(request.user, batch_id)
+    batch = access.get_batch(signed_in(request), batch_id)
     reports_ready = bool(summaries.current_reports(batch))
-    return JsonResponse(progress_payload(services.batch_progress(batch), reports_ready=reports_ready))
+    return JsonResponse(progress_payload(progress_of(batch), reports_ready=reports_ready))
 
 
-def progress_payload(progress: services.Progress, *, reports_ready: bool = False) -> dict[str, object]:
+def progress_payload(progress: Progress, *, reports_ready: bool = False) -> dict[str, object]:
     """The progress card's figures; ``version`` changes whenever the page's rows or results may have."""
     if progress.unpacking and progress.expected_total is not None:
         expected = progress.expected_total
@@ -172,7 +185,7 @@ def progress_payload(progress: services.Progress, *, reports_ready: bool = False
     }
 
 
-def requeued_text(progress: services.Progress) -> str:
+def requeued_text(progress: Progress) -> str:
     """What the page says once the sweeper re-queued a stopped worker's recordings ("" if never)."""
     if not progress.requeued:
         return ""
@@ -182,7 +195,7 @@ def requeued_text(progress: services.Progress) -> str:
     return f"A worker stopped; {recordings} re-queued."
 
 
-def eta_text(progress: services.Progress) -> str:
+def eta_text(progress: Progress) -> str:
     if progress.finished:
         return "Finished"
     if progress.eta_seconds is None:
@@ -207,7 +220,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             request.META.get("CONTENT_LENGTH"),
             transfer_encoding=request.META.get("HTTP_TRANSFER_ENCODING", ""),
         )
-    except services.UploadRejected as exc:
+    except uploads.UploadRejected as exc:
         return _upload_refused(
             request,
             UploadForm(user=request.user, organisation=organisation),
@@ -220,8 +233,8 @@ def upload(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            batch = services.create_batch_from_upload(
-                user=request.user,
+            batch = uploads.create_batch_from_upload(
+                user=signed_in(request),
                 organisation=organisation,
                 upload=upload,
                 filename=upload.name or "upload",
@@ -229,7 +242,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 model=form.cleaned_data["model"],
                 site=form.cleaned_data["site"],
             )
-        except services.UploadRejected as exc:
+        except uploads.UploadRejected as exc:
             form.add_error("file", exc.message)
             status = exc.status
         else:
@@ -263,7 +276,7 @@ def _upload_refused(
 
 def _confirmation(request: HttpRequest, batch_id: UUID, *, action: str) -> tuple[Batch, HttpResponse | None]:
     """The batch, and the confirmation page to show unless the form was posted."""
-    batch = services.get_batch(request.user, batch_id)
+    batch = access.get_batch(signed_in(request), batch_id)
     if request.method != "POST":
         return batch, render(request, f"jobs/batch_{action}.html", {"batch": batch})
     return batch, None
@@ -275,7 +288,7 @@ def batch_cancel(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     if confirmation is not None:
         return confirmation
     try:
-        services.cancel_batch(batch, user=request.user)
+        lifecycle.cancel_batch(batch, user=signed_in(request))
     except BatchFinished as exc:
         messages.info(request, str(exc))
     else:
@@ -289,7 +302,7 @@ def batch_delete(request: HttpRequest, batch_id: UUID) -> HttpResponse:
     if confirmation is not None:
         return confirmation
     name = str(batch)
-    services.delete_batch(batch, user=request.user)
+    lifecycle.delete_batch(batch, user=signed_in(request))
     messages.success(request, f"The batch “{name}” and its files were deleted.")
     return redirect("batch-list")
 
@@ -297,11 +310,11 @@ def batch_delete(request: HttpRequest, batch_id: UUID) -> HttpResponse:
 @login_required
 def batch_report(request: HttpRequest, batch_id: UUID, fmt: str) -> HttpResponse:
     """A short-lived link to one of the batch's reports."""
-    batch = services.get_batch(request.user, batch_id)
+    batch = access.get_batch(signed_in(request), batch_id)
     report = next((report for report in summaries.current_reports(batch) if report.format == fmt), None)
     if report is None:
         raise Http404("No such report")
     filename = f"{slugify(batch.name) or batch.pk}-{batch.model_version.slug}.{fmt}"
     return redirect(
-        services.download_link(report.storage_key, filename=filename, content_type=CONTENT_TYPES[fmt])
+        downloads.download_link(report.storage_key, filename=filename, content_type=CONTENT_TYPES[fmt])
     )

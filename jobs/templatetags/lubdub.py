@@ -53,7 +53,7 @@ def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
 
 @register.filter
 def verdict(item: Any) -> verdicts.Verdict | None:
-    """What to show of a prediction, or of a row of services.batch_recordings (None without one)."""
+    """What to show of a prediction, or of a row of results.batch_recordings (None without one)."""
     if isinstance(item, Prediction):
         return verdicts.for_prediction(item)
     return verdicts.for_row(item)

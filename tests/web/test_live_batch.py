@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from jobs.models import Analysis, Batch, Recording
 from jobs.pages import summaries
-from jobs.services import batch_progress, batch_recordings
+from jobs.services.progress import batch_progress
 from jobs.services.reports import write_reports
+from jobs.services.results import batch_recordings
 from tests import factories
 from tests.web import builders
 from tests.web.conftest import log_in, screenshot
