@@ -57,6 +57,13 @@ class UploadForm(forms.Form):
         empty_label="No site",
         help_text="Where the recordings were made: its calibration, if any, makes the decisions.",
     )
+    webhook_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        label="Webhook URL",
+        help_text="Posted a signed summary when the batch finishes; blank: the organisation's default.",
+    )
 
     def __init__(
         self, *args: object, user: Any, organisation: Organisation | None = None, **kwargs: object

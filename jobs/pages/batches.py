@@ -241,6 +241,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 model=form.cleaned_data["model"],
                 site=form.cleaned_data["site"],
+                webhook_url=form.cleaned_data["webhook_url"],
             )
         except uploads.UploadRejected as exc:
             form.add_error("file", exc.message)

@@ -266,6 +266,38 @@ def test_it_redirects_a_plain_form_upload_to_the_new_batch(member_client: Client
     assert batch.organisation == organisation and batch.priority == Batch.Priority.INTERACTIVE
 
 
+def test_the_upload_form_gives_the_batch_its_webhook(
+    member_client: Client, organisation: Any, settings: Any
+) -> None:
+    from tests.conftest import SAMPLES
+
+    settings.LUBDUB_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # plain http to a local receiver
+    model_version = builders.screening_model(is_default=True)
+    assert 'name="webhook_url"' in member_client.get("/upload/").content.decode()
+    with (SAMPLES / "a0033.wav").open("rb") as recording:
+        response = member_client.post(
+            "/upload/",
+            {"file": recording, "model": model_version.pk, "webhook_url": "http://127.0.0.1:9/hook"},
+        )
+    assert response.status_code == 302
+    assert Batch.objects.get().webhook_url == "http://127.0.0.1:9/hook"
+
+
+def test_the_upload_form_refuses_a_webhook_it_may_not_post_to(member_client: Client) -> None:
+    from tests.conftest import SAMPLES
+
+    model_version = builders.screening_model(is_default=True)
+    with (SAMPLES / "a0033.wav").open("rb") as recording:
+        response = member_client.post(
+            "/upload/",
+            {"file": recording, "model": model_version.pk, "webhook_url": "https://10.0.0.7/hook"},
+            headers={"x-requested-with": "XMLHttpRequest"},
+        )
+    assert response.status_code == 400
+    assert "private" in response.json()["error"].lower()
+    assert not Batch.objects.exists()
+
+
 def test_it_links_reports_through_short_lived_urls(
     member_client: Client, organisation: Any, member: Any
 ) -> None:

@@ -142,6 +142,7 @@
         var fields = { filename: file.name, size: file.size, sha256: hex, name: form.elements.name.value,
                        model: form.elements.model.value, organisation: form.dataset.organisation };
         if (form.elements.site && form.elements.site.value) fields.site = form.elements.site.value;
+        if (form.elements.webhook_url && form.elements.webhook_url.value) fields.webhook_url = form.elements.webhook_url.value;
         return retried(1, function () { return call(form, "POST", form.dataset.uploadsUrl, fields); });
       }).then(function (upload) {
         window.localStorage.setItem(remembered, upload.id);
