@@ -17,9 +17,9 @@ RATE = 2000
 NAMES = cycles.CYCLE_FEATURE_NAMES
 
 
-def _measures(samples: np.ndarray) -> cycles.BeatMeasures:
+def _measures(samples: np.ndarray, *, spreads: bool = False, profile: bool = False) -> cycles.BeatMeasures:
     audio = prepare_samples(samples, source_rate=RATE)
-    return cycles.beat_measures(audio.samples, sample_rate=RATE)
+    return cycles.beat_measures(audio.samples, sample_rate=RATE, spreads=spreads, profile=profile)
 
 
 def _median(samples: np.ndarray, name: str) -> float:
@@ -90,9 +90,7 @@ def test_beat_windows_repeat_a_short_sequence_and_cover_the_last_beats() -> None
 
 
 def _spreads(samples: np.ndarray) -> np.ndarray:
-    audio = prepare_samples(samples, source_rate=RATE)
-    values = cycles.beat_measures(audio.samples, sample_rate=RATE, spreads=True).values
-    return values
+    return _measures(samples, spreads=True).values
 
 
 def _spread_median(samples: np.ndarray, name: str) -> float:
@@ -158,8 +156,7 @@ def _first_sample_cut(seconds: float) -> tuple[np.ndarray, int]:
 
 
 def _profile(samples: np.ndarray) -> np.ndarray:
-    audio = prepare_samples(samples, source_rate=RATE)
-    return cycles.beat_measures(audio.samples, sample_rate=RATE, profile=True).values
+    return _measures(samples, profile=True).values
 
 
 def _profile_median(samples: np.ndarray, state: str, index: int, channel: str) -> float:
