@@ -3,6 +3,7 @@
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import User
 from django.db.models import F, QuerySet
 from django.db.models.expressions import OrderBy
 
@@ -66,7 +67,7 @@ class UploadForm(forms.Form):
     )
 
     def __init__(
-        self, *args: object, user: Any, organisation: Organisation | None = None, **kwargs: object
+        self, *args: object, user: User, organisation: Organisation | None = None, **kwargs: object
     ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         site_field = self.fields["site"]
@@ -195,7 +196,7 @@ class ReanalysisForm(forms.Form):
     )
     name = forms.CharField(required=False, max_length=200, label="Batch name")
 
-    def __init__(self, *args: Any, version: ModelVersion, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, version: ModelVersion, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["analysed_by"]
         assert isinstance(field, forms.ModelChoiceField)

@@ -6,10 +6,10 @@ organisation's researchers and administrators choose its own default.
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,38 +18,40 @@ from django.views.decorators.http import require_POST
 
 from jobs.forms import ReanalysisForm
 from jobs.models import Batch, ModelVersion, Organisation
+from jobs.pages.auth import signed_in
 from jobs.services import access, comparison, defaults, drift, model_lookup, reanalysis, registry
 
 
 @login_required
 def model_list(request: HttpRequest) -> HttpResponse:
-    recordings = access.visible_recordings(request.user)
-    versions = list(model_lookup.listed_models(request.user, include_all=True))
+    user = signed_in(request)
+    recordings = access.visible_recordings(user)
+    versions = list(model_lookup.listed_models(user, include_all=True))
     flagged = {
         version.pk: drift.version_drift(version, recordings).flagged
         for version in versions
         if version.status == ModelVersion.Status.ACTIVE
     }
     rows = [(version, flagged.get(version.pk)) for version in versions]
-    return render(
-        request, "jobs/models.html", {"rows": rows, "can_manage": access.can_manage_models(request.user)}
-    )
+    return render(request, "jobs/models.html", {"rows": rows, "can_manage": access.can_manage_models(user)})
 
 
 @login_required
 def model_detail(request: HttpRequest, version_id: int) -> HttpResponse:
-    version = _version(version_id, request.user)
-    return _render_detail(request, version, ReanalysisForm(version=version, user=request.user))
+    user = signed_in(request)
+    version = _version(version_id, user)
+    return _render_detail(request, version, ReanalysisForm(version=version, user=user))
 
 
 @login_required
 @require_POST
 def model_reanalyse(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start (or schedule) a re-analysis of stored recordings with this version."""
-    if not access.can_manage_models(request.user):
+    user = signed_in(request)
+    if not access.can_manage_models(user):
         raise PermissionDenied("Only researchers and staff can request a re-analysis.")
-    version = _version(version_id, request.user)
-    form = ReanalysisForm(request.POST, version=version, user=request.user)
+    version = _version(version_id, user)
+    form = ReanalysisForm(request.POST, version=version, user=user)
     if not form.is_valid():
         return _render_detail(request, version, form, status=400)
     data = form.cleaned_data
@@ -61,7 +63,7 @@ def model_reanalyse(request: HttpRequest, version_id: int) -> HttpResponse:
     )
     try:
         batches = reanalysis.request_reanalysis(
-            request.user,
+            user,
             selection=selection,
             model_version=version,
             when=reanalysis.AT if data["run_at"] else reanalysis.NOW,
@@ -81,30 +83,31 @@ def model_reanalyse(request: HttpRequest, version_id: int) -> HttpResponse:
 def _render_detail(
     request: HttpRequest, version: ModelVersion, form: ReanalysisForm, *, status: int = 200
 ) -> HttpResponse:
-    found = drift.version_drift(version, access.visible_recordings(request.user))
+    user = signed_in(request)
+    found = drift.version_drift(version, access.visible_recordings(user))
     reanalyses = (
-        access.visible_batches(request.user)
+        access.visible_batches(user)
         .filter(kind=Batch.Kind.REANALYSIS, model_version=version)
         .select_related("model_version", "created_by")[:20]
     )
     validation = (version.metrics or {}).get("validation") or {}
-    others = access.visible_models(request.user).exclude(pk=version.pk)
+    others = access.visible_models(user).exclude(pk=version.pk)
     context = {
         "version": version,
         "validation": {key: value for key, value in validation.items() if isinstance(value, int | float)},
         "drift": found,
         "batches": reanalyses,
         "others": others.exclude(status=ModelVersion.Status.REJECTED),
-        "can_manage": access.can_manage_models(request.user),
-        "can_govern": access.can_govern_models(request.user),
-        "default_for": access.organisations_for(request.user).filter(default_model=version),
-        "choosable": _choosable(request.user, version),
+        "can_manage": access.can_manage_models(user),
+        "can_govern": access.can_govern_models(user),
+        "default_for": access.organisations_for(user).filter(default_model=version),
+        "choosable": _choosable(user, version),
         "reanalysis_form": form,
     }
     return render(request, "jobs/models_detail.html", context, status=status)
 
 
-def _choosable(user: Any, version: ModelVersion) -> list[tuple[Organisation, bool]]:
+def _choosable(user: User, version: ModelVersion) -> list[tuple[Organisation, bool]]:
     """The user's organisations (as researcher or admin) that may take this version as their
     default, each with whether it already is; staff choose for others through the API."""
     if version.status != ModelVersion.Status.ACTIVE:
@@ -119,16 +122,15 @@ def _choosable(user: Any, version: ModelVersion) -> list[tuple[Organisation, boo
 
 @login_required
 def model_compare(request: HttpRequest) -> HttpResponse:
-    versions = access.visible_models(request.user).filter(
+    user = signed_in(request)
+    versions = access.visible_models(user).filter(
         status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
     )
     chosen_a, chosen_b = request.GET.get("a", ""), request.GET.get("b", "")
     diff = None
     if chosen_a and chosen_b:
-        scope = comparison.visible_scope(request.user, request.GET.get("batch") or None)
-        diff = comparison.compare_versions(
-            _version(chosen_a, request.user), _version(chosen_b, request.user), scope
-        )
+        scope = comparison.visible_scope(user, request.GET.get("batch") or None)
+        diff = comparison.compare_versions(_version(chosen_a, user), _version(chosen_b, user), scope)
     context = {"versions": versions, "chosen_a": chosen_a, "chosen_b": chosen_b, "diff": diff}
     return render(request, "jobs/models_compare.html", context)
 
@@ -148,7 +150,7 @@ def model_retire(request: HttpRequest, version_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def model_publish(request: HttpRequest, version_id: int) -> HttpResponse:
-    if not access.can_govern_models(request.user):
+    if not access.can_govern_models(signed_in(request)):
         raise PermissionDenied(registry.PUBLISH_REFUSED)
     return _change(request, version_id, registry.publish, "is published: every organisation can use it")
 
@@ -157,15 +159,16 @@ def model_publish(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_POST
 def model_organisation_default(request: HttpRequest, version_id: int) -> HttpResponse:
     """Make this version the default of one organisation, or (`clear`) stop that."""
+    user = signed_in(request)
     slug = request.POST.get("organisation", "")
-    chosen = access.organisations_for(request.user).filter(slug=slug).first()
+    chosen = access.organisations_for(user).filter(slug=slug).first()
     if chosen is None:
         raise Http404("No such organisation")
-    if not access.can_choose_models(request.user, chosen):
+    if not access.can_choose_models(user, chosen):
         raise PermissionDenied(
             f"Only researchers and administrators of {chosen.name} can choose its default."
         )
-    version = _version(version_id, request.user)
+    version = _version(version_id, user)
     try:
         if request.POST.get("clear"):
             registry.clear_organisation_default(version, chosen)
@@ -185,9 +188,10 @@ def model_organisation_default(request: HttpRequest, version_id: int) -> HttpRes
 def _change(
     request: HttpRequest, version_id: int, change: Callable[[ModelVersion], ModelVersion], done: str
 ) -> HttpResponse:
-    if not access.can_govern_models(request.user):
+    user = signed_in(request)
+    if not access.can_govern_models(user):
         raise PermissionDenied(registry.GOVERNANCE_REFUSED)
-    version = _version(version_id, request.user)
+    version = _version(version_id, user)
     try:
         change(version)
     except registry.RegistrationRefused as exc:
@@ -197,7 +201,7 @@ def _change(
     return redirect("model-detail", version_id=version.pk)
 
 
-def _version(version_id: int | str, user: Any) -> ModelVersion:
+def _version(version_id: int | str, user: User) -> ModelVersion:
     versions = access.visible_models(user).select_related("registered_by", "organisation")
     try:
         return versions.get(pk=int(version_id))

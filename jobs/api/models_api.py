@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -95,7 +96,7 @@ class OrganisationChoiceSerializer(StrictJsonSerializer):
     )
 
 
-def _version(pk: int, user: Any) -> ModelVersion:
+def _version(pk: int, user: User) -> ModelVersion:
     """A version the user may see; another organisation's unpublished one is not there."""
     try:
         return access.visible_models(user).select_related("registered_by", "organisation").get(pk=pk)
@@ -103,7 +104,7 @@ def _version(pk: int, user: Any) -> ModelVersion:
         raise Http404("No such model version") from exc
 
 
-def _chosen_organisation(user: Any, slug: str) -> Organisation:
+def _chosen_organisation(user: User, slug: str) -> Organisation:
     """One of the user's organisations (any, for staff): others answer 404."""
     found = access.organisations_for(user).filter(slug=slug).first()
     if found is None:
@@ -279,7 +280,7 @@ THRESHOLD = {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMinimum": T
 VERSION_REFERENCE = {"type": "string", "minLength": 1}
 
 
-def _any_version(reference: str, user: Any) -> ModelVersion:
+def _any_version(reference: str, user: User) -> ModelVersion:
     statuses = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
     try:
         return model_lookup.resolve_model(reference, statuses=statuses, among=access.visible_models(user))

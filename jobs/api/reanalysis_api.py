@@ -6,6 +6,7 @@ each is then followed like any batch under /api/v1/batches/<id>/.
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -42,7 +43,7 @@ class ReanalysisRequestSerializer(StrictJsonSerializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
-def _resolve(user: Any, reference: str, *, statuses: tuple[str, ...]) -> ModelVersion:
+def _resolve(user: User, reference: str, *, statuses: tuple[str, ...]) -> ModelVersion:
     """A version the user may see; another organisation's unpublished one is unknown."""
     return model_lookup.resolve_model(reference, statuses=statuses, among=access.visible_models(user))
 
@@ -90,7 +91,7 @@ class ReanalysisListCreate(generics.ListAPIView):
         return Response({"batches": data}, status=status.HTTP_201_CREATED)
 
 
-def _selection(user: Any, values: dict[str, Any]) -> reanalysis.Selection:
+def _selection(user: User, values: dict[str, Any]) -> reanalysis.Selection:
     analysed_by = values.get("analysed_by")
     statuses = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
     return reanalysis.Selection(
@@ -102,7 +103,7 @@ def _selection(user: Any, values: dict[str, Any]) -> reanalysis.Selection:
     )
 
 
-def _model(user: Any, values: dict[str, Any]) -> ModelVersion | None:
+def _model(user: User, values: dict[str, Any]) -> ModelVersion | None:
     """The version named, or None: each organisation's default (and for `new_default`, its next one)."""
     reference = values.get("model")
     if values["when"] == reanalysis.NEW_DEFAULT or not reference:

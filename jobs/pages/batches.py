@@ -51,7 +51,7 @@ CARD_SORTS = (
 def batch_list(request: HttpRequest) -> HttpResponse:
     organisation = current_organisation(request)
     form = BatchFilterForm(request.GET or None)
-    batches = access.visible_batches(request.user).filter(organisation=organisation)
+    batches = access.visible_batches(signed_in(request)).filter(organisation=organisation)
     batches = form.filter(batches).select_related("model_version", "created_by")
     page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
     return render(
@@ -76,7 +76,8 @@ def _sort_links(request: HttpRequest) -> dict[str, dict[str, str]]:
 
 @login_required
 def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
-    batch = access.get_batch(signed_in(request), batch_id)
+    user = signed_in(request)
+    batch = access.get_batch(user, batch_id)
     classes = list(batch.model_version.classes)
     positive = verdicts.model_rule(batch.model_version).positive
     form = RecordingFilterForm(request.GET or None, classes=classes, positive=positive)
@@ -113,9 +114,7 @@ def batch_detail(request: HttpRequest, batch_id: UUID) -> HttpResponse:
         and not reports
         and not batch.report_error,
         "report_failed": bool(batch.report_error) and not reports,
-        "webhook_line": webhooks.status_line(batch)
-        if webhooks.can_manage(request.user, batch.organisation)
-        else "",
+        "webhook_line": webhooks.status_line(batch) if webhooks.can_manage(user, batch.organisation) else "",
         "form": form,
         "page": page,
         "recordings": page.object_list,
@@ -209,11 +208,12 @@ def _wants_json(request: HttpRequest) -> bool:
 
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
+    user = signed_in(request)
     organisation = current_organisation(request)
     if organisation is None:
         raise PermissionDenied("not a member of any organisation")
     if request.method != "POST":
-        return _upload_page(request, UploadForm(user=request.user, organisation=organisation), organisation)
+        return _upload_page(request, UploadForm(user=user, organisation=organisation), organisation)
     try:
         # Checked before the body is read: a too-large upload never reaches the disk.
         uploads.check_declared_size(
@@ -223,18 +223,18 @@ def upload(request: HttpRequest) -> HttpResponse:
     except uploads.UploadRejected as exc:
         return _upload_refused(
             request,
-            UploadForm(user=request.user, organisation=organisation),
+            UploadForm(user=user, organisation=organisation),
             organisation,
             status=exc.status,
             error=exc.message,
         )
-    form = UploadForm(request.POST, request.FILES, user=request.user, organisation=organisation)
+    form = UploadForm(request.POST, request.FILES, user=user, organisation=organisation)
     status = 400
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
             batch = uploads.create_batch_from_upload(
-                user=signed_in(request),
+                user=user,
                 organisation=organisation,
                 upload=upload,
                 filename=upload.name or "upload",

@@ -7,6 +7,7 @@ from django.views.decorators.cache import never_cache
 
 from jobs import monitoring
 from jobs.models import Batch
+from jobs.pages.auth import signed_in
 from jobs.pages.organisations import current_organisation
 from jobs.services import access
 
@@ -16,7 +17,7 @@ RECENT_BATCHES = 8
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     organisation = current_organisation(request)
-    batches = access.visible_batches(request.user).filter(organisation=organisation)
+    batches = access.visible_batches(signed_in(request)).filter(organisation=organisation)
     running = batches.exclude(status__in=Batch.FINISHED)
     context = {
         "organisation": organisation,

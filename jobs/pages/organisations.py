@@ -6,6 +6,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from jobs.models import Organisation
+from jobs.pages.auth import signed_in
 from jobs.services import access
 
 SESSION_KEY = "lubdub_organisation"
@@ -27,7 +28,7 @@ def current_organisation(request: HttpRequest) -> Organisation | None:
 @require_POST
 def switch_organisation(request: HttpRequest) -> HttpResponse:
     organisation = (
-        access.organisations_for(request.user).filter(slug=request.POST.get("organisation", "")).first()
+        access.organisations_for(signed_in(request)).filter(slug=request.POST.get("organisation", "")).first()
     )
     if organisation is None:
         raise Http404("No such organisation")

@@ -166,7 +166,7 @@ def _review_context(
     request: HttpRequest, recording: Recording, batch: Batch, review_form: ReviewForm | None
 ) -> dict[str, object]:
     reviewed = reviews.reviewed_prediction(recording, batch)
-    may_review = reviewed is not None and reviews.can_review(request.user, recording.organisation_id)
+    may_review = reviewed is not None and reviews.can_review(signed_in(request), recording.organisation_id)
     if may_review and review_form is None and reviewed is not None:
         review_form = _review_form(reviewed)
     history = list(reviews.history(recording))
@@ -200,7 +200,7 @@ def recording_review(request: HttpRequest, recording_id: int) -> HttpResponse:
     verdict = form.cleaned_data["verdict"]
     try:
         review = reviews.review_recording(
-            request.user,
+            signed_in(request),
             recording,
             batch=batch,
             label="" if verdict == reviews.CONFIRM else verdict,
@@ -221,7 +221,7 @@ def recording_review(request: HttpRequest, recording_id: int) -> HttpResponse:
 
 def _model_version(request: HttpRequest, recording: Recording) -> ModelVersion:
     try:
-        return access.visible_models(request.user).get(pk=int(request.GET.get("model", "")))
+        return access.visible_models(signed_in(request)).get(pk=int(request.GET.get("model", "")))
     except (ValueError, ModelVersion.DoesNotExist):
         return recording.batch.model_version
 

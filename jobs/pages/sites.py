@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from jobs.forms import SiteCalibrationForm, SiteForm
 from jobs.models import ModelVersion, Site, SiteCalibration
+from jobs.pages.auth import signed_in
 from jobs.pages.organisations import current_organisation
 from jobs.services import access, defaults, sites
 from ml import plots
@@ -40,10 +41,11 @@ def _evidence(profile: SiteCalibration, default: ModelVersion | None) -> Evidenc
 
 @login_required
 def site_list(request: HttpRequest) -> HttpResponse:
+    user = signed_in(request)
     organisation = current_organisation(request)
     if organisation is None:
         raise PermissionDenied("not a member of any organisation")
-    can_manage = access.can_calibrate(request.user, organisation)
+    can_manage = access.can_calibrate(user, organisation)
     form = SiteForm(request.POST or None)
     status = 200
     if request.method == "POST":
@@ -51,7 +53,7 @@ def site_list(request: HttpRequest) -> HttpResponse:
             raise PermissionDenied("Only researchers and administrators can add sites.")
         if form.is_valid():
             try:
-                site = sites.create_site(request.user, organisation, **form.cleaned_data)
+                site = sites.create_site(user, organisation, **form.cleaned_data)
             except sites.SiteRefused as exc:
                 form.add_error("name", exc.message)
             else:
@@ -76,15 +78,16 @@ def site_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def site_detail(request: HttpRequest, site_id: int) -> HttpResponse:
-    site = access.get_site(request.user, site_id)
+    site = access.get_site(signed_in(request), site_id)
     return _render_detail(request, site, SiteCalibrationForm(site=site))
 
 
 @login_required
 @require_POST
 def site_calibrate(request: HttpRequest, site_id: int) -> HttpResponse:
-    site = access.get_site(request.user, site_id)
-    if not access.can_calibrate(request.user, site.organisation):
+    user = signed_in(request)
+    site = access.get_site(user, site_id)
+    if not access.can_calibrate(user, site.organisation):
         raise PermissionDenied("Only researchers and administrators can calibrate a site.")
     form = SiteCalibrationForm(request.POST, site=site)
     if not form.is_valid():
@@ -92,7 +95,7 @@ def site_calibrate(request: HttpRequest, site_id: int) -> HttpResponse:
     data = form.cleaned_data
     try:
         profile = sites.fit_site_calibration(
-            data["batch"], site, target=data["target"], min_sensitivity=data["value"], user=request.user
+            data["batch"], site, target=data["target"], min_sensitivity=data["value"], user=user
         )
     except sites.SiteRefused as exc:
         form.add_error(None, exc.message)
@@ -107,7 +110,7 @@ def site_calibrate(request: HttpRequest, site_id: int) -> HttpResponse:
 
 @login_required
 def site_roc(request: HttpRequest, site_id: int, calibration_id: int) -> HttpResponse:
-    site = access.get_site(request.user, site_id)
+    site = access.get_site(signed_in(request), site_id)
     profile = site.calibrations.select_related("model_version").filter(pk=calibration_id).first()
     if profile is None:
         raise Http404("No such calibration")
@@ -135,6 +138,6 @@ def _render_detail(
         "uncalibrated_default": default is not None
         and not any(p.is_active and p.model_version_id == default.pk for p in history),
         "form": form,
-        "can_manage": access.can_calibrate(request.user, site.organisation),
+        "can_manage": access.can_calibrate(signed_in(request), site.organisation),
     }
     return render(request, "jobs/site_detail.html", context, status=status)

@@ -10,7 +10,7 @@ and request re-analyses; administrators alone manage webhooks; any member may
 review a recording; staff may everything.
 """
 
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from django.contrib.auth.models import User
@@ -36,11 +36,11 @@ def _scoped(objects: QuerySet[Scoped], user: User) -> QuerySet[Scoped]:
     return objects if is_staff(user) else objects.filter(organisation__membership__user=user)
 
 
-def visible_batches(user: Any) -> QuerySet[Batch]:
+def visible_batches(user: User) -> QuerySet[Batch]:
     return _scoped(Batch.objects.all(), user)
 
 
-def visible_recordings(user: Any) -> QuerySet[Recording]:
+def visible_recordings(user: User) -> QuerySet[Recording]:
     return _scoped(Recording.objects.all(), user)
 
 
@@ -64,7 +64,7 @@ def visible_sites(user: User) -> QuerySet[Site]:
     return _scoped(Site.objects.all(), user)
 
 
-def get_site(user: Any, site_id: int | str) -> Site:
+def get_site(user: User, site_id: int | str) -> Site:
     try:
         return visible_sites(user).select_related("organisation").get(pk=site_id)
     except (Site.DoesNotExist, ValueError) as exc:
@@ -80,7 +80,7 @@ def member_organisations(user: User, roles: tuple[str, ...] | None = None) -> Qu
     return Organisation.objects.filter(membership__user=user, **role).order_by("name")
 
 
-def organisations_for(user: Any) -> QuerySet[Organisation]:
+def organisations_for(user: User) -> QuerySet[Organisation]:
     """Organisations a user works in: their memberships, or all for staff."""
     return Organisation.objects.order_by("name") if is_staff(user) else member_organisations(user)
 
@@ -110,7 +110,7 @@ def is_member(user: User, organisation: Organisation | int) -> bool:
     return Membership.objects.filter(user=user, organisation=organisation).exists()
 
 
-def can_calibrate(user: Any, organisation: Organisation) -> bool:
+def can_calibrate(user: User, organisation: Organisation) -> bool:
     """Staff, and researchers or administrators of the organisation."""
     return has_role(user, organisation, RESEARCH_ROLES)
 
@@ -151,7 +151,7 @@ def _the_one(
 # --- model versions ------------------------------------------------------------------
 
 
-def visible_models(user: Any) -> QuerySet[ModelVersion]:
+def visible_models(user: User) -> QuerySet[ModelVersion]:
     """Staff see every version; others the published ones and their organisations' own."""
     versions = ModelVersion.objects.all()
     if is_staff(user):
@@ -168,13 +168,13 @@ def can_use_model(version: ModelVersion, organisation: Organisation) -> bool:
     return version.published or version.organisation_id == organisation.pk
 
 
-def can_manage_models(user: Any) -> bool:
+def can_manage_models(user: User) -> bool:
     """Who may register versions and request re-analyses: staff, and researchers or
     administrators of any organisation."""
     return is_staff(user) or member_organisations(user, RESEARCH_ROLES).exists()
 
 
-def can_govern_models(user: Any) -> bool:
+def can_govern_models(user: User) -> bool:
     """Staff only: the global default, publishing and retirement apply to every organisation.
 
     A researcher of one organisation would otherwise decide which model reads
@@ -183,7 +183,7 @@ def can_govern_models(user: Any) -> bool:
     return is_staff(user)
 
 
-def can_choose_models(user: Any, organisation: Organisation) -> bool:
+def can_choose_models(user: User, organisation: Organisation) -> bool:
     """Who may set or clear an organisation's default model: staff, its researchers and admins."""
     return has_role(user, organisation, RESEARCH_ROLES)
 

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
 from jobs.models import ModelVersion, Prediction, Recording
@@ -162,7 +163,7 @@ def truth_metrics(pairs: list[tuple[str, str]], version: ModelVersion) -> dict[s
     return metrics
 
 
-def visible_scope(user: Any, batch_id: str | None = None) -> QuerySet[Recording]:
+def visible_scope(user: User, batch_id: str | None = None) -> QuerySet[Recording]:
     """The recordings a diff may cover: the user's, optionally one batch's (read or uploaded)."""
     recordings = access.visible_recordings(user)
     if batch_id:

@@ -5,8 +5,7 @@ so this module imports nothing of ``ml`` (registering and unpacking bundles,
 which need it, live in jobs.services.registry).
 """
 
-from typing import Any
-
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from jobs.models import ModelVersion, Organisation
@@ -49,7 +48,7 @@ def resolve_model(
     raise UnknownModel(f"No {states} model version called {reference!r}")
 
 
-def listed_models(user: Any, *, include_all: bool = False) -> QuerySet[ModelVersion]:
+def listed_models(user: User, *, include_all: bool = False) -> QuerySet[ModelVersion]:
     """Versions the user may see: active ones; with include_all also checking, rejected and retired."""
     versions = access.visible_models(user).select_related("registered_by", "organisation")
     return versions if include_all else versions.filter(status=Status.ACTIVE)

@@ -114,7 +114,7 @@ def target_organisations(user: User, selection: Selection, organisation: str | N
 
 
 def request_reanalysis(
-    user: Any,
+    user: User,
     *,
     selection: Selection,
     model_version: ModelVersion | None,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import Http404
@@ -58,7 +59,7 @@ class UploadState:
 
 def open_upload(
     *,
-    user: Any,
+    user: User,
     organisation: Organisation,
     filename: str,
     size: int,
@@ -115,7 +116,7 @@ def part_size_for(size: int) -> int:
     return max(settings.LUBDUB_UPLOAD_PART_BYTES, -(-needed // MIB) * MIB)
 
 
-def get_upload(user: Any, upload_id: Any) -> ResumableUpload:
+def get_upload(user: User, upload_id: Any) -> ResumableUpload:
     """The user's own upload; anyone else's, or none, is a 404."""
     found = ResumableUpload.objects.filter(pk=upload_id, created_by=user).first()
     if found is None:
@@ -403,7 +404,7 @@ def _closed(upload: ResumableUpload) -> UploadRejected:
     return UploadRejected("upload_aborted", "The upload was aborted; start a new one.", status=410)
 
 
-def _opened_before(user: Any, key: str) -> ResumableUpload | None:
+def _opened_before(user: User, key: str) -> ResumableUpload | None:
     if not key:
         return None
     return ResumableUpload.objects.filter(created_by=user, idempotency_key=key).first()

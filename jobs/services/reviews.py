@@ -14,6 +14,7 @@ every recording but review only where they are members.
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import Count, F, JSONField, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.expressions import OrderBy
 from django.db.models.functions import JSONObject, Lag, Lead
@@ -42,7 +43,7 @@ class ReviewRefused(Refused):
     """Why a review was not recorded."""
 
 
-def can_review(user: Any, organisation: Organisation | int) -> bool:
+def can_review(user: User, organisation: Organisation | int) -> bool:
     """Members of the organisation, whatever their role (access.is_member)."""
     return access.is_member(user, organisation)
 
@@ -59,7 +60,7 @@ def outcome_of(prediction: Prediction) -> str:
 
 
 def review_recording(
-    user: Any,
+    user: User,
     recording: Recording,
     *,
     batch: Batch | None = None,

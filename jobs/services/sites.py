@@ -11,7 +11,6 @@ Pure numpy and the ORM: the web process may call everything here.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import User
@@ -42,7 +41,7 @@ class SiteRefused(Refused):
 
 
 def create_site(
-    user: Any,
+    user: User,
     organisation: Organisation,
     *,
     name: str,
@@ -162,7 +161,7 @@ class FittedRule:
 
 
 def fit_site_calibration(
-    batch: Batch, site: Site, *, target: str, min_sensitivity: float | None = None, user: Any
+    batch: Batch, site: Site, *, target: str, min_sensitivity: float | None = None, user: User
 ) -> SiteCalibration:
     """Fit the site's rule for the batch's model version on its labelled recordings; it becomes active.
 

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, QuerySet
 from django.urls import reverse
@@ -62,7 +63,7 @@ class WebhookRefused(Refused):
 # --- who and where ----------------------------------------------------------------
 
 
-def can_manage(user: Any, organisation: Organisation) -> bool:
+def can_manage(user: User, organisation: Organisation) -> bool:
     """Staff, and the organisation's administrators: they see secrets and delivery logs."""
     return access.can_administer(user, organisation)
 
