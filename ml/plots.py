@@ -1,8 +1,9 @@
-"""Recording and calibration figures: arrays in, PNG bytes out.
+"""Recording, calibration and training figures: arrays in, PNG bytes out.
 
 The overview is the waveform (with the S1/S2 heart sounds segmentation found)
 over the model's per-window probabilities; the spectrogram is the audio alone;
-the ROC curve is a site calibration's. Nothing here knows the platform's rows:
+the ROC curve is a site calibration's; the learning curves are a training run's
+history. Nothing here knows the platform's rows:
 jobs.services.plots turns a recording and its prediction into these arguments
 and stores the images. matplotlib and scipy load on first drawing.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 WIDTH_IN = 11.0
 DPI = 100
+CURVES_DPI = 80  # the learning curves, a small figure in a model's bundle
 WAVEFORM_COLUMNS = 2200  # min/max pairs drawn: about two per pixel
 SPECTROGRAM_WINDOW_S = 0.064
 SPECTROGRAM_MAX_HZ = 800
@@ -151,6 +153,20 @@ def draw_roc(points: list[list[float | None]], *, chosen: tuple[float, float], t
     return _png(figure)
 
 
+def draw_curves(history: dict[str, list[float]]) -> bytes:
+    """Accuracy and loss per epoch (training windows vs validation recordings) as PNG bytes."""
+    figure, (loss_axis, accuracy_axis) = _pyplot().subplots(1, 2, figsize=(9, 3.5))
+    epochs = range(1, len(history.get("loss", [])) + 1)
+    for key, axis in (("loss", loss_axis), ("accuracy", accuracy_axis)):
+        axis.plot(epochs, history.get(key, []), label=f"train {key} (windows)")
+        axis.plot(epochs, history.get(f"val_{key}", []), label=f"validation {key} (recordings)")
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return _png(figure, dpi=CURVES_DPI)
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -181,9 +197,9 @@ def _figure(height_in: float, rows: int, ratios: list[float]) -> tuple[Any, Any]
     return figure, [row[0] for row in axes]
 
 
-def _png(figure: Any) -> bytes:
+def _png(figure: Any, *, dpi: int = DPI) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=dpi)
     _pyplot().close(figure)
     return buffer.getvalue()
 

@@ -29,6 +29,7 @@ from ml.bundle import Manifest, save_bundle
 from ml.calibration import balanced_weights
 from ml.datasets import Dataset
 from ml.features import FeatureConfig, WindowBatch, batch_windows
+from ml.plots import draw_curves
 from ml.scoring import aggregate_windows, best_threshold, screening_metrics
 
 DEFAULT_EPOCHS = 20
@@ -415,7 +416,7 @@ def save_training_bundle(
         weights = Path(scratch) / manifest.weights_file
         result.model.save_weights(weights)
         curves = Path(scratch) / "curves.png"
-        plot_curves(result.history, curves)
+        curves.write_bytes(draw_curves(result.history))
         history = Path(scratch) / "history.json"
         history.write_text(json.dumps({"settings": dataclasses.asdict(settings), **result.history}, indent=1))
         return save_bundle(
@@ -425,23 +426,3 @@ def save_training_bundle(
             card_text=card_text,
             extra_files={"curves.png": curves, "history.json": history},
         )
-
-
-def plot_curves(history: dict[str, list[float]], path: Path) -> None:
-    """Accuracy and loss per epoch (training windows vs validation recordings) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = range(1, len(history.get("loss", [])) + 1)
-    for key, axis in (("loss", loss_axis), ("accuracy", accuracy_axis)):
-        axis.plot(epochs, history.get(key, []), label=f"train {key} (windows)")
-        axis.plot(epochs, history.get(f"val_{key}", []), label=f"validation {key} (recordings)")
-        axis.set_xlabel("epoch")
-        axis.set_title(key)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)

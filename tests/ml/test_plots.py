@@ -8,6 +8,7 @@ from ml.plots import (
     HeartSounds,
     Overview,
     Window,
+    draw_curves,
     draw_overview,
     draw_roc,
     draw_spectrogram,
@@ -54,3 +55,17 @@ def test_it_draws_each_figure_as_a_png_of_its_size() -> None:
     assert _png_size(overview) == (1100, 440)
     assert _png_size(spectrogram) == (1100, 300)
     assert _png_size(roc) == (480, 440)
+
+
+def test_it_draws_the_learning_curves_as_a_png() -> None:
+    history = {
+        "loss": [0.9, 0.6, 0.5],
+        "val_loss": [1.0, 0.8, 0.7],
+        "accuracy": [0.5, 0.7, 0.8],
+        "val_accuracy": [0.4, 0.6, 0.7],
+    }
+
+    curves = draw_curves(history)
+
+    # 9 by 3.5 inches at 80 dpi: a small figure in a model's bundle.
+    assert _png_size(curves) == (720, 280)
