@@ -32,39 +32,27 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", default=training.architecture, help="simplernn, lstm, gru, cnn_lstm, cnn_gru"
     )
-    parser.add_argument("--units", type=int, default=training.units)
-    parser.add_argument("--bidirectional", action="store_true")
-    parser.add_argument("--attention", action="store_true")
-    parser.add_argument("--dropout", type=float, default=training.dropout)
-    parser.add_argument(
-        "--standardize-windows",
-        action="store_true",
-        help="standardise each window over time inside the model",
-    )
-    parser.add_argument(
-        "--mixstyle", action="store_true", help="mix window statistics between training windows"
-    )
-    parser.add_argument("--epochs", type=int, default=training.epochs)
-    parser.add_argument("--patience", type=int, default=training.patience)
-    parser.add_argument("--windows-per-recording", type=int, default=training.windows_per_recording)
-    parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument(
-        "--noise-probability", type=float, default=training.noise_probability, help="chance of added noise"
-    )
-    parser.add_argument(
-        "--min-snr-db", type=float, default=training.min_snr_db, help="noisiest added noise (dB SNR)"
-    )
-    parser.add_argument(
+    _number(parser, "--units", int, training.units)
+    _switch(parser, "--bidirectional")
+    _switch(parser, "--attention")
+    _number(parser, "--dropout", float, training.dropout)
+    _switch(parser, "--standardize-windows", "standardise each window over time inside the model")
+    _switch(parser, "--mixstyle", "mix window statistics between training windows")
+    _number(parser, "--epochs", int, training.epochs)
+    _number(parser, "--patience", int, training.patience)
+    _number(parser, "--windows-per-recording", int, training.windows_per_recording)
+    _switch(parser, "--no-augment")
+    _number(parser, "--noise-probability", float, training.noise_probability, "chance of added noise")
+    _number(parser, "--min-snr-db", float, training.min_snr_db, "noisiest added noise (dB SNR)")
+    _number(
+        parser,
         "--eq-probability",
-        type=float,
-        default=training.eq_probability,
-        help="chance of a random device frequency response",
+        float,
+        training.eq_probability,
+        "chance of a random device frequency response",
     )
-    parser.add_argument(
-        "--max-speed-change",
-        type=float,
-        default=training.max_speed_change,
-        help="largest speed change, as a fraction",
+    _number(
+        parser, "--max-speed-change", float, training.max_speed_change, "largest speed change, as a fraction"
     )
     parser.add_argument(
         "--site-adversarial",
@@ -74,39 +62,41 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="train against a source-folder classifier through a gradient reversal of this "
         "strength, so the features carry less of the site and device (0: off)",
     )
-    parser.add_argument("--seed", type=int, default=training.seed)
+    _number(parser, "--seed", int, training.seed)
+    _add_feature_arguments(parser, features, training)
+    _number(parser, "--min-duration", float, 2.0, "seconds")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded-audio cache folder")
+    parser.add_argument("--classes", default=None, help="comma-separated class order (default: from labels)")
+
+
+def _add_feature_arguments(
+    parser: argparse.ArgumentParser, features: FeatureConfig, training: TrainSettings
+) -> None:
+    """What the model is fed: feature kind and framing, and the scaling and weighting of its inputs."""
     parser.add_argument(
         "--feature-kind",
         choices=FEATURE_KINDS,
         default=features.kind,
         help="logmel or mfcc frames, or cycles: per-beat measures from the heart-cycle segmentation",
     )
-    parser.add_argument(
-        "--beats-per-window",
-        type=int,
-        default=features.beats_per_window,
-        help="cycles: beats per window",
-    )
-    parser.add_argument(
+    _number(parser, "--beats-per-window", int, features.beats_per_window, "cycles: beats per window")
+    _switch(
+        parser,
         "--beat-spreads",
-        action="store_true",
-        help="cycles: also how each gap's energy moves within the beat (ml.cycles.SPREAD_FEATURE_NAMES)",
+        "cycles: also how each gap's energy moves within the beat (ml.cycles.SPREAD_FEATURE_NAMES)",
     )
-    parser.add_argument(
+    _switch(
+        parser,
         "--beat-profile",
-        action="store_true",
-        help="cycles: also each beat's time profile against its S1 (ml.cycles.PROFILE_FEATURE_NAMES)",
+        "cycles: also each beat's time profile against its S1 (ml.cycles.PROFILE_FEATURE_NAMES)",
     )
-    parser.add_argument(
-        "--normalize-inputs",
-        action="store_true",
-        help="scale features by the training set's mean and variance",
-    )
-    parser.add_argument(
+    _switch(parser, "--normalize-inputs", "scale features by the training set's mean and variance")
+    _number(
+        parser,
         "--input-noise",
-        type=float,
-        default=training.input_noise,
-        help="Gaussian noise on the normalised features in training",
+        float,
+        training.input_noise,
+        "Gaussian noise on the normalised features in training",
     )
     parser.add_argument(
         "--balance",
@@ -114,24 +104,35 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=training.balance,
         help="recording weights: classes balanced within each source, or every source and class alike",
     )
-    parser.add_argument("--deltas", action="store_true", help="append delta and delta-delta features")
-    parser.add_argument("--n-fft", type=int, default=features.n_fft, help="samples per spectrum frame")
-    parser.add_argument("--hop-length", type=int, default=features.hop_length, help="samples between frames")
-    parser.add_argument("--n-mels", type=int, default=features.n_mels)
-    parser.add_argument("--band-high", type=float, default=features.band_high_hz, help="band-pass top, Hz")
-    parser.add_argument(
-        "--no-recording-norm", action="store_true", help="keep each recording's mean spectrum in the features"
-    )
+    _switch(parser, "--deltas", "append delta and delta-delta features")
+    _number(parser, "--n-fft", int, features.n_fft, "samples per spectrum frame")
+    _number(parser, "--hop-length", int, features.hop_length, "samples between frames")
+    _number(parser, "--n-mels", int, features.n_mels)
+    _number(parser, "--band-high", float, features.band_high_hz, "band-pass top, Hz")
+    _switch(parser, "--no-recording-norm", "keep each recording's mean spectrum in the features")
     parser.add_argument(
         "--norm-reference",
         choices=NORM_REFERENCES,
         default=features.norm_reference,
         help="measure each band against its mean over the recording, or against its loud frames (peak)",
     )
-    parser.add_argument("--window-s", type=float, default=features.window_s, help="model window, seconds")
-    parser.add_argument("--min-duration", type=float, default=2.0, help="seconds")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded-audio cache folder")
-    parser.add_argument("--classes", default=None, help="comma-separated class order (default: from labels)")
+    _number(parser, "--window-s", float, features.window_s, "model window, seconds")
+
+
+def _switch(parser: argparse.ArgumentParser, flag: str, help_text: str | None = None) -> None:
+    """An option that is off unless given."""
+    parser.add_argument(flag, action="store_true", help=help_text)
+
+
+def _number(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    kind: type[int] | type[float],
+    default: float | None,
+    help_text: str | None = None,
+) -> None:
+    """An option taking one number of this kind."""
+    parser.add_argument(flag, type=kind, default=default, help=help_text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,36 +140,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     parser.add_argument("--holdout", action="append", default=[], help="source group kept out; repeatable")
-    parser.add_argument(
-        "--test-share",
-        type=float,
-        default=0.0,
-        help="share kept out as a test set, stratified by group and label",
-    )
+    _number(parser, "--test-share", float, 0.0, "share kept out as a test set, stratified by group and label")
     parser.add_argument(
         "--external",
         action="append",
         default=[],
         help="labelled folder never trained on, DIR or DIR:LABEL_MAP, scored after training; repeatable",
     )
-    parser.add_argument(
-        "--external-min-duration", type=float, default=1.0, help="shortest external recording, seconds"
-    )
+    _number(parser, "--external-min-duration", float, 1.0, "shortest external recording, seconds")
     parser.add_argument(
         "--crossval",
         type=Path,
         default=None,
         help="JSON written by `python -m ml crossval` with the same settings; its folds go into the card",
     )
-    parser.add_argument(
+    _number(
+        parser,
         "--members",
-        type=int,
-        default=1,
-        help="train this many networks (seeds --seed, --seed+1, ...) and ship their average",
+        int,
+        1,
+        "train this many networks (seeds --seed, --seed+1, ...) and ship their average",
     )
     parser.add_argument("--name", default=None)
     parser.add_argument("--version", default="1.0.0")
-    parser.add_argument("--research-use", action="store_true", help="mark the card research-use only")
+    _switch(parser, "--research-use", "mark the card research-use only")
 
 
 def settings_from(args: argparse.Namespace) -> TrainSettings:
@@ -229,11 +224,12 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", default=None, help="comma-separated seeds, one full pass each (default: --seed)"
     )
-    parser.add_argument(
+    _number(
+        parser,
         "--in-source-folds",
-        type=int,
-        default=0,
-        help="also K folds over patients of every source (patient-grouped in-source scores; 0: off)",
+        int,
+        0,
+        "also K folds over patients of every source (patient-grouped in-source scores; 0: off)",
     )
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the per-fold results")
 
