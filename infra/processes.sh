@@ -126,7 +126,14 @@ up() {
   choose_port flower LUBDUB_FLOWER_PORT 5555 "$LUBDUB_WEB_PORT"
   "$VENV/bin/python" manage.py migrate --noinput >"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "migrations failed"; }
   "$VENV/bin/python" manage.py collectstatic --noinput >/dev/null
-  "$VENV/bin/python" manage.py prepare_storage >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "storage is not usable"; }
+  # On S3 the upload page sends parts straight to the bucket, whose CORS rule
+  # prepare_storage sets: for this web's own origins unless the settings name some.
+  local origins="${LUBDUB_STORAGE_CORS_ORIGINS:-}"
+  if [ -z "$origins${DJANGO_CSRF_TRUSTED_ORIGINS:-}${LUBDUB_PUBLIC_URL:-}" ]; then
+    origins="http://127.0.0.1:$LUBDUB_WEB_PORT,http://localhost:$LUBDUB_WEB_PORT"
+  fi
+  LUBDUB_STORAGE_CORS_ORIGINS="$origins" "$VENV/bin/python" manage.py prepare_storage >>"$LOG/migrate.log" 2>&1 \
+    || { tail -n 30 "$LOG/migrate.log" >&2; die "storage is not usable"; }
   "$VENV/bin/python" manage.py ensure_default_model >>"$LOG/migrate.log" 2>&1 || { tail -n 30 "$LOG/migrate.log" >&2; die "no default model could be registered"; }
   if ! alive "$RUN/web.pid"; then
     rm -f "$RUN/web.pid"

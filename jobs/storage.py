@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -236,6 +236,79 @@ def _call(request: Callable[[], T]) -> T:
         return request()
     except Exception as exc:
         raise _translate(exc) from exc
+
+
+# --- the bucket's CORS rule: the upload page sends parts straight to the bucket --
+#
+# A browser PUTs a resumable upload's parts to presigned links of the bucket only
+# when the bucket's CORS rule allows the page's origin; ETag is exposed so a page
+# may read each part's MD5 from the answer.
+
+BROWSER_UPLOAD_RULE_ID = "lubdub-browser-uploads"
+# What a server that keeps CORS for the whole server, not per bucket, answers the
+# bucket CORS API with (MinIO's community server: NotImplemented).
+_NO_BUCKET_CORS = {"NotImplemented", "501", "MethodNotAllowed"}
+
+
+class CorsUnsupported(Exception):
+    """The storage server has no per-bucket CORS API; its own settings decide."""
+
+
+def browser_upload_rule(origins: Sequence[str]) -> dict[str, Any]:
+    return {
+        "ID": BROWSER_UPLOAD_RULE_ID,
+        "AllowedOrigins": list(origins),
+        "AllowedMethods": ["PUT", "GET", "HEAD"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+
+
+def allow_browser_uploads(origins: Sequence[str]) -> bool:
+    """Make the bucket's browser-upload CORS rule allow `origins` (S3 only); False when it already did.
+
+    The bucket's other rules (an operator's own, by their IDs) are kept. Raises
+    CorsUnsupported when the server has no bucket CORS API.
+    """
+    wanted = browser_upload_rule(origins)
+    rules = bucket_cors_rules()
+    ours = [rule for rule in rules if rule.get("ID") == BROWSER_UPLOAD_RULE_ID]
+    if [_comparable(rule) for rule in ours] == [_comparable(wanted)]:
+        return False
+    others = [rule for rule in rules if rule.get("ID") != BROWSER_UPLOAD_RULE_ID]
+    configuration = {"CORSRules": [*others, wanted]}
+    _cors_call(lambda: _s3_client().put_bucket_cors(Bucket=_bucket(), CORSConfiguration=configuration))
+    return True
+
+
+def bucket_cors_rules() -> list[dict[str, Any]]:
+    """The bucket's CORS rules; [] when it has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        answer = _cors_call(lambda: _s3_client().get_bucket_cors(Bucket=_bucket()))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") == "NoSuchCORSConfiguration":
+            return []
+        raise
+    return list(answer.get("CORSRules", []))
+
+
+def _comparable(rule: dict[str, Any]) -> dict[str, Any]:
+    return {name: sorted(value) if isinstance(value, list) else value for name, value in rule.items()}
+
+
+def _cors_call(request: Callable[[], T]) -> T:
+    from botocore.exceptions import ClientError
+
+    try:
+        return _call(request)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _NO_BUCKET_CORS:
+            raise CorsUnsupported(f"the storage server has no bucket CORS API ({code})") from exc
+        raise
 
 
 def put(key: str, content: IO[bytes]) -> int:

@@ -6,7 +6,16 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings.env import env_bool, env_fraction, env_int, env_list, env_seconds, env_str
+from config.settings.env import (
+    env_bool,
+    env_fraction,
+    env_int,
+    env_list,
+    env_origins,
+    env_seconds,
+    env_str,
+    origin_of,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -177,6 +186,15 @@ LUBDUB_WEBHOOK_ATTEMPTS = env_int("LUBDUB_WEBHOOK_ATTEMPTS", 6, minimum=1)
 LUBDUB_WEBHOOK_BACKOFF_SECONDS = env_seconds("LUBDUB_WEBHOOK_BACKOFF_SECONDS", 30.0)
 LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS = env_seconds("LUBDUB_WEBHOOK_BACKOFF_MAX_SECONDS", 900.0)
 LUBDUB_WEBHOOK_TIMEOUT_SECONDS = env_seconds("LUBDUB_WEBHOOK_TIMEOUT_SECONDS", 5.0)
+
+# Origins whose pages send resumable-upload parts straight to the S3 bucket:
+# `manage.py prepare_storage` puts them in the bucket's CORS rule. Unset: the
+# trusted origins and LUBDUB_PUBLIC_URL's.
+LUBDUB_STORAGE_CORS_ORIGINS = env_origins("LUBDUB_STORAGE_CORS_ORIGINS") or [
+    origin
+    for origin in dict.fromkeys([*map(origin_of, CSRF_TRUSTED_ORIGINS), origin_of(LUBDUB_PUBLIC_URL)])
+    if origin
+]
 
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {

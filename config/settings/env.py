@@ -6,6 +6,7 @@ malformed value stops the process at start-up instead of surfacing later.
 
 import os
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -75,3 +76,28 @@ def env_list(name: str, default: str = "") -> list[str]:
 def env_fraction(name: str, default: float) -> float:
     """A number from 0 to 1 (a sampling rate)."""
     return _env_float(name, default, what="a number", valid=lambda value: 0 <= value <= 1, rule="from 0 to 1")
+
+
+def env_origins(name: str) -> list[str]:
+    """Web origins, comma-separated: a scheme (http, https), a host and an optional port, no path.
+
+    A host may hold one `*` (`https://*.example.org`), as an S3 CORS rule allows.
+    """
+    found = []
+    for item in env_list(name):
+        origin = origin_of(item.removesuffix("/"))
+        if not origin or origin != item.removesuffix("/") or "@" in origin or item.count("*") > 1:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an origin such as https://lubdub.example.org"
+                " (scheme, host and port only)."
+            )
+        found.append(origin)
+    return found
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of an http(s) URL; "" for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
