@@ -2,7 +2,9 @@
 
 import hashlib
 import math
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from django.utils import timezone
 
@@ -113,3 +115,42 @@ def rejected_recording(batch: Batch, path: str, message: str) -> Recording:
         error_code="not_audio",
         error_message=message,
     )
+
+
+def completed_batch(organisation: object, user: object, **fields: Any) -> Batch:
+    """A completed batch of the screening model, with no recordings yet."""
+    return factories.BatchFactory(
+        organisation=organisation,
+        created_by=user,
+        model_version=screening_model(),
+        status=Batch.Status.COMPLETED,
+        finished_at=timezone.now(),
+        **fields,
+    )
+
+
+def bulk_recordings(batch: Batch, paths: Iterable[str], *, predicted: bool = True) -> list[Recording]:
+    """Many recordings of a batch in one insert and, when predicted, a prediction for each in a
+    second (normal, p(abnormal) 0.2, good quality): the rows of the long-table tests."""
+    recordings = Recording.objects.bulk_create(
+        Recording(batch=batch, organisation=batch.organisation, path=path, sha256=f"{index:064x}")
+        for index, path in enumerate(paths)
+    )
+    if predicted:
+        Prediction.objects.bulk_create(
+            Prediction(
+                recording=recording,
+                batch=batch,
+                model_version=batch.model_version,
+                label="normal",
+                decision="normal",
+                probabilities={"normal": 0.8, "abnormal": 0.2},
+                raw_probability=0.2,
+                confidence=0.8,
+                quality="good",
+                input_sha256=recording.sha256,
+                feature_fingerprint="f" * 64,
+            )
+            for recording in recordings
+        )
+    return recordings

@@ -2,31 +2,20 @@
 
 from typing import Any
 
-from django.utils import timezone
-
 from jobs import storage
-from jobs.models import Batch, Membership, Prediction, Recording, Report
+from jobs.models import Batch, Membership, Recording, Report
 from jobs.services import reports, reviews
 from jobs.services.reports import write_reports
 from tests import factories
+from tests.web import builders
 
 MARKUP = "<script>alert(\"x\")</script> & 'q'"
 ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;q&#x27;"
-SCREENING = {"positive_class": "abnormal", "decision_threshold": 0.5}
 
 
 def _finished_batch(**fields: Any) -> tuple[Batch, Any]:
     membership = factories.MembershipFactory(role=Membership.Role.ADMIN)
-    version = factories.ModelVersionFactory(classes=["normal", "abnormal"], manifest=SCREENING)
-    batch = factories.BatchFactory(
-        organisation=membership.organisation,
-        created_by=membership.user,
-        model_version=version,
-        status=Batch.Status.COMPLETED,
-        finished_at=timezone.now(),
-        **fields,
-    )
-    return batch, membership.user
+    return builders.completed_batch(membership.organisation, membership.user, **fields), membership.user
 
 
 def _page(batch: Batch) -> str:
@@ -76,26 +65,7 @@ def test_it_escapes_every_text_an_uploader_or_reviewer_wrote(db: None) -> None:
 def test_it_writes_one_line_per_file_across_render_groups(db: None) -> None:
     files = reports.ROWS_PER_RENDER + 3
     batch, _ = _finished_batch(name="big", total_count=files)
-    recordings = Recording.objects.bulk_create(
-        Recording(batch=batch, organisation=batch.organisation, path=f"r{i:04}.wav", sha256=f"{i:064x}")
-        for i in range(files)
-    )
-    Prediction.objects.bulk_create(
-        Prediction(
-            recording=recording,
-            batch=batch,
-            model_version=batch.model_version,
-            label="normal",
-            decision="normal",
-            probabilities={"normal": 0.8, "abnormal": 0.2},
-            raw_probability=0.2,
-            confidence=0.8,
-            quality="good",
-            input_sha256=recording.sha256,
-            feature_fingerprint="f" * 64,
-        )
-        for recording in recordings
-    )
+    builders.bulk_recordings(batch, (f"r{i:04}.wav" for i in range(files)))
 
     write_reports(batch.pk)
     head, lines = _file_lines(_page(batch))

@@ -5,11 +5,10 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from pypdf import PdfReader
 
 from jobs import storage
-from jobs.models import Batch, Membership, Prediction, Recording, Report
+from jobs.models import Batch, Membership, Report
 from jobs.pages.reports import FILES_PER_PAGE
 from jobs.services import reviews
 from jobs.services.reports import write_reports
@@ -82,39 +81,14 @@ def test_it_writes_a_pdf_holding_the_batchs_figures_and_files(organisation: Any,
 
 def test_it_continues_the_files_table_over_pages_with_its_titles(organisation: Any, member: Any) -> None:
     files = 260
-    batch = factories.BatchFactory(
-        organisation=organisation,
-        created_by=member,
-        model_version=builders.screening_model(),
-        status=Batch.Status.COMPLETED,
-        total_count=files,
-        finished_at=timezone.now(),
-    )
-    recordings = Recording.objects.bulk_create(
-        Recording(
-            batch=batch,
-            organisation=organisation,
-            # Long names wrap within their column instead of running into the next one.
-            path=f"site-{i:03}/{'very-long-folder-name-' * (3 if i % 50 == 0 else 0)}r{i:04}.wav",
-            sha256=f"{i:064x}",
-        )
-        for i in range(files)
-    )
-    Prediction.objects.bulk_create(
-        Prediction(
-            recording=recording,
-            batch=batch,
-            model_version=batch.model_version,
-            label="normal",
-            decision="normal",
-            probabilities={"normal": 0.8, "abnormal": 0.2},
-            raw_probability=0.2,
-            confidence=0.8,
-            quality="good",
-            input_sha256=recording.sha256,
-            feature_fingerprint="f" * 64,
-        )
-        for recording in recordings
+    batch = builders.completed_batch(organisation, member, total_count=files)
+    builders.bulk_recordings(
+        batch,
+        # Long names wrap within their column instead of running into the next one.
+        (
+            f"site-{i:03}/{'very-long-folder-name-' * (3 if i % 50 == 0 else 0)}r{i:04}.wav"
+            for i in range(files)
+        ),
     )
 
     write_reports(batch.pk)
@@ -159,18 +133,8 @@ def test_the_report_page_shows_the_files_a_page_at_a_time(
     member_client: Client, organisation: Any, member: Any
 ) -> None:
     files = FILES_PER_PAGE + 5
-    batch = factories.BatchFactory(
-        organisation=organisation,
-        created_by=member,
-        model_version=builders.screening_model(),
-        status=Batch.Status.COMPLETED,
-        total_count=files,
-        finished_at=timezone.now(),
-    )
-    Recording.objects.bulk_create(
-        Recording(batch=batch, organisation=organisation, path=f"r{i:04}.wav", sha256=f"{i:064x}")
-        for i in range(files)
-    )
+    batch = builders.completed_batch(organisation, member, total_count=files)
+    builders.bulk_recordings(batch, (f"r{i:04}.wav" for i in range(files)), predicted=False)
     write_reports(batch.pk)
 
     first = member_client.get(f"/batches/{batch.pk}/report/").content.decode()
