@@ -72,11 +72,16 @@ def _load_model(**_: Any) -> None:
         close_old_connections()
 
 
-@shared_task(name=queue.HEARTBEAT_TASK)
-def heartbeat() -> str:
-    """Record that a worker is alive and consuming."""
-    hostname = socket.gethostname()
-    WorkerHeartbeat.objects.update_or_create(hostname=hostname, defaults={"last_seen": timezone.now()})
+@shared_task(name=queue.HEARTBEAT_TASK, bind=True)
+def heartbeat(self: Task) -> str:
+    """Record that a worker is alive and consuming, under its Celery name (`analyze@host`):
+    the name the dashboard's broadcast gets answers from, so one worker is one row there,
+    and two workers on one machine are two."""
+    hostname = self.request.hostname or socket.gethostname()
+    consumed = sorted(self.app.amqp.queues.consume_from or ())
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname, defaults={"last_seen": timezone.now(), "queues": consumed}
+    )
     return hostname
 
 

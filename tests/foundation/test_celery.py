@@ -38,7 +38,24 @@ def test_it_runs_a_task_in_a_real_worker_through_redis(celery_worker: object) ->
     poll_until(WorkerHeartbeat.objects.exists, 60, interval=0.2, message="no heartbeat row")
 
     row = WorkerHeartbeat.objects.get()
-    assert row.hostname == socket.gethostname()
+    # Named as Celery names the worker (`test-...@host`), not by the machine alone.
+    assert row.hostname.startswith("test-") and row.hostname.endswith(f"@{socket.gethostname()}")
+    assert row.queues == sorted(queue.name for queue in app.conf.task_queues)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lists_a_worker_once_under_its_celery_name_on_the_dashboard(celery_worker: object) -> None:
+    from jobs import monitoring
+
+    heartbeat.delay()
+    poll_until(WorkerHeartbeat.objects.exists, 60, interval=0.2, message="no heartbeat row")
+    beat = WorkerHeartbeat.objects.get().hostname
+
+    listed = {worker.hostname: worker for worker in monitoring.workers()}
+
+    # The heartbeat and the broadcast's answer are one worker, not a second one named "vm".
+    assert beat in listed and listed[beat].answering and listed[beat].last_seen is not None
+    assert socket.gethostname() not in listed
 
 
 def test_it_registers_schedules_and_routes_tasks_only_by_the_names_of_the_queue_module() -> None:
