@@ -175,6 +175,7 @@ up() {
     || die "Flower did not answer (see $LOG/flower.log)"
   say "web:    http://127.0.0.1:$LUBDUB_WEB_PORT/  (API: /api/v1/, docs: /api/docs/, health: /healthz)"
   say "flower: http://127.0.0.1:$LUBDUB_FLOWER_PORT/  (user and password: FLOWER_BASIC_AUTH in ${STATE#"$ROOT"/}/env)"
+  say "metrics: http://127.0.0.1:$LUBDUB_WEB_PORT/metrics  (Authorization: Bearer \$LUBDUB_METRICS_TOKEN, in ${STATE#"$ROOT"/}/env)"
   say "logs:   ${LOG#"$ROOT"/}/{web,worker-bulk,worker-interactive,beat,flower}.log"
 }
 

@@ -345,6 +345,14 @@ secrets_env() {
       echo "FLOWER_BASIC_AUTH=admin:$(random_secret 12)"
     } | secret_file "$STATE/secrets.env"
   fi
+  # The bearer token Prometheus sends to /metrics; state folders from before it
+  # existed get one, their other secrets kept.
+  if ! grep -q '^LUBDUB_METRICS_TOKEN=.' "$STATE/secrets.env"; then
+    { grep -v '^LUBDUB_METRICS_TOKEN=' "$STATE/secrets.env" || true; echo "LUBDUB_METRICS_TOKEN=$(random_secret 32)"; } \
+      | secret_file "$STATE/secrets.env.tmp"
+    mv "$STATE/secrets.env.tmp" "$STATE/secrets.env"
+    say "metrics token generated: LUBDUB_METRICS_TOKEN in ${ENV_FILE#"$ROOT"/} (/metrics wants 'Authorization: Bearer <token>')"
+  fi
 }
 
 write_env() {
