@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -20,6 +21,10 @@ from jobs.forms import ReanalysisForm
 from jobs.models import Batch, ModelVersion, Organisation
 from jobs.pages.auth import signed_in
 from jobs.services import access, comparison, defaults, drift, model_lookup, reanalysis, registry
+
+# Versions a diff may name: the ones in use and the retired ones whose readings are kept.
+COMPARABLE = (ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED)
+CHANGES_PER_PAGE = 50
 
 
 @login_required
@@ -122,17 +127,32 @@ def _choosable(user: User, version: ModelVersion) -> list[tuple[Organisation, bo
 
 @login_required
 def model_compare(request: HttpRequest) -> HttpResponse:
+    """The diff of versions `a` and `b`, each named as the API's diff takes them (id, name-version
+    or version); the recordings whose label changed are shown a page at a time."""
     user = signed_in(request)
-    versions = access.visible_models(user).filter(
-        status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
-    )
+    versions = access.visible_models(user).filter(status__in=COMPARABLE)
     chosen_a, chosen_b = request.GET.get("a", ""), request.GET.get("b", "")
-    diff = None
+    diff, changes = None, None
     if chosen_a and chosen_b:
+        version_a, version_b = _named_version(chosen_a, user), _named_version(chosen_b, user)
+        chosen_a, chosen_b = str(version_a.pk), str(version_b.pk)
         scope = comparison.visible_scope(user, request.GET.get("batch") or None)
-        diff = comparison.compare_versions(_version(chosen_a, user), _version(chosen_b, user), scope)
-    context = {"versions": versions, "chosen_a": chosen_a, "chosen_b": chosen_b, "diff": diff}
+        diff = comparison.compare_versions(version_a, version_b, scope)
+        changes = Paginator(diff.changes, CHANGES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "versions": versions,
+        "chosen_a": chosen_a,
+        "chosen_b": chosen_b,
+        "diff": diff,
+        "page": changes,
+    }
     return render(request, "jobs/models_compare.html", context)
+
+
+@login_required
+def model_by_name(request: HttpRequest, reference: str) -> HttpResponse:
+    """`/models/screening-3.0.0/`: the version's page, found by its name as in the API."""
+    return redirect("model-detail", version_id=_named_version(reference, signed_in(request)).pk)
 
 
 @login_required
@@ -201,6 +221,13 @@ def _change(
     return redirect("model-detail", version_id=version.pk)
 
 
+def _named_version(reference: str, user: User) -> ModelVersion:
+    try:
+        return model_lookup.resolve_model(reference, statuses=COMPARABLE, among=access.visible_models(user))
+    except model_lookup.UnknownModel as exc:
+        raise Http404(str(exc)) from exc
+
+
 def _version(version_id: int | str, user: User) -> ModelVersion:
     versions = access.visible_models(user).select_related("registered_by", "organisation")
     try:
@@ -222,4 +249,5 @@ urlpatterns = [
         name="model-organisation-default",
     ),
     path("<int:version_id>/reanalyse", model_reanalyse, name="model-reanalyse"),
+    path("<str:reference>/", model_by_name, name="model-by-name"),
 ]

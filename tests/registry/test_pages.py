@@ -154,3 +154,42 @@ def test_it_renders_the_model_card_as_sanitised_html_and_names_the_metrics(
     assert "javascript:alert" not in page and "onerror" not in page
     assert "MAcc (mean of sensitivity and specificity)" in page and "0.782" in page
     assert '<td class="num">652</td>' in page  # a count, not 652.000
+
+
+def test_it_compares_versions_named_as_in_the_api_a_page_of_changes_at_a_time(
+    client: Any, researcher: Any, north: Any
+) -> None:
+    a = factories.ModelVersionFactory(version="2.0.0")
+    b = factories.ModelVersionFactory(version="3.0.0")
+    batch = factories.BatchFactory(organisation=north, model_version=a)
+    for index in range(60):
+        recording = factories.RecordingFactory(batch=batch, path=f"north/r{index:02}.wav")
+        predict(recording, a, "normal")
+        predict(recording, b, "abnormal")
+    client.force_login(researcher)
+
+    first = client.get("/models/compare", {"a": "screening-2.0.0", "b": "3.0.0"}).content.decode()
+    last = client.get("/models/compare", {"a": a.slug, "b": str(b.pk), "page": 2}).content.decode()
+
+    def shown(body: str) -> list[str]:
+        rows = body.split("<table data-changes>")[1].split("</tbody>")[0]
+        return [cell.split("</a>")[0].rsplit(">", 1)[1] for cell in rows.split('class="path"')[1:]]
+
+    assert shown(first) == [f"north/r{index:02}.wav" for index in range(50)]
+    assert shown(last) == [f"north/r{index:02}.wav" for index in range(50, 60)]
+    assert "60 in all" in first and 'rel="next"' in first and "page=2" in first
+    assert f'<option value="{a.pk}" selected>' in first and f'<option value="{b.pk}" selected>' in first
+    assert "data-changes-truncated" not in first
+    assert client.get("/models/compare", {"a": "screening-9.9.9", "b": b.slug}).status_code == 404
+
+
+def test_it_finds_a_versions_page_by_its_name(client: Any, researcher: Any, south: Any) -> None:
+    version = factories.ModelVersionFactory(version="3.0.0")
+    hidden = factories.ModelVersionFactory(name="private", organisation=south, published=False)
+    client.force_login(researcher)
+
+    found = client.get("/models/screening-3.0.0/")
+
+    assert (found.status_code, found["Location"]) == (302, f"/models/{version.pk}/")
+    assert client.get(f"/models/{hidden.slug}/").status_code == 404
+    assert client.get("/models/no-such-model/").status_code == 404
