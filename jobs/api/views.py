@@ -96,12 +96,14 @@ class BatchListCreate(generics.ListAPIView):
                 organisation=organisation,
                 upload=upload.file,
                 filename=upload.name,
-                name=values.get("name", ""),
-                model=values.get("model") or None,
-                priority=values.get("priority"),
-                site=values.get("site") or None,
+                options=uploads.UploadOptions(
+                    name=values.get("name", ""),
+                    model=values.get("model") or None,
+                    priority=values.get("priority"),
+                    site=values.get("site") or None,
+                    webhook_url=values.get("webhook_url", ""),
+                ),
                 idempotency_key=key,
-                webhook_url=values.get("webhook_url", ""),
             )
         except Refused as exc:
             return refused(exc)

@@ -238,10 +238,12 @@ def upload(request: HttpRequest) -> HttpResponse:
                 organisation=organisation,
                 upload=upload,
                 filename=upload.name or "upload",
-                name=form.cleaned_data["name"],
-                model=form.cleaned_data["model"],
-                site=form.cleaned_data["site"],
-                webhook_url=form.cleaned_data["webhook_url"],
+                options=uploads.UploadOptions(
+                    name=form.cleaned_data["name"],
+                    model=form.cleaned_data["model"],
+                    site=form.cleaned_data["site"],
+                    webhook_url=form.cleaned_data["webhook_url"],
+                ),
             )
         except uploads.UploadRejected as exc:
             form.add_error("file", exc.message)

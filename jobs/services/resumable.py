@@ -80,9 +80,7 @@ def open_upload(
         raise UploadRejected("bad_sha256", "sha256 must be the file's SHA-256 digest as 64 hex digits.")
     uploads.check_size(size)
     kept = {name: str(options.get(name) or "") for name in OPTION_NAMES}
-    arguments = _batch_arguments(kept)
-    del arguments["name"]
-    uploads.batch_options(user=user, organisation=organisation, **arguments)
+    uploads.batch_options(user=user, organisation=organisation, options=_upload_options(kept))
     batch_id = uuid.uuid4()
     upload = ResumableUpload(
         organisation=organisation,
@@ -306,7 +304,7 @@ def _finish(upload: ResumableUpload) -> Batch:
             size=stored,
             head=storage.read_head(upload.storage_key, sniff.HEAD_BYTES),
             batch_id=upload.batch_id,
-            **_batch_arguments(upload.options),
+            options=_upload_options(upload.options),
         )
     except UploadRejected as exc:
         _update(upload, status=Status.ABORTED, error_code=exc.code)
@@ -410,14 +408,14 @@ def _opened_before(user: User, key: str) -> ResumableUpload | None:
     return ResumableUpload.objects.filter(created_by=user, idempotency_key=key).first()
 
 
-def _batch_arguments(options: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": options.get("name", ""),
-        "model": options.get("model") or None,
-        "priority": options.get("priority") or None,
-        "site": options.get("site") or None,
-        "webhook_url": options.get("webhook_url", ""),
-    }
+def _upload_options(options: dict[str, str]) -> uploads.UploadOptions:
+    return uploads.UploadOptions(
+        name=options.get("name", ""),
+        model=options.get("model") or None,
+        priority=options.get("priority") or None,
+        site=options.get("site") or None,
+        webhook_url=options.get("webhook_url", ""),
+    )
 
 
 def _folder(upload: ResumableUpload) -> str:

@@ -83,26 +83,37 @@ def upload_kind(head: bytes, filename: str) -> Batch.Priority:
     )
 
 
+@dataclass(frozen=True)
+class UploadOptions:
+    """What an upload asks for, as sent: the batch's name, a model version reference, a
+    priority, a site id or name and a webhook URL (empty or None: the defaults)."""
+
+    name: str = ""
+    model: str | ModelVersion | None = None
+    priority: str | None = None
+    site: str | Site | None = None
+    webhook_url: str = ""
+
+
+DEFAULT_OPTIONS = UploadOptions()
+
+
 def create_batch_from_upload(
     *,
     user: User,
     organisation: Organisation,
     upload: IO[bytes],
     filename: str,
-    name: str = "",
-    model: str | ModelVersion | None = None,
-    priority: str | None = None,
-    site: str | Site | None = None,
+    options: UploadOptions = DEFAULT_OPTIONS,
     idempotency_key: str = "",
-    webhook_url: str = "",
 ) -> Batch:
     """Store the uploaded file and create its batch; ingest starts after commit.
 
-    ``model`` is a version reference the user may see, or none for the organisation's
+    ``options.model`` is a version reference the user may see, or none for the organisation's
     default model (its own, else the global one); a version of another
     organisation that staff have not published is answered like an unknown one.
-    ``site`` is a site id or name of the organisation; none named means its default site.
-    ``webhook_url`` is posted the summary when the batch finishes; none: the
+    ``options.site`` is a site id or name of the organisation; none named means its default site.
+    ``options.webhook_url`` is posted the summary when the batch finishes; none: the
     organisation's default webhook, if it has one.
     With an ``idempotency_key`` the caller already used (see `retried_batch`), the
     earlier batch is returned and nothing new is kept.
@@ -116,12 +127,8 @@ def create_batch_from_upload(
         filename=filename,
         size=size,
         head=head,
-        name=name,
-        model=model,
-        priority=priority,
-        site=site,
+        options=options,
         idempotency_key=idempotency_key,
-        webhook_url=webhook_url,
     )
     # The slow copy happens before the transaction, never inside it.
     storage.put(batch.upload_key, upload)
@@ -138,28 +145,20 @@ class BatchOptions:
     priority: str | None
 
 
-def batch_options(
-    *,
-    user: User,
-    organisation: Organisation,
-    model: str | ModelVersion | None = None,
-    priority: str | None = None,
-    site: str | Site | None = None,
-    webhook_url: str = "",
-) -> BatchOptions:
-    """The options of `create_batch_from_upload`, checked; UploadRejected names the first refused."""
-    if priority and priority not in Batch.Priority.values:
+def batch_options(*, user: User, organisation: Organisation, options: UploadOptions) -> BatchOptions:
+    """An upload's options checked (all but the name); UploadRejected names the first refused."""
+    if options.priority and options.priority not in Batch.Priority.values:
         raise UploadRejected("bad_priority", f"priority must be one of {', '.join(Batch.Priority.values)}")
-    model_version = _model_for(user, organisation, model)
+    model_version = _model_for(user, organisation, options.model)
     try:
-        batch_site = sites.resolve_site(organisation, site)
+        batch_site = sites.resolve_site(organisation, options.site)
     except sites.SiteRefused as exc:
         raise UploadRejected(exc.code, exc.message) from exc
     try:
-        batch_webhook = webhooks.batch_url(organisation, webhook_url)
+        batch_webhook = webhooks.batch_url(organisation, options.webhook_url)
     except webhooks.WebhookRefused as exc:
         raise UploadRejected(exc.code, exc.message) from exc
-    return BatchOptions(model_version, batch_site, batch_webhook, priority or None)
+    return BatchOptions(model_version, batch_site, batch_webhook, options.priority or None)
 
 
 def check_size(size: int) -> None:
@@ -178,12 +177,8 @@ def new_batch(
     filename: str,
     size: int,
     head: bytes,
-    name: str = "",
-    model: str | ModelVersion | None = None,
-    priority: str | None = None,
-    site: str | Site | None = None,
+    options: UploadOptions = DEFAULT_OPTIONS,
     idempotency_key: str = "",
-    webhook_url: str = "",
     batch_id: UUID | None = None,
 ) -> Batch:
     """The batch of an upload of ``size`` bytes starting with ``head``, checked and not yet saved.
@@ -194,25 +189,18 @@ def new_batch(
     """
     check_size(size)
     kind_priority = upload_kind(head, filename)
-    options = batch_options(
-        user=user,
-        organisation=organisation,
-        model=model,
-        priority=priority,
-        site=site,
-        webhook_url=webhook_url,
-    )
+    checked = batch_options(user=user, organisation=organisation, options=options)
     batch = Batch(
         organisation=organisation,
         created_by=user if getattr(user, "is_authenticated", False) else None,
-        name=name[:200] or filename[:200],
-        priority=options.priority or kind_priority,
-        model_version=options.model_version,
-        site=options.site,
+        name=options.name[:200] or filename[:200],
+        priority=checked.priority or kind_priority,
+        model_version=checked.model_version,
+        site=checked.site,
         upload_name=filename[:255],
         upload_size=size,
         idempotency_key=idempotency_key,
-        webhook_url=options.webhook_url,
+        webhook_url=checked.webhook_url,
     )
     if batch_id is not None:
         batch.id = batch_id
