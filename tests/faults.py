@@ -5,13 +5,16 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import psycopg2
 import pytest
+from django.db import OperationalError
 from django.db.models import Count, Q
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Prediction, Recording
+from jobs.services import ingest
 from tests.conftest import test_database_url as database_url
 from tests.polling import poll_until
 
@@ -53,6 +56,24 @@ def lose_everything(settings: Any) -> None:
     with pytest.raises(storage.BucketMissing):
         storage.check()
     settings.S3_CREATE_BUCKET = True
+
+
+@contextlib.contextmanager
+def second_write_cut_off() -> Iterator[None]:
+    """Within the block, ingest's second write of a group of rows fails as a lost database
+    connection does (OperationalError: transient, the task retries); after it, writes go through."""
+    original = ingest._Rows.write
+    calls = 0
+
+    def cut_off(rows: Any, *, final: bool = False) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OperationalError("the database went away")
+        original(rows, final=final)
+
+    with mock.patch.object(ingest._Rows, "write", cut_off):
+        yield
 
 
 # --- a second database session that holds locks while the code under test runs ---

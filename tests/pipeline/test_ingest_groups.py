@@ -12,6 +12,7 @@ from django.db.models import F
 from jobs.models import Analysis, Batch, Recording
 from jobs.services import ingest, queue
 from jobs.services.progress import batch_progress
+from tests import faults
 from tests.conftest import SAMPLES
 from tests.pipeline.conftest import LABELS, sample_archive, upload
 
@@ -51,25 +52,14 @@ def test_it_queues_analysis_of_the_first_groups_while_still_ingesting(
 
 
 def test_it_resumes_an_ingest_cut_off_after_its_first_group(
-    default_model: Any, api: Any, small_groups: list[tuple[str, list[int]]], monkeypatch: pytest.MonkeyPatch
+    default_model: Any, api: Any, small_groups: list[tuple[str, list[int]]]
 ) -> None:
     created = upload(api, sample_archive(NAMES), "resume.zip")
-    original = ingest._Rows.write
-    calls = {"n": 0}
-
-    def cut_off(self: Any, *, final: bool = False) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OperationalError("the database went away")  # transient: the task retries
-        original(self, final=final)
-
-    monkeypatch.setattr(ingest._Rows, "write", cut_off)
-    with pytest.raises(OperationalError):
+    with faults.second_write_cut_off(), pytest.raises(OperationalError):
         ingest.ingest_batch(created["id"])
     batch = Batch.objects.get(pk=created["id"])
     assert (batch.status, batch.total_count) == (Batch.Status.INGESTING, 4)
 
-    monkeypatch.setattr(ingest._Rows, "write", original)
     resumed = ingest.ingest_batch(created["id"])  # the retry
 
     batch.refresh_from_db()

@@ -19,6 +19,7 @@ from django.db import OperationalError
 from jobs import storage
 from jobs.models import Batch, Recording
 from jobs.services import ingest, packs, zipstream
+from tests import faults
 from tests.factories import BatchFactory
 
 
@@ -103,25 +104,14 @@ def test_it_reads_an_archive_with_the_same_few_requests_whatever_its_size(
 
 @pytest.mark.django_db
 def test_a_retried_delivery_streams_from_the_first_member_not_yet_stored(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, upload_reads: list[tuple[str, str]]
+    settings: Any, upload_reads: list[tuple[str, str]]
 ) -> None:
     settings.LUBDUB_ANALYSIS_CHUNK = 2  # rows written four at a time
     data = _archive(9)
     batch = _stored_batch(data)
-    original = ingest._Rows.write
-    calls = {"n": 0}
-
-    def cut_off(self: Any, *, final: bool = False) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OperationalError("the database went away")  # transient: the task retries
-        original(self, final=final)
-
-    monkeypatch.setattr(ingest._Rows, "write", cut_off)
-    with pytest.raises(OperationalError):
+    with faults.second_write_cut_off(), pytest.raises(OperationalError):
         ingest.ingest_batch(batch.pk, queue_analysis=False)
     assert len(_stored(batch)) == 4
-    monkeypatch.setattr(ingest._Rows, "write", original)
     upload_reads.clear()
 
     ingest.ingest_batch(batch.pk, queue_analysis=False)
