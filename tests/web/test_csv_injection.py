@@ -9,6 +9,7 @@ import pytest
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording, Report
+from jobs.services import reviews
 from jobs.services.reports import write_reports
 from tests import factories
 from tests.web.builders import screening_model
@@ -36,7 +37,9 @@ def test_it_neutralises_formula_cells_in_the_csv_report(organisation: Any, membe
         status=Batch.Status.COMPLETED_WITH_ERRORS,
     )
     for index, name in enumerate(FORMULA_NAMES):
-        recording = factories.RecordingFactory(batch=batch, path=name, duration_s=12.5)
+        recording = factories.RecordingFactory(
+            batch=batch, path=name, duration_s=12.5, patient_id="=1+1", location="+AV"
+        )
         Analysis.objects.create(batch=batch, recording=recording, status=Analysis.Status.DONE)
         factories.PredictionFactory(
             recording=recording,
@@ -56,6 +59,11 @@ def test_it_neutralises_formula_cells_in_the_csv_report(organisation: Any, membe
         error_message="-this is not audio",
     )
 
+    nurse = factories.MembershipFactory(user__username="@nurse", organisation=organisation).user
+    reviews.review_recording(
+        nurse, batch.recordings.get(path="+SUM(1,2).wav"), label="normal", note="=cmd|' /C calc'!A0"
+    )
+
     write_reports(batch.pk)
 
     text = storage.read_bytes(Report.objects.get(batch=batch, format="csv").storage_key).decode()
@@ -70,6 +78,9 @@ def test_it_neutralises_formula_cells_in_the_csv_report(organisation: Any, membe
         assert row["decision_reasons"] == "'-3 dB below the noise floor; =1+1"
         assert row["heart_rate_bpm"] == "-12.0" and row["heart_rate_flag"] == "out_of_range"
         assert all(float(row[column]) == float(row[column].lstrip("'")) for column in NUMERIC)
+        assert (row["patient_id"], row["location"]) == ("'=1+1", "'+AV")
+    reviewed = next(row for row in rows if row["path"] == "'+SUM(1,2).wav")
+    assert (reviewed["reviewed_by"], reviewed["review_note"]) == ("'@nurse", "'=cmd|' /C calc'!A0")
     rejected = next(row for row in rows if row["status"] == "rejected")
     assert rejected["error"] == "'-this is not audio"
     # Every cell a spreadsheet would evaluate starts with the quote, whatever its column.
