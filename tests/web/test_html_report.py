@@ -3,7 +3,7 @@
 from typing import Any
 
 from jobs import storage
-from jobs.models import Batch, Membership, Recording, Report
+from jobs.models import Batch, Membership, Report
 from jobs.services import reports, reviews
 from jobs.services.reports import write_reports
 from tests import factories
@@ -32,15 +32,7 @@ def test_it_escapes_every_text_an_uploader_or_reviewer_wrote(db: None) -> None:
     batch, member = _finished_batch(name=f"week {MARKUP}", total_count=2)
     recording = factories.RecordingFactory(batch=batch, path=f"clinic/{MARKUP}.wav", label="abnormal")
     factories.PredictionFactory(recording=recording, raw_probability=0.9, heart_rate_bpm=250.0)
-    factories.RecordingFactory(
-        batch=batch,
-        path="notes.txt",
-        status=Recording.Status.REJECTED,
-        storage_key="",
-        sha256="",
-        error_code="not_audio",
-        error_message=f"not audio: {MARKUP}",
-    )
+    builders.rejected_recording(batch, "notes.txt", f"not audio: {MARKUP}")
     reviews.review_recording(member, recording, batch=batch, label="normal", note=MARKUP)
 
     write_reports(batch.pk)
