@@ -202,3 +202,32 @@ def test_it_follows_the_run_without_reloading_in_a_browser(
     assert page.locator("table[data-recordings] tbody tr").count() == 4
     assert page.locator("[data-percent]").inner_text() == "100 %"
     assert page.evaluate("window.sameDocument") is True
+
+
+@pytest.mark.django_db
+def test_it_counts_failed_and_rejected_files_alike_on_the_list_and_the_batch_page(
+    member_client: Client, organisation: Any, member: Any
+) -> None:
+    batch = running_batch(
+        organisation,
+        member,
+        status=Batch.Status.COMPLETED_WITH_ERRORS,
+        finished_at=timezone.now(),
+        total_count=5,
+        done_count=2,
+        failed_count=2,
+        rejected_count=1,
+    )
+
+    listed = member_client.get("/batches/").content.decode()
+    dashboard = member_client.get("/").content.decode()
+    state = member_client.get(f"/batches/{batch.pk}/progress").json()
+    body = member_client.get(f"/batches/{batch.pk}/").content.decode()
+
+    for page in (listed, dashboard):
+        row = page.split(f'href="/batches/{batch.pk}/"')[1].split("</tr>")[0]
+        assert "<span data-failed-count>2</span> / <span data-rejected-count>1</span>" in row
+    assert "Failed / rejected" in listed
+    assert (state["failed"], state["rejected"]) == (2, 1)
+    assert state["counts_text"].endswith("· 2 failed · 1 rejected at upload")
+    assert f"<span data-counts>{state['counts_text']}</span>" in body
