@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
-from jobs.services import archive, packs, patients, progress, queue, sniff, transient, zipstream
+from jobs.services import archive, packs, patients, progress, queue, shared_audio, sniff, transient, zipstream
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Member:
     location: str = ""
     storage_key: str = ""
     storage_offset: int = 0
+    shares: bool = False  # its audio is another row's (same SHA-256), not in a pack this ingest writes
 
     def describe(self, listed: archive.MemberFacts | None) -> None:
         """Take the ground truth, patient and location labels.csv (or the file's name) gives."""
@@ -75,6 +76,16 @@ class Member:
 
 class _TooLarge(Exception):
     pass
+
+
+class SharedAudioGone(storage.StorageUnavailable):
+    """Audio another batch stored, which this upload refers to, was deleted before its rows were
+    written (jobs.services.shared_audio). Retried like a storage outage: the next run finds no row
+    holding that audio and stores it anew."""
+
+    def __init__(self, keys: set[str]) -> None:
+        listed = ", ".join(sorted(keys)[:3]) + (", ..." if len(keys) > 3 else "")
+        super().__init__(f"stored audio this upload refers to was deleted meanwhile ({listed})")
 
 
 def claim_for_ingest(batch_id: UUID | str) -> Batch | None:
@@ -295,8 +306,18 @@ class _Rows:
                 return
             paths = [member.row_path for member in members]
             taken = set(Recording.objects.filter(batch=batch, path__in=paths).values_list("path", flat=True))
+            new = [member for member in members if member.row_path not in taken]
+            # Until this commits, no sweep or batch deletion removes what the rows share.
+            gone = shared_audio.keep_until_commit(
+                {(member.sha256, member.storage_key) for member in new if member.stored and member.shares}
+            )
+            if gone:
+                logger.warning(
+                    "batch %s: audio it shares was deleted meanwhile (%s); ingest again", batch.pk, gone
+                )
+                raise SharedAudioGone(gone)
             recordings = Recording.objects.bulk_create(
-                [_recording_row(batch, m) for m in members if m.row_path not in taken], batch_size=2000
+                [_recording_row(batch, m) for m in new], batch_size=2000
             )
             stored = [row for row in recordings if row.status == Recording.Status.STORED]
             analyses = Analysis.objects.bulk_create(
@@ -359,6 +380,7 @@ class _Uploader:
         self._slots = threading.BoundedSemaphore(PACKS_IN_FLIGHT)  # bounds the packs held in memory
         self._pack = packs.Pack()
         self._placed: dict[str, tuple[str, int]] = {}  # sha256 -> (key, offset) for this upload
+        self._shared: set[str] = set()  # sha256 placed at another row's span, not in a pack of ours
         self._group: list[tuple[Member, IO[bytes]]] = []
         self._followers: list[Member] = []  # same content as a member still in the group
         self._present: dict[str, bool] = {}  # object key -> it exists (asked once per ingest)
@@ -411,6 +433,7 @@ class _Uploader:
             if found and self._exists(found[0]):
                 spool.close()
                 self._placed[member.sha256] = found
+                self._shared.add(member.sha256)
             else:
                 if found:
                     # A row saying "stored" is not proof: objects can be lost (a bucket
@@ -418,7 +441,7 @@ class _Uploader:
                     logger.warning("restoring lost audio object %s from a new upload", found[0])
                     self._restored.append((member.sha256, found[0]))
                 self._add(member, spool)
-            member.storage_key, member.storage_offset = self._placed[member.sha256]
+            self._place(member)
         self._place_followers()
 
     def _exists(self, key: str) -> bool:
@@ -450,9 +473,13 @@ class _Uploader:
         waiting, self._followers = self._followers, []
         for member in waiting:
             if member.sha256 in self._placed:
-                member.storage_key, member.storage_offset = self._placed[member.sha256]
+                self._place(member)
             else:
                 self._followers.append(member)
+
+    def _place(self, member: Member) -> None:
+        member.storage_key, member.storage_offset = self._placed[member.sha256]
+        member.shares = member.sha256 in self._shared
 
     def _move_restored(self) -> None:
         """Rows of other batches that pointed at a lost object now point at this upload's copy."""

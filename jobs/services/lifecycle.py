@@ -1,6 +1,5 @@
 """Cancelling and deleting batches, and sweeping audio objects no row refers to."""
 
-import contextlib
 import datetime
 import logging
 from collections.abc import Sequence
@@ -12,13 +11,14 @@ from django.utils import timezone
 
 from jobs import storage
 from jobs.models import Analysis, Batch, Recording
-from jobs.services import webhooks
+from jobs.services import shared_audio, webhooks
 
 logger = logging.getLogger(__name__)
 
 AUDIO_FOLDERS = ("packs/", "recordings/")
-# Ingest writes audio before the rows that name it commit: an object younger
-# than this may be about to be referred to.
+# Ingest writes new packs before the rows that name them commit: an object
+# younger than this may be about to be referred to. (Audio an ingest shares with
+# another batch is old: shared_audio's locks protect it instead.)
 ORPHAN_GRACE = datetime.timedelta(hours=6)
 SWEEP_PAGE = 500
 
@@ -60,14 +60,16 @@ def delete_batch(batch: Batch, *, user: User | None = None) -> int:
     removed = 0
     # Slow deletions happen after the rows are gone, outside the transaction.
     for key in keys:
-        if key.startswith(AUDIO_FOLDERS) and Recording.objects.filter(storage_key=key).exists():
-            continue  # uploaded again meanwhile
+        if key.startswith(AUDIO_FOLDERS):
+            continue
         try:
             storage.delete(key)
             removed += 1
         except FileNotFoundError:
             continue
-    return removed
+    # Audio only where no row refers to it: uploaded again meanwhile, or being.
+    audio = [key for key in keys if key.startswith(AUDIO_FOLDERS)]
+    return removed + len(shared_audio.delete_unreferenced(audio))
 
 
 def _owned_keys(batch: Batch) -> list[str]:
@@ -107,13 +109,9 @@ def sweep_orphans(*, grace: datetime.timedelta | None = None) -> int:
 
 
 def _delete_unreferenced(keys: Sequence[str]) -> int:
+    # A first look without locks: most objects listed are referred to.
     referenced = set(Recording.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True))
-    removed = 0
-    for key in keys:
-        if key in referenced:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            storage.delete(key)
-            removed += 1
-            logger.info("swept audio object %s: no recording refers to it", key)
-    return removed
+    swept = shared_audio.delete_unreferenced([key for key in keys if key not in referenced])
+    for key in swept:
+        logger.info("swept audio object %s: no recording refers to it", key)
+    return len(swept)
