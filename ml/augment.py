@@ -101,4 +101,5 @@ def add_noise(samples: np.ndarray, *, snr_db: float, rng: np.random.Generator) -
         noise -= np.linspace(noise[0], noise[-1], len(noise))
     signal_power = float(np.mean(np.square(samples))) or 1.0
     noise_power = float(np.mean(np.square(noise))) or 1.0
-    return samples + noise * np.sqrt(signal_power / noise_power / 10 ** (snr_db / 10))
+    noisy: np.ndarray = samples + noise * np.sqrt(signal_power / noise_power / 10 ** (snr_db / 10))
+    return noisy

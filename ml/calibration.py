@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ml.scoring import best_threshold
 
@@ -69,7 +70,7 @@ def balanced_weights(truth: np.ndarray, sources: np.ndarray) -> np.ndarray:
     keys = np.array([f"{s}|{t}" for s, t in zip(sources, truth, strict=True)])
     unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     weights = 1.0 / counts[inverse]
-    return weights * len(weights) / weights.sum()
+    return weights * len(weights) / float(weights.sum())
 
 
 def per_source_macc(truth: np.ndarray, predicted: np.ndarray, sources: np.ndarray) -> dict[str, float]:
@@ -106,7 +107,8 @@ class OutOfDistribution:
     def distance(self, statistics: np.ndarray) -> np.ndarray:
         """Distance per row of ``statistics`` ``(recordings, features)``."""
         centred = np.atleast_2d(statistics) - self.mean
-        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0))
+        squared: npt.NDArray[np.float64] = np.einsum("ij,jk,ik->i", centred, self.precision, centred)
+        return np.sqrt(np.maximum(squared, 0.0))
 
     @classmethod
     def fit(cls, statistics: np.ndarray, *, percentile: float = OOD_PERCENTILE) -> OutOfDistribution:

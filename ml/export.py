@@ -50,7 +50,8 @@ def convert(model: Any, *, window_shape: tuple[int, int], quantize: str, batch: 
     """
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([batch, *window_shape], tf.float32)])
+    # TensorFlow ships no type information, so the compiled function is untyped.
+    @tf.function(input_signature=[tf.TensorSpec([batch, *window_shape], tf.float32)])  # type: ignore[untyped-decorator]
     def single_window(windows: Any) -> Any:
         return model(windows, training=False)
 

@@ -21,7 +21,8 @@ Draw = tuple[np.ndarray, np.ndarray]
 log = logging.getLogger(__name__)
 
 
-class EpochWindows(keras.utils.PyDataset):
+# Keras ships no type information: its base classes are untyped to mypy.
+class EpochWindows(keras.utils.PyDataset):  # type: ignore[misc]
     """Training windows for ``fit()``, drawn afresh at the start of every epoch.
 
     ``draw()`` returns one epoch's windows and their recordings (augmented
@@ -84,7 +85,8 @@ class EpochWindows(keras.utils.PyDataset):
         return np.array_split(self._rng.permutation(len(self.owners)), self._num_batches)
 
 
-class RecordingScore(keras.callbacks.Callback):
+# Keras ships no type information: its base classes are untyped to mypy.
+class RecordingScore(keras.callbacks.Callback):  # type: ignore[misc]
     """After every epoch, score the validation recordings and put the result into the logs.
 
     ``score()`` returns (score to maximise, recording-level loss, accuracy); they

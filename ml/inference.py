@@ -340,7 +340,8 @@ def _model_kwargs(manifest: Manifest) -> dict[str, Any]:
 def _compiled_predictor(model: Any, window_shape: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
     tf = _tensorflow()
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *window_shape], tf.float32)], reduce_retracing=True)
+    # TensorFlow ships no type information, so the compiled function is untyped; run() types it.
+    @tf.function(input_signature=[tf.TensorSpec([None, *window_shape], tf.float32)], reduce_retracing=True)  # type: ignore[untyped-decorator]
     def predict(windows: Any) -> Any:
         return model(windows, training=False)
 

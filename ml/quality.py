@@ -95,7 +95,7 @@ def envelope(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
     blocks = np.abs(samples[: count * step]).reshape(count, step).mean(axis=1)
     if count > ENVELOPE_SMOOTH_TAPS:
         blocks = np.convolve(blocks, np.hanning(ENVELOPE_SMOOTH_TAPS + 2)[1:-1], mode="same")
-    decimated = blocks - blocks.mean()
+    decimated: np.ndarray = blocks - blocks.mean()
     peak = float(np.max(np.abs(decimated))) if len(decimated) else 0.0
     return decimated / peak if peak > 0 else decimated
 

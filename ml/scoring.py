@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 AGGREGATIONS = ("mean",)
 # The class a two-class screening model flags, when its bundle declares none.
 SCREENING_POSITIVE = "abnormal"
 
-Rate = TypeVar("Rate", float, np.ndarray)
+# A rate is a fraction, one or one per threshold.
+Rate = TypeVar("Rate", float, npt.NDArray[np.float64])
 
 
 def positive_class(classes: Sequence[str], declared: str | None) -> str | None:
@@ -94,7 +96,8 @@ def decide(
 ) -> np.ndarray:
     """Class index per recording: threshold on the positive class, else the most probable."""
     if positive_class is None or len(classes) != 2:
-        return np.argmax(probabilities, axis=1)
+        most_probable: npt.NDArray[np.intp] = np.argmax(probabilities, axis=1)
+        return most_probable
     positive = list(classes).index(positive_class)
     negative = 1 - positive
     return np.where(probabilities[:, positive] >= threshold, positive, negative)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -144,7 +145,8 @@ def _interpolate_sorted(ordered: np.ndarray, percentiles: Sequence[float]) -> np
     shape = (-1,) + (1,) * (ordered.ndim - 1)
     fraction = (position - below).reshape(shape).astype(ordered.dtype)
     low, high = ordered[below], ordered[above]
-    return low + (high - low) * fraction
+    interpolated: np.ndarray = low + (high - low) * fraction
+    return interpolated
 
 
 def standardise(energies: np.ndarray) -> np.ndarray:
@@ -161,7 +163,9 @@ def standardise(energies: np.ndarray) -> np.ndarray:
     # Raising values to a floor keeps their order, so the floored columns stay sorted.
     low, centre, high = _interpolate_sorted(np.maximum(ordered, floor), [10.0, 50.0, 90.0])
     energies = np.maximum(energies, floor)
-    return ((energies - centre) / np.maximum(high - low, 1e-3)).astype(np.float32)
+    spread = np.maximum(high - low, 1e-3)
+    standardised: npt.NDArray[np.float32] = ((energies - centre) / spread).astype(np.float32)
+    return standardised
 
 
 def frame_features(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
@@ -215,7 +219,8 @@ class FrameClassifier:
                 hidden = np.maximum(hidden, 0.0)
         hidden = hidden - hidden.max(axis=1, keepdims=True)
         log_posterior = hidden - np.log(np.exp(hidden).sum(axis=1, keepdims=True))
-        return (log_posterior - self.log_prior).astype(np.float64)
+        scaled: npt.NDArray[np.float64] = (log_posterior - self.log_prior).astype(np.float64)
+        return scaled
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form (lists of floats)."""

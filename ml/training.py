@@ -138,7 +138,7 @@ def recording_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
             members = in_group & (labels == label)
             weights[members] = in_group.sum() / (len(classes) * members.sum())
     weights = np.clip(weights, 1 / MAX_SAMPLE_WEIGHT, MAX_SAMPLE_WEIGHT)
-    return weights / weights.mean()
+    return weights / float(weights.mean())
 
 
 def train(
