@@ -308,7 +308,9 @@ def _write_rows(
 
 def review_first_rows(batch: Batch) -> QuerySet[Recording, dict[str, Any]]:
     """results.review_first's rows, as report_rows gives them, with their risk."""
-    return review_first(batch).values(*ROW_FIELDS, "risk")
+    # The Django plugin types values() only for field names it can read; these come from a tuple.
+    rows: QuerySet[Recording, dict[str, Any]] = review_first(batch).values(*ROW_FIELDS, "risk")
+    return rows
 
 
 def _write_review_first(batch: Batch, first: "FileRows", spool: IO[bytes]) -> int:
@@ -394,7 +396,9 @@ def _write_json(summary: dict[str, Any], lists: Lists, out: IO[bytes]) -> None:
 
 def report_rows(batch: Batch) -> QuerySet[Recording, dict[str, Any]]:
     """The rows every report is written from (and the report page shows), in the files' order."""
-    return batch_recordings(batch).values(*ROW_FIELDS)
+    # The Django plugin types values() only for field names it can read; these come from a tuple.
+    rows: QuerySet[Recording, dict[str, Any]] = batch_recordings(batch).values(*ROW_FIELDS)
+    return rows
 
 
 def _rows(batch: Batch) -> Iterator[dict[str, Any]]:
