@@ -18,20 +18,10 @@ import numpy as np
 
 from ml.audio import DEFAULT_BAND_HZ, decode_audio
 from ml.errors import AudioError
+from ml.labels import LABEL_MAPS
 
 LABELS_FILE = "labels.csv"
 METADATA_FILE = "metadata.csv"
-# PASCAL 2011 to screening classes; artifact is a quality problem, not a diagnosis.
-LABEL_MAPS: dict[str, dict[str, str | None]] = {
-    "identity": {},
-    "pascal-binary": {
-        "normal": "normal",
-        "murmur": "abnormal",
-        "extrastole": "abnormal",
-        "extrahls": "abnormal",
-        "artifact": None,
-    },
-}
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ml.datasets import LABEL_MAPS, Dataset, load_dataset
+from ml.datasets import Dataset, load_dataset
 from ml.features import batch_windows
+from ml.labels import LABEL_MAPS
 from ml.scoring import aggregate_windows, screening_metrics
 
 RECORDINGS_PER_CHUNK = 256

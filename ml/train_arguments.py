@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ml.datasets import LABEL_MAPS
 from ml.features import FEATURE_KINDS, NORM_REFERENCES, FeatureConfig
+from ml.labels import LABEL_MAPS
 from ml.training import BALANCES, TrainSettings
 
 DEFAULT_CACHE = Path("artifacts/ml-cache")

@@ -219,15 +219,16 @@ def test_it_keeps_tensorflow_out_of_the_web_process() -> None:
     assert result.stdout.strip() == "[]"
 
 
-# The two ml modules the web side shares with the workers: the audio header rule and
-# the thread-pool variables, which import nothing but the standard library (tests/ml).
-SHARED_LIGHT_ML = ["ml", "ml.sniff", "ml.threads"]
+# The ml modules the web side shares with the workers: the audio header rule, the
+# thread-pool variables and the label maps, which import nothing but the standard
+# library (tests/ml).
+SHARED_LIGHT_ML = ["ml", "ml.labels", "ml.sniff", "ml.threads"]
 
 
 def test_it_looks_model_versions_up_without_numpy_or_scipy() -> None:
     script = (
         "import django, sys; django.setup(); "
-        "from jobs.services import model_lookup, sniff; "
+        "from jobs.services import model_lookup, sniff; import ml.labels; "
         "print(sorted(name for name in sys.modules"
         " if name in ('numpy', 'scipy') or name.split('.')[0] == 'ml'))"
     )
