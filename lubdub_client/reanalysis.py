@@ -5,8 +5,10 @@ and see what changed between two versions.
                      [--model V] [--at TIME | --on-new-default] [--org SLUG] [--name N] [--wait]
     lubdub diff A B [--batch ID] [--json]
 
-Versions may be of different kinds (a binary screening model against a
-multi-class one): a figure only one of them has is shown as n/a for the other.
+Versions may be of different kinds: a binary screening model against a multi-class
+one is compared in the binary classes, the multi-class labels read through the
+server's label map (the recordings whose label has no binary counterpart are
+counted apart); a figure only one of them has is shown as n/a for the other.
 """
 
 import argparse
@@ -20,6 +22,13 @@ from lubdub_client.errors import CliError
 from lubdub_client.server import Client
 
 DIFF_ROWS = 20
+# The figures against ground truth a diff prints, by their key in the answer.
+DIFF_FIGURES = {
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "macc": "MAcc",
+}
 
 
 def reanalyze(client: Client, args: argparse.Namespace) -> int:
@@ -67,20 +76,19 @@ def diff(client: Client, args: argparse.Namespace) -> int:
 
 
 def format_diff(found: dict[str, Any]) -> str:
-    rate = found["agreement_rate"]
-    lines = [
-        f"{found['version_a']} -> {found['version_b']}: {found['compared']} recordings read by both",
-        f"agreement: {rate:.1%} ({found['agreed']} agree, {found['changed']} changed)"
-        if rate is not None
-        else "agreement: no recording read by both",
-    ]
+    read = found.get("read_by_both", found["compared"])
+    lines = [f"{found['version_a']} -> {found['version_b']}: {read} recordings read by both"]
+    if mapped := found.get("label_map"):
+        lines.append(f"{mapped['version']} labels read as normal/abnormal (label map {mapped['map']})")
+    lines += [left["reason"] for left in found.get("left_out", [])]
+    lines.append(_agreement(found, read))
     lines += [f"  {flip['from']} -> {flip['to']}: {flip['count']}" for flip in found["flips"]]
     metrics = found["metrics"]
     if metrics["a"].get("count"):
         lines.append(f"against ground truth ({metrics['a']['count']} recordings):")
-        for name in ("accuracy", "sensitivity", "specificity"):
-            # A binary and a multi-class version: only the binary one has sensitivity and specificity.
-            a, b = metrics["a"].get(name), metrics["b"].get(name)
+        for key, name in DIFF_FIGURES.items():
+            # Versions with no reading in common: only a binary one has sensitivity and specificity.
+            a, b = metrics["a"].get(key), metrics["b"].get(key)
             if a is not None or b is not None:
                 lines.append(f"  {name}: {_percent(a)} -> {_percent(b)}")
     for change in found["changes"][:DIFF_ROWS]:
@@ -91,6 +99,14 @@ def format_diff(found: dict[str, Any]) -> str:
     if found["changed"] > DIFF_ROWS:
         lines.append(f"  ... {found['changed'] - DIFF_ROWS} more (use --json)")
     return "\n".join(lines)
+
+
+def _agreement(found: dict[str, Any], read: int) -> str:
+    rate = found["agreement_rate"]
+    if rate is not None:
+        return f"agreement: {rate:.1%} ({found['agreed']} agree, {found['changed']} changed)"
+    # Read by both, but every one left out (a class with no binary counterpart).
+    return "agreement: none of them could be compared" if read else "agreement: no recording read by both"
 
 
 def _percent(value: float | None) -> str:

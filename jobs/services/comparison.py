@@ -2,10 +2,13 @@
 
 Agreement, a matrix of label A -> label B, the recordings whose label changed
 (with both versions' probabilities) and, where recordings carry ground truth,
-each version's metrics on exactly those recordings, side by side.
+each version's metrics on exactly those recordings, side by side. A binary and a
+multi-class version are compared in the binary classes (ml.labels maps the
+multi-class labels), so both get sensitivity, specificity and MAcc.
 """
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +17,11 @@ from django.db.models import Q, QuerySet
 
 from jobs.models import ModelVersion, Prediction, Recording
 from jobs.services import access
-from ml import scoring
+from ml import labels, scoring
 
 MAX_CHANGES = 500
+# Where ground truth (rather than a version's label) has no binary counterpart.
+TRUTH = "ground truth"
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,53 @@ class Change:
     probabilities_b: dict[str, float]
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """Recordings a binary reading could not count: `source` (a version, or ground truth)
+    gave them `label`, which has no binary counterpart."""
+
+    source: str
+    label: str
+    count: int
+
+    @property
+    def reason(self) -> str:
+        recordings = "recording" if self.count == 1 else "recordings"
+        if self.source == TRUTH:
+            return (
+                f"{self.count} {recordings} left out of the figures against ground truth:"
+                f" truth {self.label} has no binary counterpart"
+            )
+        return f"{self.count} {recordings} left out: class {self.label} has no binary counterpart"
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A binary and a multi-class version: the multi-class one's labels read through a map."""
+
+    multi_class: ModelVersion
+    binary: ModelVersion
+    classes: labels.BinaryReading
+
+    def label(self, version: ModelVersion, label: str) -> str | None:
+        return self.classes.to_binary(label) if version == self.multi_class else label
+
+
+@dataclass(frozen=True)
+class _ReadPair:
+    """Both versions' prediction rows of one recording, with the labels they are compared in."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    label_a: str
+    label_b: str
+
+
 @dataclass
 class Diff:
     version_a: str
     version_b: str
+    read_by_both: int = 0
     compared: int = 0
     agreed: int = 0
     matrix: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -42,6 +90,8 @@ class Diff:
     changed: int = 0
     metrics_a: dict[str, Any] = field(default_factory=dict)
     metrics_b: dict[str, Any] = field(default_factory=dict)
+    label_map: dict[str, str] | None = None
+    left_out: list[LeftOut] = field(default_factory=list)
 
     @property
     def agreement_rate(self) -> float | None:
@@ -61,10 +111,13 @@ class Diff:
         return {
             "version_a": self.version_a,
             "version_b": self.version_b,
+            "read_by_both": self.read_by_both,
             "compared": self.compared,
             "agreed": self.agreed,
             "agreement_rate": self.agreement_rate,
             "changed": self.changed,
+            "label_map": self.label_map,
+            "left_out": [{**vars(left), "reason": left.reason} for left in self.left_out],
             "matrix": self.matrix,
             "flips": self.flips,
             "changes": [vars(change) for change in self.changes],
@@ -80,23 +133,89 @@ def compare_versions(
     *,
     max_changes: int = MAX_CHANGES,
 ) -> Diff:
-    """The diff over `recordings` (already scoped to what the caller may see)."""
+    """The diff over `recordings` (already scoped to what the caller may see).
+
+    A binary and a multi-class version are compared in the binary classes: the
+    multi-class labels (and ground truth) are read through a label map, and the
+    recordings with a label the map drops (artifact) are left out and counted.
+    """
     pairs = _paired_predictions(version_a, version_b, recordings)
-    diff = Diff(version_a=version_a.slug, version_b=version_b.slug, compared=len(pairs))
-    matrix: dict[str, Counter[str]] = {}
+    reading = _binary_reading(version_a, version_b)
+    diff = Diff(version_a=version_a.slug, version_b=version_b.slug, read_by_both=len(pairs))
+    if reading is not None:
+        diff.label_map = {"version": reading.multi_class.slug, "map": reading.classes.map_name}
+    left_out: Counter[tuple[str, str]] = Counter()
+    read = _read_labels(pairs, reading, (version_a, version_b), left_out)
+    _count_agreement(diff, read, max_changes)
+    truthful = _read_truth(read, reading, left_out)
+    diff.left_out = [LeftOut(source, label, count) for (source, label), count in sorted(left_out.items())]
+    graded_a, graded_b = (reading.binary, reading.binary) if reading else (version_a, version_b)
+    diff.metrics_a = truth_metrics([(truth, pair.label_a) for truth, pair in truthful], graded_a)
+    diff.metrics_b = truth_metrics([(truth, pair.label_b) for truth, pair in truthful], graded_b)
+    return diff
+
+
+def _binary_reading(version_a: ModelVersion, version_b: ModelVersion) -> _Reading | None:
+    """The reading of a binary and a multi-class version in the binary classes, if a map covers them."""
+    for binary, multi_class in ((version_a, version_b), (version_b, version_a)):
+        if labels.is_binary(binary.classes) and (found := labels.binary_reading(multi_class.classes)):
+            return _Reading(multi_class=multi_class, binary=binary, classes=found)
+    return None
+
+
+def _read_labels(
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+    reading: _Reading | None,
+    versions: tuple[ModelVersion, ModelVersion],
+    left_out: Counter[tuple[str, str]],
+) -> list[_ReadPair]:
+    """The pairs whose labels both read in the compared classes; the others counted in `left_out`."""
+    read = []
     for a, b in pairs:
-        matrix.setdefault(a["label"], Counter())[b["label"]] += 1
-        if a["label"] == b["label"]:
+        label_a, label_b = _label(reading, versions[0], a), _label(reading, versions[1], b)
+        if label_a is None or label_b is None:
+            version, row = (versions[0], a) if label_a is None else (versions[1], b)
+            left_out[version.slug, row["label"]] += 1
+        else:
+            read.append(_ReadPair(a=a, b=b, label_a=label_a, label_b=label_b))
+    return read
+
+
+def _label(reading: _Reading | None, version: ModelVersion, row: dict[str, Any]) -> str | None:
+    label: str = row["label"]
+    return reading.label(version, label) if reading else label
+
+
+def _count_agreement(diff: Diff, read: list[_ReadPair], max_changes: int) -> None:
+    matrix: dict[str, Counter[str]] = {}
+    for pair in read:
+        matrix.setdefault(pair.label_a, Counter())[pair.label_b] += 1
+        if pair.label_a == pair.label_b:
             diff.agreed += 1
             continue
         diff.changed += 1
         if len(diff.changes) < max_changes:
-            diff.changes.append(_change(a, b))
+            diff.changes.append(_change(pair.a, pair.b))
+    diff.compared = len(read)
     diff.matrix = {label: dict(sorted(row.items())) for label, row in sorted(matrix.items())}
-    truthful = [(a, b) for a, b in pairs if a["recording__label"]]
-    diff.metrics_a = truth_metrics([(a["recording__label"], a["label"]) for a, _ in truthful], version_a)
-    diff.metrics_b = truth_metrics([(a["recording__label"], b["label"]) for a, b in truthful], version_b)
-    return diff
+
+
+def _read_truth(
+    read: list[_ReadPair], reading: _Reading | None, left_out: Counter[tuple[str, str]]
+) -> list[tuple[str, _ReadPair]]:
+    """The pairs with ground truth, in the compared classes; a truth with no binary
+    counterpart (artifact) is counted in `left_out`."""
+    truthful = []
+    for pair in read:
+        truth: str = pair.a["recording__label"]
+        if not truth:
+            continue
+        read_truth = reading.classes.to_binary(truth) if reading else truth
+        if read_truth is None:
+            left_out[TRUTH, truth] += 1
+        else:
+            truthful.append((read_truth, pair))
+    return truthful
 
 
 def _paired_predictions(
@@ -139,8 +258,10 @@ def _change(a: dict[str, Any], b: dict[str, Any]) -> Change:
     )
 
 
-def truth_metrics(pairs: list[tuple[str, str]], version: ModelVersion) -> dict[str, Any]:
-    """Accuracy and recall per true class over (truth, predicted) pairs; binary adds sens/spec."""
+def truth_metrics(pairs: Sequence[tuple[str, str]], graded_as: ModelVersion) -> dict[str, Any]:
+    """Accuracy and recall per true class over (truth, predicted) pairs; when `graded_as` (the
+    version, or the binary one a multi-class version is read as) is binary, sensitivity,
+    specificity and MAcc on its graded class."""
     if not pairs:
         return {"count": 0}
     correct = sum(truth == predicted for truth, predicted in pairs)
@@ -149,9 +270,9 @@ def truth_metrics(pairs: list[tuple[str, str]], version: ModelVersion) -> dict[s
         of_class = [predicted for truth, predicted in pairs if truth == label]
         per_class[label] = sum(predicted == label for predicted in of_class) / len(of_class)
     metrics: dict[str, Any] = {"count": len(pairs), "accuracy": correct / len(pairs), "recall": per_class}
-    positive = scoring.graded_class(list(version.classes), version.manifest.get("positive_class"))
+    positive = scoring.graded_class(list(graded_as.classes), graded_as.manifest.get("positive_class"))
     if positive is not None:
-        negative = next(label for label in version.classes if label != positive)
+        negative = next(label for label in graded_as.classes if label != positive)
         rates = scoring.binary_rates(
             tp=sum(truth == positive == predicted for truth, predicted in pairs),
             fn=sum(truth == positive != predicted for truth, predicted in pairs),
@@ -160,6 +281,7 @@ def truth_metrics(pairs: list[tuple[str, str]], version: ModelVersion) -> dict[s
         )
         metrics["sensitivity"] = rates.sensitivity
         metrics["specificity"] = rates.specificity
+        metrics["macc"] = rates.macc
     return metrics
 
 

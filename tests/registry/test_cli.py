@@ -73,11 +73,19 @@ def test_it_prints_the_diff_of_a_binary_and_a_multi_class_version(
     binary = factories.ModelVersionFactory(
         name="screening", classes=["normal", "abnormal"], manifest={"positive_class": "abnormal"}
     )
-    multi = factories.ModelVersionFactory(name="pascal", classes=["normal", "murmur", "extrahls"])
+    multi = factories.ModelVersionFactory(
+        name="pascal", classes=["normal", "murmur", "extrahls", "extrastole", "artifact"]
+    )
     batch = factories.BatchFactory(organisation=north, model_version=binary)
-    for index, (truth, label_a, label_b) in enumerate(
-        [("abnormal", "abnormal", "murmur"), ("normal", "normal", "normal")]
-    ):
+    # (truth, binary label, PASCAL label): r3's truth is a PASCAL label; r4 reads as artifact.
+    cases = [
+        ("abnormal", "abnormal", "murmur"),
+        ("normal", "normal", "normal"),
+        ("normal", "abnormal", "extrastole"),
+        ("murmur", "normal", "extrahls"),
+        ("normal", "normal", "artifact"),
+    ]
+    for index, (truth, label_a, label_b) in enumerate(cases):
         recording = factories.RecordingFactory(batch=batch, path=f"r{index}.wav", label=truth)
         predict(recording, binary, label_a)
         predict(recording, multi, label_b)
@@ -86,9 +94,20 @@ def test_it_prints_the_diff_of_a_binary_and_a_multi_class_version(
 
     captured = capsys.readouterr()
     assert (status, captured.err) == (0, "")
-    assert "against ground truth (2 recordings):" in captured.out
-    assert "  sensitivity: 100.0% -> n/a" in captured.out
-    assert "  specificity: 100.0% -> n/a" in captured.out
+    # Four counted in normal/abnormal; truth abnormal, normal, normal, abnormal (murmur).
+    assert captured.out.splitlines() == [
+        f"{binary.slug} -> {multi.slug}: 5 recordings read by both",
+        f"{multi.slug} labels read as normal/abnormal (label map pascal-binary)",
+        "1 recording left out: class artifact has no binary counterpart",
+        "agreement: 75.0% (3 agree, 1 changed)",
+        "  normal -> abnormal: 1",
+        "against ground truth (4 recordings):",
+        "  accuracy: 50.0% -> 75.0%",
+        "  sensitivity: 50.0% -> 100.0%",
+        "  specificity: 50.0% -> 50.0%",
+        "  MAcc: 50.0% -> 75.0%",
+        "  r3.wav: normal (0.90) -> extrahls (0.90)",
+    ]
 
 
 def test_it_formats_a_diff_whose_versions_share_no_figure() -> None:

@@ -101,6 +101,125 @@ def test_it_diffs_over_the_api_within_the_callers_organisations(
     assert elsewhere.pk not in [change["recording_id"] for change in body["changes"]]
 
 
+PASCAL = ["normal", "murmur", "extrahls", "extrastole", "artifact"]
+# (truth, label by a binary version, label by a PASCAL version) for eleven recordings.
+MAPPED_CASES = (
+    [("abnormal", "abnormal", "murmur")] * 2
+    + [("normal", "normal", "normal")] * 2
+    + [("normal", "normal", "extrastole")]
+    + [("", "abnormal", "normal")]
+    + [("normal", "abnormal", "artifact")] * 2
+    + [("artifact", "normal", "normal")]
+    + [("extrahls", "normal", "extrahls")]
+    + [("abnormal", "normal", "murmur")]
+)
+
+
+@pytest.fixture
+def binary_and_pascal(north: Any) -> tuple[Any, Any]:
+    binary = factories.ModelVersionFactory(
+        name="screening", classes=["normal", "abnormal"], manifest={"positive_class": "abnormal"}
+    )
+    pascal = factories.ModelVersionFactory(name="pascal", classes=PASCAL)
+    batch = factories.BatchFactory(organisation=north, model_version=binary)
+    for index, (truth, label_binary, label_pascal) in enumerate(MAPPED_CASES):
+        recording = factories.RecordingFactory(batch=batch, path=f"r{index:02}.wav", label=truth)
+        predict(recording, binary, label_binary)
+        predict(recording, pascal, label_pascal)
+    return binary, pascal
+
+
+def test_it_counts_a_multi_class_versions_agreement_through_the_binary_label_map(
+    binary_and_pascal: tuple[Any, Any],
+) -> None:
+    binary, pascal = binary_and_pascal
+
+    diff = comparison.compare_versions(binary, pascal, Recording.objects.all())
+
+    # Two read as artifact are left out; murmur, extrahls and extrastole agree with abnormal.
+    assert (diff.read_by_both, diff.compared, diff.agreed, diff.changed) == (11, 9, 5, 4)
+    assert diff.label_map == {"version": pascal.slug, "map": "pascal-binary"}
+    assert diff.matrix == {"abnormal": {"abnormal": 2, "normal": 1}, "normal": {"abnormal": 3, "normal": 3}}
+    assert [(left.source, left.label, left.count) for left in diff.left_out] == [
+        ("ground truth", "artifact", 1),
+        (pascal.slug, "artifact", 2),
+    ]
+    assert [left.reason for left in diff.left_out] == [
+        "1 recording left out of the figures against ground truth: truth artifact has no binary counterpart",
+        "2 recordings left out: class artifact has no binary counterpart",
+    ]
+    # The changes keep each version's own label and probabilities.
+    assert [(change.path, change.label_a, change.label_b) for change in diff.changes] == [
+        ("r04.wav", "normal", "extrastole"),
+        ("r05.wav", "abnormal", "normal"),
+        ("r09.wav", "normal", "extrahls"),
+        ("r10.wav", "normal", "murmur"),
+    ]
+    assert diff.changes[2].truth == "extrahls"
+
+
+def test_it_grades_the_multi_class_version_in_the_binary_classes(binary_and_pascal: tuple[Any, Any]) -> None:
+    binary, pascal = binary_and_pascal
+
+    diff = comparison.compare_versions(binary, pascal, Recording.objects.all())
+
+    # Seven with a binary truth: 4 abnormal (extrahls among them), 3 normal.
+    assert diff.metrics_a["count"] == diff.metrics_b["count"] == 7
+    assert diff.metrics_a["sensitivity"] == pytest.approx(2 / 4)
+    assert diff.metrics_a["specificity"] == pytest.approx(1.0)
+    assert diff.metrics_a["macc"] == pytest.approx(0.75)
+    assert diff.metrics_a["accuracy"] == pytest.approx(5 / 7)
+    assert diff.metrics_b["sensitivity"] == pytest.approx(1.0)
+    assert diff.metrics_b["specificity"] == pytest.approx(2 / 3)
+    assert diff.metrics_b["macc"] == pytest.approx(5 / 6)
+    assert diff.metrics_b["accuracy"] == pytest.approx(6 / 7)
+    assert diff.metrics_b["recall"] == {"abnormal": 1.0, "normal": pytest.approx(2 / 3)}
+
+
+def test_it_reads_the_multi_class_version_through_the_map_when_it_is_version_a(
+    binary_and_pascal: tuple[Any, Any], researcher: Any
+) -> None:
+    binary, pascal = binary_and_pascal
+
+    response = api_as(researcher).get("/api/v1/models/diff/", {"a": pascal.slug, "b": binary.slug})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["read_by_both"], body["compared"], body["agreed"]) == (11, 9, 5)
+    assert body["label_map"] == {"version": pascal.slug, "map": "pascal-binary"}
+    assert body["left_out"][1] == {
+        "source": pascal.slug,
+        "label": "artifact",
+        "count": 2,
+        "reason": "2 recordings left out: class artifact has no binary counterpart",
+    }
+    assert body["matrix"] == {
+        "abnormal": {"abnormal": 2, "normal": 3},
+        "normal": {"abnormal": 1, "normal": 3},
+    }
+    assert body["metrics"]["a"]["sensitivity"] == pytest.approx(1.0)
+    assert body["metrics"]["b"]["sensitivity"] == pytest.approx(0.5)
+
+
+def test_it_keeps_the_labels_of_a_multi_class_version_no_map_covers(north: Any) -> None:
+    binary = factories.ModelVersionFactory(
+        classes=["normal", "abnormal"], manifest={"positive_class": "abnormal"}
+    )
+    other = factories.ModelVersionFactory(name="other", classes=["normal", "murmur", "noise"])
+    recording = factories.RecordingFactory(
+        batch=factories.BatchFactory(organisation=north, model_version=binary), label="abnormal"
+    )
+    predict(recording, binary, "abnormal")
+    predict(recording, other, "murmur")
+
+    diff = comparison.compare_versions(binary, other, Recording.objects.all())
+
+    assert diff.label_map is None and diff.left_out == []
+    assert (diff.compared, diff.agreed) == (1, 0)
+    assert diff.metrics_a["sensitivity"] == 1.0
+    assert "sensitivity" not in diff.metrics_b
+
+
 def _in_week(recordings: list[Any], start: dt.datetime) -> None:
     Recording.objects.filter(pk__in=[recording.pk for recording in recordings]).update(created_at=start)
 

@@ -30,6 +30,43 @@ def test_it_lists_versions_and_shows_a_diff_on_the_compare_page(
     assert "abnormal 70.0 %" in diff
 
 
+def test_it_shows_a_multi_class_versions_figures_read_as_normal_abnormal_on_the_compare_page(
+    client: Any, researcher: Any, north: Any
+) -> None:
+    binary = factories.ModelVersionFactory(
+        version="3.0.0", classes=["normal", "abnormal"], manifest={"positive_class": "abnormal"}
+    )
+    pascal = factories.ModelVersionFactory(
+        name="pascal", version="1.0.0", classes=["normal", "murmur", "extrahls", "extrastole", "artifact"]
+    )
+    batch = factories.BatchFactory(organisation=north, model_version=binary)
+    for index, (truth, label_binary, label_pascal) in enumerate(
+        [
+            ("abnormal", "abnormal", "murmur"),
+            ("normal", "normal", "extrastole"),
+            ("normal", "normal", "artifact"),
+        ]
+    ):
+        recording = factories.RecordingFactory(batch=batch, path=f"north/r{index}.wav", label=truth)
+        predict(recording, binary, label_binary)
+        predict(recording, pascal, label_pascal)
+    client.force_login(researcher)
+
+    page = client.get("/models/compare", {"a": binary.slug, "b": pascal.slug}).content.decode()
+
+    def row(name: str) -> list[str]:
+        cells = page.split(f'<th scope="row">{name}</th>')[1].split("</tr>")[0]
+        return [cell.split("</td>")[0] for cell in cells.split('<td class="num">')[1:]]
+
+    assert "through the label map pascal-binary" in page
+    assert "<li>1 recording left out: class artifact has no binary counterpart</li>" in page
+    assert '<dd class="stat">50.0 %</dd>' in page  # agreement: murmur agrees with abnormal
+    assert row("Recordings with truth") == ["2", "2"]
+    assert row("Sensitivity") == ["100.0 %", "100.0 %"]
+    assert row("Specificity") == ["100.0 %", "0.0 %"]
+    assert row("MAcc") == ["100.0 %", "50.0 %"]
+
+
 def test_it_answers_an_unknown_version_page_with_404(client: Any, researcher: Any) -> None:
     client.force_login(researcher)
     assert client.get("/models/999999/").status_code == 404
