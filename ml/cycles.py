@@ -101,13 +101,15 @@ def _vector(
         *(third - level[S1] for third in thirds[:3]),
         *(third - level[S2] for third in thirds[3:]),
     ]
-    return np.clip(np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return np.asarray(
+        np.clip(np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    )
 
 
 def _run_means(cumulative: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Log mean power per band over frames ``[lo, hi)`` of each beat (at least one frame)."""
     hi = np.maximum(hi, lo + 1)
-    return np.log((cumulative[hi] - cumulative[lo]) / (hi - lo)[:, np.newaxis] + 1e-12)
+    return np.asarray(np.log((cumulative[hi] - cumulative[lo]) / (hi - lo)[:, np.newaxis] + 1e-12))
 
 
 def _profile_runs(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +143,7 @@ def _beat_profile(energies: np.ndarray, bounds: np.ndarray, cumulative: np.ndarr
     s1_peak = peaks[:, : PROFILE_BINS[0]].max(axis=1, keepdims=True)
     band_parts = np.transpose(levels - s1_level[np.newaxis], (1, 0, 2))
     profile = np.concatenate([band_parts, (peaks - s1_peak)[:, :, np.newaxis]], axis=2).reshape(beats, -1)
-    return np.clip(np.nan_to_num(profile, nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return np.asarray(np.clip(np.nan_to_num(profile, nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO))
 
 
 def _beats_vector(
@@ -188,7 +190,7 @@ def _run_spreads(signal: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     second = np.concatenate([np.zeros((1, signal.shape[1])), np.cumsum(centred**2, axis=0)])
     count = (hi - lo)[:, np.newaxis]
     mean = (first[hi] - first[lo]) / count
-    return np.sqrt(np.maximum((second[hi] - second[lo]) / count - mean**2, 0.0))
+    return np.asarray(np.sqrt(np.maximum((second[hi] - second[lo]) / count - mean**2, 0.0)))
 
 
 def _share_above(envelope: np.ndarray, lo: np.ndarray, hi: np.ndarray, threshold: np.ndarray) -> np.ndarray:
@@ -200,7 +202,7 @@ def _share_above(envelope: np.ndarray, lo: np.ndarray, hi: np.ndarray, threshold
     owner = np.repeat(np.arange(len(lo)), lengths)
     offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     above = envelope[np.repeat(lo, lengths) + offsets] > threshold[owner]
-    return np.bincount(owner, weights=above, minlength=len(lo)) / np.maximum(lengths, 1)
+    return np.asarray(np.bincount(owner, weights=above, minlength=len(lo)) / np.maximum(lengths, 1))
 
 
 def _beat_spreads(energies: np.ndarray, bounds: np.ndarray, peaks: np.ndarray) -> np.ndarray:
@@ -241,7 +243,7 @@ def _pooled_level(frames: np.ndarray) -> np.ndarray:
     if len(frames) == 0:
         return np.full((1, BANDS), np.nan)
     top = frames.max(axis=0)
-    return (top + np.log(np.mean(np.exp(frames - top), axis=0)))[np.newaxis]
+    return np.asarray((top + np.log(np.mean(np.exp(frames - top), axis=0)))[np.newaxis])
 
 
 def _whole_vector(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -279,7 +281,7 @@ def _whole_profile(energies: np.ndarray, states: np.ndarray) -> np.ndarray:
     top = np.nanmax(level[:first], axis=0)
     s1_level = top + np.log(np.nanmean(np.exp(level[:first] - top), axis=0))
     profile = np.concatenate([level - s1_level, (peak - np.nanmax(peak[:first]))[:, np.newaxis]], axis=1)
-    return np.clip(np.nan_to_num(profile.reshape(1, -1), nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return np.asarray(np.clip(np.nan_to_num(profile.reshape(1, -1), nan=0.0), -MAX_LOG_RATIO, MAX_LOG_RATIO))
 
 
 def beat_measures(
@@ -327,7 +329,9 @@ def gap_fill(energies: np.ndarray) -> np.ndarray:
     if len(energies) == 0:
         return np.zeros(2 * BANDS, dtype=np.float32)
     low, median, loud = segmentation.column_percentiles(energies[:, :BANDS], [10.0, 50.0, LOUD_PERCENTILE])
-    return np.clip(np.concatenate([median - loud, low - loud]), -MAX_LOG_RATIO, 0).astype(np.float32)
+    return np.asarray(
+        np.clip(np.concatenate([median - loud, low - loud]), -MAX_LOG_RATIO, 0).astype(np.float32)
+    )
 
 
 def beat_windows(measures: BeatMeasures, *, beats_per_window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -317,7 +317,7 @@ def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int 
     from scipy import fft as sp_fft  # imported on first use: beat bundles never need it
 
     spectrum = sp_fft.rfft(frames * _analysis_window(config.n_fft), axis=1)[:, :num_bins]
-    return np.square(spectrum.real) + np.square(spectrum.imag)
+    return np.asarray(np.square(spectrum.real) + np.square(spectrum.imag))
 
 
 def log_mel(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
@@ -343,7 +343,7 @@ def log_mel(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """
     bank = _band_filterbank(config)
     mel = power_spectrum(samples, config=config, num_bins=len(bank)) @ bank
-    return np.log(mel + LOG_FLOOR).astype(np.float32)
+    return np.asarray(np.log(mel + LOG_FLOOR).astype(np.float32))
 
 
 def mfcc(log_mel_frames: np.ndarray, *, n_mfcc: int) -> np.ndarray:
@@ -363,7 +363,7 @@ def mfcc(log_mel_frames: np.ndarray, *, n_mfcc: int) -> np.ndarray:
     """
     from scipy import fft as sp_fft
 
-    return sp_fft.dct(log_mel_frames, type=2, norm="ortho", axis=1)[:, :n_mfcc]
+    return np.asarray(sp_fft.dct(log_mel_frames, type=2, norm="ortho", axis=1)[:, :n_mfcc])
 
 
 def deltas(frames: np.ndarray, *, half_width: int = DELTA_HALF_WIDTH) -> np.ndarray:
@@ -456,9 +456,9 @@ def normalise_bands(sequence: np.ndarray, *, reference: str) -> np.ndarray:
     if reference not in NORM_REFERENCES:
         raise FeatureError(f"reference must be one of {NORM_REFERENCES}, not {reference!r}")
     if reference == "mean":
-        return sequence - sequence.mean(axis=0, keepdims=True)
+        return np.asarray(sequence - sequence.mean(axis=0, keepdims=True))
     loud = np.percentile(sequence, PEAK_PERCENTILE, axis=0, keepdims=True)
-    return np.maximum(sequence - loud, -PEAK_FLOOR)
+    return np.asarray(np.maximum(sequence - loud, -PEAK_FLOOR))
 
 
 def window_starts(num_frames: int, *, config: FeatureConfig) -> np.ndarray:
