@@ -313,7 +313,11 @@ class Recording(models.Model):
         indexes = [
             models.Index(
                 fields=["batch", "patient_id"], name="recording_patient", condition=~Q(patient_id="")
-            )
+            ),
+            # Batch deletion and the sweep ask which rows still reference a list of
+            # objects. Not a partial index: PostgreSQL cannot prove a long IN list
+            # non-blank, so it would not use one.
+            models.Index(fields=["storage_key"], name="recording_storage_key"),
         ]
         ordering = ["id"]
 

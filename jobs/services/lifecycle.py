@@ -76,11 +76,7 @@ def _owned_keys(batch: Batch) -> list[str]:
     audio = set(
         Recording.objects.filter(batch=batch).exclude(storage_key="").values_list("storage_key", flat=True)
     )
-    shared = set(
-        Recording.objects.filter(storage_key__in=audio)
-        .exclude(batch=batch)
-        .values_list("storage_key", flat=True)
-    )
+    shared = set(shared_audio.referencing(audio).exclude(batch=batch).values_list("storage_key", flat=True))
     reports = list(batch.reports.values_list("storage_key", flat=True))
     upload = [batch.upload_key] if batch.upload_key else []
     return upload + reports + sorted(audio - shared)
@@ -110,7 +106,7 @@ def sweep_orphans(*, grace: datetime.timedelta | None = None) -> int:
 
 def _delete_unreferenced(keys: Sequence[str]) -> int:
     # A first look without locks: most objects listed are referred to.
-    referenced = set(Recording.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True))
+    referenced = set(shared_audio.referencing(keys).values_list("storage_key", flat=True))
     swept = shared_audio.delete_unreferenced([key for key in keys if key not in referenced])
     for key in swept:
         logger.info("swept audio object %s: no recording refers to it", key)

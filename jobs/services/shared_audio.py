@@ -23,6 +23,7 @@ import hashlib
 from collections.abc import Collection, Sequence
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from jobs import storage
 from jobs.models import Recording
@@ -65,6 +66,15 @@ def keep_until_commit(placements: Collection[tuple[str, str]]) -> set[str]:
     return {key for sha256, key in placements if (sha256, key) not in held}
 
 
+def referencing(keys: Collection[str]) -> QuerySet[Recording]:
+    """The recordings whose audio lies in one of the objects at `keys`.
+
+    Unordered, so that PostgreSQL reads them through the storage_key index
+    rather than walking the primary key for the model's default order.
+    """
+    return Recording.objects.filter(storage_key__in=keys).order_by()
+
+
 def delete_unreferenced(keys: Sequence[str]) -> list[str]:
     """Delete the objects at `keys` that no row refers to; returns the keys deleted.
 
@@ -78,11 +88,7 @@ def delete_unreferenced(keys: Sequence[str]) -> list[str]:
         try:
             # Inside the try: locks taken before a failure part way are released too.
             cursor.execute("SELECT pg_advisory_lock(%s, id) FROM unnest(%s::int[]) AS id", [LOCK_SPACE, ids])
-            referenced = set(
-                Recording.objects.filter(storage_key__in=keys)
-                .values_list("storage_key", flat=True)
-                .distinct()
-            )
+            referenced = set(referencing(keys).values_list("storage_key", flat=True).distinct())
             deleted = []
             for key in dict.fromkeys(keys):
                 if key in referenced:

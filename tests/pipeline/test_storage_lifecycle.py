@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from jobs import storage
 from jobs.models import Batch, Recording
-from jobs.services import lifecycle, packs
+from jobs.services import lifecycle, packs, shared_audio
 from tests.factories import BatchFactory, RecordingFactory
 
 
@@ -169,3 +170,13 @@ def test_it_sweeps_storage_every_hour_from_the_beat_schedule(
     assert (entry["task"], entry["schedule"]) == (tasks.sweep_storage.name, 3600.0)
     assert tasks.sweep_storage() == 1
     assert not storage.exists(orphan.key) and packs.read_one(kept_spans[0]) == b"RIFF-kept"
+
+
+def test_it_finds_the_rows_that_reference_objects_by_index(db: None) -> None:
+    # The sweep and batch deletion look up a page of keys at a time; on a table of
+    # millions of recordings a sequential scan per page would make them crawl.
+    keys = [f"packs/{index:04d}" for index in range(lifecycle.SWEEP_PAGE)]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = shared_audio.referencing(keys).values_list("storage_key").explain()
+    assert "recording_storage_key" in plan
