@@ -1,11 +1,13 @@
 """The upload page sends a large file in parts and carries on after the network drops."""
 
+import io
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
 from jobs import storage
 from jobs.models import Batch, ResumableUpload
@@ -20,14 +22,14 @@ PART_NUMBER = re.compile(r"partNumber=(\d+)|/parts/(\d+)/")
 
 
 @pytest.fixture(params=["s3", "filesystem"])
-def parts_go_to(request: pytest.FixtureRequest, live_server: Any) -> str:
-    """Parts straight to the S3-API server (its bucket allowing the app's origin, as an
-    operator sets it up for browser uploads), or through the app on filesystem storage."""
+def parts_go_to(request: pytest.FixtureRequest, live_server: Any, settings: Any) -> str:
+    """Parts straight to the S3-API server (its bucket's CORS rule set by `prepare_storage`
+    for the app's origin, as a deployment does), or through the app on filesystem storage."""
     if request.param == "filesystem":
         request.getfixturevalue("filesystem_storage")
         return "app"
-    rule = {"AllowedOrigins": [live_server.url], "AllowedMethods": ["PUT"], "AllowedHeaders": ["*"]}
-    storage._s3_client().put_bucket_cors(Bucket=storage._bucket(), CORSConfiguration={"CORSRules": [rule]})
+    settings.LUBDUB_STORAGE_CORS_ORIGINS = [live_server.url]
+    call_command("prepare_storage", stdout=io.StringIO())
     request.addfinalizer(lambda: storage._s3_client().delete_bucket_cors(Bucket=storage._bucket()))
     return "storage"
 
