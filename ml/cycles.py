@@ -11,9 +11,11 @@ energy of the gap it fills against the sounds around it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ml import segmentation
 from ml.segmentation import DIASTOLE, FRAME_RATE_HZ, S1, S2, SEGMENT_BANDS_HZ, SYSTOLE, Segmentation
@@ -367,3 +369,163 @@ RECORDING_STATISTIC_NAMES = (
     *(f"median_vs_loud_{b}" for b in range(BANDS)),
     *(f"quiet_vs_loud_{b}" for b in range(BANDS)),
 )
+
+
+# ---------------------------------------------------------------------------
+# Many recordings at once: the measures of _beats_vector for every beat of a chunk,
+# the run means and peaks gathered in compiled loops and each log and exp run once
+# over the chunk; the same float operations in the same order, so the same values.
+
+
+@njit(cache=True)
+def _shifted_bands(energies, offsets):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # Each recording's band log energies less their maximum, float64 (_beats_vector's exp argument).
+    out = np.empty((energies.shape[0], BANDS))
+    for r in range(offsets.shape[0] - 1):
+        a, b = offsets[r], offsets[r + 1]
+        for c in range(BANDS):
+            top = np.float64(energies[a, c])
+            for i in range(a + 1, b):
+                top = max(top, np.float64(energies[i, c]))
+            for i in range(a, b):
+                out[i, c] = np.float64(energies[i, c]) - top
+    return out
+
+
+@njit(cache=True)
+def _run_arguments(power, energies, offsets, bounds, owners, thirds):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # Per beat: the mean power of its ten runs (four states, the thirds of systole and
+    # diastole) plus 1e-12 (_run_means' log argument), the envelope peak of each state
+    # and the systolic share. Beats of a recording are consecutive rows of bounds.
+    beats = bounds.shape[0]
+    runs = 4 + 2 * thirds
+    arguments = np.empty((runs, beats, BANDS))
+    peaks = np.empty((beats, 4), dtype=energies.dtype)
+    share = np.empty(beats)
+    cumulative = np.zeros((energies.shape[0] + offsets.shape[0], BANDS))
+    for r in range(offsets.shape[0] - 1):
+        a, b = offsets[r], offsets[r + 1]
+        base = a + r  # recording r's cumulative sums: rows base .. base + (b - a)
+        for c in range(BANDS):
+            cumulative[base, c] = 0.0
+            for i in range(a, b):
+                cumulative[base + i - a + 1, c] = cumulative[base + i - a, c] + power[i, c]
+    for m in range(beats):
+        r = owners[m]
+        base = offsets[r] + r
+        start = offsets[r]
+        for k in range(runs):
+            if k < 4:
+                lo, hi = bounds[m, k], bounds[m, k + 1]
+            else:
+                state = SYSTOLE if k < 4 + thirds else DIASTOLE
+                index = (k - 4) % thirds
+                first, length = bounds[m, state], bounds[m, state + 1] - bounds[m, state]
+                lo = first + (length * index) // thirds
+                hi = first + (length * (index + 1)) // thirds
+            hi = max(hi, lo + 1)
+            for c in range(BANDS):
+                arguments[k, m, c] = (cumulative[base + hi, c] - cumulative[base + lo, c]) / (hi - lo) + 1e-12
+        for k in range(4):
+            top = energies[start + bounds[m, k], BANDS]
+            for i in range(bounds[m, k] + 1, bounds[m, k + 1]):
+                top = max(top, energies[start + i, BANDS])
+            peaks[m, k] = top
+        share[m] = (bounds[m, 2] - bounds[m, 1]) / np.float64(bounds[m, 4] - bounds[m, 0])
+    return arguments, peaks, share
+
+
+@njit(cache=True)
+def _assemble(level, peaks, share, cycle_ratio, limit):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # _vector: the differences, NaN to 0, clipped to +-limit, as float32.
+    beats = share.shape[0]
+    out = np.empty((beats, 20 + 6 * BANDS), dtype=np.float32)
+    for m in range(beats):
+        row = np.empty(20 + 6 * BANDS)
+        for c in range(BANDS):
+            row[c] = level[SYSTOLE, m, c] - level[S1, m, c]
+            row[BANDS + c] = level[DIASTOLE, m, c] - level[S2, m, c]
+            row[2 * BANDS + c] = level[SYSTOLE, m, c] - level[DIASTOLE, m, c]
+            row[3 * BANDS + c] = level[S2, m, c] - level[S1, m, c]
+        row[4 * BANDS] = np.float64(peaks[m, SYSTOLE] - peaks[m, S1])
+        row[4 * BANDS + 1] = np.float64(peaks[m, DIASTOLE] - peaks[m, S2])
+        row[4 * BANDS + 2] = share[m]
+        row[4 * BANDS + 3] = cycle_ratio[m]
+        for third in range(3):
+            for c in range(BANDS):
+                row[4 * BANDS + 4 + third * BANDS + c] = level[4 + third, m, c] - level[S1, m, c]
+                row[4 * BANDS + 4 + (3 + third) * BANDS + c] = level[7 + third, m, c] - level[S2, m, c]
+        for j in range(row.shape[0]):
+            value = row[j]
+            if np.isnan(value):
+                value = 0.0
+            out[m, j] = np.float32(min(max(value, -limit), limit))
+    return out
+
+
+def beat_measures_batch(
+    recordings: Sequence[np.ndarray],
+    *,
+    sample_rate: int,
+    classifier: segmentation.FrameClassifier | None = None,
+    spreads: bool = False,
+    profile: bool = False,
+) -> list[BeatMeasures]:
+    """:func:`beat_measures` of every recording, computed over all of them at once."""
+    if spreads or profile:
+        return [
+            beat_measures(
+                samples, sample_rate=sample_rate, classifier=classifier, spreads=spreads, profile=profile
+            )
+            for samples in recordings
+        ]
+    found, energies, loudness = segmentation._segment_many(
+        recordings, sample_rate=sample_rate, classifier=classifier
+    )
+    fills = [gap_fill(e) if q is None else _gap_fill_from(q) for e, q in zip(energies, loudness, strict=True)]
+    with_beats = [index for index, seg in enumerate(found) if len(seg.cycles)]
+    values: dict[int, np.ndarray] = {}
+    if with_beats:
+        stacked = np.concatenate([energies[index] for index in with_beats])
+        counts = np.array([len(energies[index]) for index in with_beats], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        bounds = np.concatenate([found[index].cycles for index in with_beats])
+        beats = np.array([len(found[index].cycles) for index in with_beats], dtype=np.int64)
+        owners = np.repeat(np.arange(len(with_beats)), beats)
+        power = np.exp(_shifted_bands(stacked, offsets))
+        arguments, peaks, share = _run_arguments(power, stacked, offsets, bounds, owners, len(THIRDS))
+        level = np.log(arguments.reshape(-1, BANDS)).reshape(arguments.shape)
+        cycle = (bounds[:, 4] - bounds[:, 0]).astype(np.float64)
+        medians = np.repeat([np.median(part) for part in np.split(cycle, np.cumsum(beats)[:-1])], beats)
+        vectors = _assemble(level, peaks, share, np.log(cycle / medians), float(MAX_LOG_RATIO))
+        for index, part in zip(with_beats, np.split(vectors, np.cumsum(beats)[:-1]), strict=True):
+            values[index] = part
+    results = []
+    for index, samples in enumerate(recordings):
+        seg, fill = found[index], fills[index]
+        if index not in values:
+            duration = len(samples) / sample_rate
+            whole = _whole_vector(energies[index], seg.states).astype(np.float32)
+            results.append(
+                BeatMeasures(whole, np.zeros(1), np.array([duration]), seg, whole=True, gap_fill=fill)
+            )
+            continue
+        results.append(
+            BeatMeasures(
+                values=values[index],
+                start_s=seg.cycles[:, 0] / FRAME_RATE_HZ,
+                end_s=seg.cycles[:, 4] / FRAME_RATE_HZ,
+                segmentation=seg,
+                whole=False,
+                gap_fill=fill,
+            )
+        )
+    return results
+
+
+def _gap_fill_from(percentiles: np.ndarray) -> np.ndarray:
+    """:func:`gap_fill` from the 10th, 50th and 90th percentile of each band ``(bands, 3)``."""
+    low, median, loud = percentiles[:, 0], percentiles[:, 1], percentiles[:, 2]
+    return np.asarray(
+        np.clip(np.concatenate([median - loud, low - loud]), -MAX_LOG_RATIO, 0).astype(np.float32)
+    )

@@ -584,10 +584,10 @@ def beat_batch(recordings: Sequence[np.ndarray], *, config: FeatureConfig) -> Wi
     from ml import cycles
 
     parts, owners, starts_s, ends_s, beats = [], [], [], [], []
-    for index, samples in enumerate(recordings):
-        measures = cycles.beat_measures(
-            samples, sample_rate=config.sample_rate, spreads=config.beat_spreads, profile=config.beat_profile
-        )
+    every = cycles.beat_measures_batch(
+        recordings, sample_rate=config.sample_rate, spreads=config.beat_spreads, profile=config.beat_profile
+    )
+    for index, measures in enumerate(every):
         windows, starts = cycles.beat_windows(
             measures, beats_per_window=config.beats_per_window, hop=config.beats_hop
         )

@@ -215,7 +215,8 @@ class Engine:
         """Heart cycles of recordings whose model does not read beats (every result shows them)."""
         from ml import cycles
 
-        return tuple(cycles.beat_measures(audio.samples, sample_rate=audio.sample_rate) for audio in audios)
+        rate = self.feature_config.sample_rate  # _check_rates: every recording is at this rate
+        return tuple(cycles.beat_measures_batch([audio.samples for audio in audios], sample_rate=rate))
 
     def _check_rates(self, audios: Sequence[Audio]) -> None:
         expected = self.feature_config.sample_rate

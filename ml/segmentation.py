@@ -472,3 +472,293 @@ def onset_scores(
     # Unmatched detections at the span's edges may belong to onsets just outside it.
     extra = int(np.sum(~used & (found >= inner[0]) & (found <= inner[1])))
     return hits, extra, int(len(truth) - hits)
+
+
+# ---------------------------------------------------------------------------
+# Many recordings at once
+#
+# A worker segments a chunk of recordings per call. Per recording the work is a
+# few hundred frames, so numpy's per-call set-up costs as much as the arithmetic:
+# the batched path below gathers frames, sums bands, standardises and finds the
+# beat timings in compiled loops, and runs each transcendental function (log,
+# exp) once over the whole chunk. Every value is computed with the same float
+# operations in the same order as the per-recording functions above, so the
+# results are identical (the tests compare them): the FFTs and the classifier's
+# matrix products stay per recording, because BLAS may sum in another order
+# when a product has more rows.
+
+# Below these many frames a recording goes through :func:`segment` (edge cases:
+# reflections longer than the recording, envelopes too short to filter).
+MIN_BATCH_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Per-frame values of many recordings stacked: ``(frames of all, ...)`` with
+    recording ``i`` in rows ``offsets[i]:offsets[i + 1]``."""
+
+    energies: np.ndarray
+    offsets: np.ndarray
+
+    def rows(self, index: int) -> slice:
+        """Rows of recording ``index``."""
+        return slice(int(self.offsets[index]), int(self.offsets[index + 1]))
+
+
+@njit(cache=True)
+def _gather_frames(samples, hop, n_fft, count, window):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # The frames of band_energies: reflect-padded by n_fft // 2 in front, windowed.
+    n = samples.shape[0]
+    half = n_fft // 2
+    frames = np.empty((count, n_fft), dtype=np.float32)
+    for t in range(count):
+        for k in range(n_fft):
+            i = t * hop + k - half
+            if i < 0:
+                i = -i
+            elif i >= n:
+                i = 2 * (n - 1) - i
+            frames[t, k] = samples[i] * window[k]
+    return frames
+
+
+@njit(cache=True)
+def _band_powers(spectrum, bounds, out, total, row):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # Power summed over each band's bins, and over the bands, into out[row:], total[row:]:
+    # float32 and left to right, as numpy sums so few values.
+    for t in range(spectrum.shape[0]):
+        overall = np.float32(0.0)
+        for b in range(bounds.shape[0]):
+            acc = np.float32(0.0)
+            for k in range(bounds[b, 0], bounds[b, 1]):
+                value = spectrum[t, k]
+                power = value.real * value.real + value.imag * value.imag
+                acc = power if k == bounds[b, 0] else acc + power
+            out[row + t, b] = acc
+            overall = acc if b == 0 else overall + acc
+        total[row + t] = overall
+
+
+@njit(cache=True)
+def _sorted_quantile(ordered, percentile):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # _interpolate_sorted for one float32 column and one percentile.
+    n = ordered.shape[0]
+    position = percentile / 100.0 * (n - 1)
+    below = int(np.floor(position))
+    above = min(below + 1, n - 1)
+    fraction = np.float32(position - below)
+    low = ordered[below]
+    return low + (ordered[above] - low) * fraction
+
+
+@njit(cache=True)
+def _standardise_rows(energies, offsets, floor_nepers, features, loudness):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # standardise() per recording, and the 10th, 50th and 90th percentile of each
+    # raw band (gap_fill's) from the same sort.
+    minimum_spread = np.float32(1e-3)
+    for r in range(offsets.shape[0] - 1):
+        a, b = offsets[r], offsets[r + 1]
+        for c in range(energies.shape[1]):
+            ordered = np.sort(energies[a:b, c])
+            if c < loudness.shape[1]:
+                loudness[r, c, 0] = _sorted_quantile(ordered, 10.0)
+                loudness[r, c, 1] = _sorted_quantile(ordered, 50.0)
+                loudness[r, c, 2] = _sorted_quantile(ordered, 90.0)
+            floor = _sorted_quantile(ordered, 95.0) - floor_nepers
+            floored = np.maximum(ordered, floor)
+            low = _sorted_quantile(floored, 10.0)
+            centre = _sorted_quantile(floored, 50.0)
+            spread = max(_sorted_quantile(floored, 90.0) - low, minimum_spread)
+            for i in range(a, b):
+                features[i, c] = (max(energies[i, c], floor) - centre) / spread
+
+
+@njit(cache=True)
+def _context_rows(features, a, b, context):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # context_windows() of rows a:b.
+    n = b - a
+    width = features.shape[1]
+    out = np.empty((n, (2 * context + 1) * width), dtype=features.dtype)
+    for i in range(n):
+        for w in range(2 * context + 1):
+            source = min(max(i + w - context, 0), n - 1)
+            for c in range(width):
+                out[i, w * width + c] = features[a + source, c]
+    return out
+
+
+@njit(cache=True)
+def _timings(correlation, lo, hi, sys_lo, frame_rate, share):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # period_candidates() then systolic_gap() of each: rows (period_s, gap_s, period_s - gap_s).
+    n = correlation.shape[0]
+    hi = min(n - 2, hi)
+    periods = np.empty(2)
+    count = 1
+    if hi <= lo:
+        periods[0] = 60.0 / 80.0
+    else:
+        strongest = lo
+        for p in range(lo + 1, hi + 1):
+            if correlation[p] > correlation[strongest]:
+                strongest = p
+        threshold = share * correlation[strongest]
+        shortest = -1
+        for p in range(lo, hi + 1):
+            if correlation[p] >= correlation[p - 1] and correlation[p] >= correlation[p + 1]:
+                if correlation[p] >= threshold and (shortest < 0 or p < shortest):
+                    shortest = p
+        if shortest < 0:
+            shortest = strongest
+        periods[0] = strongest / frame_rate
+        if shortest < strongest:
+            periods[1] = shortest / frame_rate
+            count = 2
+    out = np.empty((count, 3))
+    for index in range(count):
+        period = periods[index]
+        sys_hi = min(n - 1, max(sys_lo + 1, int(period * frame_rate * 0.5)))
+        if sys_hi <= sys_lo:
+            gap = 0.3
+        else:
+            best = sys_lo
+            for p in range(sys_lo + 1, sys_hi + 1):
+                if correlation[p] > correlation[best]:
+                    best = p
+            gap = best / frame_rate
+        out[index, 0] = period
+        out[index, 1] = gap
+        out[index, 2] = period - gap
+    return out
+
+
+def _batchable(samples: np.ndarray, sample_rate: int) -> bool:
+    hop = sample_rate // FRAME_RATE_HZ
+    return len(samples) // hop >= MIN_BATCH_FRAMES and len(samples) > 4 * hop
+
+
+def band_energies_batch(recordings: Sequence[np.ndarray], *, sample_rate: int) -> FrameBatch:
+    """:func:`band_energies` of every recording (each at least ``MIN_BATCH_FRAMES`` frames long)."""
+    hop = sample_rate // FRAME_RATE_HZ
+    n_fft = 2 * hop
+    counts = np.array([len(samples) // hop for samples in recordings], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    bounds = np.array([(b.start, b.stop) for b in _band_bins(sample_rate, n_fft)], dtype=np.int64)
+    bands = np.empty((int(offsets[-1]), len(SEGMENT_BANDS_HZ)), dtype=np.float32)
+    total = np.empty(int(offsets[-1]), dtype=np.float32)
+    window = _hann(n_fft)
+    for index, samples in enumerate(recordings):
+        frames = _gather_frames(np.asarray(samples, dtype=np.float32), hop, n_fft, int(counts[index]), window)
+        _band_powers(np.fft.rfft(frames, axis=1), bounds, bands, total, int(offsets[index]))
+    energies = np.empty((len(bands), len(SEGMENT_BANDS_HZ) + 1), dtype=np.float32)
+    energies[:, :-1] = np.log(bands + 1e-8)
+    log_total = np.log(total + 1e-8)
+    design = filters.butterworth(1, None, HOMOMORPHIC_CUTOFF_HZ, FRAME_RATE_HZ)
+    for index in range(len(recordings)):
+        rows = slice(int(offsets[index]), int(offsets[index + 1]))
+        energies[rows, -1] = filters.filtfilt(log_total[rows], design)
+    return FrameBatch(energies, offsets)
+
+
+def segment_batch(
+    recordings: Sequence[np.ndarray], *, sample_rate: int, classifier: FrameClassifier | None = None
+) -> list[Segmentation]:
+    """:func:`segment` of every recording, the frame stages run over all of them at once."""
+    return _segment_many(recordings, sample_rate=sample_rate, classifier=classifier)[0]
+
+
+def _segment_many(
+    recordings: Sequence[np.ndarray], *, sample_rate: int, classifier: FrameClassifier | None = None
+) -> tuple[list[Segmentation], list[np.ndarray], list[np.ndarray | None]]:
+    """Segmentations, raw :func:`band_energies` and the band percentiles (10th, 50th,
+    90th; ``(bands, 3)``, None for a recording that went through :func:`segment`)."""
+    model = classifier if classifier is not None else load_classifier()
+    chosen = [index for index, samples in enumerate(recordings) if _batchable(samples, sample_rate)]
+    found: list[Segmentation | None] = [None] * len(recordings)
+    energies: list[np.ndarray | None] = [None] * len(recordings)
+    loudness: list[np.ndarray | None] = [None] * len(recordings)
+    for index, samples in enumerate(recordings):
+        if not _batchable(samples, sample_rate):
+            energies[index] = band_energies(samples, sample_rate=sample_rate)
+            found[index] = segment(
+                samples, sample_rate=sample_rate, classifier=model, energies=energies[index]
+            )
+    if chosen:
+        batch = band_energies_batch([recordings[index] for index in chosen], sample_rate=sample_rate)
+        segmentations, percentiles = _segment_frames(batch, model)
+        for position, index in enumerate(chosen):
+            found[index] = segmentations[position]
+            energies[index] = batch.energies[batch.rows(position)]
+            loudness[index] = percentiles[position]
+    return [s for s in found if s is not None], [e for e in energies if e is not None], loudness
+
+
+def _segment_frames(batch: FrameBatch, model: FrameClassifier) -> tuple[list[Segmentation], np.ndarray]:
+    raw, offsets = batch.energies, batch.offsets
+    count = len(offsets) - 1
+    features = np.empty_like(raw)
+    loudness = np.empty((count, raw.shape[1] - 1, 3), dtype=np.float32)
+    _standardise_rows(raw, offsets, np.float32(FLOOR_NEPERS), features, loudness)
+    logits = np.empty((len(raw), len(STATES)), dtype=np.float32)
+    last = len(model.weights) - 1
+    for index in range(count):
+        a, b = int(offsets[index]), int(offsets[index + 1])
+        hidden = _context_rows(features, a, b, CONTEXT_FRAMES)
+        for layer, (weight, bias) in enumerate(zip(model.weights, model.biases, strict=True)):
+            hidden = hidden @ weight + bias
+            if layer < last:
+                hidden = np.maximum(hidden, 0.0)
+        logits[a:b] = hidden
+    # FrameClassifier.log_emissions from here on, over every frame at once.
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_posterior = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    emissions = (log_posterior - model.log_prior).astype(np.float64)
+    correlations = _envelope_correlations(features, offsets)
+    lo = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
+    hi = int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM))
+    sys_lo = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
+    share = np.float32(SHORTER_PERIOD_SHARE)
+    results = []
+    for index in range(count):
+        rows = slice(int(offsets[index]), int(offsets[index + 1]))
+        timings = _timings(correlations[index], lo, hi, sys_lo, float(FRAME_RATE_HZ), share)
+        frame_emissions = emissions[rows]
+        best_score, best_states, best_timing = -np.inf, None, (0.0, 0.0)
+        for period, gap, other in timings.tolist():
+            for systolic in (gap, other):
+                states, score = decode_states(frame_emissions, period_s=period, systolic_s=systolic)
+                # np.argmax over the scores: the first of equal ones, and the first when all are -inf.
+                if best_states is None or score > best_score:
+                    best_score, best_states, best_timing = score, states, (period, systolic)
+        assert best_states is not None
+        results.append(
+            Segmentation(
+                states=best_states,
+                segments=runs(best_states),
+                cycles=complete_cycles(best_states),
+                heart_rate_bpm=60.0 / best_timing[0],
+                systolic_interval_s=best_timing[1],
+            )
+        )
+    return results, loudness
+
+
+def _envelope_correlations(features: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """:func:`ml.quality.autocorrelation` of each recording's centred envelope; the FFTs
+    run over all recordings of one length at once."""
+    count = len(offsets) - 1
+    centred = []
+    for index in range(count):
+        envelope = features[int(offsets[index]) : int(offsets[index + 1]), -1]
+        centred.append(envelope - envelope.mean())
+    out: list[np.ndarray] = [np.empty(0)] * count
+    lengths = np.diff(offsets)
+    for length in np.unique(lengths).tolist():
+        members = np.flatnonzero(lengths == length)
+        stacked = np.stack([centred[index] for index in members])
+        spectrum = np.fft.rfft(stacked, n=2 * length, axis=1)
+        correlation = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :length]
+        zero = correlation[:, :1]
+        normalised = np.where(zero > 0, correlation / np.where(zero > 0, zero, 1), correlation)
+        for row, index in enumerate(members.tolist()):
+            out[index] = normalised[row]
+    return out

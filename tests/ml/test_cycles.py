@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from ml import cycles, features
+from ml import cycles, features, segmentation
 from ml.audio import prepare_samples
 from ml.bundle import DEFAULT_SCREENING_BUNDLE
 from ml.inference import Engine
@@ -198,3 +198,56 @@ def test_the_profile_of_a_recording_without_a_complete_beat_is_finite() -> None:
     values = _profile(samples)
     assert values.shape == (1, cycles.NUM_CYCLE_FEATURES + cycles.NUM_PROFILE_FEATURES)
     assert np.all(np.isfinite(values))
+
+
+def _batch_inputs() -> list[np.ndarray]:
+    """Recordings of several lengths and rates, a silent one, a few frames and a
+    1.2-s one without a complete beat, band-passed as when decoded."""
+    rng = np.random.default_rng(3)
+    raw = [
+        heart_sounds(bpm=bpm, duration_s=seconds, snr_db=snr, murmur=murmur, seed=seed)[0]
+        for bpm, seconds, snr, murmur, seed in (
+            (60.0, 10.0, 20.0, 0.0, 1),
+            (72.0, 10.0, 10.0, 0.3, 2),
+            (130.0, 7.3, 25.0, 0.0, 3),
+            (45.0, 12.0, 15.0, 0.1, 4),
+            (90.0, 10.0, 5.0, 0.0, 5),
+            (100.0, 1.2, 20.0, 0.0, 6),
+        )
+    ]
+    raw.append(0.01 * rng.standard_normal(RATE * 2))
+    recordings = [prepare_samples(samples, source_rate=RATE, min_duration_s=0.0).samples for samples in raw]
+    # Shorter than the batched frame stages take: these go through segment() one by one.
+    return [*recordings, np.zeros(RATE * 3, dtype=np.float32), recordings[0][:700], recordings[1][:90]]
+
+
+def test_the_batched_measures_equal_those_of_one_recording_at_a_time() -> None:
+    recordings = _batch_inputs()
+    batched = cycles.beat_measures_batch(recordings, sample_rate=RATE)
+    assert len(batched) == len(recordings)
+    for samples, together in zip(recordings, batched, strict=True):
+        alone = cycles.beat_measures(samples, sample_rate=RATE)
+        np.testing.assert_array_equal(together.segmentation.states, alone.segmentation.states)
+        np.testing.assert_array_equal(together.segmentation.cycles, alone.segmentation.cycles)
+        assert together.segmentation.segments == alone.segmentation.segments
+        assert together.segmentation.heart_rate_bpm == alone.segmentation.heart_rate_bpm
+        assert together.segmentation.systolic_interval_s == alone.segmentation.systolic_interval_s
+        assert together.whole == alone.whole
+        for name in ("values", "start_s", "end_s", "gap_fill"):
+            np.testing.assert_array_equal(getattr(together, name), getattr(alone, name))
+
+
+def test_batched_energies_equal_band_energies() -> None:
+    recordings = _batch_inputs()[:5]
+    batch = segmentation.band_energies_batch(recordings, sample_rate=RATE)
+    for index, samples in enumerate(recordings):
+        alone = segmentation.band_energies(samples, sample_rate=RATE)
+        np.testing.assert_array_equal(batch.energies[batch.rows(index)], alone)
+
+
+def test_batched_measures_with_spreads_and_profile_equal_one_at_a_time() -> None:
+    recordings = _batch_inputs()[:3]
+    batched = cycles.beat_measures_batch(recordings, sample_rate=RATE, spreads=True, profile=True)
+    for samples, together in zip(recordings, batched, strict=True):
+        alone = cycles.beat_measures(samples, sample_rate=RATE, spreads=True, profile=True)
+        np.testing.assert_array_equal(together.values, alone.values)
