@@ -418,7 +418,9 @@ def runs(states: np.ndarray) -> list[tuple[int, float, float]]:
     edges = np.flatnonzero(np.diff(states)) + 1
     starts = np.concatenate([[0], edges])
     ends = np.concatenate([edges, [len(states)]])
-    return [(int(states[s]), s / FRAME_RATE_HZ, e / FRAME_RATE_HZ) for s, e in zip(starts, ends, strict=True)]
+    # Whole arrays to Python values at once: a recording has a few hundred runs.
+    kinds = states[starts].tolist()
+    return list(zip(kinds, (starts / FRAME_RATE_HZ).tolist(), (ends / FRAME_RATE_HZ).tolist(), strict=True))
 
 
 def complete_cycles(states: np.ndarray) -> np.ndarray:
@@ -428,12 +430,9 @@ def complete_cycles(states: np.ndarray) -> np.ndarray:
     edges = np.flatnonzero(np.diff(states)) + 1
     starts = np.concatenate([[0], edges])
     kinds = states[starts]
-    cycles = []
     # A run at index 0 may be cut by the recording's start, so beats begin at the first S1 onset after it.
-    for index in range(1, len(starts) - 4):
-        if kinds[index] == S1:
-            cycles.append(starts[index : index + 5])
-    return np.array(cycles, dtype=np.int64).reshape(-1, 5)
+    first = 1 + np.flatnonzero(kinds[1 : max(len(starts) - 4, 1)] == S1)
+    return np.asarray(starts[first[:, np.newaxis] + np.arange(5)], dtype=np.int64).reshape(-1, 5)
 
 
 # ---------------------------------------------------------------------------
@@ -512,8 +511,13 @@ def _gather_frames(samples, hop, n_fft, count, window):  # type: ignore[no-untyp
     half = n_fft // 2
     frames = np.empty((count, n_fft), dtype=np.float32)
     for t in range(count):
+        first = t * hop - half
+        if first >= 0 and first + n_fft <= n:
+            for k in range(n_fft):
+                frames[t, k] = samples[first + k] * window[k]
+            continue
         for k in range(n_fft):
-            i = t * hop + k - half
+            i = first + k
             if i < 0:
                 i = -i
             elif i >= n:
@@ -540,35 +544,35 @@ def _band_powers(spectrum, bounds, out, total, row):  # type: ignore[no-untyped-
 
 
 @njit(cache=True)
-def _sorted_quantile(ordered, percentile):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    # _interpolate_sorted for one float32 column and one percentile.
-    n = ordered.shape[0]
-    position = percentile / 100.0 * (n - 1)
+def _sorted_quantile(ordered, a, b, percentile, floor):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # _interpolate_sorted of max(ordered[a:b], floor) (sorted) for one percentile, in float32.
+    position = percentile / 100.0 * (b - a - 1)
     below = int(np.floor(position))
-    above = min(below + 1, n - 1)
+    above = min(below + 1, b - a - 1)
     fraction = np.float32(position - below)
-    low = ordered[below]
-    return low + (ordered[above] - low) * fraction
+    low = max(ordered[a + below], floor)
+    return low + (max(ordered[a + above], floor) - low) * fraction
 
 
 @njit(cache=True)
-def _standardise_rows(energies, offsets, floor_nepers, features, loudness):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    # standardise() per recording, and the 10th, 50th and 90th percentile of each
-    # raw band (gap_fill's) from the same sort.
+def _standardise_rows(energies, ordered, offsets, floor_nepers, features, loudness):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    # standardise() per recording, from each column sorted per recording (ordered is
+    # (columns, frames)); also the 10th, 50th and 90th percentile of each raw band
+    # (gap_fill's) from the same sort.
     minimum_spread = np.float32(1e-3)
+    lowest = np.float32(-np.inf)
     for r in range(offsets.shape[0] - 1):
         a, b = offsets[r], offsets[r + 1]
         for c in range(energies.shape[1]):
-            ordered = np.sort(energies[a:b, c])
+            column = ordered[c]
             if c < loudness.shape[1]:
-                loudness[r, c, 0] = _sorted_quantile(ordered, 10.0)
-                loudness[r, c, 1] = _sorted_quantile(ordered, 50.0)
-                loudness[r, c, 2] = _sorted_quantile(ordered, 90.0)
-            floor = _sorted_quantile(ordered, 95.0) - floor_nepers
-            floored = np.maximum(ordered, floor)
-            low = _sorted_quantile(floored, 10.0)
-            centre = _sorted_quantile(floored, 50.0)
-            spread = max(_sorted_quantile(floored, 90.0) - low, minimum_spread)
+                loudness[r, c, 0] = _sorted_quantile(column, a, b, 10.0, lowest)
+                loudness[r, c, 1] = _sorted_quantile(column, a, b, 50.0, lowest)
+                loudness[r, c, 2] = _sorted_quantile(column, a, b, 90.0, lowest)
+            floor = _sorted_quantile(column, a, b, 95.0, lowest) - floor_nepers
+            low = _sorted_quantile(column, a, b, 10.0, floor)
+            centre = _sorted_quantile(column, a, b, 50.0, floor)
+            spread = max(_sorted_quantile(column, a, b, 90.0, floor) - low, minimum_spread)
             for i in range(a, b):
                 features[i, c] = (max(energies[i, c], floor) - centre) / spread
 
@@ -697,16 +701,22 @@ def _segment_frames(batch: FrameBatch, model: FrameClassifier) -> tuple[list[Seg
     count = len(offsets) - 1
     features = np.empty_like(raw)
     loudness = np.empty((count, raw.shape[1] - 1, 3), dtype=np.float32)
-    _standardise_rows(raw, offsets, np.float32(FLOOR_NEPERS), features, loudness)
+    # numpy's sort is several times faster than numba's on these columns.
+    ordered = np.empty((raw.shape[1], len(raw)), dtype=raw.dtype)
+    for index in range(count):
+        a, b = int(offsets[index]), int(offsets[index + 1])
+        ordered[:, a:b] = np.sort(raw[a:b].T, axis=1)
+    _standardise_rows(raw, ordered, offsets, np.float32(FLOOR_NEPERS), features, loudness)
     logits = np.empty((len(raw), len(STATES)), dtype=np.float32)
     last = len(model.weights) - 1
     for index in range(count):
         a, b = int(offsets[index]), int(offsets[index + 1])
         hidden = _context_rows(features, a, b, CONTEXT_FRAMES)
         for layer, (weight, bias) in enumerate(zip(model.weights, model.biases, strict=True)):
-            hidden = hidden @ weight + bias
+            hidden = hidden @ weight
+            hidden += bias
             if layer < last:
-                hidden = np.maximum(hidden, 0.0)
+                np.maximum(hidden, 0.0, out=hidden)
         logits[a:b] = hidden
     # FrameClassifier.log_emissions from here on, over every frame at once.
     logits = logits - logits.max(axis=1, keepdims=True)
