@@ -140,6 +140,45 @@ def with_site_adversary(model: keras.Model, *, num_sites: int, strength: float) 
     )
 
 
+@keras.saving.register_keras_serializable(package="lubdub")
+class SourceMean(layers.Layer):
+    """The mean over sources of per-source logits ``(batch, sources, classes)``."""
+
+    def call(self, inputs: Any) -> Any:
+        return keras.ops.mean(inputs, axis=1)
+
+
+def source_heads_trainer(model: keras.Model) -> keras.Model:
+    """The training model of a ``build_model(source_heads=...)`` model: every head's
+    probabilities ``(batch, sources, classes)``, sharing all layers with ``model``."""
+    per_source = layers.Softmax(axis=-1, name="source_probabilities")(
+        model.get_layer("per_source_logits").output
+    )
+    return keras.Model(model.inputs, per_source, name="source_heads")
+
+
+def source_head_count(model: keras.Model) -> int:
+    """How many source heads ``model`` has (0: one classifier)."""
+    names = {layer.name for layer in model.layers}
+    return int(model.get_layer("per_source_logits").output.shape[1]) if "per_source_logits" in names else 0
+
+
+def own_source_loss(targets: Any, probabilities: Any) -> Any:
+    """Cross-entropy of each window at its own source's head, for ``with_source_heads``'s
+    training model: ``targets`` ``(batch, sources)`` hold the class there and a negative
+    number at the other heads, which add nothing."""
+    own = keras.ops.cast(targets >= 0, probabilities.dtype)
+    losses = keras.losses.sparse_categorical_crossentropy(keras.ops.maximum(targets, 0), probabilities)
+    return keras.ops.sum(losses * own, axis=1)
+
+
+def own_source_accuracy(targets: Any, probabilities: Any) -> Any:
+    """Whether each window's own source's head gives its class the highest probability."""
+    own = keras.ops.cast(targets >= 0, probabilities.dtype)
+    guessed = keras.ops.cast(keras.ops.argmax(probabilities, axis=-1), targets.dtype)
+    return keras.ops.sum(keras.ops.cast(guessed == targets, probabilities.dtype) * own, axis=1)
+
+
 def build_model(
     *,
     architecture: str,
@@ -155,6 +194,7 @@ def build_model(
     normalize_inputs: bool = False,
     input_noise: float = 0.0,
     members: int = 1,
+    source_heads: int = 0,
 ) -> keras.Model:
     """Build an uncompiled classifier for windows of ``input_shape`` = (frames, features).
 
@@ -171,6 +211,12 @@ def build_model(
     that standard deviation to the normalised features during training only.
     ``members`` > 1 builds that many such networks side by side (``member_0``, ...)
     and averages their probabilities: an ensemble of separately trained seeds.
+    ``source_heads`` > 1 gives the readout one classifier head per training source
+    (layer ``per_source_logits``, trained through ``source_heads_trainer``) and
+    serves the mean of their logits: "abnormal" means a murmur at one source and
+    coronary disease at another, and separate heads let the shared features serve
+    each meaning without forcing one rule on all; a new site's labels mean none of
+    them in particular.
     """
     if members > 1:
         return _ensemble(
@@ -178,7 +224,7 @@ def build_model(
             architecture=architecture, input_shape=input_shape, num_classes=num_classes, units=units,
             conv_filters=conv_filters, bidirectional=bidirectional, attention=attention, dropout=dropout,
             standardize_windows=standardize_windows, mixstyle=mixstyle, normalize_inputs=normalize_inputs,
-            input_noise=input_noise,
+            input_noise=input_noise, source_heads=source_heads,
         )  # fmt: skip
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
@@ -202,6 +248,11 @@ def build_model(
     if attention:
         hidden = AttentionPooling(name="attention")(hidden)
     hidden = layers.Dropout(dropout)(hidden)
+    if source_heads > 1:
+        logits = layers.Dense(source_heads * num_classes, name="source_logits")(hidden)
+        logits = layers.Reshape((source_heads, num_classes), name="per_source_logits")(logits)
+        outputs = layers.Softmax(axis=-1, name="probabilities")(SourceMean(name="pooled_logits")(logits))
+        return keras.Model(inputs, outputs, name=architecture)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(hidden)
     return keras.Model(inputs, outputs, name=architecture)
 

@@ -62,6 +62,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="train against a source-folder classifier through a gradient reversal of this "
         "strength, so the features carry less of the site and device (0: off)",
     )
+    parser.add_argument(
+        "--source-heads",
+        action="store_true",
+        default=training.source_heads,
+        help="one classifier head per training source folder, trained on that source's "
+        "recordings only; the saved model averages their logits",
+    )
     _number(parser, "--seed", int, training.seed)
     _add_feature_arguments(parser, features, training)
     _number(parser, "--min-duration", float, 2.0, "seconds")
@@ -185,6 +192,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         eq_probability=args.eq_probability,
         max_speed_change=args.max_speed_change,
         site_adversarial=args.site_adversarial,
+        source_heads=args.source_heads,
         normalize_inputs=args.normalize_inputs,
         input_noise=args.input_noise,
         balance=args.balance,

@@ -47,7 +47,9 @@ HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_score")
 # by size; "source" weighs every (source, class) pair the same, so no site dominates.
 BALANCES = ("class-in-source", "source")
 # Where the site-adversarial trainer logs the classifier's own loss and accuracy.
+IGNORED = -1  # a class target that adds no loss (a head of another source)
 ADVERSARIAL_LOGS = {"loss": "probabilities_loss", "accuracy": "probabilities_accuracy"}
+SOURCE_HEAD_LOGS = {"accuracy": "own_source_accuracy"}
 BATCH_ORDER_STREAM = 1
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class TrainSettings:
     eq_probability: float = 0.0
     max_speed_change: float = 0.1
     site_adversarial: float = 0.0
+    # One classifier head per training source, their logits averaged when served.
+    source_heads: bool = False
     normalize_inputs: bool = False
     input_noise: float = 0.0
     balance: str = BALANCES[0]  # one of BALANCES
@@ -84,8 +88,11 @@ class TrainSettings:
     members: int = 1
     seed: int = 7
 
-    def model_config(self, *, input_shape: tuple[int, int], num_classes: int) -> dict[str, Any]:
-        """Keyword arguments for ``ml.models.build_model``."""
+    def model_config(
+        self, *, input_shape: tuple[int, int], num_classes: int, num_sources: int = 0
+    ) -> dict[str, Any]:
+        """Keyword arguments for ``ml.models.build_model`` (``num_sources``: training sources,
+        for ``source_heads``)."""
         return {
             "architecture": self.architecture,
             "input_shape": list(input_shape),
@@ -100,6 +107,7 @@ class TrainSettings:
             **({"normalize_inputs": True} if self.normalize_inputs else {}),
             **({"input_noise": self.input_noise} if self.input_noise else {}),
             **({"members": self.members} if self.members > 1 else {}),
+            **({"source_heads": num_sources} if self.source_heads and num_sources > 1 else {}),
         }
 
 
@@ -164,14 +172,20 @@ def train(
     rng = np.random.default_rng(settings.seed)
     sites, site_truth = np.unique(train_set.groups, return_inverse=True)
     adversarial = settings.site_adversarial > 0 and len(sites) > 1
+    heads = settings.source_heads and len(sites) > 1
     model, trainer = _compiled_model(
         settings,
         feature_config=feature_config,
         num_classes=len(classes),
-        num_sites=len(sites) if adversarial else 0,
+        num_sites=len(sites) if adversarial or heads else 0,
     )
     class_of = {name: index for index, name in enumerate(classes)}
     truth = np.array([class_of[label] for label in train_set.labels])
+    targets: Any = truth
+    if adversarial:
+        targets = {"probabilities": truth, "site": site_truth}
+    elif heads:
+        targets = source_head_targets(truth, site_truth, len(sites))
     weights = (
         balanced_weights(train_set.labels, train_set.groups)
         if settings.balance == "source"
@@ -187,7 +201,7 @@ def train(
         functools.partial(
             _draw_windows, train_set, fixed, feature_config=feature_config, settings=settings, rng=rng
         ),
-        targets={"probabilities": truth, "site": site_truth} if adversarial else truth,
+        targets=targets,
         weights=weights,
         batch_size=settings.batch_size,
         # the batch order has its own stream, so the windows drawn follow from the seed alone
@@ -196,7 +210,7 @@ def train(
     if settings.normalize_inputs:
         model.get_layer("normalize").adapt(fixed.windows if fixed is not None else windows.windows)
     # the classifier's own loss and accuracy, not the sum with the site head's
-    logged = ADVERSARIAL_LOGS if adversarial else {}
+    logged = ADVERSARIAL_LOGS if adversarial else SOURCE_HEAD_LOGS if heads else {}
     callbacks = [
         RecordingScore(
             functools.partial(_epoch_score, model, validation_batch, validation_truth, scoring),
@@ -240,9 +254,13 @@ def ensemble(
     settings: TrainSettings,
 ) -> TrainResult:
     """One model averaging the trained members' probabilities, scored on the validation set."""
-    from ml.models import build_model
+    from ml.models import build_model, source_head_count
 
-    config = settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes))
+    config = settings.model_config(
+        input_shape=feature_config.window_shape,
+        num_classes=len(classes),
+        num_sources=source_head_count(results[0].model),
+    )
     model = build_model(**{**config, "input_shape": feature_config.window_shape, "members": len(results)})
     for index, member in enumerate(results):
         model.get_layer(f"member_{index}").set_weights(member.model.get_weights())
@@ -262,12 +280,25 @@ def _compiled_model(
     model plus a source-site head behind a gradient reversal (only that one is compiled)."""
     import keras
 
-    from ml.models import build_model, with_site_adversary
+    from ml.models import (
+        build_model,
+        own_source_accuracy,
+        own_source_loss,
+        source_heads_trainer,
+        with_site_adversary,
+    )
 
-    config = settings.model_config(input_shape=feature_config.window_shape, num_classes=num_classes)
+    heads = num_sites if settings.source_heads else 0
+    config = settings.model_config(
+        input_shape=feature_config.window_shape, num_classes=num_classes, num_sources=heads
+    )
     model = build_model(**{**config, "input_shape": feature_config.window_shape})
     loss = "sparse_categorical_crossentropy"
     optimizer = keras.optimizers.Adam(settings.learning_rate)
+    if heads > 1:
+        trainer = source_heads_trainer(model)
+        trainer.compile(optimizer=optimizer, loss=own_source_loss, weighted_metrics=[own_source_accuracy])
+        return model, trainer
     if num_sites == 0:
         model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
         return model, model
@@ -278,6 +309,14 @@ def _compiled_model(
         weighted_metrics={"probabilities": ["accuracy"]},
     )
     return model, trainer
+
+
+def source_head_targets(truth: np.ndarray, sources: np.ndarray, num_sources: int) -> np.ndarray:
+    """``(recordings, num_sources)`` class targets: each recording's class at its own source's
+    head, ``IGNORED`` at the others."""
+    targets = np.full((len(truth), num_sources), IGNORED, dtype=np.int64)
+    targets[np.arange(len(truth)), sources] = truth
+    return targets
 
 
 def _draw_windows(
@@ -397,6 +436,8 @@ def save_training_bundle(
     With ``calibration`` its threshold (on calibrated probabilities) replaces the
     one chosen on the validation recordings.
     """
+    from ml.models import source_head_count
+
     manifest = Manifest(
         name=name,
         version=version,
@@ -405,7 +446,11 @@ def save_training_bundle(
         sample_rate=feature_config.sample_rate,
         feature_config=feature_config.to_dict(),
         feature_fingerprint=feature_config.fingerprint(),
-        model_config=settings.model_config(input_shape=feature_config.window_shape, num_classes=len(classes)),
+        model_config=settings.model_config(
+            input_shape=feature_config.window_shape,
+            num_classes=len(classes),
+            num_sources=source_head_count(result.model),
+        ),
         decision_threshold=round(calibration["threshold"] if calibration else result.threshold, 4),
         positive_class=positive_class,
         metrics=metrics,

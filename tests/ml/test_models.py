@@ -62,3 +62,46 @@ def test_the_site_adversary_shares_the_served_model_and_adds_only_a_site_head() 
         windows, {"probabilities": np.array([0, 1, 0, 1, 0]), "site": np.array([0, 1, 2, 0, 1])}, verbose=0
     )
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_source_heads_train_each_window_on_its_own_source_and_serve_the_mean_logit() -> None:
+    import keras
+
+    from ml.models import build_model, own_source_loss, source_heads_trainer
+    from ml.training import source_head_targets
+
+    model = build_model(architecture="gru", input_shape=(8, 5), num_classes=2, units=4, source_heads=3)
+    trainer = source_heads_trainer(model)
+    windows = np.random.default_rng(0).standard_normal((6, 8, 5)).astype(np.float32)
+    sources, truth = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 1, 1, 0, 0, 1])
+    targets = source_head_targets(truth, sources, 3)
+    assert targets.tolist()[1] == [-1, 1, -1]
+    heads = keras.ops.convert_to_numpy(trainer(windows))  # (windows, sources, classes)
+    loss = np.asarray(
+        own_source_loss(keras.ops.convert_to_tensor(targets), keras.ops.convert_to_tensor(heads))
+    )
+    np.testing.assert_allclose(loss, -np.log(heads[np.arange(6), sources, truth]), rtol=1e-5)
+    # another source's head may say anything: it adds nothing to the window's loss
+    others = heads.copy()
+    others[np.arange(6), (sources + 1) % 3] = [0.999, 0.001]
+    np.testing.assert_allclose(
+        np.asarray(
+            own_source_loss(keras.ops.convert_to_tensor(targets), keras.ops.convert_to_tensor(others))
+        ),
+        loss,
+        rtol=1e-5,
+    )
+    logits = np.log(heads)  # softmax of the mean logit == normalised geometric mean of the heads
+    mean = np.exp(logits.mean(axis=1))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(windows)), mean / mean.sum(axis=1, keepdims=True), atol=1e-5
+    )
+
+
+def test_source_heads_appear_in_the_model_config_only_with_several_sources() -> None:
+    settings = TrainSettings(source_heads=True)
+    assert settings.model_config(input_shape=(8, 5), num_classes=2, num_sources=4)["source_heads"] == 4
+    assert "source_heads" not in settings.model_config(input_shape=(8, 5), num_classes=2, num_sources=1)
+    assert "source_heads" not in TrainSettings().model_config(
+        input_shape=(8, 5), num_classes=2, num_sources=4
+    )

@@ -56,6 +56,50 @@ def test_site_adversarial_training_reports_the_classifier_loss() -> None:
     assert result.model.output_shape == (None, 2)
 
 
+def test_source_head_training_saves_a_model_that_loads_with_its_heads(tmp_path: Path) -> None:
+    import keras
+
+    from ml.inference import load_model
+    from ml.models import source_head_count
+
+    data = _four_site_dataset()
+    settings = TrainSettings(
+        architecture="gru", units=8, epochs=2, windows_per_recording=2, source_heads=True
+    )
+    config = FeatureConfig(n_mels=8)
+    result = train(
+        data,
+        data,
+        classes=("normal", "abnormal"),
+        positive_class="abnormal",
+        feature_config=config,
+        settings=settings,
+    )
+    assert source_head_count(result.model) == 4
+    assert len(result.history["accuracy"]) == 2
+    assert all(0 < loss < 1.2 for loss in result.history["loss"])
+    manifest = training.save_training_bundle(
+        result,
+        out_dir=tmp_path,
+        name="heads",
+        version="0.0.1",
+        classes=("normal", "abnormal"),
+        positive_class="abnormal",
+        feature_config=config,
+        settings=settings,
+        data_fingerprint="synthetic",
+        card_text="",
+        metrics={},
+    )
+    loaded = load_model(tmp_path, manifest)
+    windows = np.random.default_rng(1).standard_normal((3, *config.window_shape)).astype(np.float32)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(windows)),
+        keras.ops.convert_to_numpy(result.model(windows)),
+        atol=1e-6,
+    )
+
+
 def _scripted_training(
     monkeypatch: pytest.MonkeyPatch, scores: list[float], settings: TrainSettings
 ) -> tuple[TrainResult, list[list[np.ndarray]], dict[str, int]]:
