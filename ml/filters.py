@@ -117,6 +117,52 @@ def _filtfilt_loop(x, sos, initial, pad):  # type: ignore[no-untyped-def]  # pra
         extended[n + pad + i] = 2.0 * x[n - 1] - x[n - 2 - i]
     extended[pad : pad + n] = x
     sections = sos.shape[0]
+    if sections <= 4:
+        # Up to four sections (every stored design) with their coefficients and
+        # states in registers: the sections then overlap from one sample to the
+        # next instead of waiting on memory. Missing sections pass samples
+        # through unchanged (y = 1 * v + 0, states 0), so the values are the same.
+        c = np.zeros((4, 6))
+        zi = np.zeros((4, 2))
+        for s in range(4):
+            c[s, 0] = 1.0
+        c[:sections] = sos
+        zi[:sections] = initial
+        b00, b01, b02, a01, a02 = c[0, 0], c[0, 1], c[0, 2], c[0, 4], c[0, 5]
+        b10, b11, b12, a11, a12 = c[1, 0], c[1, 1], c[1, 2], c[1, 4], c[1, 5]
+        b20, b21, b22, a21, a22 = c[2, 0], c[2, 1], c[2, 2], c[2, 4], c[2, 5]
+        b30, b31, b32, a31, a32 = c[3, 0], c[3, 1], c[3, 2], c[3, 4], c[3, 5]
+        length = extended.shape[0]
+        source = extended
+        for _direction in range(2):
+            first = source[0]
+            z00, z01 = zi[0, 0] * first, zi[0, 1] * first
+            z10, z11 = zi[1, 0] * first, zi[1, 1] * first
+            z20, z21 = zi[2, 0] * first, zi[2, 1] * first
+            z30, z31 = zi[3, 0] * first, zi[3, 1] * first
+            filtered = np.empty(length)
+            for i in range(length):
+                v = source[i]
+                y = b00 * v + z00
+                z00 = b01 * v - a01 * y + z01
+                z01 = b02 * v - a02 * y
+                v = y
+                y = b10 * v + z10
+                z10 = b11 * v - a11 * y + z11
+                z11 = b12 * v - a12 * y
+                v = y
+                y = b20 * v + z20
+                z20 = b21 * v - a21 * y + z21
+                z21 = b22 * v - a22 * y
+                v = y
+                y = b30 * v + z30
+                z30 = b31 * v - a31 * y + z31
+                z31 = b32 * v - a32 * y
+                # Written reversed: the next pass runs over the time-reversed output,
+                # and the second pass's reversal restores the order.
+                filtered[length - 1 - i] = y
+            source = filtered
+        return source[pad : pad + n].copy()
     state = np.empty((sections, 2))
     source = extended
     for _direction in range(2):

@@ -208,3 +208,19 @@ def test_other_wav_encodings_go_through_libsndfile(subtype: str) -> None:
     assert audio._plain_pcm16_wav(wav) is None
     decoded = decode_audio(wav)
     assert decoded.subtype == subtype and decoded.duration_s == pytest.approx(2.0)
+
+
+def test_designs_of_up_to_four_sections_filter_as_the_general_loop_does() -> None:
+    from ml import filters
+
+    # Sections that pass samples through unchanged push a design past the unrolled
+    # four-section loop without changing its output.
+    identity = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]] * 4)
+    noise = np.random.default_rng(5).standard_normal(4000)
+    for design in (filters.butterworth(4, 25.0, 400.0, 2000), filters.butterworth(1, None, 8.0, 50)):
+        sos, initial = design
+        longer = (np.concatenate([sos, identity]), np.concatenate([initial, np.zeros((4, 2))]))
+        assert len(longer[0]) > 4
+        pad = filters.pad_length(sos)
+        general = filters._compiled()(noise, longer[0], longer[1], pad)
+        np.testing.assert_array_equal(filters.filtfilt(noise, design), general)
