@@ -72,14 +72,18 @@ class Segmentation:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able times for storage and drawing: onsets, cycle count, rate and its variability."""
-        lengths = np.diff(self.cycles[:, [0, 4]], axis=1).ravel() / FRAME_RATE_HZ
-        rate = 60.0 / float(np.median(lengths)) if len(lengths) else self.heart_rate_bpm
-        # Rounded as arrays: a recording has a few hundred runs, and per-value
-        # round() was a visible share of a prediction's cost.
-        bounds = np.round(np.array([(start, end) for _, start, end in self.segments]).reshape(-1, 2), 3)
+        lengths = (self.cycles[:, 4] - self.cycles[:, 0]) / FRAME_RATE_HZ
+        rate = 60.0 / _median(lengths) if len(lengths) else self.heart_rate_bpm
+        # Rounded as arrays, and the onsets picked from one array of the runs: a
+        # recording has a few hundred runs, and per-value work was a visible share
+        # of a prediction's cost.
+        table = np.array(self.segments, dtype=np.float64).reshape(-1, 3)
+        kinds, starts = table[:, 0], table[:, 1]
+        bounds = np.round(table[:, 1:], 3)
+        onsets = {state: np.round(starts[(kinds == state) & (starts > 0)], 3).tolist() for state in (S1, S2)}
         return {
-            "s1_s": np.round(self.onsets_s(S1), 3).tolist(),
-            "s2_s": np.round(self.onsets_s(S2), 3).tolist(),
+            "s1_s": onsets[S1],
+            "s2_s": onsets[S2],
             "segments": [
                 [STATES[kind], start, end]
                 for (kind, _, _), (start, end) in zip(self.segments, bounds.tolist(), strict=True)
@@ -90,6 +94,16 @@ class Segmentation:
                 round(float(np.std(60.0 / np.asarray(lengths))), 1) if len(lengths) > 1 else None
             ),
         }
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a finite 1-D array: the middle value, or the mean of the middle two
+    (``(a + b) / 2``, as numpy takes it), without numpy's general set-up."""
+    ordered = np.sort(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return float((ordered[middle - 1] + ordered[middle]) / 2)
 
 
 # ---------------------------------------------------------------------------
