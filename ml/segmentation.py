@@ -496,9 +496,10 @@ def onset_scores(
 # beat timings in compiled loops, and runs each transcendental function (log,
 # exp) once over the whole chunk. Every value is computed with the same float
 # operations in the same order as the per-recording functions above, so the
-# results are identical (the tests compare them): the FFTs and the classifier's
-# matrix products stay per recording, because BLAS may sum in another order
-# when a product has more rows.
+# results are identical (the tests compare them). The frame FFTs and the
+# classifier's matrix products stay per recording: one FFT over a whole chunk's
+# frames ran slower (out of cache), and BLAS may sum in another order when a
+# product has more rows.
 
 # Below these many frames a recording goes through :func:`segment` (edge cases:
 # reflections longer than the recording, envelopes too short to filter).
