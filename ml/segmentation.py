@@ -310,10 +310,20 @@ def duration_tables(period_s: float, systolic_s: float) -> tuple[np.ndarray, np.
     high = np.maximum(low + 1, np.ceil(means + DURATION_SPAN_SD * sds)).astype(np.int64)
     table = np.full((4, int(high.max()) + 1), -np.inf)
     for state in range(4):
-        span = np.arange(low[state], high[state] + 1)
-        log_pdf = -0.5 * ((span - means[state]) / sds[state]) ** 2
-        table[state, span] = log_pdf - np.log(np.exp(log_pdf).sum())
+        table[state, low[state] : high[state] + 1] = _duration_row(
+            int(low[state]), int(high[state]), float(means[state]), float(sds[state])
+        )
     return low, high, table
+
+
+@functools.lru_cache(maxsize=1024)  # the sounds' rows never change, and the systole's recur
+def _duration_row(low: int, high: int, mean: float, sd: float) -> np.ndarray:
+    """Log-probabilities of durations ``low..high`` frames (a normal density, normalised)."""
+    span = np.arange(low, high + 1)
+    log_pdf = -0.5 * ((span - mean) / sd) ** 2
+    row: np.ndarray = log_pdf - np.log(np.exp(log_pdf).sum())
+    row.setflags(write=False)
+    return row
 
 
 @njit(cache=True)
