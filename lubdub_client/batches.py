@@ -23,6 +23,10 @@ from lubdub_client.errors import CliError
 from lubdub_client.server import Client
 
 POLL_SECONDS = 1.0
+# The shortest pause between two polls, for a batch (or its reports) about to be ready.
+MIN_POLL_SECONDS = 0.1
+# Statuses before the batch's recordings are all known (jobs.services.progress.UNPACKING).
+UNPACKING_STATUSES = ("pending", "scheduled", "ingesting")
 # Statuses whose batches get reports (cancelled and failed ones never do).
 REPORTED_STATUSES = ("completed", "completed_with_errors")
 DEFAULT_LIMIT = 20
@@ -46,7 +50,25 @@ def wait(client: Client, batch_id: str, *, quiet: bool, poll: float = POLL_SECON
             bar.refresh()
             if progress["finished"]:
                 return batch
-            time.sleep(poll)
+            time.sleep(next_poll(batch, longest=poll))
+
+
+def next_poll(batch: dict[str, Any], *, longest: float = POLL_SECONDS) -> float:
+    """Seconds until the batch is polled again: ``longest`` while its end is far, sooner near it.
+
+    Half the server's estimate of the time left, between MIN_POLL_SECONDS and
+    ``longest``: a batch of a few seconds is seen finished about a tenth of a
+    second after it is, not up to a whole poll later, while a long one is still
+    polled once a second until its last seconds. Without an estimate, or while
+    the upload is still read and its size unknown (the estimate then counts only
+    the rows written so far), the pause is ``longest``.
+    """
+    progress = batch["progress"]
+    eta = progress.get("eta_seconds")
+    unsized = batch.get("status") in UNPACKING_STATUSES and progress.get("expected_total") is None
+    if eta is None or unsized:
+        return longest
+    return float(min(longest, max(MIN_POLL_SECONDS, eta / 2)))
 
 
 def files_to_analyse(progress: dict[str, Any]) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lubdub_client.args import add_command, batch_id
-from lubdub_client.batches import POLL_SECONDS, REPORTED_STATUSES, recording_rows
+from lubdub_client.batches import MIN_POLL_SECONDS, POLL_SECONDS, REPORTED_STATUSES, recording_rows
 from lubdub_client.errors import CliError
 from lubdub_client.server import Client, download
 
@@ -47,6 +47,9 @@ def report_link(client: Client, batch_id: str, fmt: str, *, wait_seconds: float 
     """The signed link to one of the batch's reports, waiting while a worker writes them."""
     deadline = time.monotonic() + wait_seconds
     path = f"/api/v1/batches/{batch_id}/reports/{fmt}/"
+    # Reports of a batch that just finished are usually written within a second:
+    # the first retries come soon, then the pause doubles up to POLL_SECONDS.
+    pause = MIN_POLL_SECONDS
     while True:
         try:
             return str(client.json("GET", path, params={"redirect": "0"})["url"])
@@ -57,7 +60,8 @@ def report_link(client: Client, batch_id: str, fmt: str, *, wait_seconds: float 
         _check_reports_coming(batch)
         if time.monotonic() >= deadline:
             raise CliError(f"the reports of batch {batch_id} are not written yet; try again in a minute")
-        time.sleep(POLL_SECONDS)
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_SECONDS)
 
 
 def _check_reports_coming(batch: dict[str, Any]) -> None:
