@@ -88,6 +88,17 @@ def _s3_client() -> Any:
     )
 
 
+def prepare_client() -> None:
+    """Build this process's S3 client now (no request is made), when storage is S3.
+
+    Building one loads botocore's service descriptions: about a third of a second,
+    which a worker would otherwise spend inside the first task that touches
+    storage, with a batch waiting on it.
+    """
+    if uses_s3():
+        _s3_client()
+
+
 @functools.cache
 def _probe_client(timeout: float) -> Any:
     # The health check's own client: one attempt, so a hung store leaves no

@@ -13,6 +13,7 @@ from celery.signals import celeryd_after_setup, worker_process_init
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 from django.utils import timezone
 
+from jobs import storage
 from jobs.models import Batch, WorkerHeartbeat
 from jobs.services import (
     analysis,
@@ -70,6 +71,11 @@ def _load_model(**_: Any) -> None:
         logger.warning("could not preload the default model; it loads on first use")
     finally:
         close_old_connections()
+    # Likewise the storage client, which the first ingest or chunk would otherwise build.
+    try:
+        storage.prepare_client()
+    except Exception:  # a client that cannot be built now is built (and fails) on first use
+        logger.warning("could not build the storage client; it is built on first use", exc_info=True)
 
 
 @shared_task(name=queue.HEARTBEAT_TASK, bind=True)
