@@ -40,6 +40,10 @@ MIN_BPM = 35.0
 MAX_BPM = 220.0
 MIN_SYSTOLE_S = 0.12
 SHORTER_PERIOD_SHARE = 0.75  # a shorter autocorrelation peak this strong may be the true beat
+# Autocorrelation lags (frames) searched for the beat period, and the shortest systole.
+PERIOD_LAG_LO = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
+PERIOD_LAG_HI = int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM))
+SYSTOLE_LAG_LO = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
 # Sound durations (s) measured on CirCor's annotations; the gaps follow the heart rate.
 S1_MEAN_S, S1_SD_S = 0.120, 0.030
 S2_MEAN_S, S2_SD_S = 0.100, 0.025
@@ -226,13 +230,23 @@ class FrameClassifier:
 
     def log_emissions(self, features: np.ndarray) -> np.ndarray:
         """Scaled log-likelihoods ``(frames, 4)``: log posterior minus log prior."""
-        hidden = context_windows(features)
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            hidden = hidden @ weight + bias
-            if index < len(self.weights) - 1:
-                hidden = np.maximum(hidden, 0.0)
-        hidden = hidden - hidden.max(axis=1, keepdims=True)
-        log_posterior = hidden - np.log(np.exp(hidden).sum(axis=1, keepdims=True))
+        return self.scaled(self.logits(features))
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The output layer's values ``(frames, 4)`` for one recording's frames."""
+        # context_windows() and numpy's broadcast bias and ReLU give the same values;
+        # over rows of a few dozen values the compiled loops cost less.
+        hidden = _context_rows(features, 0, len(features), CONTEXT_FRAMES)
+        last = len(self.weights) - 1
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            hidden = hidden @ weight
+            _add_bias(hidden, bias, layer < last)
+        return np.asarray(hidden)
+
+    def scaled(self, logits: np.ndarray) -> np.ndarray:
+        """:meth:`log_emissions` from :meth:`logits` (of one recording or of many stacked)."""
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_posterior = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         scaled: npt.NDArray[np.float64] = (log_posterior - self.log_prior).astype(np.float64)
         return scaled
 
@@ -270,30 +284,49 @@ def load_classifier(path: Path = DEFAULT_SEGMENTER) -> FrameClassifier:
 # Heart rate and durations
 
 
-def period_candidates(correlation: np.ndarray) -> list[float]:
-    """Beat periods (s) worth decoding: the strongest peak of the envelope's
-    :func:`ml.quality.autocorrelation` in the heart-rate range and, when it is a multiple of a
-    shorter one nearly as strong, that shorter one."""
-    lo = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
-    hi = min(len(correlation) - 2, int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM)))
-    if hi <= lo:
-        return [60.0 / 80.0]
-    strongest = lo + int(np.argmax(correlation[lo : hi + 1]))
-    inner = correlation[lo : hi + 1]
-    peaks = lo + np.flatnonzero((inner >= correlation[lo - 1 : hi]) & (inner >= correlation[lo + 1 : hi + 2]))
-    strong = [int(p) for p in peaks if correlation[p] >= SHORTER_PERIOD_SHARE * correlation[strongest]]
-    shortest = min(strong, default=strongest)
-    return [strongest / FRAME_RATE_HZ] + ([shortest / FRAME_RATE_HZ] if shortest < strongest else [])
+def beat_timings(correlation: np.ndarray) -> np.ndarray:
+    """Beat timings worth decoding, rows ``(period_s, gap_s, period_s - gap_s)``, from the
+    envelope's :func:`ml.quality.autocorrelation`.
+
+    The period is the strongest peak in the heart-rate range and, when that is a
+    multiple of a shorter one nearly as strong, also that shorter one; the gap is
+    the shorter one between the heart sounds, the strongest peak below half the
+    period.
+    """
+    return np.asarray(
+        _timings(
+            correlation,
+            PERIOD_LAG_LO,
+            PERIOD_LAG_HI,
+            SYSTOLE_LAG_LO,
+            float(FRAME_RATE_HZ),
+            SHORTER_PERIOD_SHARE,
+        )
+    )
 
 
-def systolic_gap(correlation: np.ndarray, period_s: float) -> float:
-    """The shorter gap between heart sounds (s): the envelope autocorrelation's peak below
-    half the period."""
-    sys_lo = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
-    sys_hi = min(len(correlation) - 1, max(sys_lo + 1, int(period_s * FRAME_RATE_HZ * 0.5)))
-    if sys_hi <= sys_lo:
-        return 0.3
-    return (sys_lo + int(np.argmax(correlation[sys_lo : sys_hi + 1]))) / FRAME_RATE_HZ
+def _best_decoding(emissions: np.ndarray, timings: np.ndarray) -> Segmentation:
+    """The most probable states over every timing, both gaps of each tried as the systole.
+
+    The autocorrelation finds the shorter of the two gaps between heart sounds; at
+    fast rates the systole is the longer one, so both readings are decoded, and so
+    is a shorter period when the strongest peak may be two or three beats long.
+    """
+    best_score, best_states, best_timing = -np.inf, None, (0.0, 0.0)
+    for period, gap, other in timings.tolist():
+        for systolic in (gap, other):
+            states, score = decode_states(emissions, period_s=period, systolic_s=systolic)
+            # as np.argmax over the scores: the first of equal ones, the first when all are -inf
+            if best_states is None or score > best_score:
+                best_score, best_states, best_timing = score, states, (period, systolic)
+    assert best_states is not None
+    return Segmentation(
+        states=best_states,
+        segments=runs(best_states),
+        cycles=complete_cycles(best_states),
+        heart_rate_bpm=60.0 / best_timing[0],
+        systolic_interval_s=best_timing[1],
+    )
 
 
 @functools.lru_cache(maxsize=1024)  # timings are whole frames, so the same few recur
@@ -412,27 +445,9 @@ def segment(
     if len(features) < 2:
         return Segmentation(np.zeros(len(features), np.int64), [], np.zeros((0, 5), np.int64), None, None)
     model = classifier if classifier is not None else load_classifier()
-    emissions = model.log_emissions(features)
-    # The autocorrelation finds the shorter of the two gaps between heart sounds; at
-    # fast rates the systole is the longer one, so both readings are decoded, and so
-    # is a shorter period when the strongest peak may be two or three beats long.
     envelope = features[:, -1]
     correlation = quality.autocorrelation(envelope - envelope.mean())
-    timings = []
-    for period in period_candidates(correlation):
-        gap = systolic_gap(correlation, period)
-        timings += [(period, gap), (period, period - gap)]
-    candidates = [decode_states(emissions, period_s=period, systolic_s=gap) for period, gap in timings]
-    best = int(np.argmax([score for _, score in candidates]))
-    states = candidates[best][0]
-    period_s, systolic_s = timings[best]
-    return Segmentation(
-        states=states,
-        segments=runs(states),
-        cycles=complete_cycles(states),
-        heart_rate_bpm=60.0 / period_s,
-        systolic_interval_s=systolic_s,
-    )
+    return _best_decoding(model.log_emissions(features), beat_timings(correlation))
 
 
 def runs(states: np.ndarray) -> list[tuple[int, float, float]]:
@@ -630,7 +645,7 @@ def _add_bias(hidden, bias, rectify):  # type: ignore[no-untyped-def]  # pragma:
 
 @njit(cache=True)
 def _timings(correlation, lo, hi, sys_lo, frame_rate, share):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    # period_candidates() then systolic_gap() of each: rows (period_s, gap_s, period_s - gap_s).
+    # beat_timings(): the period candidates, then the systolic gap of each.
     n = correlation.shape[0]
     hi = min(n - 2, hi)
     periods = np.empty(2)
@@ -713,16 +728,16 @@ def _segment_many(
     """Segmentations, raw :func:`band_energies` and the band percentiles (10th, 50th,
     90th; ``(bands, 3)``, None for a recording that went through :func:`segment`)."""
     model = classifier if classifier is not None else load_classifier()
-    chosen = [index for index, samples in enumerate(recordings) if _batchable(samples, sample_rate)]
     found: list[Segmentation | None] = [None] * len(recordings)
     energies: list[np.ndarray | None] = [None] * len(recordings)
     loudness: list[np.ndarray | None] = [None] * len(recordings)
+    chosen = []
     for index, samples in enumerate(recordings):
-        if not _batchable(samples, sample_rate):
-            energies[index] = band_energies(samples, sample_rate=sample_rate)
-            found[index] = segment(
-                samples, sample_rate=sample_rate, classifier=model, energies=energies[index]
-            )
+        if _batchable(samples, sample_rate):
+            chosen.append(index)
+            continue
+        energies[index] = band_energies(samples, sample_rate=sample_rate)
+        found[index] = segment(samples, sample_rate=sample_rate, classifier=model, energies=energies[index])
     if chosen:
         batch = band_energies_batch([recordings[index] for index in chosen], sample_rate=sample_rate)
         segmentations, percentiles = _segment_frames(batch, model)
@@ -744,46 +759,17 @@ def _segment_frames(batch: FrameBatch, model: FrameClassifier) -> tuple[list[Seg
         a, b = int(offsets[index]), int(offsets[index + 1])
         ordered[:, a:b] = np.sort(raw[a:b].T, axis=1)
     _standardise_rows(raw, ordered, offsets, np.float32(FLOOR_NEPERS), features, loudness)
+    # The matrix products per recording (BLAS may sum in another order over more
+    # rows), the softmax over every frame at once.
     logits = np.empty((len(raw), len(STATES)), dtype=np.float32)
-    last = len(model.weights) - 1
     for index in range(count):
-        a, b = int(offsets[index]), int(offsets[index + 1])
-        hidden = _context_rows(features, a, b, CONTEXT_FRAMES)
-        for layer, (weight, bias) in enumerate(zip(model.weights, model.biases, strict=True)):
-            hidden = hidden @ weight
-            _add_bias(hidden, bias, layer < last)
-        logits[a:b] = hidden
-    # FrameClassifier.log_emissions from here on, over every frame at once.
-    logits = logits - logits.max(axis=1, keepdims=True)
-    log_posterior = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    emissions = (log_posterior - model.log_prior).astype(np.float64)
+        logits[batch.rows(index)] = model.logits(features[batch.rows(index)])
+    emissions = model.scaled(logits)
     correlations = _envelope_correlations(features, offsets)
-    lo = int(round(FRAME_RATE_HZ * 60.0 / MAX_BPM))
-    hi = int(round(FRAME_RATE_HZ * 60.0 / MIN_BPM))
-    sys_lo = int(round(MIN_SYSTOLE_S * FRAME_RATE_HZ))
-    share = np.float32(SHORTER_PERIOD_SHARE)
-    results = []
-    for index in range(count):
-        rows = slice(int(offsets[index]), int(offsets[index + 1]))
-        timings = _timings(correlations[index], lo, hi, sys_lo, float(FRAME_RATE_HZ), share)
-        frame_emissions = emissions[rows]
-        best_score, best_states, best_timing = -np.inf, None, (0.0, 0.0)
-        for period, gap, other in timings.tolist():
-            for systolic in (gap, other):
-                states, score = decode_states(frame_emissions, period_s=period, systolic_s=systolic)
-                # np.argmax over the scores: the first of equal ones, and the first when all are -inf.
-                if best_states is None or score > best_score:
-                    best_score, best_states, best_timing = score, states, (period, systolic)
-        assert best_states is not None
-        results.append(
-            Segmentation(
-                states=best_states,
-                segments=runs(best_states),
-                cycles=complete_cycles(best_states),
-                heart_rate_bpm=60.0 / best_timing[0],
-                systolic_interval_s=best_timing[1],
-            )
-        )
+    results = [
+        _best_decoding(emissions[batch.rows(index)], beat_timings(correlations[index]))
+        for index in range(count)
+    ]
     return results, loudness
 
 
