@@ -330,10 +330,8 @@ def gap_fill(energies: np.ndarray) -> np.ndarray:
     """
     if len(energies) == 0:
         return np.zeros(2 * BANDS, dtype=np.float32)
-    low, median, loud = segmentation.column_percentiles(energies[:, :BANDS], [10.0, 50.0, LOUD_PERCENTILE])
-    return np.asarray(
-        np.clip(np.concatenate([median - loud, low - loud]), -MAX_LOG_RATIO, 0).astype(np.float32)
-    )
+    percentiles = segmentation.column_percentiles(energies[:, :BANDS], [10.0, 50.0, LOUD_PERCENTILE])
+    return _gap_fill_from(np.asarray(percentiles).T)
 
 
 def beat_windows(measures: BeatMeasures, *, beats_per_window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
