@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,14 @@ class Classification:
     segments: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of all fields."""
-        return asdict(self)
+        """JSON-able dict of all fields, sharing their values (lists and dicts not copied).
+
+        ``dataclasses.asdict`` copied every list and dict of the timeline and the
+        segmentation one object at a time: about 1 ms a recording, a fifth of what
+        decoding and classifying it costs. The fields hold plain JSON values built
+        for this result alone, which the callers (the worker's result rows) only read.
+        """
+        return {item.name: getattr(self, item.name) for item in fields(self)}
 
 
 class Engine:

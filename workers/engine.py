@@ -5,7 +5,6 @@ first task does not pay for it; other versions load on first use. Engines are
 cached by bundle checksum for the life of the process.
 """
 
-import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -49,19 +48,6 @@ def preload_default() -> None:
         engine_for(version)
 
 
-def classification_values(found: Any) -> dict[str, Any]:
-    """``found.to_dict()`` without its deep copy: the same dict, sharing the field values.
-
-    Classification.to_dict is dataclasses.asdict, which copies every list and dict
-    of the timeline and segmentation one object at a time: about 1 ms a
-    recording, a fifth of what decoding and classifying it costs. The copy buys
-    nothing here: Classification's fields hold plain JSON values (dicts, lists,
-    numbers, strings) built for this result alone, and they are only read (as the
-    prediction's JSON) after this.
-    """
-    return {item.name: getattr(found, item.name) for item in dataclasses.fields(found)}
-
-
 def classify(model_version: ModelVersion, fetched: list[Fetched]) -> list[Result]:
     """Decode every recording, then classify the decodable ones in one batched call."""
     from ml.errors import AudioError
@@ -79,7 +65,7 @@ def classify(model_version: ModelVersion, fetched: list[Fetched]) -> list[Result
         decoded.append((item.claim, audio, (time.perf_counter() - started) * 1000))
     classifications = engine.classify([audio for _, audio, _ in decoded]) if decoded else []
     for (claim, audio, decode_ms), found in zip(decoded, classifications, strict=True):
-        values = classification_values(found)
+        values = found.to_dict()
         values["timings"] = {"decode_ms": decode_ms, **values["timings"]}
         results.append(
             Result(
