@@ -433,34 +433,6 @@ def _run_arguments(power, energies, offsets, bounds, owners, thirds):  # type: i
     return arguments, peaks, share
 
 
-@njit(cache=True)
-def _assemble(level, peaks, share, cycle_ratio, limit):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    # _vector: the differences, NaN to 0, clipped to +-limit, as float32.
-    beats = share.shape[0]
-    out = np.empty((beats, 20 + 6 * BANDS), dtype=np.float32)
-    for m in range(beats):
-        row = np.empty(20 + 6 * BANDS)
-        for c in range(BANDS):
-            row[c] = level[SYSTOLE, m, c] - level[S1, m, c]
-            row[BANDS + c] = level[DIASTOLE, m, c] - level[S2, m, c]
-            row[2 * BANDS + c] = level[SYSTOLE, m, c] - level[DIASTOLE, m, c]
-            row[3 * BANDS + c] = level[S2, m, c] - level[S1, m, c]
-        row[4 * BANDS] = np.float64(peaks[m, SYSTOLE] - peaks[m, S1])
-        row[4 * BANDS + 1] = np.float64(peaks[m, DIASTOLE] - peaks[m, S2])
-        row[4 * BANDS + 2] = share[m]
-        row[4 * BANDS + 3] = cycle_ratio[m]
-        for third in range(3):
-            for c in range(BANDS):
-                row[4 * BANDS + 4 + third * BANDS + c] = level[4 + third, m, c] - level[S1, m, c]
-                row[4 * BANDS + 4 + (3 + third) * BANDS + c] = level[7 + third, m, c] - level[S2, m, c]
-        for j in range(row.shape[0]):
-            value = row[j]
-            if np.isnan(value):
-                value = 0.0
-            out[m, j] = np.float32(min(max(value, -limit), limit))
-    return out
-
-
 def beat_measures_batch(
     recordings: Sequence[np.ndarray],
     *,
@@ -495,7 +467,13 @@ def beat_measures_batch(
         level = np.log(arguments.reshape(-1, BANDS)).reshape(arguments.shape)
         cycle = (bounds[:, 4] - bounds[:, 0]).astype(np.float64)
         medians = np.repeat([np.median(part) for part in np.split(cycle, np.cumsum(beats)[:-1])], beats)
-        vectors = _assemble(level, peaks, share, np.log(cycle / medians), float(MAX_LOG_RATIO))
+        # _vector over every beat of the chunk at once, as _beats_vector does per recording
+        vectors = _vector(
+            list(level[:4]),
+            [peaks[:, k] for k in range(4)],
+            list(level[4:]),
+            [share, np.log(cycle / medians)],
+        ).astype(np.float32)
         for index, part in zip(with_beats, np.split(vectors, np.cumsum(beats)[:-1]), strict=True):
             values[index] = part
     results = []
