@@ -164,9 +164,9 @@ def source_head_count(model: keras.Model) -> int:
 
 
 def own_source_loss(targets: Any, probabilities: Any) -> Any:
-    """Cross-entropy of each window at its own source's head, for ``with_source_heads``'s
-    training model: ``targets`` ``(batch, sources)`` hold the class there and a negative
-    number at the other heads, which add nothing."""
+    """Cross-entropy of each window at its own source's head, for ``source_heads_trainer``'s
+    model: ``targets`` ``(batch, sources)`` hold the class there and a negative number
+    (``ml.training.IGNORED``) at the other heads, which add nothing."""
     own = keras.ops.cast(targets >= 0, probabilities.dtype)
     losses = keras.losses.sparse_categorical_crossentropy(keras.ops.maximum(targets, 0), probabilities)
     return keras.ops.sum(losses * own, axis=1)

@@ -46,8 +46,9 @@ HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_score")
 # Recording weights: "class-in-source" balances classes within each source, sources
 # by size; "source" weighs every (source, class) pair the same, so no site dominates.
 BALANCES = ("class-in-source", "source")
-# Where the site-adversarial trainer logs the classifier's own loss and accuracy.
 IGNORED = -1  # a class target that adds no loss (a head of another source)
+# Where the site-adversarial and the source-heads trainers log the classifier's own
+# loss and accuracy.
 ADVERSARIAL_LOGS = {"loss": "probabilities_loss", "accuracy": "probabilities_accuracy"}
 SOURCE_HEAD_LOGS = {"accuracy": "own_source_accuracy"}
 BATCH_ORDER_STREAM = 1
