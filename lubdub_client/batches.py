@@ -109,10 +109,15 @@ def recording_rows(client: Client, batch_id: str) -> Iterator[dict[str, Any]]:
         page = data["next"]
 
 
-def decision_counts(client: Client, batch_id: str) -> Counter[str]:
-    """How many recordings got each decision: a class, `uncertain` or `re-record`."""
+def decision_counts(client: Client, batch: dict[str, Any]) -> Counter[str]:
+    """How many recordings of the batch (its detail, as `wait` returns it) got each
+    decision: a class, `uncertain` or `re-record`."""
+    counted = batch.get("decision_counts")
+    if counted is not None:
+        return Counter({str(decision): int(count) for decision, count in counted.items()})
+    # Servers without the detail's counts: every row, page after page.
     # Predictions made before decisions existed have only their label.
-    decided = (row.get("decision") or row.get("label") for row in recording_rows(client, batch_id))
+    decided = (row.get("decision") or row.get("label") for row in recording_rows(client, batch["id"]))
     return Counter(decision for decision in decided if decision)
 
 

@@ -41,7 +41,7 @@ def submit(client: Client, args: argparse.Namespace) -> int:
     if args.wait:
         batch = batches.wait(client, batch["id"], quiet=args.quiet)
         print(batches.status_line(batch), file=sys.stderr)
-        counts = batches.decision_counts(client, batch["id"])
+        counts = batches.decision_counts(client, batch)
         print(f"decisions: {batches.decisions_line(counts)}", file=sys.stderr)
         print(f"web: {client.web_link(batch['id'])}", file=sys.stderr)
         return 0 if batch["status"] in batches.REPORTED_STATUSES else 1

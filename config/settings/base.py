@@ -225,6 +225,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "jobs.api.schema.add_common_errors",
     ],
+    # The batch status is in the list's and the detail's components: one name for it.
+    "ENUM_NAME_OVERRIDES": {"BatchStatusEnum": "jobs.models.Batch.Status"},
 }
 
 # --- Celery ---------------------------------------------------------------

@@ -126,6 +126,24 @@ class BatchSerializer(serializers.ModelSerializer):
         return {name: _absolute(self.context, path) for name, path in paths.items()}
 
 
+# The counts cost a grouped query per batch, so only the detail has them, not the lists.
+class BatchDetailSerializer(BatchSerializer):
+    """One batch, with its recordings counted by decision (the batch lists leave the counts out)."""
+
+    decision_counts = serializers.SerializerMethodField(
+        help_text="Recordings by decision, of the predictions of the batch's model version so far: each "
+        "class, 'uncertain', 're-record' (unusable recording); a prediction made before decisions counts "
+        "under its label."
+    )
+
+    class Meta(BatchSerializer.Meta):
+        fields = [*BatchSerializer.Meta.fields, "decision_counts"]
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_decision_counts(self, batch: Batch) -> dict[str, int]:
+        return verdicts.batch_counts(batch).by_decision
+
+
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="One audio file (WAV, FLAC, ...) or a zip archive of them.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)

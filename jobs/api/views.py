@@ -115,7 +115,7 @@ class BatchListCreate(generics.ListAPIView):
 
 
 class BatchDetail(generics.RetrieveDestroyAPIView):
-    serializer_class = api.BatchSerializer
+    serializer_class = api.BatchDetailSerializer
 
     def get_object(self) -> Batch:
         return access.get_batch(self.request.user, self.kwargs["pk"])

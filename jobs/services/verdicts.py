@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.db.models import Count
 
-from jobs.models import ModelVersion, Prediction
+from jobs.models import Batch, ModelVersion, Prediction
 from ml import calibration, scoring
 
 RE_RECORD = "re-record"
@@ -219,6 +221,37 @@ def for_row(row: Mapping[str, Any] | object) -> Verdict | None:
         heart_rate_bpm=get("heart_rate_bpm"),
         s1_onsets=get("s1_onsets"),
     )
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """A batch's predictions counted by class and by outcome, as every page, report and API says them."""
+
+    by_class: dict[str, int]  # an unusable recording has no class
+    by_decision: dict[str, int]  # each class, uncertain, re-record
+
+
+def batch_counts(batch: Batch) -> BatchCounts:
+    """The predictions of the batch's own model version, counted in one grouped query.
+
+    An unusable recording counts as re-record, under no class; a prediction made
+    before decisions counts under its label (its outcome).
+    """
+    by_class: Counter[str] = Counter()
+    by_decision: Counter[str] = Counter()
+    groups = (
+        Prediction.objects.filter(batch=batch, model_version=batch.model_version_id)
+        .order_by()
+        .values_list("label", "decision", "quality")
+        .annotate(count=Count("pk"))
+    )
+    for label, decision, quality, count in groups:
+        if quality == UNUSABLE:
+            by_decision[RE_RECORD] += count
+            continue
+        by_class[label] += count
+        by_decision[decision or label] += count
+    return BatchCounts(by_class=dict(by_class), by_decision=dict(by_decision))
 
 
 def heart_rate_check(bpm: float | None, s1_onsets: Sequence[float] | None = None) -> HeartRate:

@@ -27,7 +27,6 @@ import secrets
 import socket
 import ssl
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -41,8 +40,8 @@ from django.db.models import Count, Max, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Batch, Organisation, Prediction, Report, WebhookDelivery
-from jobs.services import access, queue
+from jobs.models import Batch, Organisation, Report, WebhookDelivery
+from jobs.services import access, queue, verdicts
 from jobs.services.refusals import Refused
 
 logger = logging.getLogger(__name__)
@@ -387,16 +386,11 @@ def summary(batch: Batch) -> dict[str, Any]:
 
 def _class_counts(batch: Batch, report: dict[str, Any] | None) -> tuple[dict[str, int], dict[str, int]]:
     if report:
-        # The report's counts say "re-record" for unusable recordings, as the pages do.
+        # The report's own figures, so the webhook says what the report says.
         counts = report.get("counts") or {}
         return dict(counts.get("by_class") or {}), dict(counts.get("by_decision") or {})
-    predictions = Prediction.objects.filter(batch=batch, model_version=batch.model_version)
-    by_label: Counter[str] = Counter()
-    by_decision: Counter[str] = Counter()
-    for label, decision, n in predictions.values_list("label", "decision").annotate(n=Count("id")):
-        by_label[label] += n
-        by_decision[decision or label] += n
-    return dict(by_label), dict(by_decision)
+    counted = verdicts.batch_counts(batch)
+    return counted.by_class, counted.by_decision
 
 
 def _links(batch: Batch) -> dict[str, str]:

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -19,7 +20,7 @@ from rest_framework.authtoken.models import Token
 
 from jobs.models import Batch, ModelVersion
 from jobs.services.reports import write_reports
-from lubdub_client.batches import decision_counts, decisions_line
+from lubdub_client.batches import decision_counts, decisions_line, wait
 from lubdub_client.main import main
 from lubdub_client.server import Client
 from tests import factories
@@ -240,16 +241,40 @@ def test_it_writes_the_report_to_stdout_with_a_dash(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_it_counts_the_decisions_uncertain_included(live_server: Any, token: str, organisation: Any) -> None:
+def test_it_counts_the_decisions_from_the_batch_detail_without_paging_its_rows(
+    live_server: Any, token: str, organisation: Any
+) -> None:
     batch = _batch(organisation, age_minutes=1, status=Batch.Status.COMPLETED)
-    for decision in ["abnormal", "normal", "normal", "uncertain"]:
+    # (raw score, decision, quality): an unusable recording is re-recorded, and a
+    # prediction made before decisions (none stored) counts under its label.
+    made = [
+        (0.8, "abnormal", "good"),
+        (0.2, "normal", "good"),
+        (0.3, "normal", "good"),
+        (0.6, "uncertain", "good"),
+        (0.9, "abnormal", "unusable"),
+        (0.1, "", "good"),
+    ]
+    for score, decision, quality in made:
         recording = factories.RecordingFactory(batch=batch)
-        factories.PredictionFactory(recording=recording, decision=decision)
-
+        factories.PredictionFactory(
+            recording=recording, raw_probability=score, decision=decision, quality=quality
+        )
     client = Client(live_server.url, token)
-    counts = decision_counts(client, str(batch.pk))
+    asked: list[str] = []
+    client.session.hooks["response"].append(lambda response, **_: asked.append(urlsplit(response.url).path))
 
-    assert decisions_line(counts) == "abnormal 1, normal 2, uncertain 1"
+    detail = wait(client, str(batch.pk), quiet=True)
+    counts = decision_counts(client, detail)
+    asked_with_counts = list(asked)
+    # A server from before the detail's counts: the rows are paged and counted instead.
+    older = {name: value for name, value in detail.items() if name != "decision_counts"}
+    counted_from_rows = decision_counts(client, older)
+
+    assert asked_with_counts == [f"/api/v1/batches/{batch.pk}/"]
+    assert asked[len(asked_with_counts) :] == [f"/api/v1/batches/{batch.pk}/recordings/"]
+    assert counts == counted_from_rows == Counter(abnormal=1, normal=3, uncertain=1, **{"re-record": 1})
+    assert decisions_line(counts) == "abnormal 1, normal 3, uncertain 1, re-record 1"
     assert decisions_line(Counter({"normal": 3})) == "normal 3, uncertain 0"
     assert client.web_link(str(batch.pk)) == f"{live_server.url}/batches/{batch.pk}/"
 

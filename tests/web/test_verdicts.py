@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from jobs import storage
 from jobs.models import Batch, Prediction, Report
-from jobs.services import verdicts
+from jobs.services import verdicts, webhooks
 from jobs.services.reports import write_reports
 from ml.calibration import Calibration
 from tests import factories
@@ -170,6 +170,34 @@ def test_it_gives_an_unusable_recording_no_diagnosis_in_the_api(organisation: An
         assert shown["probabilities"]["abnormal"] == pytest.approx(0.79)
     assert detail["model_label"] == "abnormal" and detail["raw_probability"] == pytest.approx(0.79)
     assert api.get(f"/api/v1/batches/{batch.pk}/recordings/", {"label": "abnormal"}).json()["count"] == 0
+
+
+def test_it_counts_the_batchs_decisions_in_its_api_detail_as_its_webhook_does(
+    organisation: Any, member: Any, django_assert_max_num_queries: Any
+) -> None:
+    batch = batch_of(organisation, member)
+    white_noise(batch)  # stored as uncertain: unusable says re-record
+    predicted(batch, "heard.wav", abnormal=0.7)
+    predicted(batch, "quiet.wav", abnormal=0.1)
+    predicted(batch, "unsure.wav", abnormal=0.45, decision="uncertain")
+    before_decisions = predicted(batch, "old.wav", abnormal=0.2, decision="")
+    # Another version's reading of a recording of the batch is not the batch's.
+    factories.PredictionFactory(
+        recording=before_decisions.recording, model_version=screening_model(), decision="abnormal"
+    )
+    api = api_client(member)
+
+    detail = api.get(f"/api/v1/batches/{batch.pk}/").json()
+    listed = api.get("/api/v1/batches/").json()["results"]
+
+    expected = {"abnormal": 1, "normal": 2, "uncertain": 1, "re-record": 1}
+    assert detail["decision_counts"] == expected
+    assert webhooks.summary(batch)["counts"]["by_decision"] == expected
+    assert webhooks.summary(batch)["counts"]["by_label"] == {"abnormal": 2, "normal": 2}
+    assert [row["id"] for row in listed] == [str(batch.pk)] and "decision_counts" not in listed[0]
+    with django_assert_max_num_queries(1):
+        counted = verdicts.batch_counts(batch)
+    assert counted.by_decision == expected
 
 
 # --- decisions as they were made -------------------------------------------------------------
