@@ -1,8 +1,9 @@
-"""Cancelling and deleting batches, and sweeping audio objects no row refers to."""
+"""Cancelling and deleting batches, and sweeping stored objects no row refers to."""
 
 import datetime
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -16,6 +17,7 @@ from jobs.services import shared_audio, webhooks
 logger = logging.getLogger(__name__)
 
 AUDIO_FOLDERS = ("packs/", "recordings/")
+REPORT_FOLDER = "reports/"
 # Ingest writes new packs before the rows that name them commit: an object
 # younger than this may be about to be referred to. (Audio an ingest shares with
 # another batch is old: shared_audio's locks protect it instead.)
@@ -83,24 +85,53 @@ def _owned_keys(batch: Batch) -> list[str]:
 
 
 def sweep_orphans(*, grace: datetime.timedelta | None = None) -> int:
-    """Delete the audio objects (packs, per-recording objects) no recording row refers to.
+    """Delete the audio objects (packs, per-recording objects) no recording row refers to,
+    and the report objects of batches that no longer exist.
 
     A crash between a batch's row delete and its object delete, or an ingest
     that stopped between writing audio and committing its rows, leaves such
-    objects; objects younger than `grace` (default ORPHAN_GRACE) are left
-    alone. Returns how many were deleted.
+    objects; so can a report written while its batch was deleted. Objects
+    younger than `grace` (default ORPHAN_GRACE) are left alone. Returns how many
+    were deleted.
     """
     cutoff = timezone.now() - (ORPHAN_GRACE if grace is None else grace)
     removed = 0
     for folder in AUDIO_FOLDERS:
-        page: list[str] = []
-        for found in storage.list_objects(folder):
-            if found.modified < cutoff:
-                page.append(found.key)
-            if len(page) >= SWEEP_PAGE:
-                removed += _delete_unreferenced(page)
-                page = []
-        removed += _delete_unreferenced(page)
+        for page in _older_pages(folder, cutoff):
+            removed += _delete_unreferenced(page)
+    for page in _older_pages(REPORT_FOLDER, cutoff):
+        removed += _delete_batchless_reports(page)
+    return removed
+
+
+def _older_pages(folder: str, cutoff: datetime.datetime) -> Iterator[list[str]]:
+    """The keys under ``folder`` last written before ``cutoff``, SWEEP_PAGE at a time."""
+    page: list[str] = []
+    for found in storage.list_objects(folder):
+        if found.modified < cutoff:
+            page.append(found.key)
+        if len(page) >= SWEEP_PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _delete_batchless_reports(keys: Sequence[str]) -> int:
+    # storage.report_key: reports/<batch id>/<model version>.<format>
+    owners: dict[str, uuid.UUID] = {}
+    for key in keys:
+        try:
+            owners[key] = uuid.UUID(key.split("/")[1])
+        except (IndexError, ValueError):
+            continue  # not a report's key: not ours to judge
+    alive = set(Batch.objects.filter(pk__in=set(owners.values())).values_list("pk", flat=True))
+    removed = 0
+    for key, owner in owners.items():
+        if owner not in alive:
+            storage.delete(key)
+            logger.info("swept report object %s: its batch no longer exists", key)
+            removed += 1
     return removed
 
 

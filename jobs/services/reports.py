@@ -12,6 +12,7 @@ reports again.
 import csv
 import io
 import json
+import logging
 import re
 import tempfile
 from collections import Counter
@@ -24,6 +25,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.template.loader import get_template, render_to_string
 from django.utils import timezone
@@ -35,6 +37,8 @@ from jobs.services.results import batch_recordings, review_first
 from jobs.services.verdicts import Verdict
 from ml import calibration, scoring
 from ml.spreadsheet import text_cell
+
+logger = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 10
 # A row without a prediction: every cell of the verdict is empty.
@@ -147,10 +151,43 @@ class Tally:
 
 
 def write_reports(batch_id: UUID | str) -> list[Report]:
-    """Write the CSV, JSON, HTML and PDF reports of a finished batch; safe to run again."""
+    """Write the CSV, JSON, HTML and PDF reports of a finished batch; safe to run again.
+
+    A batch deleted while its reports are written gets none: what was stored of
+    them is removed, since a deleted batch's results must not stay in storage.
+    """
     batch = Batch.objects.select_related("model_version", "organisation", "site").filter(pk=batch_id).first()
     if batch is None:
         return []  # deleted meanwhile
+    try:
+        reports = _write_all(batch)
+    except IntegrityError:
+        # Each report row names its batch: the insert fails once the batch is gone.
+        if Batch.objects.filter(pk=batch.pk).exists():
+            raise
+        reports = []
+    # A report row stored just before the batch's deletion went with it, but its
+    # object may not have been among those the deletion removed.
+    if not Batch.objects.filter(pk=batch.pk).exists():
+        removed = remove_report_objects(batch)
+        logger.info("batch %s was deleted while its reports were written: %d removed", batch.pk, removed)
+        return []
+    Batch.objects.filter(pk=batch.pk).update(report_error_code="", report_error="", report_retry_at=None)
+    return reports
+
+
+def remove_report_objects(batch: Batch) -> int:
+    """Delete the stored reports of ``batch``'s model version, rows or not; how many there were."""
+    removed = 0
+    for fmt in Report.Format.values:
+        key = storage.report_key(batch.pk, batch.model_version.slug, fmt)
+        if storage.exists(key):
+            storage.delete(key)
+            removed += 1
+    return removed
+
+
+def _write_all(batch: Batch) -> list[Report]:
     version = batch.model_version
     classes = list(version.classes)
     tally = Tally(
@@ -193,7 +230,6 @@ def write_reports(batch_id: UUID | str) -> list[Report]:
             context, review_first=first.cells, patients=people.cells, every_file=every_file.cells, out=pdf
         )
         reports.append(_store(batch, "pdf", pdf, summary))
-    Batch.objects.filter(pk=batch.pk).update(report_error_code="", report_error="", report_retry_at=None)
     return reports
 
 

@@ -17,9 +17,9 @@ from django.utils import timezone
 from config.celery_app import app
 from jobs import storage
 from jobs.models import Batch, Report
-from jobs.services import sweeper
+from jobs.services import lifecycle, report_pdf, reports, sweeper
 from lubdub_client.batches import status_line
-from tests.factories import BatchFactory, MembershipFactory
+from tests.factories import BatchFactory, MembershipFactory, PredictionFactory
 from tests.faults import assert_batch_ended_well, lose_everything
 from tests.pipeline.conftest import (
     kill_worker,
@@ -30,6 +30,7 @@ from tests.pipeline.conftest import (
     wait_for_batch,
 )
 from tests.polling import poll_until
+from tests.web import builders
 
 NAMES = ["a0033.wav", "c0002.wav", "e00014.wav"]
 
@@ -101,6 +102,30 @@ class _RefusingStore:
 
     def close(self) -> None:
         self._server.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_deleted_while_its_reports_are_written_keeps_none_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = builders.completed_batch(BatchFactory().organisation, None)
+    PredictionFactory(recording__batch=batch, raw_probability=0.8)
+    keys = [storage.report_key(batch.pk, batch.model_version.slug, fmt) for fmt in Report.Format.values]
+    draw = report_pdf.write_pdf
+
+    def deleted_first(*args: Any, **kwargs: Any) -> None:
+        # The user deletes the batch after its CSV, JSON and HTML are stored.
+        assert Report.objects.filter(batch=batch).count() == 3
+        lifecycle.delete_batch(Batch.objects.get(pk=batch.pk))
+        draw(*args, **kwargs)
+
+    monkeypatch.setattr(report_pdf, "write_pdf", deleted_first)
+
+    assert reports.write_reports(batch.pk) == []
+
+    assert not Batch.objects.filter(pk=batch.pk).exists()
+    assert not Report.objects.filter(batch_id=batch.pk).exists()
+    assert [key for key in keys if storage.exists(key)] == []
 
 
 @pytest.mark.django_db

@@ -86,6 +86,25 @@ def test_it_sweeps_what_a_crash_between_the_row_and_the_object_delete_left(
     assert storage.read_bytes(legacy.storage_key) == b"RIFF-legacy"
 
 
+def test_it_sweeps_the_report_objects_of_batches_that_no_longer_exist(
+    private_s3: subprocess.Popen[bytes], db: None
+) -> None:
+    import uuid
+
+    kept = BatchFactory()
+    kept_key = storage.report_key(kept.pk, kept.model_version.slug, "csv")
+    gone_key = storage.report_key(uuid.uuid4(), kept.model_version.slug, "pdf")
+    odd_key = "reports/not-a-batch/notes.txt"
+    for key in (kept_key, gone_key, odd_key):
+        storage.put_bytes(key, b"report")
+
+    assert lifecycle.sweep_orphans() == 0  # younger than the grace period
+    assert lifecycle.sweep_orphans(grace=datetime.timedelta(0)) == 1
+
+    assert not storage.exists(gone_key)
+    assert storage.exists(kept_key) and storage.exists(odd_key)
+
+
 def test_it_sweeps_from_the_command_line(private_s3: subprocess.Popen[bytes], db: None) -> None:
     pack = packs.Pack()
     pack.add(b"RIFF-nobody")

@@ -1,4 +1,4 @@
-"""Delete audio objects that no recording refers to."""
+"""Delete audio objects that no recording refers to, and reports of deleted batches."""
 
 import datetime
 from typing import Any
@@ -12,7 +12,8 @@ class Command(BaseCommand):
     help = (
         "Delete pack and per-recording audio objects that no recording row refers to and that are "
         f"older than --grace-hours (default {ORPHAN_GRACE.total_seconds() / 3600:g}): what a crash between "
-        "a batch's deletion and its objects' deletion, or an interrupted ingest, leaves behind."
+        "a batch's deletion and its objects' deletion, or an interrupted ingest, leaves behind; and "
+        "report objects whose batch no longer exists (written while it was deleted)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -20,4 +21,4 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         removed = sweep_orphans(grace=datetime.timedelta(hours=options["grace_hours"]))
-        self.stdout.write(f"{removed} unreferenced audio object(s) deleted")
+        self.stdout.write(f"{removed} unreferenced object(s) deleted")
