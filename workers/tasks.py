@@ -4,6 +4,7 @@ Each task is safe to run twice (claims are conditional, writes are unique) and
 retries only what is transient: storage or database connections.
 """
 
+import gc
 import logging
 import socket
 from typing import Any
@@ -76,6 +77,10 @@ def _load_model(**_: Any) -> None:
         storage.prepare_client()
     except Exception:  # a client that cannot be built now is built (and fails) on first use
         logger.warning("could not build the storage client; it is built on first use", exc_info=True)
+    # What start-up left (Django, Celery, numba, the model: about 180,000 objects) lives
+    # as long as the process. Frozen, it is out of the garbage collector's full passes,
+    # which walked all of it a few times per batch (as python -m ml predict does too).
+    gc.freeze()
 
 
 @shared_task(name=queue.HEARTBEAT_TASK, bind=True)

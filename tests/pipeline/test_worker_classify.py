@@ -1,4 +1,5 @@
-"""The worker's classifier: what it stores is what Classification.to_dict gives (asdict's values)."""
+"""The worker's classifier: what it stores is what Classification.to_dict gives (asdict's values),
+and what its processes do when they start."""
 
 import dataclasses
 from pathlib import Path
@@ -29,3 +30,20 @@ def test_worker_results_match_the_classifications_dicts(default_model: Any) -> N
         wanted = found.to_dict()
         assert result.classification == {key: value for key, value in wanted.items() if key != "timings"}
         assert set(timings) == {"decode_ms", *wanted["timings"]}
+
+
+def test_a_new_worker_process_freezes_what_start_up_left_out_of_the_garbage_collector(
+    default_model: Any,
+) -> None:
+    import gc
+
+    from workers import engine, tasks
+
+    gc.unfreeze()
+    try:
+        tasks._load_model()
+        # The default model is loaded first, so its objects are among those frozen.
+        assert engine.engine_for(default_model) is not None
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
