@@ -1,4 +1,4 @@
-"""``python -m ml <command>``: train, crossval, evaluate, compare, predict, export, bench, segmenter."""
+"""``python -m ml <command>``: train, crossval, combine, evaluate, predict, export, bench and more."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "train_arguments.add_table_arguments",
         "train_command.run_table",
         "the leave-one-source-out table of a crossval result",
+    ),
+    "combine": (
+        "composite.add_arguments",
+        "composite.run",
+        "one bundle from models of other features, calibrated on their held-out scores",
     ),
     "evaluate": ("evaluation.add_arguments", "evaluation.run", "evaluate a bundle on a labelled folder"),
     "compare": (

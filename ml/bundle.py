@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 import stat
 import zipfile
@@ -35,6 +36,7 @@ DEFAULT_MULTICLASS_BUNDLE = BUNDLES_DIR / "pascal-multiclass-v1"
 MAX_ARCHIVE_MEMBERS = 32
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 HASH_CHUNK_BYTES = 1 << 20
+MEMBER_PATH = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class Manifest:
     # model never trained on, the ``uncertain`` margin and the batch-shift reference.
     # Empty: probabilities are the model's own and ``decision_threshold`` applies.
     calibration: dict[str, Any] = field(default_factory=dict)
+    # Further bundles inside this one (``{"path": <sub-folder>, "weight": w}``) that score the
+    # same recordings from other features: a recording's probability is the weighted mean of
+    # every model's log-odds (this one weighs what the members leave), and ``calibration``
+    # applies to that mean. Two-class bundles only; members carry no members of their own.
+    members: list[dict[str, Any]] = field(default_factory=list)
     created_at: str = ""
     card: str = CARD_FILE
     format: int = MANIFEST_FORMAT
@@ -124,7 +131,51 @@ def verify_bundle(bundle_dir: str | Path) -> Manifest:
     _check_features(manifest)
     _check_weights(Path(bundle_dir), manifest)
     _check_lite(Path(bundle_dir), manifest)
+    member_bundles(bundle_dir, manifest)
     return manifest
+
+
+def member_bundles(bundle_dir: str | Path, manifest: Manifest) -> list[tuple[Path, float]]:
+    """The member bundles of a composite bundle with their weights, each verified.
+
+    Raises BundleError when a member is missing, invalid, nested, weighted outside (0, 1)
+    together with the others, or scores other classes or audio than the bundle itself
+    (every model reads the same decoded recording).
+    """
+    if not manifest.members:
+        return []
+    if manifest.positive_class is None or len(manifest.classes) != 2:
+        raise BundleError(f"bundle {manifest.name}: only two-class bundles can have members")
+    found = []
+    for entry in manifest.members:
+        path, weight = entry.get("path"), entry.get("weight")
+        if not isinstance(path, str) or not MEMBER_PATH.fullmatch(path) or path in {".", ".."}:
+            raise BundleError(f"bundle {manifest.name}: member path {path!r} must be one folder name")
+        if not isinstance(weight, int | float) or not 0.0 < weight < 1.0:
+            raise BundleError(f"bundle {manifest.name}: member {path} needs a weight between 0 and 1")
+        member_dir = Path(bundle_dir) / path
+        member = verify_bundle(member_dir)
+        if member.members:
+            raise BundleError(f"bundle {manifest.name}: member {path} has members of its own")
+        _check_member_fits(manifest, member, path)
+        found.append((member_dir, float(weight)))
+    if sum(weight for _, weight in found) >= 1.0:
+        raise BundleError(f"bundle {manifest.name}: the members' weights must add up to less than 1")
+    return found
+
+
+def _check_member_fits(manifest: Manifest, member: Manifest, path: str) -> None:
+    own, theirs = manifest.features, member.features
+    if member.classes != manifest.classes or member.positive_class != manifest.positive_class:
+        raise BundleError(f"bundle {manifest.name}: member {path} scores other classes")
+    if (theirs.sample_rate, theirs.band_hz) != (own.sample_rate, own.band_hz):
+        raise BundleError(
+            f"bundle {manifest.name}: member {path} reads audio at {theirs.sample_rate} Hz, "
+            f"{theirs.band_hz[0]:g}-{theirs.band_hz[1]:g} Hz; the bundle decodes at {own.sample_rate} Hz, "
+            f"{own.band_hz[0]:g}-{own.band_hz[1]:g} Hz"
+        )
+    if member.min_duration_s > manifest.min_duration_s:
+        raise BundleError(f"bundle {manifest.name}: member {path} needs longer recordings than the bundle")
 
 
 def attach_lite(bundle_dir: str | Path, flatbuffer: bytes) -> Manifest:

@@ -270,11 +270,17 @@ def held_out_scores(crossval: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, n
     """(positive-class score averaged over seeds, truth, source) of every held-out recording
     of a ``python -m ml crossval`` result."""
     oof = crossval["oof"]
-    runs = np.array([seed_scores for seed_scores in oof["scores"].values()], dtype=np.float64)
-    scores = np.nanmean(runs, axis=0)
+    scores = held_out_mean(crossval)
     keep = ~np.isnan(scores)
     truth = np.array(oof["labels"]) == "abnormal"
     return scores[keep], truth[keep], np.array(oof["groups"])[keep]
+
+
+def held_out_mean(crossval: dict[str, Any]) -> np.ndarray:
+    """Every recording's held-out score averaged over the seeds of a crossval result (NaN where
+    no seed held it out)."""
+    runs = np.array(list(crossval["oof"]["scores"].values()), dtype=np.float64)
+    return np.asarray(np.nanmean(runs, axis=0))
 
 
 def fit_calibration(

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from ml.datasets import Dataset, load_dataset
-from ml.features import batch_windows
 from ml.labels import LABEL_MAPS
-from ml.scoring import aggregate_windows, screening_metrics
+from ml.scoring import screening_metrics
 
 RECORDINGS_PER_CHUNK = 256
 HEADLINE = (
@@ -42,12 +41,7 @@ def recording_probabilities(
     (through the bundle's calibration unless ``calibrated`` is false)."""
     parts = []
     for start in range(0, len(samples), RECORDINGS_PER_CHUNK):
-        chunk = list(samples[start : start + RECORDINGS_PER_CHUNK])
-        batch = batch_windows(chunk, config=engine.feature_config)
-        window_probabilities = engine.predict_windows(batch.windows)
-        parts.append(
-            aggregate_windows(window_probabilities, batch.recording_index, num_recordings=len(chunk))
-        )
+        parts.append(engine.score(list(samples[start : start + RECORDINGS_PER_CHUNK])))
     found = np.concatenate(parts) if parts else np.zeros((0, len(engine.classes)))
     return engine.calibrate(found) if calibrated else found
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ml import calibration, quality, threads
 from ml.audio import Audio, AudioSource, decode_audio
-from ml.bundle import Manifest, verify_bundle
+from ml.bundle import Manifest, member_bundles, verify_bundle
 from ml.errors import BundleError
 from ml.features import WindowBatch, batch_windows
 from ml.scoring import aggregate_windows, decide
@@ -110,8 +110,11 @@ class Engine:
         predict_windows: Callable[[np.ndarray], np.ndarray],
         *,
         runtime: str = "keras",
+        members: Sequence[tuple[Engine, float]] = (),
     ) -> None:
         self.manifest = manifest
+        # A composite bundle's other models (``Manifest.members``), each with its weight.
+        self.members = tuple(members)
         self.runtime = runtime
         self.classes: tuple[str, ...] = manifest.classes
         self.feature_config = manifest.features
@@ -147,6 +150,7 @@ class Engine:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         bundle = Path(bundle_dir)
         manifest = verify_bundle(bundle)
+        requested = runtime
         if runtime == "auto":
             runtime = "lite" if manifest.lite_file and lite.available() else "keras"
         if runtime == "lite":
@@ -157,7 +161,11 @@ class Engine:
             predict = lite.lite_predictor(bundle, manifest, threads=_threads or 1)
         else:
             predict = _compiled_predictor(load_model(bundle, manifest), manifest.features.window_shape)
-        engine = cls(manifest, predict, runtime=runtime)
+        members = [
+            (cls.load(member_dir, runtime=requested), weight)
+            for member_dir, weight in member_bundles(bundle, manifest)
+        ]
+        engine = cls(manifest, predict, runtime=runtime, members=members)
         engine.warm_up()
         return engine
 
@@ -204,18 +212,63 @@ class Engine:
         featured = time.perf_counter()
         window_probabilities = self.predict_windows(batch.windows)
         inferred = time.perf_counter()
+        member_log_odds, member_features_s, member_inference_s = self._member_log_odds(
+            [audio.samples for audio in audios]
+        )
+        scored = time.perf_counter()
         reports = [quality.assess(audio) for audio in audios]
         assessed = time.perf_counter()
         beats = batch.beats if batch.beats is not None else self._beats(audios)
         segmented = time.perf_counter()
         share = MS_PER_S / len(audios)
         timings = {
-            "features_ms": (featured - started) * share,
-            "inference_ms": (inferred - featured) * share,
-            "quality_ms": (assessed - inferred) * share,
+            "features_ms": (featured - started + member_features_s) * share,
+            "inference_ms": (inferred - featured + member_inference_s) * share,
+            "quality_ms": (assessed - scored) * share,
             "segmentation_ms": (segmented - assessed) * share,
         }
-        return self._results(batch, window_probabilities, reports, timings, beats)
+        return self._results(batch, window_probabilities, reports, timings, beats, member_log_odds)
+
+    def score(self, recordings: Sequence[np.ndarray]) -> np.ndarray:
+        """Recording probabilities ``(n, classes)`` before calibration, a composite's members
+        included: what ``classify`` decides on, without quality, segments or timelines."""
+        batch = batch_windows(recordings, config=self.feature_config)
+        probabilities = aggregate_windows(
+            self.predict_windows(batch.windows), batch.recording_index, num_recordings=len(recordings)
+        )
+        return self._combine(probabilities, self._member_log_odds(recordings)[0])
+
+    def _member_log_odds(self, recordings: Sequence[np.ndarray]) -> tuple[np.ndarray | None, float, float]:
+        """The members' weighted log-odds of the positive class per recording (``None`` without
+        members), and the seconds their features and inference took."""
+        if not self.members:
+            return None, 0.0, 0.0
+        total = np.zeros(len(recordings))
+        features_s = inference_s = 0.0
+        positive = self.classes.index(str(self.manifest.positive_class))
+        for member, weight in self.members:
+            started = time.perf_counter()
+            batch = batch_windows(recordings, config=member.feature_config)
+            featured = time.perf_counter()
+            windows = member.predict_windows(batch.windows)
+            features_s += featured - started
+            inference_s += time.perf_counter() - featured
+            scores = aggregate_windows(windows, batch.recording_index, num_recordings=len(recordings))
+            total += weight * calibration.logit(scores[:, positive])
+        return total, features_s, inference_s
+
+    def _combine(self, probabilities: np.ndarray, member_log_odds: np.ndarray | None) -> np.ndarray:
+        """This model's probabilities ``(n, 2)`` averaged with the members' in log-odds."""
+        if member_log_odds is None:
+            return probabilities
+        positive = self.classes.index(str(self.manifest.positive_class))
+        own_weight = 1.0 - sum(weight for _, weight in self.members)
+        combined = np.empty(probabilities.shape, dtype=np.float64)
+        combined[:, positive] = calibration.sigmoid(
+            own_weight * calibration.logit(probabilities[:, positive]) + member_log_odds
+        )
+        combined[:, 1 - positive] = 1.0 - combined[:, positive]
+        return combined
 
     def _beats(self, audios: Sequence[Audio]) -> tuple[Any, ...]:
         """Heart cycles of recordings whose model does not read beats (every result shows them)."""
@@ -237,8 +290,12 @@ class Engine:
         reports: list[quality.QualityReport],
         timings: dict[str, float],
         beats: tuple[Any, ...],
+        member_log_odds: np.ndarray | None = None,
     ) -> list[Classification]:
-        raw = aggregate_windows(window_probabilities, batch.recording_index, num_recordings=len(reports))
+        raw = self._combine(
+            aggregate_windows(window_probabilities, batch.recording_index, num_recordings=len(reports)),
+            member_log_odds,
+        )
         recording_probabilities = self.calibrate(raw)
         distances = self._distances(beats)
         labels = decide(
@@ -247,8 +304,12 @@ class Engine:
             positive_class=self.manifest.positive_class,
             threshold=self.manifest.decision_threshold,
         )
-        # Windows through the same calibration, so the timeline and the threshold share a scale.
-        timelines = self._timelines(batch, self.calibrate(window_probabilities), len(reports))
+        # Windows through the same calibration, so the timeline and the threshold share a scale;
+        # a composite's members score whole recordings, so each window keeps its recording's.
+        window_members = None if member_log_odds is None else member_log_odds[batch.recording_index]
+        timelines = self._timelines(
+            batch, self.calibrate(self._combine(window_probabilities, window_members)), len(reports)
+        )
         results = []
         positive = self.manifest.positive_class
         for index, report in enumerate(reports):

@@ -1,0 +1,250 @@
+"""Composite bundles: models of other features averaged in log-odds, calibrated together.
+
+The pure parts (combining scores and crossval results) on crafted numbers; the bundle
+end to end with the shipped beat model as primary and a one-epoch log-mel model
+trained on the committed samples as member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ml import calibration
+from ml.__main__ import main
+from ml.audio import decode_audio
+from ml.bundle import (
+    DEFAULT_SCREENING_BUNDLE,
+    MANIFEST_FILE,
+    pack_bundle,
+    read_manifest,
+    unpack_bundle,
+    verify_bundle,
+)
+from ml.composite import build_composite, combine_crossval, combine_log_odds, merge_seeds
+from ml.errors import BundleError
+from tests.ml.conftest import SAMPLES
+
+SOURCES = ("site-a", "site-b", "site-c")
+
+
+def crossval_result(seeds: dict[str, list[float]], *, paths: list[str] | None = None) -> dict[str, Any]:
+    count = len(next(iter(seeds.values())))
+    rng = np.random.default_rng(count)
+    return {
+        "settings": {"seed": 7, "units": 16},
+        "features": {"kind": "cycles"},
+        "seeds": [int(seed) for seed in seeds],
+        "floor": {},
+        "runs": {seed: {} for seed in seeds},
+        "oof": {
+            "paths": paths or [f"r{i}.wav" for i in range(count)],
+            "groups": [SOURCES[i % 3] for i in range(count)],
+            "labels": ["abnormal" if value > 0.5 else "normal" for value in rng.uniform(size=count)],
+            "scores": seeds,
+        },
+    }
+
+
+def test_log_odds_are_averaged_with_the_primary_weighing_what_the_members_leave() -> None:
+    combined = combine_log_odds([np.array([0.9, 0.2]), np.array([0.5, 0.8])], [0.4])
+    expected = calibration.sigmoid(
+        0.6 * calibration.logit(np.array([0.9, 0.2])) + 0.4 * calibration.logit(np.array([0.5, 0.8]))
+    )
+    np.testing.assert_allclose(combined, expected)
+    # a member at 0.5 adds nothing to the log-odds: the primary's are shrunk by its weight
+    assert combined[0] == pytest.approx(calibration.sigmoid(0.6 * np.log(9)))
+
+
+@pytest.mark.parametrize("weights", [[1.0], [0.6, 0.5], [0.0], [-0.1]])
+def test_weights_outside_the_open_unit_interval_are_refused(weights: list[float]) -> None:
+    scores = [np.array([0.5])] * (len(weights) + 1)
+    with pytest.raises(ValueError, match="weights"):
+        combine_log_odds(scores, weights)
+
+
+def test_seeds_of_one_recipe_merge_and_a_repeated_seed_is_refused() -> None:
+    first = crossval_result({"7": [0.1, 0.9, 0.4]})
+    second = crossval_result({"8": [0.2, 0.7, 0.5]})
+    merged = merge_seeds([first, second])
+    assert merged["seeds"] == [7, 8]
+    assert merged["oof"]["scores"] == {"7": [0.1, 0.9, 0.4], "8": [0.2, 0.7, 0.5]}
+    with pytest.raises(ValueError, match="seed 7"):
+        merge_seeds([first, first])
+
+
+def test_results_of_other_recordings_do_not_merge_or_combine() -> None:
+    first = crossval_result({"7": [0.1, 0.9, 0.4]})
+    other = crossval_result({"8": [0.2, 0.7, 0.5]}, paths=["x.wav", "y.wav", "z.wav"])
+    with pytest.raises(ValueError, match="different recordings"):
+        merge_seeds([first, other])
+    with pytest.raises(ValueError, match="different recordings"):
+        combine_crossval([first, other], [0.4])
+
+
+def test_the_combined_crossval_pairs_seeds_and_serves_the_combined_seed_means() -> None:
+    primary = crossval_result(
+        {"7": [0.2, 0.8, float("nan")], "8": [0.4, 0.6, float("nan")], "9": [0.3, 0.3, 0.3]}
+    )
+    member = crossval_result({"7": [0.6, 0.9, 0.5], "8": [0.2, 0.5, 0.5]})
+    combined = combine_crossval([primary, member], [0.25])
+    assert combined["seeds"] == [7, 8]  # seed 9 has no member run
+    seven = combined["oof"]["scores"]["7"]
+    assert seven[0] == pytest.approx(float(combine_log_odds([np.array([0.2]), np.array([0.6])], [0.25])[0]))
+    assert np.isnan(seven[2])  # not held out by the primary's seed 7
+    served = combined["oof"]["served"]
+    # the bundle averages each recipe's seeds inside its model, then combines the two
+    primary_mean = np.array([(0.2 + 0.4 + 0.3) / 3, (0.8 + 0.6 + 0.3) / 3, 0.3])
+    member_mean = np.array([0.4, 0.7, 0.5])
+    np.testing.assert_allclose(served, combine_log_odds([primary_mean, member_mean], [0.25]))
+
+
+@pytest.fixture(scope="module")
+def logmel_member(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("member") / "logmel"
+    status = main(
+        [
+            "train", "--data", str(SAMPLES), "--out", str(out), "--epochs", "1",
+            "--windows-per-recording", "2", "--cache", str(tmp_path_factory.mktemp("cache")),
+            "--name", "frames", "--version", "0.1.0", "--min-duration", "1.0", "--classes", "normal,abnormal",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    return out
+
+
+def held_out_like(count: int = 60) -> dict[str, Any]:
+    """Crafted held-out scores over three sources for both recipes (abnormal scored higher)."""
+    rng = np.random.default_rng(3)
+    labels = ["abnormal" if i % 3 == 0 else "normal" for i in range(count)]
+    truth = np.array([label == "abnormal" for label in labels])
+
+    def scores() -> list[float]:
+        return np.clip(0.35 + 0.3 * truth + rng.normal(0, 0.15, count), 0.01, 0.99).tolist()
+
+    def result() -> dict[str, Any]:
+        return {
+            "seeds": [7, 8],
+            "oof": {
+                "paths": [f"r{i}.wav" for i in range(count)],
+                "groups": [SOURCES[(i // 3) % 3] for i in range(count)],
+                "labels": labels,
+                "scores": {"7": scores(), "8": scores()},
+            },
+        }
+
+    return combine_crossval([result(), result()], [0.4])
+
+
+@pytest.fixture(scope="module")
+def composite(tmp_path_factory: pytest.TempPathFactory, logmel_member: Path) -> Path:
+    out = tmp_path_factory.mktemp("composite") / "bundle"
+    build_composite(
+        DEFAULT_SCREENING_BUNDLE, [(logmel_member, 0.4)], held_out_like(),
+        out_dir=out, name="screening-pair", version="9.9.9",
+    )  # fmt: skip
+    return out
+
+
+def test_a_composite_bundle_verifies_and_names_its_member(composite: Path) -> None:
+    manifest = verify_bundle(composite)
+    assert manifest.name == "screening-pair"
+    assert manifest.members == [{"path": "frames-0.1.0", "weight": 0.4}]
+    assert manifest.decision_threshold == manifest.calibration["threshold"]
+    assert (
+        manifest.calibration["out_of_distribution"]
+        == read_manifest(DEFAULT_SCREENING_BUNDLE).calibration["out_of_distribution"]
+    )
+    assert set(manifest.calibration["metrics"]["nested_leave_one_source_out"]) == set(SOURCES)
+    card = (composite / "CARD.md").read_text()
+    assert card.startswith("# screening-pair 9.9.9")
+    assert "frames 0.1.0 (folder `frames-0.1.0`), weight 0.40" in card
+    assert card.count("## Calibration and decisions") == 1
+    assert f"slope {manifest.calibration['slope']:.3f}" in card
+
+
+def test_it_scores_the_weighted_log_odds_of_both_models_then_calibrates(
+    composite: Path, logmel_member: Path
+) -> None:
+    from ml.inference import Engine
+
+    engine = Engine.load(composite)
+    primary = Engine.load(DEFAULT_SCREENING_BUNDLE)
+    member = Engine.load(logmel_member)
+    audios = [decode_audio(path) for path in sorted(SAMPLES.glob("*.wav"))[:4]]
+    found = engine.classify(audios)
+    alone = [result.raw_probability for result in primary.classify(audios)]
+    member_alone = [result.raw_probability for result in member.classify(audios)]
+    expected = combine_log_odds([np.array(alone), np.array(member_alone)], [0.4])
+    np.testing.assert_allclose([result.raw_probability for result in found], expected, rtol=1e-5)
+    assert not np.allclose(expected, alone)  # the member moved the score
+    # what evaluate and crossval score is what classify decides on
+    scored = engine.score([audio.samples for audio in audios])
+    np.testing.assert_allclose(scored[:, 1], expected, rtol=1e-5)
+    for result in found:
+        calibrated = engine.calibration.probability(np.array([result.raw_probability]))[0]
+        assert result.probabilities["abnormal"] == pytest.approx(calibrated)
+        assert result.label == ("abnormal" if calibrated >= engine.manifest.decision_threshold else "normal")
+        assert result.segments is not None and result.segments["cycles"] > 0  # from the beat model
+        assert result.timings["features_ms"] > 0
+
+
+def test_a_packed_composite_unpacks_with_its_member(composite: Path, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    pack_bundle(composite, buffer)
+    buffer.seek(0)
+    unpacked = unpack_bundle(buffer, tmp_path / "copy")
+    assert verify_bundle(unpacked).members == verify_bundle(composite).members
+    assert (unpacked / "frames-0.1.0" / MANIFEST_FILE).is_file()
+
+
+def rewrite(bundle: Path, **changes: Any) -> None:
+    path = bundle / MANIFEST_FILE
+    values = json.loads(path.read_text())
+    values.update(changes)
+    path.write_text(json.dumps(values))
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([{"path": "../frames-0.1.0", "weight": 0.4}], "one folder name"),
+        ([{"path": "frames-0.1.0", "weight": 1.4}], "weight between 0 and 1"),
+        ([{"path": "frames-0.1.0", "weight": 0.6}, {"path": "frames-0.1.0", "weight": 0.5}], "add up"),
+        ([{"path": "missing", "weight": 0.4}], "not found"),
+    ],
+)
+def test_bad_member_entries_are_refused(
+    composite: Path, tmp_path: Path, members: list[dict[str, Any]], message: str
+) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(composite, copy)
+    rewrite(copy, members=members)
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(copy)
+
+
+def test_a_member_that_reads_other_audio_is_refused(composite: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(composite, copy)
+    member = copy / "frames-0.1.0"
+    manifest = read_manifest(member)
+    features = dataclasses.replace(manifest.features, band_high_hz=950.0)
+    rewrite(member, feature_config=features.to_dict(), feature_fingerprint=features.fingerprint())
+    with pytest.raises(BundleError, match="reads audio at 2000 Hz, 25-950 Hz"):
+        verify_bundle(copy)
+
+
+def test_a_composite_cannot_become_a_member_or_a_primary(composite: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="already a composite"):
+        build_composite(composite, [], {}, out_dir=tmp_path / "again", name="x", version="1")
