@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -457,8 +458,27 @@ def normalise_bands(sequence: np.ndarray, *, reference: str) -> np.ndarray:
         raise FeatureError(f"reference must be one of {NORM_REFERENCES}, not {reference!r}")
     if reference == "mean":
         return np.asarray(sequence - sequence.mean(axis=0, keepdims=True))
-    loud = np.percentile(sequence, PEAK_PERCENTILE, axis=0, keepdims=True)
+    loud = column_percentile(sequence, PEAK_PERCENTILE)
     return np.asarray(np.maximum(sequence - loud, -PEAK_FLOOR))
+
+
+def column_percentile(values: np.ndarray, percentile: float) -> np.ndarray:
+    """``np.percentile(values, percentile, axis=0, keepdims=True)``, the same bits, for a 2-D array.
+
+    numpy's general routine spends more on its set-up than a 10-s recording's 401 frames
+    cost to partition (about 0.06 of the 0.1 ms); the interpolation is its 'linear' one,
+    which counts down from the upper neighbour past the midpoint.
+    """
+    position = percentile / 100.0 * (len(values) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(values) - 1)
+    parted = np.partition(values, (below, above), axis=0)
+    low, high = parted[below : below + 1], parted[above : above + 1]
+    fraction = position - below
+    step = high - low
+    if fraction >= 0.5:
+        return np.asarray(high - step * (1 - fraction))
+    return np.asarray(low + step * fraction)
 
 
 def window_starts(num_frames: int, *, config: FeatureConfig) -> np.ndarray:

@@ -9,7 +9,14 @@ import pytest
 
 from ml import features
 from ml.errors import FeatureError
-from ml.features import FeatureConfig, batch_windows, feature_sequence, log_mel, window_starts
+from ml.features import (
+    FeatureConfig,
+    batch_windows,
+    column_percentile,
+    feature_sequence,
+    log_mel,
+    window_starts,
+)
 
 CONFIG = FeatureConfig()
 RATE = CONFIG.sample_rate
@@ -161,3 +168,15 @@ def test_it_builds_the_same_mel_filterbank_as_librosa() -> None:
         sr=RATE, n_fft=CONFIG.n_fft, n_mels=CONFIG.n_mels, fmin=CONFIG.band_low_hz, fmax=CONFIG.band_high_hz
     ).T
     assert np.allclose(features.mel_filterbank(CONFIG), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 7, 40, 401, 402, 555])
+@pytest.mark.parametrize("percentile", [10.0, 50.0, 90.0, 95.0])
+def test_column_percentile_gives_numpys_bits(frames: int, percentile: float) -> None:
+    rng = np.random.default_rng(frames)
+    values = (3 * rng.standard_normal((frames, 8))).astype(np.float32)
+    values[:, 3] = 1.25  # a constant band: ties everywhere
+    expected = np.percentile(values, percentile, axis=0, keepdims=True)
+    found = column_percentile(values, percentile)
+    assert found.dtype == expected.dtype and found.shape == expected.shape
+    np.testing.assert_array_equal(found, expected)
