@@ -75,7 +75,8 @@ class Manifest:
     # model never trained on, the ``uncertain`` margin and the batch-shift reference.
     # Empty: probabilities are the model's own and ``decision_threshold`` applies.
     calibration: dict[str, Any] = field(default_factory=dict)
-    # Further bundles inside this one (``{"path": <sub-folder>, "weight": w}``) that score the
+    # Further bundles inside this one (``{"path": <sub-folder>, "weight": w, "weights_sha256":
+    # <the member's>}``, so that the manifest pins its members' weights) that score the
     # same recordings from other features: a recording's probability is the weighted mean of
     # every model's log-odds (this one weighs what the members leave), and ``calibration``
     # applies to that mean. Two-class bundles only; members carry no members of their own.
@@ -157,6 +158,11 @@ def member_bundles(bundle_dir: str | Path, manifest: Manifest) -> list[tuple[Pat
         member = verify_bundle(member_dir)
         if member.members:
             raise BundleError(f"bundle {manifest.name}: member {path} has members of its own")
+        if entry.get("weights_sha256") != member.weights_sha256:
+            raise BundleError(
+                f"bundle {manifest.name}: member {path} holds other weights than the bundle names "
+                "(the member was changed or replaced)"
+            )
         _check_member_fits(manifest, member, path)
         found.append((member_dir, float(weight)))
     if sum(weight for _, weight in found) >= 1.0:

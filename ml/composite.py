@@ -164,7 +164,12 @@ def build_composite(
         member = verify_bundle(member_dir)
         folder = MEMBER_FOLDER.sub("-", f"{member.name}-{member.version}")
         shutil.copytree(member_dir, out_dir / folder)
-        entries.append({"path": folder, "weight": weight, "name": member.name, "version": member.version})
+        entries.append(
+            {
+                "path": folder, "weight": weight, "weights_sha256": member.weights_sha256,
+                "name": member.name, "version": member.version,
+            }
+        )  # fmt: skip
     values = served_calibration(combined, out_of_distribution=primary.calibration.get("out_of_distribution"))
     summary = summarise_runs(calibrated_runs(combined))
     metrics = dict(primary.metrics)
@@ -176,7 +181,7 @@ def build_composite(
         calibration=values,
         decision_threshold=values["threshold"],
         metrics=metrics,
-        members=[{"path": e["path"], "weight": e["weight"]} for e in entries],
+        members=[{key: e[key] for key in ("path", "weight", "weights_sha256")} for e in entries],
     )
     card = composite_card(
         (out_dir / primary.card).read_text(encoding="utf-8"),

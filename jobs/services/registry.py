@@ -192,7 +192,9 @@ def _existing(manifest: Manifest) -> ModelVersion | None:
     if found.status == Status.REJECTED and not found.predictions.exists() and not found.batches.exists():
         found.delete()
         return None
-    if found.manifest.get("weights_sha256") != manifest.weights_sha256:
+    same_weights = found.manifest.get("weights_sha256") == manifest.weights_sha256
+    # A composite bundle names its members' weights too (ml.bundle.member_bundles checks them).
+    if not same_weights or found.manifest.get("members", []) != manifest.members:
         raise RegistrationRefused(
             "already_registered",
             f"{manifest.name} {manifest.version} is already registered with other weights: "

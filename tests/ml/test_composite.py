@@ -155,7 +155,10 @@ def composite(tmp_path_factory: pytest.TempPathFactory, logmel_member: Path) -> 
 def test_a_composite_bundle_verifies_and_names_its_member(composite: Path) -> None:
     manifest = verify_bundle(composite)
     assert manifest.name == "screening-pair"
-    assert manifest.members == [{"path": "frames-0.1.0", "weight": 0.4}]
+    member = verify_bundle(composite / "frames-0.1.0")
+    assert manifest.members == [
+        {"path": "frames-0.1.0", "weight": 0.4, "weights_sha256": member.weights_sha256}
+    ]
     assert manifest.decision_threshold == manifest.calibration["threshold"]
     assert (
         manifest.calibration["out_of_distribution"]
@@ -216,7 +219,14 @@ def rewrite(bundle: Path, **changes: Any) -> None:
     [
         ([{"path": "../frames-0.1.0", "weight": 0.4}], "one folder name"),
         ([{"path": "frames-0.1.0", "weight": 1.4}], "weight between 0 and 1"),
-        ([{"path": "frames-0.1.0", "weight": 0.6}, {"path": "frames-0.1.0", "weight": 0.5}], "add up"),
+        (
+            [
+                {"path": "frames-0.1.0", "weight": 0.6, "weights_sha256": "SHA"},
+                {"path": "frames-0.1.0", "weight": 0.5, "weights_sha256": "SHA"},
+            ],
+            "add up",
+        ),
+        ([{"path": "frames-0.1.0", "weight": 0.4, "weights_sha256": "0" * 64}], "other weights"),
         ([{"path": "missing", "weight": 0.4}], "not found"),
     ],
 )
@@ -227,7 +237,14 @@ def test_bad_member_entries_are_refused(
 
     copy = tmp_path / "bundle"
     shutil.copytree(composite, copy)
-    rewrite(copy, members=members)
+    sha = read_manifest(copy / "frames-0.1.0").weights_sha256
+    rewrite(
+        copy,
+        members=[
+            {**entry, "weights_sha256": sha} if entry.get("weights_sha256") == "SHA" else entry
+            for entry in members
+        ],
+    )
     with pytest.raises(BundleError, match=message):
         verify_bundle(copy)
 

@@ -1,6 +1,7 @@
 """Registering model versions: checks, permissions, default and retirement."""
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,14 @@ from django.core.management import CommandError, call_command
 
 from jobs.models import ModelVersion
 from jobs.services import registry
-from ml.bundle import DEFAULT_SCREENING_BUNDLE, WEIGHTS_FILE, pack_bundle, read_manifest, sha256_file
+from ml.bundle import (
+    BUNDLES_DIR,
+    DEFAULT_SCREENING_BUNDLE,
+    WEIGHTS_FILE,
+    pack_bundle,
+    read_manifest,
+    sha256_file,
+)
 from tests import factories
 from tests.registry.conftest import api_as, copy_bundle, rewrite_manifest, zip_directory
 
@@ -239,3 +247,37 @@ def test_it_looks_model_versions_up_without_numpy_or_scipy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert set(ast.literal_eval(result.stdout.strip())) <= set(SHARED_LIGHT_ML)
+
+
+def composite_of_copies(target: Path) -> Path:
+    """The committed beat bundle with a copy of itself as a member (a composite bundle)."""
+    beats = BUNDLES_DIR / "screening-v3"
+    shutil.copytree(beats, target)
+    shutil.copytree(beats, target / "copy")
+    member = read_manifest(target / "copy")
+    rewrite_manifest(
+        target,
+        version="9.0.0",
+        members=[{"path": "copy", "weight": 0.3, "weights_sha256": member.weights_sha256}],
+    )
+    return target
+
+
+def test_it_registers_a_composite_bundle_and_refuses_it_again_with_another_member(
+    db: None, tmp_path: Path
+) -> None:
+    version = registry.register_bundle(composite_of_copies(tmp_path / "first"), make_default=False)
+    assert version.status == "active"
+    assert version.smoke_test["passed"] is True  # both models loaded and run
+    assert version.manifest["members"][0]["path"] == "copy"
+
+    changed = composite_of_copies(tmp_path / "second")
+    with (changed / "copy" / WEIGHTS_FILE).open("ab") as weights:
+        weights.write(b"retrained")
+    rewrite_manifest(changed / "copy", weights_sha256=sha256_file(changed / "copy" / WEIGHTS_FILE))
+    members = [
+        {"path": "copy", "weight": 0.3, "weights_sha256": sha256_file(changed / "copy" / WEIGHTS_FILE)}
+    ]
+    rewrite_manifest(changed, members=members)
+    with pytest.raises(registry.RegistrationRefused, match="already registered with other weights"):
+        registry.register_bundle(changed, make_default=False, smoke=False)
