@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ml.errors import FeatureError
 
@@ -313,11 +313,19 @@ def power_spectrum(samples: np.ndarray, *, config: FeatureConfig, num_bins: int 
     if samples.ndim != 1 or len(samples) == 0:
         raise FeatureError(f"need a 1-D waveform with samples, not an array of shape {samples.shape}")
     half = config.n_fft // 2
-    padded = np.pad(np.asarray(samples, dtype=np.float32), half, mode="reflect")
-    frames = sliding_window_view(padded, config.n_fft)[:: config.hop_length]
+    waveform = np.asarray(samples, dtype=np.float32)
+    if len(waveform) > half:
+        # np.pad's reflection, without its set-up (a tenth of a 10-s recording's spectrum)
+        padded = np.concatenate((waveform[half:0:-1], waveform, waveform[-2 : -half - 2 : -1]))
+    else:
+        padded = np.pad(waveform, half, mode="reflect")
+    count = 1 + (len(padded) - config.n_fft) // config.hop_length
+    step = padded.strides[0]
+    frames = as_strided(padded, (count, config.n_fft), (step * config.hop_length, step), writeable=False)
     from scipy import fft as sp_fft  # imported on first use: beat bundles never need it
 
-    spectrum = sp_fft.rfft(frames * _analysis_window(config.n_fft), axis=1)[:, :num_bins]
+    windowed = frames * _analysis_window(config.n_fft)
+    spectrum = sp_fft.rfft(windowed, axis=1, overwrite_x=True)[:, :num_bins]
     return np.asarray(np.square(spectrum.real) + np.square(spectrum.imag))
 
 

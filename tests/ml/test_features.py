@@ -15,6 +15,7 @@ from ml.features import (
     column_percentile,
     feature_sequence,
     log_mel,
+    power_spectrum,
     window_starts,
 )
 
@@ -180,3 +181,16 @@ def test_column_percentile_gives_numpys_bits(frames: int, percentile: float) -> 
     found = column_percentile(values, percentile)
     assert found.dtype == expected.dtype and found.shape == expected.shape
     np.testing.assert_array_equal(found, expected)
+
+
+@pytest.mark.parametrize("length", [5, 128, 129, 300, 20000])
+def test_the_power_spectrum_is_that_of_reflect_padded_hann_frames(length: int) -> None:
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy import fft
+
+    samples = np.random.default_rng(length).standard_normal(length).astype(np.float32)
+    half = CONFIG.n_fft // 2
+    frames = sliding_window_view(np.pad(samples, half, mode="reflect"), CONFIG.n_fft)[:: CONFIG.hop_length]
+    spectrum = fft.rfft(frames * np.hanning(CONFIG.n_fft + 1)[:-1].astype(np.float32), axis=1)
+    expected = np.square(spectrum.real) + np.square(spectrum.imag)
+    np.testing.assert_array_equal(power_spectrum(samples, config=CONFIG), expected)
