@@ -170,6 +170,12 @@ def member_bundles(bundle_dir: str | Path, manifest: Manifest) -> list[tuple[Pat
     return found
 
 
+def architecture_of(bundle_dir: str | Path, manifest: Manifest) -> str:
+    """The bundle's architecture, with its members' for a composite (``gru + cnn_gru``)."""
+    members = [read_manifest(Path(bundle_dir) / entry["path"]).architecture for entry in manifest.members]
+    return " + ".join([manifest.architecture, *members])
+
+
 def _check_member_fits(manifest: Manifest, member: Manifest, path: str) -> None:
     own, theirs = manifest.features, member.features
     if member.classes != manifest.classes or member.positive_class != manifest.positive_class:

@@ -36,7 +36,14 @@ from jobs import storage
 from jobs.models import ModelVersion, Organisation
 from jobs.services import access, defaults, queue, reanalysis
 from jobs.services.refusals import Refused
-from ml.bundle import DEFAULT_SCREENING_BUNDLE, Manifest, pack_bundle, unpack_bundle, verify_bundle
+from ml.bundle import (
+    DEFAULT_SCREENING_BUNDLE,
+    Manifest,
+    architecture_of,
+    pack_bundle,
+    unpack_bundle,
+    verify_bundle,
+)
 from ml.errors import AudioError, BundleError
 
 logger = logging.getLogger(__name__)
@@ -248,7 +255,7 @@ def _store(
     version = ModelVersion(
         name=manifest.name,
         version=manifest.version,
-        architecture=manifest.architecture,
+        architecture=architecture_of(bundle_dir, manifest),
         classes=list(manifest.classes),
         manifest=manifest.to_dict(),
         metrics=manifest.metrics,

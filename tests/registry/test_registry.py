@@ -270,6 +270,7 @@ def test_it_registers_a_composite_bundle_and_refuses_it_again_with_another_membe
     assert version.status == "active"
     assert version.smoke_test["passed"] is True  # both models loaded and run
     assert version.manifest["members"][0]["path"] == "copy"
+    assert version.architecture == "gru + gru"
 
     changed = composite_of_copies(tmp_path / "second")
     with (changed / "copy" / WEIGHTS_FILE).open("ab") as weights:
