@@ -110,6 +110,33 @@ def combine_crossval(results: Sequence[dict[str, Any]], weights: Sequence[float]
     }
 
 
+def combine_in_source(results: Sequence[dict[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
+    """Patient-grouped in-source metrics of the composite, per seed that every recipe ran.
+
+    ``python -m ml crossval --in-source-folds K`` keeps each recording's score; runs of
+    one seed share their folds, so the recipes' scores combine recording by recording
+    (threshold 0.5 on the combined probability, as the recipes' own in-source figures).
+    """
+    from ml.train_command import _grouped_metrics
+
+    first = results[0]
+    for other in results[1:]:
+        _check_same_recordings(first, other)
+    classes = ("normal", "abnormal")
+    truth = np.array([classes.index(label) for label in first["oof"]["labels"]])
+    found = {}
+    for seed in first.get("in_source", {}):
+        parts = [r.get("in_source", {}).get(seed, {}).get("scores") for r in results]
+        if any(part is None for part in parts):
+            continue
+        positive = combine_log_odds([np.array(part, dtype=np.float64) for part in parts], weights)
+        probabilities = np.stack([1 - positive, positive], axis=1)
+        found[seed] = _grouped_metrics(
+            truth, probabilities, np.array(first["oof"]["groups"]), classes=classes
+        )
+    return found
+
+
 def _nan_kept(function: Any, scores: list[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """``function`` of the scores where every one is known, NaN (not held out) elsewhere."""
     known = np.all([~np.isnan(values) for values in scores], axis=0)
@@ -145,6 +172,7 @@ def build_composite(
     out_dir: Path,
     name: str,
     version: str,
+    in_source: dict[str, Any] | None = None,
 ) -> Manifest:
     """Copy the primary bundle and its members into ``out_dir`` and write the composite manifest.
 
@@ -174,6 +202,10 @@ def build_composite(
     summary = summarise_runs(calibrated_runs(combined))
     metrics = dict(primary.metrics)
     metrics["leave_one_folder_out"] = {"groups": _held_out_rows(combined)}
+    if in_source:
+        metrics["in_source"] = in_source
+    else:
+        metrics.pop("in_source", None)  # the primary's alone would not describe the composite
     manifest = dataclasses.replace(
         primary,
         name=name,
@@ -268,6 +300,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--crossval-out", type=Path, default=None, help="also write the combined crossval JSON"
     )
+    parser.add_argument(
+        "--in-source", default=None, help="the primary recipe's crossval --in-source-folds JSON (optional)"
+    )
+    parser.add_argument(
+        "--member-in-source", action="append", default=[], help="each member recipe's, in order"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -280,13 +318,27 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SystemExit(f"cannot combine the crossval results: {exc}") from exc
+    in_source = None
+    if args.in_source is not None:
+        if len(args.member_in_source) != len(args.member):
+            raise SystemExit("give one --member-in-source per --member with --in-source")
+        in_source = combine_in_source(
+            [_crossval(args.in_source), *map(_crossval, args.member_in_source)], args.weight
+        )
+        combined["in_source"] = in_source
+        for seed, report in in_source.items():
+            overall = report["overall"]
+            print(
+                f"in source, seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
+                f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}"
+            )
     if args.crossval_out is not None:
         args.crossval_out.write_text(json.dumps(combined, indent=1) + "\n", encoding="utf-8")
     name = args.name or read_manifest(args.primary).name
     try:
         manifest = build_composite(
             args.primary, list(zip(args.member, args.weight, strict=True)), combined,
-            out_dir=args.out, name=name, version=args.version,
+            out_dir=args.out, name=name, version=args.version, in_source=in_source,
         )  # fmt: skip
     except BundleError as exc:
         raise SystemExit(str(exc)) from exc

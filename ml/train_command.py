@@ -428,7 +428,11 @@ def in_source_run(
         )["positive"]
     truth = np.array([classes.index(label) for label in dataset.labels])
     probabilities = np.stack([1 - positive, positive], axis=1)
-    return _grouped_metrics(truth, probabilities, dataset.groups, classes=classes)
+    # The scores too, so that recipes run with the same seed (the same folds) can be combined.
+    return {
+        **_grouped_metrics(truth, probabilities, dataset.groups, classes=classes),
+        "scores": positive.tolist(),
+    }
 
 
 def _fit_and_score(

@@ -265,3 +265,21 @@ def test_a_member_that_reads_other_audio_is_refused(composite: Path, tmp_path: P
 def test_a_composite_cannot_become_a_member_or_a_primary(composite: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="already a composite"):
         build_composite(composite, [], {}, out_dir=tmp_path / "again", name="x", version="1")
+
+
+def test_in_source_scores_of_one_seed_combine_recording_by_recording() -> None:
+    from ml.composite import combine_in_source
+
+    primary = crossval_result({"7": [float("nan")] * 6})
+    member = crossval_result({"7": [float("nan")] * 6})
+    labels = primary["oof"]["labels"]
+    truth = np.array([label == "abnormal" for label in labels])
+    # the primary ranks every recording wrongly, the member rightly and more confidently
+    primary["in_source"] = {"7": {"scores": np.where(truth, 0.4, 0.6).tolist()}}
+    member["in_source"] = {"7": {"scores": np.where(truth, 0.9, 0.1).tolist()}}
+    found = combine_in_source([primary, member], [0.5])
+    assert found["7"]["overall"]["count"] == 6
+    assert found["7"]["overall"]["macc"] == pytest.approx(1.0)
+    assert combine_in_source([primary, member], [0.05])["7"]["overall"]["macc"] == pytest.approx(0.0)
+    del member["in_source"]
+    assert combine_in_source([primary, member], [0.5]) == {}
