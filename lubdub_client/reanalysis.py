@@ -125,7 +125,7 @@ def add_commands(commands: Any) -> None:
         "reanalyze",
         help="re-read stored recordings with a model version",
         examples=[
-            "lubdub reanalyze --batch <batch> --model screening-3.0.0 --wait",
+            "lubdub reanalyze --batch <batch> --model screening-3.1.0 --wait",
             "lubdub reanalyze --since 2026-01-01 --until 2026-03-31",
             "lubdub reanalyze --analysed-by screening-2.0.0 --on-new-default",
             "lubdub reanalyze --all --at 2026-12-01T02:00:00+00:00",
@@ -151,7 +151,7 @@ def add_commands(commands: Any) -> None:
         commands,
         "diff",
         help="what changed between two model versions",
-        examples=["lubdub diff screening-2.0.0 screening-3.0.0", "lubdub diff 3 4 --batch <batch> --json"],
+        examples=["lubdub diff screening-3.0.0 screening-3.1.0", "lubdub diff 3 4 --batch <batch> --json"],
     )
     p.add_argument("a", help="version A (id, name-version or version)")
     p.add_argument("b", help="version B")

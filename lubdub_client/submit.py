@@ -66,7 +66,7 @@ def add_commands(commands: Any) -> None:
         examples=[
             'lubdub submit recordings/ --name "March clinic" --wait',
             'lubdub submit a0001.wav a0002.wav --site "Ward 3"',
-            "lubdub submit archive.zip --model screening-3.0.0",
+            "lubdub submit archive.zip --model screening-3.1.0",
             "lubdub submit archive.zip --webhook https://example.org/lubdub-hook",
             "lubdub submit big-archive.zip --resume   # continue an upload that was cut off",
         ],

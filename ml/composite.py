@@ -239,7 +239,8 @@ def composite_card(
     own_weight = 1.0 - sum(entry["weight"] for entry in entries)
     parts = [f"{primary.name} {primary.version} ({primary.features.kind} features), weight {own_weight:.2f}"]
     parts += [
-        f"{entry['name']} {entry['version']} (folder `{entry['path']}`), weight {entry['weight']:.2f}"
+        f"{entry['name']} {entry['version']} (folder `{entry['path']}`, with its own card), "
+        f"weight {entry['weight']:.2f}"
         for entry in entries
     ]
     about = (

@@ -53,3 +53,18 @@ def encode(samples: np.ndarray, *, sample_rate: int, subtype: str = "PCM_16", fm
 def heart_wav() -> bytes:
     """Ten seconds of synthetic heart sounds at 72 bpm, 4 kHz, 16-bit WAV."""
     return encode(beat_train(bpm=72, duration_s=10, sample_rate=4000), sample_rate=4000)
+
+
+def beat_model_of(composite: Path, target: Path) -> Path:
+    """The first model of a composite bundle as a bundle of its own (its members left out)."""
+    import json
+    import shutil
+
+    from ml.bundle import MANIFEST_FILE, read_manifest
+
+    manifest = read_manifest(composite)
+    shutil.copytree(composite, target, ignore=shutil.ignore_patterns(*(m["path"] for m in manifest.members)))
+    values = json.loads((target / MANIFEST_FILE).read_text())
+    values["members"] = []
+    (target / MANIFEST_FILE).write_text(json.dumps(values))
+    return target

@@ -29,7 +29,7 @@ from ml.bundle import (
 )
 from ml.composite import build_composite, combine_crossval, combine_log_odds, merge_seeds
 from ml.errors import BundleError
-from tests.ml.conftest import SAMPLES
+from tests.ml.conftest import SAMPLES, beat_model_of
 
 SOURCES = ("site-a", "site-b", "site-c")
 
@@ -143,16 +143,22 @@ def held_out_like(count: int = 60) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def composite(tmp_path_factory: pytest.TempPathFactory, logmel_member: Path) -> Path:
+def beats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped bundle's beat model alone (the primary of these composites)."""
+    return beat_model_of(DEFAULT_SCREENING_BUNDLE, tmp_path_factory.mktemp("beats") / "beats")
+
+
+@pytest.fixture(scope="module")
+def composite(tmp_path_factory: pytest.TempPathFactory, beats: Path, logmel_member: Path) -> Path:
     out = tmp_path_factory.mktemp("composite") / "bundle"
     build_composite(
-        DEFAULT_SCREENING_BUNDLE, [(logmel_member, 0.4)], held_out_like(),
+        beats, [(logmel_member, 0.4)], held_out_like(),
         out_dir=out, name="screening-pair", version="9.9.9",
     )  # fmt: skip
     return out
 
 
-def test_a_composite_bundle_verifies_and_names_its_member(composite: Path) -> None:
+def test_a_composite_bundle_verifies_and_names_its_member(composite: Path, beats: Path) -> None:
     manifest = verify_bundle(composite)
     assert manifest.name == "screening-pair"
     member = verify_bundle(composite / "frames-0.1.0")
@@ -161,24 +167,23 @@ def test_a_composite_bundle_verifies_and_names_its_member(composite: Path) -> No
     ]
     assert manifest.decision_threshold == manifest.calibration["threshold"]
     assert (
-        manifest.calibration["out_of_distribution"]
-        == read_manifest(DEFAULT_SCREENING_BUNDLE).calibration["out_of_distribution"]
+        manifest.calibration["out_of_distribution"] == read_manifest(beats).calibration["out_of_distribution"]
     )
     assert set(manifest.calibration["metrics"]["nested_leave_one_source_out"]) == set(SOURCES)
     card = (composite / "CARD.md").read_text()
     assert card.startswith("# screening-pair 9.9.9")
-    assert "frames 0.1.0 (folder `frames-0.1.0`), weight 0.40" in card
+    assert "frames 0.1.0 (folder `frames-0.1.0`, with its own card), weight 0.40" in card
     assert card.count("## Calibration and decisions") == 1
     assert f"slope {manifest.calibration['slope']:.3f}" in card
 
 
 def test_it_scores_the_weighted_log_odds_of_both_models_then_calibrates(
-    composite: Path, logmel_member: Path
+    composite: Path, beats: Path, logmel_member: Path
 ) -> None:
     from ml.inference import Engine
 
     engine = Engine.load(composite)
-    primary = Engine.load(DEFAULT_SCREENING_BUNDLE)
+    primary = Engine.load(beats)
     member = Engine.load(logmel_member)
     audios = [decode_audio(path) for path in sorted(SAMPLES.glob("*.wav"))[:4]]
     found = engine.classify(audios)

@@ -1,7 +1,6 @@
 """Registering model versions: checks, permissions, default and retirement."""
 
 import ast
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ from django.core.management import CommandError, call_command
 from jobs.models import ModelVersion
 from jobs.services import registry
 from ml.bundle import (
-    BUNDLES_DIR,
     DEFAULT_SCREENING_BUNDLE,
     WEIGHTS_FILE,
     pack_bundle,
@@ -21,6 +19,7 @@ from ml.bundle import (
     sha256_file,
 )
 from tests import factories
+from tests.ml.conftest import beat_model_of
 from tests.registry.conftest import api_as, copy_bundle, rewrite_manifest, zip_directory
 
 
@@ -251,9 +250,8 @@ def test_it_looks_model_versions_up_without_numpy_or_scipy() -> None:
 
 def composite_of_copies(target: Path) -> Path:
     """The committed beat bundle with a copy of itself as a member (a composite bundle)."""
-    beats = BUNDLES_DIR / "screening-v3"
-    shutil.copytree(beats, target)
-    shutil.copytree(beats, target / "copy")
+    beat_model_of(DEFAULT_SCREENING_BUNDLE, target)
+    beat_model_of(DEFAULT_SCREENING_BUNDLE, target / "copy")
     member = read_manifest(target / "copy")
     rewrite_manifest(
         target,
