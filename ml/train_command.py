@@ -571,9 +571,22 @@ def _fmt(value: Any) -> str:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    """Print the leave-one-source-out table of a crossval result as Markdown (docs/models.md)."""
+    """Print the leave-one-source-out table of a crossval result as Markdown (docs/models.md),
+    and its patient-grouped in-source figures (a ``--folds none`` run has only those)."""
     results = json.loads(args.results.read_text(encoding="utf-8"))
-    summary = summarise_runs(calibrated_runs(results))
+    runs = calibrated_runs(results)
+    if any(runs.values()):
+        _print_source_tables(results, summarise_runs(runs))
+    if "in_source" in results:
+        print("\nPatient-grouped in-source (K folds over patients of every source):\n")
+        for seed, report in results["in_source"].items():
+            overall = report["overall"]
+            print(f"- seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
+                  f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}")  # fmt: skip
+    return 0
+
+
+def _print_source_tables(results: dict[str, Any], summary: dict[str, Any]) -> None:
     floor = results.get("floor", {}).get("folds", {})
     folds = sorted(summary["folds"])
     print("| recipe | " + " | ".join(folds) + " | mean MAcc | mean AUC | lowest Se or Sp |")
@@ -610,10 +623,3 @@ def run_table(args: argparse.Namespace) -> int:
             f"{v['uncalibrated_sensitivity']:.3f} / {v['sensitivity']:.3f} | "
             f"{v['uncalibrated_specificity']:.3f} / {v['specificity']:.3f} |"
         )
-    if "in_source" in results:
-        print("\nPatient-grouped in-source (K folds over patients of every source):\n")
-        for seed, report in results["in_source"].items():
-            overall = report["overall"]
-            print(f"- seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
-                  f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}")  # fmt: skip
-    return 0

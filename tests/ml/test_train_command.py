@@ -86,3 +86,21 @@ def test_it_reads_settings_missing_from_older_crossval_results_as_defaults(tmp_p
     assert load_crossval(path, settings=settings, config=FeatureConfig())["folds"] == {"a": {}}
     with pytest.raises(SystemExit):
         load_crossval(path, settings=TrainSettings(epochs=3, mixstyle=True), config=FeatureConfig())
+
+
+def test_the_table_of_an_in_source_only_run_shows_its_in_source_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overall = {"macc": 0.81, "sensitivity": 0.74, "specificity": 0.88, "roc_auc": 0.89}
+    results = {
+        "seeds": [7],
+        "oof": {"paths": ["a", "b"], "groups": ["x", "y"], "labels": ["normal", "abnormal"],
+                "scores": {"7": [None, None]}},
+        "in_source": {"7": {"overall": overall, "groups": {}}},
+    }  # fmt: skip
+    path = tmp_path / "in-source.json"
+    path.write_text(json.dumps(results))
+    assert train_command.run_table(argparse.Namespace(results=path)) == 0
+    printed = capsys.readouterr().out
+    assert "seed 7: MAcc 0.810, Se 0.740, Sp 0.880, AUC 0.890" in printed
+    assert "| recipe |" not in printed
