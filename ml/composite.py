@@ -218,6 +218,7 @@ def build_composite(
     card = composite_card(
         (out_dir / primary.card).read_text(encoding="utf-8"),
         manifest=manifest, primary=primary, entries=entries, summary=summary, seeds=combined["seeds"],
+        in_source=in_source,
     )  # fmt: skip
     (out_dir / CARD_FILE).write_text(card, encoding="utf-8")
     text = json.dumps(dataclasses.replace(manifest, card=CARD_FILE).to_dict(), indent=2, sort_keys=True)
@@ -233,6 +234,7 @@ def composite_card(
     entries: list[dict[str, Any]],
     summary: dict[str, Any],
     seeds: Sequence[int],
+    in_source: dict[str, Any] | None = None,
 ) -> str:
     """The primary's card under the composite's name, its decision sections replaced by the composite's."""
     title, sections = _sections(primary_card)
@@ -256,12 +258,32 @@ def composite_card(
         cards.leave_one_source_out_section(summary, seeds=seeds),
         *cards.calibration_sections(manifest.calibration),
     ]
+    if in_source:
+        added.insert(1, in_source_section(in_source))
     ordered = [("Models combined", about), *kept[:cut], *added, *kept[cut:]]
     lines = [f"# {manifest.name} {manifest.version}"]
     for heading, body in ordered:
         lines += ["", f"## {heading}", "", body.strip("\n")]
     del title
     return "\n".join(lines) + "\n"
+
+
+def in_source_section(in_source: dict[str, Any]) -> tuple[str, str]:
+    """The combined models' patient-grouped in-source figures, per seed (``combine_in_source``)."""
+    lines = [
+        "Five folds over the patients of every source (a patient's recordings stay in one fold), "
+        "each fold's models trained on the rest of all seven sources, threshold 0.5 on the combined "
+        "probability before calibration:",
+        "",
+    ]
+    for seed, report in in_source.items():
+        overall = report["overall"]
+        groups = ", ".join(f"{name} {values['macc']:.3f}" for name, values in report["groups"].items())
+        lines.append(
+            f"- seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, Sp "
+            f"{overall['specificity']:.3f}, ROC AUC {overall['roc_auc']:.3f}; MAcc per source: {groups}"
+        )
+    return ("Patient-grouped in-source", "\n".join(lines))
 
 
 def _sections(card: str) -> tuple[str, list[tuple[str, str]]]:

@@ -288,3 +288,20 @@ def test_in_source_scores_of_one_seed_combine_recording_by_recording() -> None:
     assert combine_in_source([primary, member], [0.05])["7"]["overall"]["macc"] == pytest.approx(0.0)
     del member["in_source"]
     assert combine_in_source([primary, member], [0.5]) == {}
+
+
+def test_the_in_source_figures_go_into_the_manifest_and_the_card(
+    tmp_path: Path, beats: Path, logmel_member: Path
+) -> None:
+    report = {
+        "overall": {"macc": 0.83, "sensitivity": 0.77, "specificity": 0.89, "roc_auc": 0.9},
+        "groups": {"site-a": {"macc": 0.8}, "site-b": {"macc": 0.86}},
+    }
+    manifest = build_composite(
+        beats, [(logmel_member, 0.4)], held_out_like(),
+        out_dir=tmp_path / "bundle", name="pair", version="1.0.0", in_source={"7": report},
+    )  # fmt: skip
+    assert manifest.metrics["in_source"] == {"7": report}
+    card = (tmp_path / "bundle" / "CARD.md").read_text()
+    assert "## Patient-grouped in-source" in card
+    assert "- seed 7: MAcc 0.830, Se 0.770, Sp 0.890, ROC AUC 0.900; MAcc per source: site-a 0.800" in card
