@@ -36,7 +36,9 @@ DEFAULT_MULTICLASS_BUNDLE = BUNDLES_DIR / "pascal-multiclass-v1"
 MAX_ARCHIVE_MEMBERS = 32
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 HASH_CHUNK_BYTES = 1 << 20
-MEMBER_PATH = re.compile(r"[A-Za-z0-9._-]+")
+# What a member bundle's folder name may hold: one plain path component.
+MEMBER_CHARACTERS = "A-Za-z0-9._-"
+MEMBER_PATH = re.compile(f"[{MEMBER_CHARACTERS}]+")
 
 
 @dataclass(frozen=True)
@@ -132,22 +134,22 @@ def verify_bundle(bundle_dir: str | Path) -> Manifest:
     _check_features(manifest)
     _check_weights(Path(bundle_dir), manifest)
     _check_lite(Path(bundle_dir), manifest)
-    member_bundles(bundle_dir, manifest)
+    _check_member_bundles(bundle_dir, manifest)
     return manifest
 
 
-def member_bundles(bundle_dir: str | Path, manifest: Manifest) -> list[tuple[Path, float]]:
-    """The member bundles of a composite bundle with their weights, each verified.
+def _check_member_bundles(bundle_dir: str | Path, manifest: Manifest) -> None:
+    """Verify each member bundle of a composite bundle.
 
     Raises BundleError when a member is missing, invalid, nested, weighted outside (0, 1)
     together with the others, or scores other classes or audio than the bundle itself
     (every model reads the same decoded recording).
     """
     if not manifest.members:
-        return []
+        return
     if manifest.positive_class is None or len(manifest.classes) != 2:
         raise BundleError(f"bundle {manifest.name}: only two-class bundles can have members")
-    found = []
+    total = 0.0
     for entry in manifest.members:
         path, weight = entry.get("path"), entry.get("weight")
         if not isinstance(path, str) or not MEMBER_PATH.fullmatch(path) or path in {".", ".."}:
@@ -164,15 +166,22 @@ def member_bundles(bundle_dir: str | Path, manifest: Manifest) -> list[tuple[Pat
                 "(the member was changed or replaced)"
             )
         _check_member_fits(manifest, member, path)
-        found.append((member_dir, float(weight)))
-    if sum(weight for _, weight in found) >= 1.0:
+        total += weight
+    if total >= 1.0:
         raise BundleError(f"bundle {manifest.name}: the members' weights must add up to less than 1")
-    return found
+
+
+def member_dirs(bundle_dir: str | Path, manifest: Manifest) -> list[tuple[Path, float]]:
+    """A composite bundle's member folders and weights, as its manifest names them.
+
+    Unchecked: for a manifest ``verify_bundle`` returned, which has checked every member.
+    """
+    return [(Path(bundle_dir) / entry["path"], float(entry["weight"])) for entry in manifest.members]
 
 
 def architecture_of(bundle_dir: str | Path, manifest: Manifest) -> str:
     """The bundle's architecture, with its members' for a composite (``gru + cnn_gru``)."""
-    members = [read_manifest(Path(bundle_dir) / entry["path"]).architecture for entry in manifest.members]
+    members = [read_manifest(member_dir).architecture for member_dir, _ in member_dirs(bundle_dir, manifest)]
     return " + ".join([manifest.architecture, *members])
 
 

@@ -44,6 +44,22 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
+def combine_log_odds(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The probability whose log-odds is the weighted mean of ``scores``' log-odds.
+
+    ``weights`` are a composite bundle's members' (the first score is its own model's and
+    weighs what they leave): what ``ml.inference.Engine`` serves and ``ml.composite``
+    calibrates on.
+    """
+    own = 1.0 - float(sum(weights))
+    if not 0.0 < own < 1.0 or any(weight <= 0 for weight in weights):
+        raise ValueError("member weights must be positive and add up to less than 1")
+    total = own * logit(np.asarray(scores[0], dtype=np.float64))
+    for values, weight in zip(scores[1:], weights, strict=True):
+        total = total + weight * logit(np.asarray(values, dtype=np.float64))
+    return sigmoid(total)
+
+
 def fit_platt(
     scores: np.ndarray, truth: np.ndarray, *, weights: np.ndarray | None = None
 ) -> tuple[float, float]:

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from ml import calibration, cards
-from ml.bundle import CARD_FILE, MANIFEST_FILE, Manifest, read_manifest, verify_bundle
+from ml.bundle import CARD_FILE, MANIFEST_FILE, MEMBER_CHARACTERS, Manifest, read_manifest, verify_bundle
+from ml.calibration import combine_log_odds
 from ml.errors import BundleError
 
-MEMBER_FOLDER = re.compile(r"[^A-Za-z0-9._-]+")
+MEMBER_FOLDER = re.compile(f"[^{MEMBER_CHARACTERS}]+")
 
 
 def merge_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -55,21 +56,6 @@ def _check_same_recordings(first: dict[str, Any], other: dict[str, Any]) -> None
     for key in ("paths", "groups", "labels"):
         if first["oof"][key] != other["oof"][key]:
             raise ValueError(f"the crossval results held out different recordings ({key} differ)")
-
-
-def combine_log_odds(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """The probability whose log-odds is the weighted mean of ``scores``' log-odds.
-
-    ``weights`` are the members' (the first score is the primary's and weighs what they
-    leave); the same rule as ``ml.inference.Engine`` serves.
-    """
-    own = 1.0 - float(sum(weights))
-    if not 0.0 < own < 1.0 or any(weight <= 0 for weight in weights):
-        raise ValueError("member weights must be positive and add up to less than 1")
-    total = own * calibration.logit(np.asarray(scores[0], dtype=np.float64))
-    for values, weight in zip(scores[1:], weights, strict=True):
-        total = total + weight * calibration.logit(np.asarray(values, dtype=np.float64))
-    return calibration.sigmoid(total)
 
 
 def combine_crossval(results: Sequence[dict[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
@@ -237,7 +223,7 @@ def composite_card(
     in_source: dict[str, Any] | None = None,
 ) -> str:
     """The primary's card under the composite's name, its decision sections replaced by the composite's."""
-    title, sections = _sections(primary_card)
+    sections = _sections(primary_card)
     own_weight = 1.0 - sum(entry["weight"] for entry in entries)
     parts = [f"{primary.name} {primary.version} ({primary.features.kind} features), weight {own_weight:.2f}"]
     parts += [
@@ -264,7 +250,6 @@ def composite_card(
     lines = [f"# {manifest.name} {manifest.version}"]
     for heading, body in ordered:
         lines += ["", f"## {heading}", "", body.strip("\n")]
-    del title
     return "\n".join(lines) + "\n"
 
 
@@ -286,14 +271,14 @@ def in_source_section(in_source: dict[str, Any]) -> tuple[str, str]:
     return ("Patient-grouped in-source", "\n".join(lines))
 
 
-def _sections(card: str) -> tuple[str, list[tuple[str, str]]]:
-    """A Markdown card as its title line and ``(heading, body)`` per ``## `` section."""
-    title, *rest = re.split(r"^## ", card, flags=re.MULTILINE)
+def _sections(card: str) -> list[tuple[str, str]]:
+    """A Markdown card's ``(heading, body)`` per ``## `` section (the title line is dropped)."""
+    _, *rest = re.split(r"^## ", card, flags=re.MULTILINE)
     sections = []
     for part in rest:
         heading, _, body = part.partition("\n")
         sections.append((heading.strip(), body))
-    return title.strip(), sections
+    return sections
 
 
 def _crossval(spec: str) -> dict[str, Any]:

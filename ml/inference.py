@@ -19,7 +19,7 @@ import numpy as np
 
 from ml import calibration, quality, threads
 from ml.audio import Audio, AudioSource, decode_audio
-from ml.bundle import Manifest, member_bundles, verify_bundle
+from ml.bundle import Manifest, member_dirs, verify_bundle
 from ml.errors import BundleError
 from ml.features import WindowBatch, batch_windows
 from ml.scoring import aggregate_windows, decide
@@ -163,7 +163,7 @@ class Engine:
             predict = _compiled_predictor(load_model(bundle, manifest), manifest.features.window_shape)
         members = [
             (cls.load(member_dir, runtime=requested), weight)
-            for member_dir, weight in member_bundles(bundle, manifest)
+            for member_dir, weight in member_dirs(bundle, manifest)  # verify_bundle checked them
         ]
         engine = cls(manifest, predict, runtime=runtime, members=members)
         engine.warm_up()
@@ -212,7 +212,7 @@ class Engine:
         featured = time.perf_counter()
         window_probabilities = self.predict_windows(batch.windows)
         inferred = time.perf_counter()
-        member_log_odds, member_features_s, member_inference_s = self._member_log_odds(
+        member_scores, member_features_s, member_inference_s = self._member_scores(
             [audio.samples for audio in audios]
         )
         scored = time.perf_counter()
@@ -227,7 +227,7 @@ class Engine:
             "quality_ms": (assessed - scored) * share,
             "segmentation_ms": (segmented - assessed) * share,
         }
-        return self._results(batch, window_probabilities, reports, timings, beats, member_log_odds)
+        return self._results(batch, window_probabilities, reports, timings, beats, member_scores)
 
     def score(self, recordings: Sequence[np.ndarray]) -> np.ndarray:
         """Recording probabilities ``(n, classes)`` before calibration, a composite's members
@@ -236,17 +236,15 @@ class Engine:
         probabilities = aggregate_windows(
             self.predict_windows(batch.windows), batch.recording_index, num_recordings=len(recordings)
         )
-        return self._combine(probabilities, self._member_log_odds(recordings)[0])
+        return self._combine(probabilities, self._member_scores(recordings)[0])
 
-    def _member_log_odds(self, recordings: Sequence[np.ndarray]) -> tuple[np.ndarray | None, float, float]:
-        """The members' weighted log-odds of the positive class per recording (``None`` without
-        members), and the seconds their features and inference took."""
-        if not self.members:
-            return None, 0.0, 0.0
-        total = np.zeros(len(recordings))
+    def _member_scores(self, recordings: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float, float]:
+        """Each member's probability of the positive class per recording (none without members),
+        and the seconds their features and inference took."""
+        found: list[np.ndarray] = []
         features_s = inference_s = 0.0
         positive = self.classes.index(str(self.manifest.positive_class))
-        for member, weight in self.members:
+        for member, _ in self.members:
             started = time.perf_counter()
             batch = batch_windows(recordings, config=member.feature_config)
             featured = time.perf_counter()
@@ -254,18 +252,17 @@ class Engine:
             features_s += featured - started
             inference_s += time.perf_counter() - featured
             scores = aggregate_windows(windows, batch.recording_index, num_recordings=len(recordings))
-            total += weight * calibration.logit(scores[:, positive])
-        return total, features_s, inference_s
+            found.append(scores[:, positive])
+        return found, features_s, inference_s
 
-    def _combine(self, probabilities: np.ndarray, member_log_odds: np.ndarray | None) -> np.ndarray:
+    def _combine(self, probabilities: np.ndarray, member_scores: Sequence[np.ndarray]) -> np.ndarray:
         """This model's probabilities ``(n, 2)`` averaged with the members' in log-odds."""
-        if member_log_odds is None:
+        if not self.members:
             return probabilities
         positive = self.classes.index(str(self.manifest.positive_class))
-        own_weight = 1.0 - sum(weight for _, weight in self.members)
         combined = np.empty(probabilities.shape, dtype=np.float64)
-        combined[:, positive] = calibration.sigmoid(
-            own_weight * calibration.logit(probabilities[:, positive]) + member_log_odds
+        combined[:, positive] = calibration.combine_log_odds(
+            [probabilities[:, positive], *member_scores], [weight for _, weight in self.members]
         )
         combined[:, 1 - positive] = 1.0 - combined[:, positive]
         return combined
@@ -290,11 +287,11 @@ class Engine:
         reports: list[quality.QualityReport],
         timings: dict[str, float],
         beats: tuple[Any, ...],
-        member_log_odds: np.ndarray | None = None,
+        member_scores: Sequence[np.ndarray] = (),
     ) -> list[Classification]:
         raw = self._combine(
             aggregate_windows(window_probabilities, batch.recording_index, num_recordings=len(reports)),
-            member_log_odds,
+            member_scores,
         )
         recording_probabilities = self.calibrate(raw)
         distances = self._distances(beats)
@@ -306,7 +303,7 @@ class Engine:
         )
         # Windows through the same calibration, so the timeline and the threshold share a scale;
         # a composite's members score whole recordings, so each window keeps its recording's.
-        window_members = None if member_log_odds is None else member_log_odds[batch.recording_index]
+        window_members = [scores[batch.recording_index] for scores in member_scores]
         timelines = self._timelines(
             batch, self.calibrate(self._combine(window_probabilities, window_members)), len(reports)
         )

@@ -200,7 +200,7 @@ def _existing(manifest: Manifest) -> ModelVersion | None:
         found.delete()
         return None
     same_weights = found.manifest.get("weights_sha256") == manifest.weights_sha256
-    # A composite bundle names its members' weights too (ml.bundle.member_bundles checks them).
+    # A composite bundle names its members' weights too (verify_bundle checks them).
     if not same_weights or found.manifest.get("members", []) != manifest.members:
         raise RegistrationRefused(
             "already_registered",

@@ -27,7 +27,8 @@ from ml.bundle import (
     unpack_bundle,
     verify_bundle,
 )
-from ml.composite import build_composite, combine_crossval, combine_log_odds, merge_seeds
+from ml.calibration import combine_log_odds
+from ml.composite import build_composite, combine_crossval, merge_seeds
 from ml.errors import BundleError
 from tests.ml.conftest import SAMPLES, beat_model_of
 
