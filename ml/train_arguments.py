@@ -232,6 +232,12 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", default=None, help="comma-separated seeds, one full pass each (default: --seed)"
     )
+    parser.add_argument(
+        "--train-without",
+        action="append",
+        default=[],
+        help="source group no fold trains on, still held out and scored in its own fold; repeatable",
+    )
     _number(
         parser,
         "--in-source-folds",

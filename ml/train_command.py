@@ -357,10 +357,15 @@ def run_crossval(args: argparse.Namespace) -> int:
     if folds == ["none"]:  # only the patient-grouped in-source folds
         folds = []
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+    unknown = sorted(set(args.train_without) - set(dataset.groups.tolist()))
+    if unknown:
+        raise SystemExit(f"--train-without names no source group of the data: {', '.join(unknown)}")
+    never_trained = np.isin(dataset.groups, args.train_without)
     results: dict[str, Any] = {
         "settings": dataclasses.asdict(settings_from(args)),
         "features": config.to_dict(),
         "seeds": seeds,
+        "train_without": sorted(args.train_without),
         "floor": crossval_floor(dataset, folds, seed=seeds[0]),
         "runs": {},
         "oof": {"paths": [e.path for e in dataset.entries], "groups": dataset.groups.tolist(),
@@ -371,7 +376,9 @@ def run_crossval(args: argparse.Namespace) -> int:
     )
     for seed in seeds:
         settings = dataclasses.replace(settings_from(args), seed=seed)
-        run = crossval_run(dataset, folds, classes=classes, config=config, settings=settings)
+        run = crossval_run(
+            dataset, folds, classes=classes, config=config, settings=settings, never_trained=never_trained
+        )
         results["runs"][str(seed)] = run["folds"]
         results["oof"]["scores"][str(seed)] = run["scores"]
         if args.in_source_folds:
@@ -396,15 +403,21 @@ def crossval_run(
     classes: tuple[str, ...],
     config: FeatureConfig,
     settings: TrainSettings,
+    never_trained: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """One leave-one-source-out pass: metrics per held-out fold and every held-out score."""
+    """One leave-one-source-out pass: metrics per held-out fold and every held-out score.
+
+    ``never_trained`` marks recordings no fold trains on (``--train-without``); they are
+    still scored in their own fold.
+    """
     scores = [float("nan")] * len(dataset.entries)
     found: dict[str, Any] = {}
     for fold in folds:
         held = dataset.groups == fold
         fold_scores = _fit_and_score(
-            dataset, held, classes=classes, config=config, settings=settings, name=fold
-        )
+            dataset, held, classes=classes, config=config, settings=settings, name=fold,
+            unused=never_trained,
+        )  # fmt: skip
         found[fold] = fold_scores["metrics"]
         for index, value in zip(np.flatnonzero(held), fold_scores["positive"], strict=True):
             scores[index] = value
@@ -443,14 +456,17 @@ def _fit_and_score(
     config: FeatureConfig,
     settings: TrainSettings,
     name: str,
+    unused: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """Train on every recording that is neither ``held`` nor ``unused``, score the ``held`` ones."""
     from ml.evaluation import recording_probabilities
     from ml.inference import Engine
 
+    trained = ~held if unused is None else ~held & ~unused
     with tempfile.TemporaryDirectory() as scratch:
         out_dir = Path(scratch) / "bundle"
         fit_bundle(
-            dataset.subset(~held), holdout=[], out_dir=out_dir, classes=classes, config=config,
+            dataset.subset(trained), holdout=[], out_dir=out_dir, classes=classes, config=config,
             settings=settings, name=f"crossval-{name}", version="0", research_use=False, with_card=False,
         )  # fmt: skip
         engine = Engine.load(out_dir)

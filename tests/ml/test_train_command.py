@@ -7,10 +7,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml import train_arguments, train_command
 from ml.__main__ import main
+from ml.datasets import Dataset, Entry
 from ml.features import FeatureConfig
 from ml.train_arguments import features_from, settings_from
 from ml.train_command import load_crossval
@@ -104,3 +106,50 @@ def test_the_table_of_an_in_source_only_run_shows_its_in_source_figures(
     printed = capsys.readouterr().out
     assert "seed 7: MAcc 0.810, Se 0.740, Sp 0.880, AUC 0.890" in printed
     assert "| recipe |" not in printed
+
+
+class _Trained(Exception):
+    """Raised by the stand-in trainer once it has seen what a fold trains on."""
+
+
+def test_no_fold_trains_on_a_train_without_source_and_its_own_fold_still_holds_it_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = tuple(
+        Entry(path=f"{group}/{index}.wav", label=("normal", "abnormal")[index % 2], group=group)
+        for group in ("circor2022", "training-a", "training-e")
+        for index in range(4)
+    )
+    dataset = Dataset(
+        root=Path("."), entries=entries, samples=tuple(np.zeros(8) for _ in entries), fingerprint="x"
+    )
+    trained_on: list[set[str]] = []
+
+    def fit_bundle(subset: Dataset, **_: object) -> None:
+        trained_on.append(set(subset.groups.tolist()))
+        raise _Trained
+
+    monkeypatch.setattr(train_command, "fit_bundle", fit_bundle)
+    never = dataset.groups == "training-e"
+    for fold in ("circor2022", "training-e"):
+        with pytest.raises(_Trained):
+            train_command.crossval_run(
+                dataset, [fold], classes=("normal", "abnormal"), config=FeatureConfig(),
+                settings=TrainSettings(), never_trained=never,
+            )  # fmt: skip
+    assert trained_on == [{"training-a"}, {"circor2022", "training-a"}]
+    with pytest.raises(_Trained):
+        train_command.crossval_run(
+            dataset, ["circor2022"], classes=("normal", "abnormal"), config=FeatureConfig(),
+            settings=TrainSettings(),
+        )  # fmt: skip
+    assert trained_on[-1] == {"training-a", "training-e"}
+
+
+def test_crossval_reads_train_without_sources() -> None:
+    parser = argparse.ArgumentParser()
+    train_arguments.add_crossval_arguments(parser)
+    args = parser.parse_args(
+        ["--data", "d", "--out", "o.json", "--train-without", "training-e", "--train-without", "set-A"]
+    )
+    assert args.train_without == ["training-e", "set-A"]
