@@ -146,6 +146,22 @@ def test_no_fold_trains_on_a_train_without_source_and_its_own_fold_still_holds_i
     assert trained_on[-1] == {"training-a", "training-e"}
 
 
+def test_crossval_refuses_a_train_without_source_the_data_lack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    entries = tuple(Entry(path=f"training-a/{i}.wav", label="normal", group="training-a") for i in range(2))
+    dataset = Dataset(root=Path("."), entries=entries, samples=(np.zeros(8), np.zeros(8)), fingerprint="x")
+    monkeypatch.setattr(train_command, "load_all", lambda *_: dataset)
+    parser = argparse.ArgumentParser()
+    train_arguments.add_crossval_arguments(parser)
+    args = parser.parse_args(
+        ["--data", "d", "--out", str(tmp_path / "o.json"), "--train-without", "training-x"]
+    )
+    with pytest.raises(SystemExit, match="training-x"):
+        train_command.run_crossval(args)
+    assert not (tmp_path / "o.json").exists()
+
+
 def test_crossval_reads_train_without_sources() -> None:
     parser = argparse.ArgumentParser()
     train_arguments.add_crossval_arguments(parser)
