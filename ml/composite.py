@@ -42,6 +42,8 @@ def merge_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             raise ValueError("crossval results of different training settings cannot be merged")
         if other.get("features") != merged.get("features"):
             raise ValueError("crossval results of different features cannot be merged")
+        if sorted(other.get("train_without", [])) != sorted(merged.get("train_without", [])):
+            raise ValueError("crossval results trained without different sources cannot be merged")
         for seed, scores in other["oof"]["scores"].items():
             if seed in merged["oof"]["scores"]:
                 raise ValueError(f"seed {seed} appears in more than one crossval result")

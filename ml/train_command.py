@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,8 +240,11 @@ def _held_out_rows(crossval: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def load_crossval(path: Path, *, settings: TrainSettings, config: FeatureConfig) -> dict[str, Any]:
-    """Crossval results for this exact recipe; refuses results of other settings."""
+def load_crossval(
+    path: Path, *, settings: TrainSettings, config: FeatureConfig, holdout: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Crossval results for this exact recipe; refuses results of other settings, and results
+    whose folds never trained on a source this run trains on (``--train-without``)."""
     results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     # An ensemble's members are this recipe with consecutive seeds: cross-validated one by one.
     recipe = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(settings, members=1))))
@@ -250,6 +254,12 @@ def load_crossval(path: Path, *, settings: TrainSettings, config: FeatureConfig)
         raise SystemExit(f"{path}: cross-validated with other training settings than this run")
     if results.get("features", config.to_dict()) != config.to_dict():
         raise SystemExit(f"{path}: cross-validated with other feature settings than this run")
+    trained_here = sorted(set(results.get("train_without", [])) - set(holdout))
+    if trained_here:
+        raise SystemExit(
+            f"{path}: cross-validated without training on {', '.join(trained_here)}, which this run "
+            "trains on (hold it out with --holdout, or cross-validate without --train-without)"
+        )
     return results
 
 
@@ -305,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     crossval = None
     if args.crossval is not None:
-        crossval = load_crossval(args.crossval, settings=settings, config=config)
+        crossval = load_crossval(args.crossval, settings=settings, config=config, holdout=args.holdout)
     dataset = load_all(args, config)
     classes = class_order(dataset.labels, args.classes)
     calibration = None
@@ -383,8 +393,9 @@ def run_crossval(args: argparse.Namespace) -> int:
         results["oof"]["scores"][str(seed)] = run["scores"]
         if args.in_source_folds:
             results.setdefault("in_source", {})[str(seed)] = in_source_run(
-                dataset, args.in_source_folds, classes=classes, config=config, settings=settings
-            )
+                dataset, args.in_source_folds, classes=classes, config=config, settings=settings,
+                never_trained=never_trained,
+            )  # fmt: skip
         print(format_summary(f"seed {seed}", run["folds"]), flush=True)
         results["folds"] = results["runs"][str(seeds[0])]
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -416,7 +427,7 @@ def crossval_run(
         held = dataset.groups == fold
         fold_scores = _fit_and_score(
             dataset, held, classes=classes, config=config, settings=settings, name=fold,
-            unused=never_trained,
+            never_trained=never_trained,
         )  # fmt: skip
         found[fold] = fold_scores["metrics"]
         for index, value in zip(np.flatnonzero(held), fold_scores["positive"], strict=True):
@@ -426,9 +437,16 @@ def crossval_run(
 
 
 def in_source_run(
-    dataset: Dataset, count: int, *, classes: tuple[str, ...], config: FeatureConfig, settings: TrainSettings
+    dataset: Dataset,
+    count: int,
+    *,
+    classes: tuple[str, ...],
+    config: FeatureConfig,
+    settings: TrainSettings,
+    never_trained: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Patient-grouped K-fold over all sources: held-out patients of sources the model trained on."""
+    """Patient-grouped K-fold over all sources: held-out patients of sources the model trained on
+    (but for ``never_trained`` recordings, as in ``crossval_run``)."""
     subjects = np.unique(dataset.subjects)
     rng = np.random.default_rng(settings.seed)
     fold_of = dict(zip(rng.permutation(subjects), np.arange(len(subjects)) % count, strict=True))
@@ -437,8 +455,9 @@ def in_source_run(
     for fold in range(count):
         held = assignment == fold
         positive[held] = _fit_and_score(
-            dataset, held, classes=classes, config=config, settings=settings, name=f"in-source-{fold}"
-        )["positive"]
+            dataset, held, classes=classes, config=config, settings=settings, name=f"in-source-{fold}",
+            never_trained=never_trained,
+        )["positive"]  # fmt: skip
     truth = np.array([classes.index(label) for label in dataset.labels])
     probabilities = np.stack([1 - positive, positive], axis=1)
     # The scores too, so that recipes run with the same seed (the same folds) can be combined.
@@ -456,13 +475,13 @@ def _fit_and_score(
     config: FeatureConfig,
     settings: TrainSettings,
     name: str,
-    unused: np.ndarray | None = None,
+    never_trained: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Train on every recording that is neither ``held`` nor ``unused``, score the ``held`` ones."""
+    """Train on every recording that is neither ``held`` nor ``never_trained``, score the ``held`` ones."""
     from ml.evaluation import recording_probabilities
     from ml.inference import Engine
 
-    trained = ~held if unused is None else ~held & ~unused
+    trained = ~held if never_trained is None else ~held & ~never_trained
     with tempfile.TemporaryDirectory() as scratch:
         out_dir = Path(scratch) / "bundle"
         fit_bundle(

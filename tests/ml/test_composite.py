@@ -80,6 +80,14 @@ def test_seeds_of_one_recipe_merge_and_a_repeated_seed_is_refused() -> None:
         merge_seeds([first, first])
 
 
+def test_seeds_trained_without_other_sources_do_not_merge() -> None:
+    first = crossval_result({"7": [0.1, 0.9, 0.4]})
+    second = {**crossval_result({"8": [0.2, 0.7, 0.5]}), "train_without": ["site-c"]}
+    with pytest.raises(ValueError, match="trained without different sources"):
+        merge_seeds([first, second])
+    assert merge_seeds([{**first, "train_without": ["site-c"]}, second])["seeds"] == [7, 8]
+
+
 def test_results_of_other_recordings_do_not_merge_or_combine() -> None:
     first = crossval_result({"7": [0.1, 0.9, 0.4]})
     other = crossval_result({"8": [0.2, 0.7, 0.5]}, paths=["x.wav", "y.wav", "z.wav"])

@@ -79,6 +79,19 @@ def test_it_refuses_crossval_results_of_another_recipe(tmp_path: Path) -> None:
         load_crossval(path, settings=settings, config=FeatureConfig(n_mels=16))
 
 
+def test_it_refuses_crossval_results_that_never_trained_on_a_source_this_run_trains_on(
+    tmp_path: Path,
+) -> None:
+    settings, config = TrainSettings(), FeatureConfig()
+    path = tmp_path / "lofo.json"
+    results = {"settings": dataclasses.asdict(settings), "features": config.to_dict(), "folds": {},
+               "train_without": ["training-e"]}  # fmt: skip
+    path.write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="without training on training-e"):
+        load_crossval(path, settings=settings, config=config)
+    assert load_crossval(path, settings=settings, config=config, holdout=["training-e"])["folds"] == {}
+
+
 def test_it_reads_settings_missing_from_older_crossval_results_as_defaults(tmp_path: Path) -> None:
     settings = TrainSettings(epochs=3)
     recorded = dataclasses.asdict(settings)
@@ -144,6 +157,12 @@ def test_no_fold_trains_on_a_train_without_source_and_its_own_fold_still_holds_i
             settings=TrainSettings(),
         )  # fmt: skip
     assert trained_on[-1] == {"training-a", "training-e"}
+    with pytest.raises(_Trained):
+        train_command.in_source_run(
+            dataset, 2, classes=("normal", "abnormal"), config=FeatureConfig(), settings=TrainSettings(),
+            never_trained=never,
+        )  # fmt: skip
+    assert "training-e" not in trained_on[-1]
 
 
 def test_crossval_refuses_a_train_without_source_the_data_lack(
