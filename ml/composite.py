@@ -320,6 +320,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``python -m ml combine``."""
+    from ml.train_command import format_in_source
+
     if not len(args.member) == len(args.member_crossval) == len(args.weight):
         raise SystemExit("give one --member-crossval and one --weight per --member")
     try:
@@ -337,11 +339,7 @@ def run(args: argparse.Namespace) -> int:
         )
         combined["in_source"] = in_source
         for seed, report in in_source.items():
-            overall = report["overall"]
-            print(
-                f"in source, seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
-                f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}"
-            )
+            print(f"in source, seed {seed}: {format_in_source(report)}")
     if args.crossval_out is not None:
         args.crossval_out.write_text(json.dumps(combined, indent=1) + "\n", encoding="utf-8")
     name = args.name or read_manifest(args.primary).name

@@ -615,10 +615,17 @@ def run_table(args: argparse.Namespace) -> int:
     if "in_source" in results:
         print("\nPatient-grouped in-source (K folds over patients of every source):\n")
         for seed, report in results["in_source"].items():
-            overall = report["overall"]
-            print(f"- seed {seed}: MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
-                  f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}")  # fmt: skip
+            print(f"- seed {seed}: {format_in_source(report)}")
     return 0
+
+
+def format_in_source(report: dict[str, Any]) -> str:
+    """The headline figures of one seed's patient-grouped in-source report, as one line."""
+    overall = report["overall"]
+    return (
+        f"MAcc {overall['macc']:.3f}, Se {overall['sensitivity']:.3f}, "
+        f"Sp {overall['specificity']:.3f}, AUC {overall['roc_auc']:.3f}"
+    )
 
 
 def _print_source_tables(results: dict[str, Any], summary: dict[str, Any]) -> None:
