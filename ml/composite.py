@@ -105,7 +105,7 @@ def combine_in_source(results: Sequence[dict[str, Any]], weights: Sequence[float
     one seed share their folds, so the recipes' scores combine recording by recording
     (threshold 0.5 on the combined probability, as the recipes' own in-source figures).
     """
-    from ml.train_command import _grouped_metrics
+    from ml.train_command import grouped_metrics
 
     first = results[0]
     for other in results[1:]:
@@ -119,9 +119,10 @@ def combine_in_source(results: Sequence[dict[str, Any]], weights: Sequence[float
             continue
         positive = combine_log_odds([np.array(part, dtype=np.float64) for part in parts], weights)
         probabilities = np.stack([1 - positive, positive], axis=1)
-        found[seed] = _grouped_metrics(
-            truth, probabilities, np.array(first["oof"]["groups"]), classes=classes
-        )
+        found[seed] = grouped_metrics(truth, probabilities, np.array(first["oof"]["groups"]), classes=classes)
+        # Runs of one seed share their folds, so the first run's count stands for all.
+        if "folds" in first["in_source"][seed]:
+            found[seed]["folds"] = first["in_source"][seed]["folds"]
     return found
 
 
@@ -257,9 +258,16 @@ def composite_card(
 
 def in_source_section(in_source: dict[str, Any]) -> tuple[str, str]:
     """The combined models' patient-grouped in-source figures, per seed (``combine_in_source``)."""
+    reports = list(in_source.values())
+    counts = {report.get("folds") for report in reports}
+    sources = {len(report["groups"]) for report in reports}
+    # Results from before the fold count was recorded do not say it.
+    known = len(counts) == 1 and None not in counts
+    folds = f"{_number(counts.pop()).capitalize()} folds" if known else "Folds"
+    every = f"all {_number(sources.pop())} sources" if len(sources) == 1 else "all sources"
     lines = [
-        "Five folds over the patients of every source (a patient's recordings stay in one fold), "
-        "each fold's models trained on the rest of all seven sources, threshold 0.5 on the combined "
+        f"{folds} over the patients of every source (a patient's recordings stay in one fold), "
+        f"each fold's models trained on the rest of {every}, threshold 0.5 on the combined "
         "probability before calibration:",
         "",
     ]
@@ -271,6 +279,14 @@ def in_source_section(in_source: dict[str, Any]) -> tuple[str, str]:
             f"{overall['specificity']:.3f}, ROC AUC {overall['roc_auc']:.3f}; MAcc per source: {groups}"
         )
     return ("Patient-grouped in-source", "\n".join(lines))
+
+
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _number(count: int) -> str:
+    """A count in words up to ten, as the cards write them, in digits above."""
+    return _NUMBER_WORDS[count] if 0 <= count < len(_NUMBER_WORDS) else str(count)
 
 
 def _sections(card: str) -> list[tuple[str, str]]:

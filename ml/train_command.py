@@ -462,8 +462,9 @@ def in_source_run(
     probabilities = np.stack([1 - positive, positive], axis=1)
     # The scores too, so that recipes run with the same seed (the same folds) can be combined.
     return {
-        **_grouped_metrics(truth, probabilities, dataset.groups, classes=classes),
+        **grouped_metrics(truth, probabilities, dataset.groups, classes=classes),
         "scores": positive.tolist(),
+        "folds": count,
     }
 
 
@@ -499,9 +500,11 @@ def _fit_and_score(
     return {"metrics": metrics, "positive": probabilities[:, positive].tolist()}
 
 
-def _grouped_metrics(
+def grouped_metrics(
     truth: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, *, classes: tuple[str, ...]
 ) -> dict[str, Any]:
+    """Screening metrics at threshold 0.5, over all recordings and per group (source)."""
+
     def metrics(mask: np.ndarray) -> dict[str, Any]:
         return screening_metrics(
             truth[mask], probabilities[mask], classes=classes, positive_class=classes[-1], threshold=0.5

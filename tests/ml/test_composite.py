@@ -289,10 +289,11 @@ def test_in_source_scores_of_one_seed_combine_recording_by_recording() -> None:
     labels = primary["oof"]["labels"]
     truth = np.array([label == "abnormal" for label in labels])
     # the primary ranks every recording wrongly, the member rightly and more confidently
-    primary["in_source"] = {"7": {"scores": np.where(truth, 0.4, 0.6).tolist()}}
-    member["in_source"] = {"7": {"scores": np.where(truth, 0.9, 0.1).tolist()}}
+    primary["in_source"] = {"7": {"scores": np.where(truth, 0.4, 0.6).tolist(), "folds": 3}}
+    member["in_source"] = {"7": {"scores": np.where(truth, 0.9, 0.1).tolist(), "folds": 3}}
     found = combine_in_source([primary, member], [0.5])
     assert found["7"]["overall"]["count"] == 6
+    assert found["7"]["folds"] == 3
     assert found["7"]["overall"]["macc"] == pytest.approx(1.0)
     assert combine_in_source([primary, member], [0.05])["7"]["overall"]["macc"] == pytest.approx(0.0)
     del member["in_source"]
@@ -314,3 +315,24 @@ def test_the_in_source_figures_go_into_the_manifest_and_the_card(
     card = (tmp_path / "bundle" / "CARD.md").read_text()
     assert "## Patient-grouped in-source" in card
     assert "- seed 7: MAcc 0.830, Se 0.770, Sp 0.890, ROC AUC 0.900; MAcc per source: site-a 0.800" in card
+    # results from before the fold count was recorded do not say it
+    assert "Folds over the patients of every source" in card
+    assert "trained on the rest of all two sources" in card
+
+
+def test_the_in_source_card_says_how_many_folds_and_sources_the_runs_had() -> None:
+    from ml.composite import in_source_section
+
+    report = {
+        "overall": {"macc": 0.83, "sensitivity": 0.77, "specificity": 0.89, "roc_auc": 0.9},
+        "groups": {name: {"macc": 0.8} for name in ("a", "b", "c")},
+        "folds": 4,
+    }
+    heading, body = in_source_section({"7": report})
+    assert heading == "Patient-grouped in-source"
+    assert body.startswith("Four folds over the patients of every source")
+    assert "the rest of all three sources" in body
+    body = in_source_section({"7": report, "8": {**report, "folds": 12}})[1]
+    assert body.startswith("Folds over the patients")
+    body = in_source_section({"7": {**report, "folds": 12}})[1]
+    assert body.startswith("12 folds over the patients")

@@ -165,6 +165,35 @@ def test_no_fold_trains_on_a_train_without_source_and_its_own_fold_still_holds_i
     assert "training-e" not in trained_on[-1]
 
 
+def test_in_source_folds_score_every_recording_once_and_record_their_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = tuple(
+        Entry(path=f"{group}/{index}.wav", label=("normal", "abnormal")[index % 2], group=group)
+        for group in ("circor2022", "training-a")
+        for index in range(6)
+    )
+    dataset = Dataset(
+        root=Path("."), entries=entries, samples=tuple(np.zeros(8) for _ in entries), fingerprint="x"
+    )
+    held_counts: list[int] = []
+
+    def fit_and_score(subset: Dataset, held: np.ndarray, **_: object) -> dict[str, object]:
+        held_counts.append(int(held.sum()))
+        # a perfect ranking: abnormal recordings score 0.9, normal ones 0.1
+        return {"positive": [0.9 if label == "abnormal" else 0.1 for label in subset.labels[held]]}
+
+    monkeypatch.setattr(train_command, "_fit_and_score", fit_and_score)
+    report = train_command.in_source_run(
+        dataset, 3, classes=("normal", "abnormal"), config=FeatureConfig(), settings=TrainSettings()
+    )
+    assert report["folds"] == 3
+    assert len(held_counts) == 3 and sum(held_counts) == len(entries)
+    assert report["scores"] == [0.9 if label == "abnormal" else 0.1 for label in dataset.labels]
+    assert report["overall"]["macc"] == pytest.approx(1.0)
+    assert set(report["groups"]) == {"circor2022", "training-a"}
+
+
 def test_crossval_refuses_a_train_without_source_the_data_lack(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
