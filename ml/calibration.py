@@ -317,12 +317,16 @@ def fit_calibration(
 
 
 def nested_source_metrics(
-    scores: np.ndarray, truth: np.ndarray, sources: np.ndarray
+    scores: np.ndarray, truth: np.ndarray, sources: np.ndarray, *, margin: float = DEFAULT_MARGIN
 ) -> dict[str, dict[str, float]]:
     """For each source: Se, Sp and MAcc when calibration and threshold come from the other sources only.
 
     This is what calibrating on held-out sources promises a source that took no
-    part in it, which is what a new site is.
+    part in it, which is what a new site is. With them, what the ``uncertain`` band
+    of ``margin`` around the threshold does there: the share of the source's
+    recordings it holds back (``uncertain_share``) and Se, Sp and MAcc of the rest
+    (``decided_*``; NaN where a class has no decided recording). Only the band:
+    the quality and out-of-distribution reasons for ``uncertain`` need the audio.
     """
     found: dict[str, dict[str, float]] = {}
     for name in np.unique(sources):
@@ -330,17 +334,30 @@ def nested_source_metrics(
         if inside.all():
             continue  # no other source to calibrate it with
         others = fit_calibration(scores[~inside], truth[~inside], sources[~inside], source="nested")
-        predicted = others.probability(scores[inside]) >= others.threshold
+        probabilities = others.probability(scores[inside])
+        predicted = probabilities >= others.threshold
+        decided = np.abs(probabilities - others.threshold) >= margin
         t = truth[inside]
-        sensitivity = float(np.mean(predicted[t])) if t.any() else float("nan")
-        specificity = float(np.mean(~predicted[~t])) if (~t).any() else float("nan")
+        sensitivity, specificity = _recalls(predicted, t)
+        decided_sensitivity, decided_specificity = _recalls(predicted[decided], t[decided])
         found[str(name)] = {
             "sensitivity": sensitivity,
             "specificity": specificity,
             "macc": (sensitivity + specificity) / 2,
             "count": int(inside.sum()),
+            "uncertain_share": float(1 - decided.mean()),
+            "decided_sensitivity": decided_sensitivity,
+            "decided_specificity": decided_specificity,
+            "decided_macc": (decided_sensitivity + decided_specificity) / 2,
         }
     return found
+
+
+def _recalls(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(sensitivity, specificity) of boolean calls against boolean truth; NaN for an absent class."""
+    sensitivity = float(np.mean(predicted[truth])) if truth.any() else float("nan")
+    specificity = float(np.mean(~predicted[~truth])) if (~truth).any() else float("nan")
+    return sensitivity, specificity
 
 
 def site_sample_simulation(

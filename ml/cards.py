@@ -7,6 +7,7 @@ calibration), so that ``ml.train_command`` only gathers those values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -252,20 +253,34 @@ def calibration_sections(calibration: dict[str, Any]) -> list[tuple[str, str]]:
         f"probability; `uncertain` within {calibration['margin']:.2f} of it, for unusable or poor "
         "recordings and for recordings unlike every training source.",
     ]
+    # Bundles calibrated before the band's figures were kept have only the first three.
+    banded = bool(nested) and all("uncertain_share" in v for v in nested.values())
     if nested:
         rows += [
             "",
             "Each source scored with the calibration and threshold fitted on the other sources only "
-            "(what a new site gets):",
+            "(what a new site gets)"
+            + (
+                "; the last two columns: the share the band around the threshold calls `uncertain`, "
+                "and the MAcc of the recordings it decides:"
+                if banded
+                else ":"
+            ),
             "",
-            "| source | Se | Sp | MAcc |",
-            "|---|---|---|---|",
+            "| source | Se | Sp | MAcc |" + (" uncertain | MAcc decided |" if banded else ""),
+            "|---|---|---|---|" + ("---|---|" if banded else ""),
         ]
         rows += [
             f"| {name} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | {v['macc']:.3f} |"
+            + (f" {v['uncertain_share']:.2f} | {_number(v['decided_macc'])} |" if banded else "")
             for name, v in nested.items()
         ]
     return [("Calibration and decisions", "\n".join(rows)), ("Must not be used for", NOT_FOR)]
+
+
+def _number(value: float) -> str:
+    """Three decimals, ``-`` for NaN (a class with no decided recording)."""
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def mean_range(values: dict[str, float] | None) -> str:

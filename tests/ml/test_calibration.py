@@ -161,6 +161,40 @@ def test_nested_calibration_scores_each_source_with_the_others_fit() -> None:
     assert all(0.7 < values["macc"] <= 1.0 for values in found.values())
 
 
+def test_the_uncertain_band_holds_back_the_scores_near_the_threshold_and_decides_the_rest() -> None:
+    rng = np.random.default_rng(11)
+    sources = np.repeat(["a", "b"], 300)
+    truth = np.tile(np.arange(300) >= 150, 2)
+    scores = calibration.sigmoid(np.where(truth, 1.0, -1.0) + rng.normal(0, 1.2, 600))
+    found = calibration.nested_source_metrics(scores, truth, sources, margin=0.1)
+    for name, other in (("a", "b"), ("b", "a")):
+        # what a site gets: the other source's calibration, and the band around its threshold
+        fitted = calibration.fit_calibration(
+            scores[sources == other], truth[sources == other], sources[sources == other], source="x"
+        )
+        probabilities = fitted.probability(scores[sources == name])
+        t = truth[sources == name]
+        near = np.abs(probabilities - fitted.threshold) < 0.1
+        called = probabilities >= fitted.threshold
+        kept_se = np.mean(called[~near & t])
+        kept_sp = np.mean(~called[~near & ~t])
+        values = found[name]
+        assert values["uncertain_share"] == pytest.approx(near.mean())
+        assert 0.05 < values["uncertain_share"] < 0.95
+        assert values["decided_sensitivity"] == pytest.approx(kept_se)
+        assert values["decided_specificity"] == pytest.approx(kept_sp)
+        assert values["decided_macc"] == pytest.approx((kept_se + kept_sp) / 2)
+        # the recordings held back are the hardest: what is decided is called more rightly
+        assert values["decided_macc"] > values["macc"]
+    # no band: nothing held back, the decided figures are the overall ones
+    for values in calibration.nested_source_metrics(scores, truth, sources, margin=0.0).values():
+        assert values["uncertain_share"] == 0.0
+        assert values["decided_macc"] == pytest.approx(values["macc"])
+    # a band that holds back every recording leaves no decided recording of either class
+    wide = calibration.nested_source_metrics(scores, truth, sources, margin=1.0)["a"]
+    assert wide["uncertain_share"] == 1.0 and np.isnan(wide["decided_macc"])
+
+
 def test_a_calibration_round_trips_through_the_manifest_form() -> None:
     fitted = Calibration(slope=1.5, intercept=-0.2, threshold=0.45, reference_quantiles=(0.1, 0.5, 0.9))
     again = Calibration.from_dict(fitted.to_dict())

@@ -77,6 +77,24 @@ def test_it_describes_the_calibration_then_what_the_model_is_not_for() -> None:
     assert not_for == ("Must not be used for", cards.NOT_FOR)
 
 
+def test_the_calibration_table_shows_the_uncertain_band_when_the_figures_have_it() -> None:
+    nested = {
+        "a": {"sensitivity": 0.8, "specificity": 0.6, "macc": 0.7, "uncertain_share": 0.25,
+              "decided_sensitivity": 0.9, "decided_specificity": 0.7, "decided_macc": 0.8},
+        "b": {"sensitivity": 0.5, "specificity": 0.5, "macc": 0.5, "uncertain_share": 1.0,
+              "decided_sensitivity": float("nan"), "decided_specificity": float("nan"),
+              "decided_macc": float("nan")},
+    }  # fmt: skip
+    calibration = {
+        "slope": 1.0, "intercept": 0.0, "threshold": 0.5, "margin": 0.1,
+        "metrics": {"nested_leave_one_source_out": nested},
+    }  # fmt: skip
+    (_, text), _ = cards.calibration_sections(calibration)
+    assert "| source | Se | Sp | MAcc | uncertain | MAcc decided |" in text
+    assert "| a | 0.800 | 0.600 | 0.700 | 0.25 | 0.800 |" in text
+    assert text.endswith("| b | 0.500 | 0.500 | 0.500 | 1.00 | - |")
+
+
 def test_it_lays_out_a_card_with_the_sections_before_the_caveats() -> None:
     card = cards.model_card(
         name="screening", version="3.0.0", intended_use=cards.SCREENING_USE, data_sources=["a: 3 recordings"],

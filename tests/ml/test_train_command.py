@@ -103,6 +103,36 @@ def test_it_reads_settings_missing_from_older_crossval_results_as_defaults(tmp_p
         load_crossval(path, settings=TrainSettings(epochs=3, mixstyle=True), config=FeatureConfig())
 
 
+def test_the_table_shows_what_the_uncertain_band_holds_back_on_each_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    count = 120
+    groups = ["x", "y", "z"] * (count // 3)
+    truth = rng.uniform(size=count) < 0.5
+    scores = np.clip(np.where(truth, 0.7, 0.3) + rng.normal(0, 0.15, count), 0.01, 0.99)
+    results = {
+        "seeds": [7],
+        "floor": {},
+        "oof": {"paths": [f"r{i}" for i in range(count)], "groups": groups,
+                "labels": ["abnormal" if t else "normal" for t in truth], "scores": {"7": scores.tolist()}},
+    }  # fmt: skip
+    path = tmp_path / "lofo.json"
+    path.write_text(json.dumps(results))
+    assert train_command.run_table(argparse.Namespace(results=path)) == 0
+    printed = capsys.readouterr().out
+    assert "The `uncertain` band (calibrated probability within 0.10 of the threshold" in printed
+    from ml import calibration
+
+    expected = calibration.nested_source_metrics(scores, truth, np.array(groups))
+    for name in ("x", "y", "z"):
+        v = expected[name]
+        assert 0 < v["uncertain_share"] < 1
+        assert f"| {name} | {v['uncertain_share']:.2f} | {v['sensitivity']:.3f} / " in printed
+        assert f"| {v['decided_macc']:.3f} |" in printed
+    assert "| mean over sources |" in printed
+
+
 def test_the_table_of_an_in_source_only_run_shows_its_in_source_figures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
