@@ -327,6 +327,9 @@ def nested_source_metrics(
     recordings it holds back (``uncertain_share``) and Se, Sp and MAcc of the rest
     (``decided_*``; NaN where a class has no decided recording). Only the band:
     the quality and out-of-distribution reasons for ``uncertain`` need the audio.
+    And what the batch-shift check says of the whole source as one batch: the share
+    called positive, the Kolmogorov-Smirnov distance to the other sources' held-out
+    distribution, and whether ``batch_shift_warning`` fires (``shift_warning``, 0 or 1).
     """
     found: dict[str, dict[str, float]] = {}
     for name in np.unique(sources):
@@ -349,6 +352,12 @@ def nested_source_metrics(
             "decided_sensitivity": decided_sensitivity,
             "decided_specificity": decided_specificity,
             "decided_macc": (decided_sensitivity + decided_specificity) / 2,
+            "called_positive_share": float(predicted.mean()),
+            "shift_distance": ks_distance(probabilities, others.reference_quantiles),
+            "shift_warning": float(
+                batch_shift_warning(probabilities.tolist(), calibration=others, positive_class="positive")
+                is not None
+            ),
         }
     return found
 

@@ -623,25 +623,35 @@ def run_table(args: argparse.Namespace) -> int:
 
 
 def _print_uncertain_band(nested: dict[str, dict[str, float]]) -> None:
-    """Per source, what the ``uncertain`` band around the threshold holds back and how the rest fare."""
+    """Per source, what the ``uncertain`` band around the threshold holds back and how the rest
+    fare, and whether the batch-shift check warns of the source as one batch."""
     from ml.calibration import DEFAULT_MARGIN
 
     print(
         f"\nThe `uncertain` band (calibrated probability within {DEFAULT_MARGIN:.2f} of the "
         "threshold; held-out scores averaged over seeds, rule fitted on the other sources): the share "
-        "it holds back, and the recordings it decides:\n"
+        "it holds back and the recordings it decides; then the batch-shift check of the whole source "
+        "as one batch (share called abnormal, KS distance to the other sources' held-out scores, "
+        "whether the warning fires):\n"
     )
-    print("| source | uncertain | Se / Sp of all | MAcc of all | Se / Sp decided | MAcc decided |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| source | uncertain | Se / Sp of all | MAcc of all | Se / Sp decided | MAcc decided "
+        "| called abnormal | KS | warns |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, v in nested.items():
         print(
             f"| {name} | {v['uncertain_share']:.2f} | {v['sensitivity']:.3f} / {v['specificity']:.3f} | "
             f"{v['macc']:.3f} | {v['decided_sensitivity']:.3f} / {v['decided_specificity']:.3f} | "
-            f"{v['decided_macc']:.3f} |"
+            f"{v['decided_macc']:.3f} | {v['called_positive_share']:.2f} | {v['shift_distance']:.2f} | "
+            f"{'yes' if v['shift_warning'] else 'no'} |"
         )
     means = {key: float(np.nanmean([v[key] for v in nested.values()])) for key in ("uncertain_share", "macc")}
     decided = float(np.nanmean([v["decided_macc"] for v in nested.values()]))
-    print(f"| mean over sources | {means['uncertain_share']:.2f} | | {means['macc']:.3f} | | {decided:.3f} |")
+    print(
+        f"| mean over sources | {means['uncertain_share']:.2f} | | {means['macc']:.3f} | | {decided:.3f} "
+        "| | | |"
+    )
 
 
 def format_in_source(report: dict[str, Any]) -> str:

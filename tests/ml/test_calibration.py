@@ -195,6 +195,21 @@ def test_the_uncertain_band_holds_back_the_scores_near_the_threshold_and_decides
     assert wide["uncertain_share"] == 1.0 and np.isnan(wide["decided_macc"])
 
 
+def test_the_nested_figures_say_which_source_the_batch_shift_check_warns_of() -> None:
+    rng = np.random.default_rng(12)
+    sources = np.repeat(["a", "b", "c", "shifted"], 200)
+    truth = np.tile(np.arange(200) >= 150, 4)  # a quarter abnormal everywhere
+    shift = {"a": 0.0, "b": 0.2, "c": -0.2, "shifted": 3.0}  # a device that adds 3 to the log-odds
+    logits = np.array([2.0 * t - 1.0 + shift[s] for s, t in zip(sources, truth, strict=True)])
+    scores = calibration.sigmoid(logits + rng.normal(0, 0.8, len(logits)))
+    found = calibration.nested_source_metrics(scores, truth, sources)
+    assert found["shifted"]["shift_warning"] == 1.0
+    assert found["shifted"]["called_positive_share"] > 0.8 and found["shifted"]["shift_distance"] > 0.5
+    for name in ("a", "b", "c"):
+        assert found[name]["shift_warning"] == 0.0
+        assert found[name]["shift_distance"] < 0.5
+
+
 def test_a_calibration_round_trips_through_the_manifest_form() -> None:
     fitted = Calibration(slope=1.5, intercept=-0.2, threshold=0.45, reference_quantiles=(0.1, 0.5, 0.9))
     again = Calibration.from_dict(fitted.to_dict())

@@ -129,7 +129,10 @@ def test_the_table_shows_what_the_uncertain_band_holds_back_on_each_source(
         v = expected[name]
         assert 0 < v["uncertain_share"] < 1
         assert f"| {name} | {v['uncertain_share']:.2f} | {v['sensitivity']:.3f} / " in printed
-        assert f"| {v['decided_macc']:.3f} |" in printed
+        assert (
+            f"| {v['decided_macc']:.3f} | {v['called_positive_share']:.2f} | {v['shift_distance']:.2f} | no |"
+            in printed
+        )
     assert "| mean over sources |" in printed
 
 
