@@ -250,4 +250,23 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``python -m ml crossval-table``."""
+    from ml.calibration import DEFAULT_MARGIN
+
     parser.add_argument("results", type=Path, help="JSON written by python -m ml crossval")
+    parser.add_argument(
+        "--margin",
+        type=_margin,
+        default=DEFAULT_MARGIN,
+        help=f"width of the uncertain band either side of the threshold (default {DEFAULT_MARGIN})",
+    )
+
+
+def _margin(text: str) -> float:
+    """A band width on the calibrated probability: at least 0, under 0.5."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"the margin must be at least 0 and under 0.5, not {value}")
+    return value

@@ -614,7 +614,7 @@ def run_table(args: argparse.Namespace) -> int:
     results = json.loads(args.results.read_text(encoding="utf-8"))
     runs = calibrated_runs(results)
     if any(runs.values()):
-        _print_source_tables(results, summarise_runs(runs))
+        _print_source_tables(results, summarise_runs(runs), margin=getattr(args, "margin", None))
     if "in_source" in results:
         print("\nPatient-grouped in-source (K folds over patients of every source):\n")
         for seed, report in results["in_source"].items():
@@ -622,13 +622,11 @@ def run_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_uncertain_band(nested: dict[str, dict[str, float]]) -> None:
+def _print_uncertain_band(nested: dict[str, dict[str, float]], margin: float) -> None:
     """Per source, what the ``uncertain`` band around the threshold holds back and how the rest
     fare, and whether the batch-shift check warns of the source as one batch."""
-    from ml.calibration import DEFAULT_MARGIN
-
     print(
-        f"\nThe `uncertain` band (calibrated probability within {DEFAULT_MARGIN:.2f} of the "
+        f"\nThe `uncertain` band (calibrated probability within {margin:.2f} of the "
         "threshold; held-out scores averaged over seeds, rule fitted on the other sources): the share "
         "it holds back and the recordings it decides; then the batch-shift check of the whole source "
         "as one batch (share called abnormal, KS distance to the other sources' held-out scores, "
@@ -663,7 +661,7 @@ def format_in_source(report: dict[str, Any]) -> str:
     )
 
 
-def _print_source_tables(results: dict[str, Any], summary: dict[str, Any]) -> None:
+def _print_source_tables(results: dict[str, Any], summary: dict[str, Any], *, margin: float | None) -> None:
     floor = results.get("floor", {}).get("folds", {})
     folds = sorted(summary["folds"])
     print("| recipe | " + " | ".join(folds) + " | mean MAcc | mean AUC | lowest Se or Sp |")
@@ -690,7 +688,8 @@ def _print_source_tables(results: dict[str, Any], summary: dict[str, Any]) -> No
     from ml import calibration
 
     scores, truth, sources = calibration.held_out_scores(results)
-    _print_uncertain_band(calibration.nested_source_metrics(scores, truth, sources))
+    margin = calibration.DEFAULT_MARGIN if margin is None else margin
+    _print_uncertain_band(calibration.nested_source_metrics(scores, truth, sources, margin=margin), margin)
     print("\nA 50-recording labelled sample of the site sets its threshold (20 draws; held-out scores"
           " averaged over seeds; 'before' is the rule fitted on the other sources):\n")  # fmt: skip
     print("| source | MAcc before | MAcc after (worst) | Se before / after | Sp before / after |")

@@ -134,6 +134,27 @@ def test_the_table_shows_what_the_uncertain_band_holds_back_on_each_source(
             in printed
         )
     assert "| mean over sources |" in printed
+    # no band: nothing is held back and the decided figures are those of all recordings
+    assert train_command.run_table(argparse.Namespace(results=path, margin=0.0)) == 0
+    printed = capsys.readouterr().out
+    assert "within 0.00 of the threshold" in printed
+    for name in ("x", "y", "z"):
+        v = expected[name]
+        assert (
+            f"| {name} | 0.00 | {v['sensitivity']:.3f} / {v['specificity']:.3f} | {v['macc']:.3f} | "
+            in printed
+        )
+
+
+@pytest.mark.parametrize("text", ["0.5", "-0.1", "wide"])
+def test_the_table_refuses_a_band_it_cannot_draw(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    train_arguments.add_table_arguments(parser)
+    assert parser.parse_args(["r.json", "--margin", "0.2"]).margin == 0.2
+    assert parser.parse_args(["r.json"]).margin == 0.1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["r.json", "--margin", text])
+    assert "--margin" in capsys.readouterr().err
 
 
 def test_the_table_of_an_in_source_only_run_shows_its_in_source_figures(
