@@ -317,7 +317,12 @@ def fit_calibration(
 
 
 def nested_source_metrics(
-    scores: np.ndarray, truth: np.ndarray, sources: np.ndarray, *, margin: float = DEFAULT_MARGIN
+    scores: np.ndarray,
+    truth: np.ndarray,
+    sources: np.ndarray,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    applied: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """For each source: Se, Sp and MAcc when calibration and threshold come from the other sources only.
 
@@ -330,14 +335,19 @@ def nested_source_metrics(
     And what the batch-shift check says of the whole source as one batch: the share
     called positive, the Kolmogorov-Smirnov distance to the other sources' held-out
     distribution, and whether ``batch_shift_warning`` fires (``shift_warning``, 0 or 1).
+
+    ``applied``, when given, are the scores each source is decided on in place of its
+    ``scores`` (the rule is still fitted on the other sources' ``scores``): the same
+    recordings' short clips, say, decided as the whole recordings' rule decides them.
     """
+    decided_on = scores if applied is None else applied
     found: dict[str, dict[str, float]] = {}
     for name in np.unique(sources):
         inside = sources == name
         if inside.all():
             continue  # no other source to calibrate it with
         others = fit_calibration(scores[~inside], truth[~inside], sources[~inside], source="nested")
-        probabilities = others.probability(scores[inside])
+        probabilities = others.probability(decided_on[inside])
         predicted = probabilities >= others.threshold
         decided = np.abs(probabilities - others.threshold) >= margin
         t = truth[inside]

@@ -245,6 +245,11 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
         0,
         "also K folds over patients of every source (patient-grouped in-source scores; 0: off)",
     )
+    _switch(
+        parser,
+        "--clip-scores",
+        "also score every held-out recording on one short clip of it (1.5-4 s, as handheld devices record)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the per-fold results")
 
 

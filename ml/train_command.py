@@ -384,13 +384,20 @@ def run_crossval(args: argparse.Namespace) -> int:
     print(
         format_summary("floor (MFCC statistics + gradient boosting)", results["floor"]["folds"]), flush=True
     )
+    clips = short_clips(dataset, sample_rate=config.sample_rate) if args.clip_scores else None
+    if clips is not None:
+        results["clips"] = {"shortest_s": CLIP_SHORTEST_S, "longest_s": CLIP_LONGEST_S}
+        results["oof"]["clip_scores"] = {}
     for seed in seeds:
         settings = dataclasses.replace(settings_from(args), seed=seed)
         run = crossval_run(
-            dataset, folds, classes=classes, config=config, settings=settings, never_trained=never_trained
-        )
+            dataset, folds, classes=classes, config=config, settings=settings, never_trained=never_trained,
+            clips=clips,
+        )  # fmt: skip
         results["runs"][str(seed)] = run["folds"]
         results["oof"]["scores"][str(seed)] = run["scores"]
+        if clips is not None:
+            results["oof"]["clip_scores"][str(seed)] = run["clip_scores"]
         if args.in_source_folds:
             results.setdefault("in_source", {})[str(seed)] = in_source_run(
                 dataset, args.in_source_folds, classes=classes, config=config, settings=settings,
@@ -415,25 +422,57 @@ def crossval_run(
     config: FeatureConfig,
     settings: TrainSettings,
     never_trained: np.ndarray | None = None,
+    clips: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """One leave-one-source-out pass: metrics per held-out fold and every held-out score.
+    """One leave-one-source-out pass: metrics per held-out fold and every held-out score
+    (and, given ``clips``, one per recording, every held-out recording's clip score too).
 
     ``never_trained`` marks recordings no fold trains on (``--train-without``); they are
     still scored in their own fold.
     """
     scores = [float("nan")] * len(dataset.entries)
+    clip_scores = [float("nan")] * len(dataset.entries)
     found: dict[str, Any] = {}
     for fold in folds:
         held = dataset.groups == fold
         fold_scores = _fit_and_score(
             dataset, held, classes=classes, config=config, settings=settings, name=fold,
             never_trained=never_trained,
+            clips=None if clips is None else [clips[int(index)] for index in np.flatnonzero(held)],
         )  # fmt: skip
         found[fold] = fold_scores["metrics"]
         for index, value in zip(np.flatnonzero(held), fold_scores["positive"], strict=True):
             scores[index] = value
+        for index, value in zip(np.flatnonzero(held), fold_scores.get("clip_positive", []), strict=False):
+            clip_scores[index] = value
         print(format_metrics(f"held out {fold} (seed {settings.seed})", found[fold]), flush=True)
-    return {"folds": found, "scores": scores}
+    return {"folds": found, "scores": scores, **({"clip_scores": clip_scores} if clips is not None else {})}
+
+
+# Handheld devices record 1-4 s; a clip of this many seconds stands for one.
+CLIP_SHORTEST_S = 1.5
+CLIP_LONGEST_S = 4.0
+CLIP_SEED = 2011  # any fixed value: the clips must not change between runs
+
+
+def short_clip(samples: np.ndarray, *, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A stretch of ``samples`` of a random length between ``CLIP_SHORTEST_S`` and ``CLIP_LONGEST_S``
+    at a random start; the whole recording when it is no longer than that."""
+    length = int(round(rng.uniform(CLIP_SHORTEST_S, CLIP_LONGEST_S) * sample_rate))
+    if len(samples) <= length:
+        return samples
+    start = int(rng.integers(0, len(samples) - length + 1))
+    return samples[start : start + length]
+
+
+def short_clips(dataset: Dataset, *, sample_rate: int) -> list[np.ndarray]:
+    """One ``short_clip`` per recording, the same for every seed and recipe run over the same
+    recordings: each clip depends only on the recording's place in the data, so seeds' scores of a
+    clip average as the served ensemble's would and two recipes' combine clip by clip."""
+    return [
+        short_clip(samples, sample_rate=sample_rate, rng=np.random.default_rng([CLIP_SEED, index]))
+        for index, samples in enumerate(dataset.samples)
+    ]
 
 
 def in_source_run(
@@ -477,8 +516,10 @@ def _fit_and_score(
     settings: TrainSettings,
     name: str,
     never_trained: np.ndarray | None = None,
+    clips: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Train on every recording that is neither ``held`` nor ``never_trained``, score the ``held`` ones."""
+    """Train on every recording that is neither ``held`` nor ``never_trained``, score the ``held`` ones
+    (and ``clips``, one per held recording, when given)."""
     from ml.evaluation import recording_probabilities
     from ml.inference import Engine
 
@@ -492,12 +533,18 @@ def _fit_and_score(
         engine = Engine.load(out_dir)
         probabilities = recording_probabilities(engine, list(dataset.subset(held).samples), calibrated=False)
         threshold = engine.manifest.decision_threshold
+        clip_probabilities = (
+            None if clips is None else recording_probabilities(engine, list(clips), calibrated=False)
+        )
     truth = np.array([classes.index(label) for label in dataset.subset(held).labels])
     positive = list(classes).index("abnormal") if "abnormal" in classes else len(classes) - 1
     metrics = screening_metrics(
         truth, probabilities, classes=classes, positive_class=classes[positive], threshold=threshold
     )
-    return {"metrics": metrics, "positive": probabilities[:, positive].tolist()}
+    found = {"metrics": metrics, "positive": probabilities[:, positive].tolist()}
+    if clip_probabilities is not None:
+        found["clip_positive"] = clip_probabilities[:, positive].tolist()
+    return found
 
 
 def grouped_metrics(
@@ -652,6 +699,53 @@ def _print_uncertain_band(nested: dict[str, dict[str, float]], margin: float) ->
     )
 
 
+def _print_clip_table(results: dict[str, Any], *, margin: float) -> None:
+    """Held-out sources scored on one short clip of every recording (``crossval --clip-scores``):
+    ranking, and the decisions of the rule fitted on the other sources' whole recordings (what a
+    short recording gets today) and of one fitted on their clips."""
+    from ml import calibration
+
+    oof = results["oof"]
+    whole = calibration.held_out_mean(results)
+    clip = np.asarray(np.nanmean(np.array(list(oof["clip_scores"].values()), dtype=np.float64), axis=0))
+    keep = ~np.isnan(whole) & ~np.isnan(clip)
+    whole, clip = whole[keep], clip[keep]
+    truth = (np.array(oof["labels"]) == "abnormal")[keep]
+    sources = np.array(oof["groups"])[keep]
+    rule_whole = calibration.nested_source_metrics(whole, truth, sources, margin=margin, applied=clip)
+    rule_clip = calibration.nested_source_metrics(clip, truth, sources, margin=margin)
+    span = results.get("clips", {})
+    print(
+        f"\nShort clips: one stretch of {span.get('shortest_s', '?')}-{span.get('longest_s', '?')} s of "
+        "every held-out recording (the same for every seed; scores averaged over seeds), decided by the rule "
+        "fitted on the other sources' whole recordings (as served) or on their clips:\n"
+    )
+    print(
+        "| source | ROC AUC whole / clip | clip, whole-recording rule: Se / Sp / MAcc "
+        "| clip, rule fitted on clips: Se / Sp / MAcc |"
+    )
+    print("|---|---|---|---|")
+    aucs: list[tuple[float, float]] = []
+    for name in rule_whole:
+        inside = sources == name
+        pair = (roc_auc(truth[inside], whole[inside]), roc_auc(truth[inside], clip[inside]))
+        aucs.append(
+            (float("nan") if pair[0] is None else pair[0], float("nan") if pair[1] is None else pair[1])
+        )
+        a, b = rule_whole[name], rule_clip[name]
+        print(
+            f"| {name} | {aucs[-1][0]:.3f} / {aucs[-1][1]:.3f} | {a['sensitivity']:.3f} / "
+            f"{a['specificity']:.3f} / {a['macc']:.3f} | {b['sensitivity']:.3f} / {b['specificity']:.3f} / "
+            f"{b['macc']:.3f} |"
+        )
+    mean_auc = np.nanmean(np.array(aucs), axis=0)
+    print(
+        f"| mean over sources | {mean_auc[0]:.3f} / {mean_auc[1]:.3f} "
+        f"| {np.mean([v['macc'] for v in rule_whole.values()]):.3f} "
+        f"| {np.mean([v['macc'] for v in rule_clip.values()]):.3f} |"
+    )
+
+
 def format_in_source(report: dict[str, Any]) -> str:
     """The headline figures of one seed's patient-grouped in-source report, as one line."""
     overall = report["overall"]
@@ -690,6 +784,8 @@ def _print_source_tables(results: dict[str, Any], summary: dict[str, Any], *, ma
     scores, truth, sources = calibration.held_out_scores(results)
     margin = calibration.DEFAULT_MARGIN if margin is None else margin
     _print_uncertain_band(calibration.nested_source_metrics(scores, truth, sources, margin=margin), margin)
+    if "clip_scores" in results["oof"]:
+        _print_clip_table(results, margin=margin)
     print("\nA 50-recording labelled sample of the site sets its threshold (20 draws; held-out scores"
           " averaged over seeds; 'before' is the rule fitted on the other sources):\n")  # fmt: skip
     print("| source | MAcc before | MAcc after (worst) | Se before / after | Sp before / after |")

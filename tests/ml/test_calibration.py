@@ -210,6 +210,21 @@ def test_the_nested_figures_say_which_source_the_batch_shift_check_warns_of() ->
         assert found[name]["shift_distance"] < 0.5
 
 
+def test_nested_figures_can_decide_other_scores_with_the_rule_fitted_on_the_scores() -> None:
+    rng = np.random.default_rng(13)
+    sources = np.repeat(["a", "b", "c"], 300)
+    truth = np.tile(np.arange(300) >= 150, 3)
+    scores = calibration.sigmoid(np.where(truth, 1.5, -1.5) + rng.normal(0, 1.0, 900))
+    lower = calibration.sigmoid(calibration.logit(scores) - 3.0)  # the same ranking, scored lower
+    same = calibration.nested_source_metrics(scores, truth, sources, applied=scores)
+    assert same == calibration.nested_source_metrics(scores, truth, sources)
+    found = calibration.nested_source_metrics(scores, truth, sources, applied=lower)
+    for name in ("a", "b", "c"):
+        # the rule fitted on the scores calls fewer of the lower ones abnormal
+        assert found[name]["sensitivity"] < same[name]["sensitivity"] - 0.3
+        assert found[name]["specificity"] >= same[name]["specificity"]
+
+
 def test_a_calibration_round_trips_through_the_manifest_form() -> None:
     fitted = Calibration(slope=1.5, intercept=-0.2, threshold=0.45, reference_quantiles=(0.1, 0.5, 0.9))
     again = Calibration.from_dict(fitted.to_dict())

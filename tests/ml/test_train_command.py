@@ -146,6 +146,42 @@ def test_the_table_shows_what_the_uncertain_band_holds_back_on_each_source(
         )
 
 
+def test_the_table_shows_held_out_sources_scored_on_short_clips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(4)
+    count = 120
+    groups = np.array(["x", "y", "z"] * (count // 3))
+    truth = rng.uniform(size=count) < 0.5
+    whole = np.clip(np.where(truth, 0.7, 0.3) + rng.normal(0, 0.15, count), 0.01, 0.99)
+    # clips rank the recordings as well but score every one lower: the whole-recording rule misses
+    clip = np.clip(whole - 0.25, 0.01, 0.99)
+    results = {
+        "seeds": [7],
+        "floor": {},
+        "clips": {"shortest_s": 1.5, "longest_s": 4.0},
+        "oof": {"paths": [f"r{i}" for i in range(count)], "groups": groups.tolist(),
+                "labels": ["abnormal" if t else "normal" for t in truth], "scores": {"7": whole.tolist()},
+                "clip_scores": {"7": clip.tolist()}},
+    }  # fmt: skip
+    path = tmp_path / "lofo.json"
+    path.write_text(json.dumps(results))
+    assert train_command.run_table(argparse.Namespace(results=path)) == 0
+    printed = capsys.readouterr().out
+    assert "Short clips: one stretch of 1.5-4.0 s of every held-out recording" in printed
+    from ml import calibration
+
+    served = calibration.nested_source_metrics(whole, truth, groups, applied=clip)
+    own = calibration.nested_source_metrics(clip, truth, groups)
+    for name in ("x", "y", "z"):
+        a, b = served[name], own[name]
+        assert a["sensitivity"] < b["sensitivity"]  # the lower clip scores fall below the whole rule
+        assert (
+            f"{a['sensitivity']:.3f} / {a['specificity']:.3f} / {a['macc']:.3f} | "
+            f"{b['sensitivity']:.3f} / {b['specificity']:.3f} / {b['macc']:.3f} |"
+        ) in printed
+
+
 @pytest.mark.parametrize("text", ["0.5", "-0.1", "wide"])
 def test_the_table_refuses_a_band_it_cannot_draw(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
@@ -246,6 +282,61 @@ def test_in_source_folds_score_every_recording_once_and_record_their_count(
     assert report["scores"] == [0.9 if label == "abnormal" else 0.1 for label in dataset.labels]
     assert report["overall"]["macc"] == pytest.approx(1.0)
     assert set(report["groups"]) == {"circor2022", "training-a"}
+
+
+def test_a_short_clip_is_a_stretch_of_the_recording_as_long_as_a_handheld_clip() -> None:
+    rate = 2000
+    samples = np.arange(30 * rate, dtype=np.float64)  # 30 s whose values say where they were
+    lengths = []
+    for index in range(50):
+        clip = train_command.short_clip(samples, sample_rate=rate, rng=np.random.default_rng(index))
+        assert (
+            train_command.CLIP_SHORTEST_S * rate - 1 <= len(clip) <= train_command.CLIP_LONGEST_S * rate + 1
+        )
+        np.testing.assert_array_equal(clip, np.arange(clip[0], clip[0] + len(clip)))  # contiguous
+        lengths.append(len(clip))
+    assert len(set(lengths)) > 10  # lengths spread over the range, not one value
+    short = np.ones(rate)  # 1 s: shorter than any clip, kept whole
+    assert train_command.short_clip(short, sample_rate=rate, rng=np.random.default_rng(0)) is short
+
+
+def test_the_clips_are_the_same_for_every_seed_and_run() -> None:
+    rate = 2000
+    entries = tuple(Entry(path=f"a/{i}.wav", label="normal", group="a") for i in range(5))
+    samples = tuple(np.random.default_rng(i).normal(size=20 * rate) for i in range(5))
+    dataset = Dataset(root=Path("."), entries=entries, samples=samples, fingerprint="x")
+    first = train_command.short_clips(dataset, sample_rate=rate)
+    again = train_command.short_clips(dataset, sample_rate=rate)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert len({len(clip) for clip in first}) > 1  # each recording draws its own
+
+
+def test_crossval_scores_each_held_out_recording_on_its_own_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = tuple(
+        Entry(path=f"{group}/{index}.wav", label=("normal", "abnormal")[index % 2], group=group)
+        for group in ("circor2022", "training-a")
+        for index in range(3)
+    )
+    samples = tuple(np.full(8, float(index)) for index in range(len(entries)))
+    dataset = Dataset(root=Path("."), entries=entries, samples=samples, fingerprint="x")
+    clips = [np.full(4, 10.0 + index) for index in range(len(entries))]
+
+    def fit_and_score(subset: Dataset, held: np.ndarray, *, clips: list[np.ndarray], **_: object) -> dict:
+        metrics = {"macc": 0.5, "classes": ["normal", "abnormal"], "confusion_matrix": [[1, 0], [0, 1]]}
+        # a score that says which recording, and which clip, was scored
+        return {
+            "metrics": metrics,
+            "positive": [float(subset.samples[i][0]) / 100 for i in np.flatnonzero(held)],
+            "clip_positive": [float(clip[0]) / 100 for clip in clips],
+        }
+
+    monkeypatch.setattr(train_command, "_fit_and_score", fit_and_score)
+    run = train_command.crossval_run(
+        dataset, ["circor2022", "training-a"], classes=("normal", "abnormal"), config=FeatureConfig(),
+        settings=TrainSettings(), clips=clips,
+    )  # fmt: skip
+    assert run["scores"] == pytest.approx([index / 100 for index in range(6)])
+    assert run["clip_scores"] == pytest.approx([(10 + index) / 100 for index in range(6)])
 
 
 def test_crossval_refuses_a_train_without_source_the_data_lack(
