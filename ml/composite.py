@@ -50,6 +50,13 @@ def merge_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             merged["oof"]["scores"][seed] = scores
             merged["runs"][seed] = other["runs"][seed]
         merged["seeds"] = [*merged["seeds"], *other["seeds"]]
+        if "clip_scores" in merged["oof"]:
+            if "clip_scores" not in other["oof"] or other.get("clips") != merged.get("clips"):
+                # clips of some seeds only, or of other lengths, would not average as one ensemble's
+                del merged["oof"]["clip_scores"]
+                merged.pop("clips", None)
+            else:
+                merged["oof"]["clip_scores"].update(other["oof"]["clip_scores"])
     merged.pop("summary", None)
     return merged
 
@@ -84,7 +91,7 @@ def combine_crossval(results: Sequence[dict[str, Any]], weights: Sequence[float]
         for seed in seeds
     }
     averaged = [calibration.held_out_mean(r) for r in results]
-    return {
+    found: dict[str, Any] = {
         "settings": first.get("settings", {}),
         "features": first.get("features", {}),
         "seeds": [int(seed) for seed in seeds],
@@ -96,6 +103,18 @@ def combine_crossval(results: Sequence[dict[str, Any]], weights: Sequence[float]
             "served": _nan_kept(combine_log_odds, averaged, weights).tolist(),
         },
     }
+    # The recipes' scores of the same clips (crossval --clip-scores cuts the same ones in every run).
+    if all(seed in r["oof"].get("clip_scores", {}) for r in results for seed in seeds) and all(
+        r.get("clips") == first.get("clips") for r in results
+    ):
+        found["clips"] = first["clips"]
+        found["oof"]["clip_scores"] = {
+            seed: _nan_kept(
+                combine_log_odds, [np.array(r["oof"]["clip_scores"][seed], float) for r in results], weights
+            ).tolist()
+            for seed in seeds
+        }
+    return found
 
 
 def combine_in_source(results: Sequence[dict[str, Any]], weights: Sequence[float]) -> dict[str, Any]:

@@ -114,6 +114,31 @@ def test_the_combined_crossval_pairs_seeds_and_serves_the_combined_seed_means() 
     np.testing.assert_allclose(served, combine_log_odds([primary_mean, member_mean], [0.25]))
 
 
+def with_clips(result: dict[str, Any], clips: dict[str, list[float]]) -> dict[str, Any]:
+    return {
+        **result,
+        "clips": {"shortest_s": 1.5, "longest_s": 4.0},
+        "oof": {**result["oof"], "clip_scores": clips},
+    }
+
+
+def test_clip_scores_merge_with_their_seeds_and_combine_seed_by_seed() -> None:
+    first = with_clips(crossval_result({"7": [0.1, 0.9, 0.4]}), {"7": [0.2, 0.8, 0.5]})
+    second = with_clips(crossval_result({"8": [0.2, 0.7, 0.5]}), {"8": [0.3, 0.6, 0.5]})
+    merged = merge_seeds([first, second])
+    assert merged["oof"]["clip_scores"] == {"7": [0.2, 0.8, 0.5], "8": [0.3, 0.6, 0.5]}
+    # a seed without clips: the merged result has none rather than an ensemble of some seeds
+    assert "clip_scores" not in merge_seeds([first, crossval_result({"8": [0.2, 0.7, 0.5]})])["oof"]
+    member = with_clips(crossval_result({"7": [0.6, 0.9, 0.5]}), {"7": [0.5, 0.7, 0.1]})
+    combined = combine_crossval([first, member], [0.25])
+    expected = combine_log_odds([np.array([0.2, 0.8, 0.5]), np.array([0.5, 0.7, 0.1])], [0.25])
+    np.testing.assert_allclose(combined["oof"]["clip_scores"]["7"], expected)
+    assert combined["clips"] == first["clips"]
+    # clips of another length are other recordings' stretches: not combined
+    longer = {**member, "clips": {"shortest_s": 4.0, "longest_s": 8.0}}
+    assert "clip_scores" not in combine_crossval([first, longer], [0.25])["oof"]
+
+
 @pytest.fixture(scope="module")
 def logmel_member(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("member") / "logmel"
