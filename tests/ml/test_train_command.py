@@ -103,6 +103,24 @@ def test_it_reads_settings_missing_from_older_crossval_results_as_defaults(tmp_p
         load_crossval(path, settings=TrainSettings(epochs=3, mixstyle=True), config=FeatureConfig())
 
 
+def _crossval_file(
+    folder: Path, groups: list[str], truth: np.ndarray, scores: np.ndarray, *, clips: np.ndarray | None = None
+) -> Path:
+    """A one-seed crossval result of these held-out scores (and clip scores), written as JSON."""
+    results: dict[str, object] = {
+        "seeds": [7],
+        "floor": {},
+        "oof": {"paths": [f"r{i}" for i in range(len(groups))], "groups": groups,
+                "labels": ["abnormal" if t else "normal" for t in truth], "scores": {"7": scores.tolist()}},
+    }  # fmt: skip
+    if clips is not None:
+        results["clips"] = {"shortest_s": 1.5, "longest_s": 4.0}
+        results["oof"]["clip_scores"] = {"7": clips.tolist()}  # type: ignore[index]
+    path = folder / "lofo.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
 def test_the_table_shows_what_the_uncertain_band_holds_back_on_each_source(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,14 +129,7 @@ def test_the_table_shows_what_the_uncertain_band_holds_back_on_each_source(
     groups = ["x", "y", "z"] * (count // 3)
     truth = rng.uniform(size=count) < 0.5
     scores = np.clip(np.where(truth, 0.7, 0.3) + rng.normal(0, 0.15, count), 0.01, 0.99)
-    results = {
-        "seeds": [7],
-        "floor": {},
-        "oof": {"paths": [f"r{i}" for i in range(count)], "groups": groups,
-                "labels": ["abnormal" if t else "normal" for t in truth], "scores": {"7": scores.tolist()}},
-    }  # fmt: skip
-    path = tmp_path / "lofo.json"
-    path.write_text(json.dumps(results))
+    path = _crossval_file(tmp_path, groups, truth, scores)
     assert train_command.run_table(argparse.Namespace(results=path)) == 0
     printed = capsys.readouterr().out
     assert "The `uncertain` band (calibrated probability within 0.10 of the threshold" in printed
@@ -156,16 +167,7 @@ def test_the_table_shows_held_out_sources_scored_on_short_clips(
     whole = np.clip(np.where(truth, 0.7, 0.3) + rng.normal(0, 0.15, count), 0.01, 0.99)
     # clips rank the recordings as well but score every one lower: the whole-recording rule misses
     clip = np.clip(whole - 0.25, 0.01, 0.99)
-    results = {
-        "seeds": [7],
-        "floor": {},
-        "clips": {"shortest_s": 1.5, "longest_s": 4.0},
-        "oof": {"paths": [f"r{i}" for i in range(count)], "groups": groups.tolist(),
-                "labels": ["abnormal" if t else "normal" for t in truth], "scores": {"7": whole.tolist()},
-                "clip_scores": {"7": clip.tolist()}},
-    }  # fmt: skip
-    path = tmp_path / "lofo.json"
-    path.write_text(json.dumps(results))
+    path = _crossval_file(tmp_path, groups.tolist(), truth, whole, clips=clip)
     assert train_command.run_table(argparse.Namespace(results=path)) == 0
     printed = capsys.readouterr().out
     assert "Short clips: one stretch of 1.5-4.0 s of every held-out recording" in printed
