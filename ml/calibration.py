@@ -10,6 +10,7 @@ Pure numpy; the parameters live in the bundle's manifest.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,12 +235,18 @@ def decide_one(
     limit = (calibration.out_of_distribution or {}).get("limit")
     if distance is not None and limit and distance > limit:
         reasons.append(f"{UNLIKE_TRAINING} (distance {distance:.1f}, limit {limit:.1f})")
-    if abs(probability - calibration.threshold) < calibration.margin:
+    if near_threshold(np.array([probability]), calibration)[0]:
         reasons.append(
             f"p({positive_class}) {probability:.2f} is within {calibration.margin:.2f} "
             f"of the threshold {calibration.threshold:.2f}"
         )
     return Decision(UNCERTAIN if reasons else label, probability, reasons)
+
+
+def near_threshold(probabilities: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """Which calibrated probabilities lie inside the ``uncertain`` band: closer to the threshold
+    than the margin (on its edges a recording is decided)."""
+    return np.asarray(np.abs(probabilities - calibration.threshold) < calibration.margin)
 
 
 def reference_quantiles(probabilities: np.ndarray) -> tuple[float, ...]:
@@ -349,7 +356,7 @@ def nested_source_metrics(
         others = fit_calibration(scores[~inside], truth[~inside], sources[~inside], source="nested")
         probabilities = others.probability(decided_on[inside])
         predicted = probabilities >= others.threshold
-        decided = np.abs(probabilities - others.threshold) >= margin
+        decided = ~near_threshold(probabilities, dataclasses.replace(others, margin=margin))
         t = truth[inside]
         sensitivity, specificity = _recalls(predicted, t)
         decided_sensitivity, decided_specificity = _recalls(predicted[decided], t[decided])

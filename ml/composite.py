@@ -139,9 +139,14 @@ def combine_in_source(results: Sequence[dict[str, Any]], weights: Sequence[float
         positive = combine_log_odds([np.array(part, dtype=np.float64) for part in parts], weights)
         probabilities = np.stack([1 - positive, positive], axis=1)
         found[seed] = grouped_metrics(truth, probabilities, np.array(first["oof"]["groups"]), classes=classes)
-        # Runs of one seed share their folds, so the first run's count stands for all.
-        if "folds" in first["in_source"][seed]:
-            found[seed]["folds"] = first["in_source"][seed]["folds"]
+        counts = {r["in_source"][seed].get("folds") for r in results}
+        if len(counts) > 1:
+            raise ValueError(
+                f"the in-source runs of seed {seed} have different fold counts: {sorted(map(str, counts))}"
+            )
+        # Runs of one seed with one count share their folds.
+        if counts != {None}:
+            found[seed]["folds"] = counts.pop()
     return found
 
 
@@ -283,7 +288,7 @@ def in_source_section(in_source: dict[str, Any]) -> tuple[str, str]:
     # Results from before the fold count was recorded do not say it.
     known = len(counts) == 1 and None not in counts
     folds = f"{_number(counts.pop()).capitalize()} folds" if known else "Folds"
-    every = f"all {_number(sources.pop())} sources" if len(sources) == 1 else "all sources"
+    every = "all sources" if len(sources) != 1 else _every(sources.pop())
     lines = [
         f"{folds} over the patients of every source (a patient's recordings stay in one fold), "
         f"each fold's models trained on the rest of {every}, threshold 0.5 on the combined "
@@ -306,6 +311,11 @@ _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", 
 def _number(count: int) -> str:
     """A count in words up to ten, as the cards write them, in digits above."""
     return _NUMBER_WORDS[count] if 0 <= count < len(_NUMBER_WORDS) else str(count)
+
+
+def _every(count: int) -> str:
+    """'both sources', 'all seven sources'."""
+    return "both sources" if count == 2 else f"all {_number(count)} sources"
 
 
 def _sections(card: str) -> list[tuple[str, str]]:

@@ -386,7 +386,11 @@ def run_crossval(args: argparse.Namespace) -> int:
     )
     clips = short_clips(dataset, sample_rate=config.sample_rate) if args.clip_scores else None
     if clips is not None:
-        results["clips"] = {"shortest_s": CLIP_SHORTEST_S, "longest_s": CLIP_LONGEST_S}
+        # Everything the clips depend on: runs that agree here cut the same clips.
+        results["clips"] = {
+            "shortest_s": CLIP_SHORTEST_S, "longest_s": CLIP_LONGEST_S, "seed": CLIP_SEED,
+            "sample_rate": config.sample_rate,
+        }  # fmt: skip
         results["oof"]["clip_scores"] = {}
     for seed in seeds:
         settings = dataclasses.replace(settings_from(args), seed=seed)
@@ -443,8 +447,9 @@ def crossval_run(
         found[fold] = fold_scores["metrics"]
         for index, value in zip(np.flatnonzero(held), fold_scores["positive"], strict=True):
             scores[index] = value
-        for index, value in zip(np.flatnonzero(held), fold_scores.get("clip_positive", []), strict=False):
-            clip_scores[index] = value
+        if clips is not None:
+            for index, value in zip(np.flatnonzero(held), fold_scores["clip_positive"], strict=True):
+                clip_scores[index] = value
         print(format_metrics(f"held out {fold} (seed {settings.seed})", found[fold]), flush=True)
     return {"folds": found, "scores": scores, **({"clip_scores": clip_scores} if clips is not None else {})}
 
@@ -689,7 +694,7 @@ def _print_uncertain_band(nested: dict[str, dict[str, float]], margin: float) ->
             f"| {name} | {v['uncertain_share']:.2f} | {v['sensitivity']:.3f} / {v['specificity']:.3f} | "
             f"{v['macc']:.3f} | {v['decided_sensitivity']:.3f} / {v['decided_specificity']:.3f} | "
             f"{v['decided_macc']:.3f} | {v['called_positive_share']:.2f} | {v['shift_distance']:.2f} | "
-            f"{'yes' if v['shift_warning'] else 'no'} |"
+            f"{_warns(v)} |"
         )
     means = {key: float(np.nanmean([v[key] for v in nested.values()])) for key in ("uncertain_share", "macc")}
     decided = float(np.nanmean([v["decided_macc"] for v in nested.values()]))
@@ -699,7 +704,16 @@ def _print_uncertain_band(nested: dict[str, dict[str, float]], margin: float) ->
     )
 
 
-def _print_clip_table(results: dict[str, Any], *, margin: float) -> None:
+def _warns(nested: dict[str, float]) -> str:
+    """yes / no, or ``-`` for a source too small for the batch-shift check to judge."""
+    from ml.calibration import SHIFT_MIN_RECORDINGS
+
+    if nested["count"] < SHIFT_MIN_RECORDINGS:
+        return "-"
+    return "yes" if nested["shift_warning"] else "no"
+
+
+def _print_clip_table(results: dict[str, Any]) -> None:
     """Held-out sources scored on one short clip of every recording (``crossval --clip-scores``):
     ranking, and the decisions of the rule fitted on the other sources' whole recordings (what a
     short recording gets today) and of one fitted on their clips."""
@@ -712,8 +726,8 @@ def _print_clip_table(results: dict[str, Any], *, margin: float) -> None:
     whole, clip = whole[keep], clip[keep]
     truth = (np.array(oof["labels"]) == "abnormal")[keep]
     sources = np.array(oof["groups"])[keep]
-    rule_whole = calibration.nested_source_metrics(whole, truth, sources, margin=margin, applied=clip)
-    rule_clip = calibration.nested_source_metrics(clip, truth, sources, margin=margin)
+    rule_whole = calibration.nested_source_metrics(whole, truth, sources, applied=clip)
+    rule_clip = calibration.nested_source_metrics(clip, truth, sources)
     span = results.get("clips", {})
     print(
         f"\nShort clips: one stretch of {span.get('shortest_s', '?')}-{span.get('longest_s', '?')} s of "
@@ -741,8 +755,8 @@ def _print_clip_table(results: dict[str, Any], *, margin: float) -> None:
     mean_auc = np.nanmean(np.array(aucs), axis=0)
     print(
         f"| mean over sources | {mean_auc[0]:.3f} / {mean_auc[1]:.3f} "
-        f"| {np.mean([v['macc'] for v in rule_whole.values()]):.3f} "
-        f"| {np.mean([v['macc'] for v in rule_clip.values()]):.3f} |"
+        f"| {np.nanmean([v['macc'] for v in rule_whole.values()]):.3f} "
+        f"| {np.nanmean([v['macc'] for v in rule_clip.values()]):.3f} |"
     )
 
 
@@ -785,7 +799,7 @@ def _print_source_tables(results: dict[str, Any], summary: dict[str, Any], *, ma
     margin = calibration.DEFAULT_MARGIN if margin is None else margin
     _print_uncertain_band(calibration.nested_source_metrics(scores, truth, sources, margin=margin), margin)
     if "clip_scores" in results["oof"]:
-        _print_clip_table(results, margin=margin)
+        _print_clip_table(results)
     print("\nA 50-recording labelled sample of the site sets its threshold (20 draws; held-out scores"
           " averaged over seeds; 'before' is the rule fitted on the other sources):\n")  # fmt: skip
     print("| source | MAcc before | MAcc after (worst) | Se before / after | Sp before / after |")

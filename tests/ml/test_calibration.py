@@ -195,6 +195,32 @@ def test_the_uncertain_band_holds_back_the_scores_near_the_threshold_and_decides
     assert wide["uncertain_share"] == 1.0 and np.isnan(wide["decided_macc"])
 
 
+def test_the_band_holds_back_the_recordings_the_served_decision_calls_uncertain() -> None:
+    rng = np.random.default_rng(14)
+    sources = np.repeat(["a", "b"], 200)
+    truth = np.tile(np.arange(200) >= 100, 2)
+    scores = calibration.sigmoid(np.where(truth, 0.8, -0.8) + rng.normal(0, 1.0, 400))
+    found = calibration.nested_source_metrics(scores, truth, sources, margin=0.1)
+    for name, other in (("a", "b"), ("b", "a")):
+        fitted = calibration.fit_calibration(
+            scores[sources == other], truth[sources == other], sources[sources == other], source="x"
+        )
+        outcomes = [
+            calibration.decide_one(
+                float(p), calibration=fitted, classes=("normal", "abnormal"), positive_class="abnormal",
+                quality="good",
+            ).outcome
+            for p in fitted.probability(scores[sources == name])
+        ]  # fmt: skip
+        held_back = np.mean([outcome == calibration.UNCERTAIN for outcome in outcomes])
+        assert 0 < held_back < 1
+        assert found[name]["uncertain_share"] == pytest.approx(held_back)
+    # on the band's edges both decide: the band is open at its ends
+    edge = calibration.Calibration(threshold=0.5, margin=0.25)
+    assert not calibration.near_threshold(np.array([0.25, 0.75]), edge).any()
+    assert calibration.near_threshold(np.array([0.26, 0.5, 0.74]), edge).all()
+
+
 def test_the_nested_figures_say_which_source_the_batch_shift_check_warns_of() -> None:
     rng = np.random.default_rng(12)
     sources = np.repeat(["a", "b", "c", "shifted"], 200)

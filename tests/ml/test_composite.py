@@ -137,6 +137,15 @@ def test_clip_scores_merge_with_their_seeds_and_combine_seed_by_seed() -> None:
     # clips of another length are other recordings' stretches: not combined
     longer = {**member, "clips": {"shortest_s": 4.0, "longest_s": 8.0}}
     assert "clip_scores" not in combine_crossval([first, longer], [0.25])["oof"]
+    # nor with a member that scored none
+    assert (
+        "clip_scores" not in combine_crossval([first, crossval_result({"7": [0.6, 0.9, 0.5]})], [0.25])["oof"]
+    )
+    # a first result without clips gains none from later ones; clips dropped stay dropped
+    plain = crossval_result({"6": [0.3, 0.6, 0.5]})
+    assert "clip_scores" not in merge_seeds([plain, first, second])["oof"]
+    third = with_clips(crossval_result({"9": [0.1, 0.2, 0.3]}), {"9": [0.1, 0.2, 0.3]})
+    assert "clip_scores" not in merge_seeds([first, plain, third])["oof"]
 
 
 @pytest.fixture(scope="module")
@@ -321,6 +330,10 @@ def test_in_source_scores_of_one_seed_combine_recording_by_recording() -> None:
     assert found["7"]["folds"] == 3
     assert found["7"]["overall"]["macc"] == pytest.approx(1.0)
     assert combine_in_source([primary, member], [0.05])["7"]["overall"]["macc"] == pytest.approx(0.0)
+    # runs of one seed with other fold counts did not share their folds
+    member["in_source"]["7"]["folds"] = 5
+    with pytest.raises(ValueError, match="different fold counts"):
+        combine_in_source([primary, member], [0.5])
     del member["in_source"]
     assert combine_in_source([primary, member], [0.5]) == {}
 
@@ -342,7 +355,7 @@ def test_the_in_source_figures_go_into_the_manifest_and_the_card(
     assert "- seed 7: MAcc 0.830, Se 0.770, Sp 0.890, ROC AUC 0.900; MAcc per source: site-a 0.800" in card
     # results from before the fold count was recorded do not say it
     assert "Folds over the patients of every source" in card
-    assert "trained on the rest of all two sources" in card
+    assert "trained on the rest of both sources" in card
 
 
 def test_the_in_source_card_says_how_many_folds_and_sources_the_runs_had() -> None:

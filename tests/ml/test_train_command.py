@@ -184,6 +184,27 @@ def test_the_table_shows_held_out_sources_scored_on_short_clips(
         ) in printed
 
 
+def test_the_table_says_which_source_the_batch_shift_check_warns_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    groups = ["x"] * 100 + ["y"] * 100 + ["shifted"] * 100 + ["small"] * 10
+    truth = np.tile(np.arange(10) < 3, 31)
+    shift = {"x": 0.0, "y": 0.0, "shifted": 3.0, "small": 0.0}  # a device adding 3 to the log-odds
+    logits = np.array([2.0 * t - 1.0 + shift[g] for g, t in zip(groups, truth, strict=True)])
+    scores = 1 / (1 + np.exp(-(logits + rng.normal(0, 0.5, len(logits)))))
+    path = _crossval_file(tmp_path, groups, truth, scores)
+    assert train_command.run_table(argparse.Namespace(results=path)) == 0
+    rows = {  # the band's table: nine columns
+        line.split(" | ")[0].strip("| "): line
+        for line in capsys.readouterr().out.splitlines()
+        if line.count("|") == 10
+    }
+    assert rows["shifted"].endswith("| yes |")
+    assert rows["x"].endswith("| no |") and rows["y"].endswith("| no |")
+    assert rows["small"].endswith("| - |")  # 10 recordings: too few for the check to judge
+
+
 @pytest.mark.parametrize("text", ["0.5", "-0.1", "wide"])
 def test_the_table_refuses_a_band_it_cannot_draw(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
@@ -313,32 +334,55 @@ def test_the_clips_are_the_same_for_every_seed_and_run() -> None:
     assert len({len(clip) for clip in first}) > 1  # each recording draws its own
 
 
-def test_crossval_scores_each_held_out_recording_on_its_own_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crossval_scores_each_held_out_recording_on_its_own_clip(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rate = 2000
+    # the sources interleaved, so that a fold's recordings are not one block of the data
     entries = tuple(
         Entry(path=f"{group}/{index}.wav", label=("normal", "abnormal")[index % 2], group=group)
+        for index in range(4)
         for group in ("circor2022", "training-a")
-        for index in range(3)
     )
-    samples = tuple(np.full(8, float(index)) for index in range(len(entries)))
+    # each recording's samples are its index: a clip of it says whose it is
+    samples = tuple(np.full(10 * rate, float(index)) for index in range(len(entries)))
     dataset = Dataset(root=Path("."), entries=entries, samples=samples, fingerprint="x")
-    clips = [np.full(4, 10.0 + index) for index in range(len(entries))]
 
-    def fit_and_score(subset: Dataset, held: np.ndarray, *, clips: list[np.ndarray], **_: object) -> dict:
+    def fit_and_score(
+        subset: Dataset, held: np.ndarray, *, clips: list[np.ndarray] | None, **_: object
+    ) -> dict[str, object]:
         metrics = {"macc": 0.5, "classes": ["normal", "abnormal"], "confusion_matrix": [[1, 0], [0, 1]]}
-        # a score that says which recording, and which clip, was scored
-        return {
+        # a score that says which recording, and which recording's clip, was scored
+        found: dict[str, object] = {
             "metrics": metrics,
             "positive": [float(subset.samples[i][0]) / 100 for i in np.flatnonzero(held)],
-            "clip_positive": [float(clip[0]) / 100 for clip in clips],
         }
+        if clips is not None:
+            assert all(len(clip) <= train_command.CLIP_LONGEST_S * rate + 1 for clip in clips)
+            found["clip_positive"] = [0.5 + float(clip[0]) / 100 for clip in clips]
+        return found
 
+    monkeypatch.setattr(train_command, "load_all", lambda *_: dataset)
+    monkeypatch.setattr(train_command, "crossval_floor", lambda *_, **__: {"folds": {}})
     monkeypatch.setattr(train_command, "_fit_and_score", fit_and_score)
-    run = train_command.crossval_run(
-        dataset, ["circor2022", "training-a"], classes=("normal", "abnormal"), config=FeatureConfig(),
-        settings=TrainSettings(), clips=clips,
-    )  # fmt: skip
-    assert run["scores"] == pytest.approx([index / 100 for index in range(6)])
-    assert run["clip_scores"] == pytest.approx([(10 + index) / 100 for index in range(6)])
+    parser = argparse.ArgumentParser()
+    train_arguments.add_crossval_arguments(parser)
+    out = tmp_path / "clips.json"
+    args = parser.parse_args(["--data", "d", "--out", str(out), "--seeds", "7,8", "--clip-scores"])
+    assert train_command.run_crossval(args) == 0
+    results = json.loads(out.read_text())
+    assert results["clips"] == {
+        "shortest_s": train_command.CLIP_SHORTEST_S, "longest_s": train_command.CLIP_LONGEST_S,
+        "seed": train_command.CLIP_SEED, "sample_rate": rate,
+    }  # fmt: skip
+    for seed in ("7", "8"):
+        assert results["oof"]["scores"][seed] == pytest.approx([index / 100 for index in range(8)])
+        assert results["oof"]["clip_scores"][seed] == pytest.approx([0.5 + index / 100 for index in range(8)])
+    # without the option no clip is cut or scored
+    plain = tmp_path / "plain.json"
+    monkeypatch.setattr(train_command, "short_clips", lambda *_, **__: pytest.fail("clips cut"))
+    assert train_command.run_crossval(parser.parse_args(["--data", "d", "--out", str(plain)])) == 0
+    assert "clip_scores" not in json.loads(plain.read_text())["oof"]
 
 
 def test_crossval_refuses_a_train_without_source_the_data_lack(
