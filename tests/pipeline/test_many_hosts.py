@@ -140,6 +140,10 @@ def test_it_splits_a_batch_between_a_worker_here_and_one_on_another_host(
                 chunks = queue.send_analysis(batch, ids, chunk_size=CHUNK)
                 poll_until(lambda: busy_with_a_chunk([here_name, other_host.name]), timeout=120)
             finished = wait_for_batch(batch.pk, timeout=300)
+            # The batch ends when the last chunk's results are committed; the worker logs that
+            # chunk's success only after its task returns, so wait for the line before stopping it.
+            with contextlib.suppress(TimeoutError):
+                poll_until(lambda: claimed_by(here_log) + claimed_by(other_host.log) >= len(ids), timeout=30)
         finally:
             kill_worker(here)
             kill_worker(there)
