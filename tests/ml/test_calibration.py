@@ -161,6 +161,12 @@ def test_nested_calibration_scores_each_source_with_the_others_fit() -> None:
     assert all(0.7 < values["macc"] <= 1.0 for values in found.values())
 
 
+def _fitted_on(source: str, scores: np.ndarray, truth: np.ndarray, sources: np.ndarray) -> Calibration:
+    """The rule a site gets from one other source's held-out scores."""
+    inside = sources == source
+    return calibration.fit_calibration(scores[inside], truth[inside], sources[inside], source="x")
+
+
 def test_the_uncertain_band_holds_back_the_scores_near_the_threshold_and_decides_the_rest() -> None:
     rng = np.random.default_rng(11)
     sources = np.repeat(["a", "b"], 300)
@@ -169,9 +175,7 @@ def test_the_uncertain_band_holds_back_the_scores_near_the_threshold_and_decides
     found = calibration.nested_source_metrics(scores, truth, sources, margin=0.1)
     for name, other in (("a", "b"), ("b", "a")):
         # what a site gets: the other source's calibration, and the band around its threshold
-        fitted = calibration.fit_calibration(
-            scores[sources == other], truth[sources == other], sources[sources == other], source="x"
-        )
+        fitted = _fitted_on(other, scores, truth, sources)
         probabilities = fitted.probability(scores[sources == name])
         t = truth[sources == name]
         near = np.abs(probabilities - fitted.threshold) < 0.1
@@ -202,9 +206,7 @@ def test_the_band_holds_back_the_recordings_the_served_decision_calls_uncertain(
     scores = calibration.sigmoid(np.where(truth, 0.8, -0.8) + rng.normal(0, 1.0, 400))
     found = calibration.nested_source_metrics(scores, truth, sources, margin=0.1)
     for name, other in (("a", "b"), ("b", "a")):
-        fitted = calibration.fit_calibration(
-            scores[sources == other], truth[sources == other], sources[sources == other], source="x"
-        )
+        fitted = _fitted_on(other, scores, truth, sources)
         outcomes = [
             calibration.decide_one(
                 float(p), calibration=fitted, classes=("normal", "abnormal"), positive_class="abnormal",
